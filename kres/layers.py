@@ -1,0 +1,89 @@
+"""Custom Keras layers that kres models need where no built-in layer fits.
+
+Each layer is registered as serializable under the ``kres`` package, so models
+that use it save to ``.keras`` and load back with ``safe_mode=True``.
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kres")
+class GroupedConv2D(keras.layers.Conv2D):
+    """A grouped 2D convolution that is exact and trainable on every device.
+
+    It is `keras.layers.Conv2D(groups=g)` with the same arguments, the same
+    config and the same kernel layout ``(kh, kw, in_channels // g, filters)``,
+    so weights move freely between the two. Only the computation differs:
+    TensorFlow's grouped convolution has no CPU backward kernel (Keras falls
+    back to XLA for it, which is very slow), so this layer computes the `g`
+    groups as `g` ordinary convolutions and concatenates them.
+
+    Example:
+
+    >>> layer = GroupedConv2D(64, 3, groups=32, padding="same")
+    >>> layer(keras.ops.ones((1, 8, 8, 64))).shape
+    (1, 8, 8, 64)
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if self.groups == 1:
+            return super().convolution_op(inputs, kernel)
+        axis = -1 if self.data_format == "channels_last" else 1
+        groups = zip(
+            ops.split(inputs, self.groups, axis=axis),
+            ops.split(kernel, self.groups, axis=-1),
+        )
+        return ops.concatenate(
+            [
+                ops.conv(
+                    x,
+                    k,
+                    strides=list(self.strides),
+                    padding=self.padding,
+                    dilation_rate=self.dilation_rate,
+                    data_format=self.data_format,
+                )
+                for x, k in groups
+            ],
+            axis=axis,
+        )
+
+
+@keras.saving.register_keras_serializable(package="kres")
+class ZeroPadChannels(keras.layers.Layer):
+    """Appends all-zero channels to a channels-last tensor.
+
+    The parameter-free "option A" shortcut of the ResNet paper (Sec. 4.2) uses
+    it to widen the identity when a stage doubles its width.
+
+    Args:
+        padding: a pair ``(before, after)``: how many zero channels to put
+            before and after the existing ones.
+
+    Example:
+
+    >>> ZeroPadChannels((1, 2))(keras.ops.ones((1, 2, 2, 3))).shape
+    (1, 2, 2, 6)
+    """
+
+    def __init__(self, padding, **kwargs):
+        super().__init__(**kwargs)
+        before, after = (int(p) for p in padding)
+        if before < 0 or after < 0:
+            raise ValueError(
+                f"padding must be two non-negative integers. Received: padding={padding}"
+            )
+        self.padding = (before, after)
+
+    def call(self, inputs):
+        return ops.pad(inputs, [[0, 0], [0, 0], [0, 0], list(self.padding)])
+
+    def compute_output_shape(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None:
+            channels += sum(self.padding)
+        return (*input_shape[:-1], channels)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}

@@ -1,0 +1,2 @@
+"""One module per architecture family: a frozen spec dataclass, a `SPECS`
+table with one row per named variant, and one builder."""

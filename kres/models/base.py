@@ -1,0 +1,183 @@
+"""What every family's builder shares: argument checks, the input, the weights.
+
+Each builder takes the keras.applications arguments (`include_top`,
+`weights`, `input_tensor`, `input_shape`, `pooling`, `classes`,
+`classifier_activation`, `name`); this module validates them the same way for
+all families and finishes the model.
+"""
+
+import contextlib
+import os
+import re
+import sys
+
+import keras
+
+POOLINGS = (None, "avg", "max")
+
+
+def check_head_args(*, include_top, pooling, classes, weights):
+    """Validates the head and weights arguments of a constructor.
+
+    Raises:
+        ValueError: naming the argument and the value received.
+    """
+    if not isinstance(include_top, bool):
+        raise ValueError(f"include_top must be True or False. Received: include_top={include_top!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(
+            f"pooling must be None, 'avg' or 'max'"
+            f"{' (the global pooling that feeds the classifier)' if include_top else ''}. "
+            f"Received: pooling={pooling!r}"
+        )
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"classes must be a positive integer. Received: classes={classes!r}")
+    if weights is None:
+        return
+    if weights == "imagenet":
+        raise ValueError(
+            "Published ImageNet weights are not available in this kres release; pass "
+            "weights=None or the path of a weights file. Received: weights='imagenet'"
+        )
+    if not isinstance(weights, str | os.PathLike) or not os.path.isfile(weights):
+        raise ValueError(
+            "weights must be None or the path of an existing weights file. "
+            f"Received: weights={weights!r}"
+        )
+
+
+def make_input(*, input_tensor, input_shape, default_size, min_size):
+    """Returns ``(image_input, model_inputs)`` for a constructor.
+
+    `input_shape` defaults to ``(default_size, default_size, 3)``; spatial
+    sizes may be ``None`` (any size), but a known size must be at least
+    `min_size`, the network's total downsampling factor.
+
+    Raises:
+        ValueError: for an input shape that is not ``(height, width,
+            channels)``, has no channel count, or is smaller than `min_size`.
+    """
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "kres models are channels-last. Received: keras.config.image_data_format()="
+            f"{keras.config.image_data_format()!r}"
+        )
+    if input_tensor is not None and input_shape is None:
+        input_shape = tuple(input_tensor.shape[1:])
+    if input_shape is None:
+        input_shape = (default_size, default_size, 3)
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        input_shape = None
+    if input_shape is None or len(input_shape) != 3:
+        raise ValueError(
+            "input_shape must be (height, width, channels). Received: "
+            f"input_shape={input_shape!r}"
+        )
+    *spatial, channels = input_shape
+    if not isinstance(channels, int) or channels < 1:
+        raise ValueError(
+            "input_shape must give a positive number of channels (the classifier head and "
+            f"the first convolution need it). Received: input_shape={input_shape}"
+        )
+    for size in spatial:
+        if size is not None and (not isinstance(size, int) or size < min_size):
+            raise ValueError(
+                f"input_shape is too small for this network, which downsamples by {min_size}: "
+                f"height and width must be at least {min_size} (or None). "
+                f"Received: input_shape={input_shape}"
+            )
+    if input_tensor is None:
+        image = keras.Input(shape=input_shape, name="image")
+        return image, image
+    if keras.backend.is_keras_tensor(input_tensor):
+        image = input_tensor
+    else:
+        image = keras.Input(tensor=input_tensor, shape=input_shape)
+    return image, keras.utils.get_source_inputs(image)
+
+
+def finish_model(inputs, outputs, *, name, weights):
+    """Wraps the graph in a `keras.Model` and loads `weights` if given.
+
+    Keras loads a ``.weights.h5`` file by position and accepts a file that
+    holds more variables than the model; kres refuses that, so a file from
+    another architecture is never half-loaded silently.
+
+    Raises:
+        ValueError: if the weights file does not match the architecture.
+    """
+    with deep_graphs():
+        model = keras.Model(inputs, outputs, name=name)
+    if weights is not None:
+        load_weights_strict(model, weights)
+    return model
+
+
+@contextlib.contextmanager
+def deep_graphs(limit=20_000):
+    """Lets Keras walk graphs thousands of layers deep (ResNet-1202).
+
+    Keras maps a Functional graph recursively, one Python frame per layer, so
+    the default recursion limit of 1000 stops it near 1000 layers deep. Also
+    needed around `keras.Model.from_config` and `keras.saving.load_model` of
+    such models.
+    """
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def load_weights_strict(model, path):
+    """Loads a weights file into `model`, refusing any mismatch.
+
+    Args:
+        model: a built Keras model.
+        path: a Keras ``.weights.h5`` file (or any file `model.load_weights`
+            reads).
+
+    Raises:
+        ValueError: naming the file, when its variables do not match the
+            model's in number or shape.
+    """
+    path = os.fspath(path)
+    stored = _count_stored_variables(path)
+    if stored is not None and stored != len(model.weights):
+        raise ValueError(
+            f"The weights file does not match the architecture of {model.name!r}: it holds "
+            f"{stored} variables, the model has {len(model.weights)}. Received: weights={path!r}"
+        )
+    try:
+        model.load_weights(path)
+    except (ValueError, KeyError, OSError) as error:
+        # Keras's message goes on to print whole variables; keep its gist.
+        text = str(error)
+        detail = text.splitlines()[0] if text else type(error).__name__
+        shapes = re.search(r"variable\.shape=\([^)]*\), Received: value\.shape=\([^)]*\)", text)
+        if shapes:
+            detail += f" ({shapes.group(0)})"
+        raise ValueError(
+            f"The weights file does not match the architecture of {model.name!r}: {detail} "
+            f"Received: weights={path!r}"
+        ) from error
+
+
+def _count_stored_variables(path):
+    """Number of variables in a Keras 3 ``.weights.h5`` file, else ``None``."""
+    if not path.endswith(".weights.h5"):
+        return None
+    import h5py
+
+    count = 0
+
+    def visit(_, obj):
+        nonlocal count
+        count += isinstance(obj, h5py.Dataset)
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return count
