@@ -1,12 +1,11 @@
 """The Keras user's view: constructors, plain Functional models, fit, saving."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import kres
-
-import keras
 
 
 def test_every_constructor_names_a_registered_model():

@@ -1,13 +1,12 @@
 """The one residual block: shortcut choice, layouts, SE, drop path, zero-init."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import kres
 from kres import blocks
-
-import keras
 
 
 def _layers(model, suffix):

@@ -5,13 +5,12 @@ every one of its weighted layers is copied to the kres layer of the same name,
 and both must give the same outputs. Matching names prove the layer naming too.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import kres
-
-import keras
 
 # keras.applications ResNet v1: stride on the first 1x1, biases on every
 # convolution, Keras's BN epsilon.
@@ -53,6 +52,19 @@ def test_same_outputs_as_keras_applications(reference, name, overrides):
     assert np.abs(got - expected).max() < 1e-4
     # Not a trivial agreement: the predictions differ between images.
     assert np.abs(expected - expected.mean(axis=0)).max() > 1e-3
+
+
+@pytest.mark.parametrize("reference, name", [
+    (keras.applications.ResNet101, "resnet101"),
+    (keras.applications.ResNet152, "resnet152"),
+    (keras.applications.ResNet101V2, "resnet101v2"),
+    (keras.applications.ResNet152V2, "resnet152v2"),
+])
+def test_same_size_as_keras_applications(reference, name):
+    overrides = {} if name.endswith("v2") else KERAS_V1
+    ref = reference(weights=None, input_shape=(64, 64, 3))
+    ours = kres.build_model(name, input_shape=(64, 64, 3), **overrides)
+    assert [(w.path, w.shape) for w in ours.weights] == [(w.path, w.shape) for w in ref.weights]
 
 
 def test_keras_v1_layout_macs():

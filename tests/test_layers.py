@@ -1,12 +1,11 @@
 """kres's custom layers against the built-in computation they replace."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from kres.layers import GroupedConv2D, ZeroPadChannels
-
-import keras
 
 
 @pytest.mark.parametrize("groups, strides, padding", [

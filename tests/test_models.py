@@ -1,6 +1,7 @@
 """Every registered model: exact size, a working forward and backward pass, and
 a config that rebuilds the same network."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,16 +10,8 @@ import kres
 from kres.models.base import deep_graphs
 from tests.golden import PUBLISHED
 
-import keras
 
-SLOW = {"cifar_resnet1202"}
-
-
-def _params(names):
-    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
-
-
-@pytest.mark.parametrize("name", _params(kres.list_models()))
+@pytest.mark.parametrize("name", kres.list_models())
 def test_model(name):
     model = kres.build_model(name)
     spec = kres.get_spec(name)
@@ -35,7 +28,8 @@ def test_model(name):
     x = tf.random.uniform((2, size, size, 3))
     with tf.GradientTape() as tape:
         probs = model(x, training=True)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(tf.constant([1, 2]), probs))
+        labels = tf.constant([1, 2])
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, probs))
     grads = tape.gradient(loss, model.trainable_weights)
     assert probs.shape == (2, spec.default_classes)
     np.testing.assert_allclose(tf.reduce_sum(probs, axis=1), 1.0, rtol=1e-5)

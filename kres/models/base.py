@@ -23,7 +23,9 @@ def check_head_args(*, include_top, pooling, classes, weights):
         ValueError: naming the argument and the value received.
     """
     if not isinstance(include_top, bool):
-        raise ValueError(f"include_top must be True or False. Received: include_top={include_top!r}")
+        raise ValueError(
+            f"include_top must be True or False. Received: include_top={include_top!r}"
+        )
     if pooling not in POOLINGS:
         raise ValueError(
             f"pooling must be None, 'avg' or 'max'"

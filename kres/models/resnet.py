@@ -105,7 +105,8 @@ class ResNetSpec:
             )
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(
-                f"drop_path_rate must be in [0, 1). Received: drop_path_rate={self.drop_path_rate!r}"
+                "drop_path_rate must be in [0, 1). "
+                f"Received: drop_path_rate={self.drop_path_rate!r}"
             )
         if self.zero_init_last and self.shortcut == "none":
             raise ValueError(
