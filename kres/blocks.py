@@ -389,5 +389,8 @@ def classifier_head(x, *, include_top, pooling, classes, classifier_activation):
     elif pooling == "avg" or include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if include_top:
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        # Under a mixed-precision policy the probabilities stay float32.
+        mixed = keras.config.dtype_policy().name.startswith("mixed")
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions",
+                         dtype="float32" if mixed else None)(x)
     return x

@@ -2,10 +2,14 @@
 
     kres models [PATTERN ...]      name, parameters and multiply-accumulates
     kres summary NAME              Keras summary of one model
+    kres train --model M --dataset D [--recipe R --epochs N ...]
+    kres train --resume RUN_DIR    continue an interrupted run
+    kres evaluate MODEL.keras --dataset D
 """
 
 import argparse
 import ast
+import json
 import os
 import sys
 
@@ -43,7 +47,97 @@ def _parser():
     summary.add_argument("--set", dest="overrides", action="append", default=[],
                          type=_parse_override, metavar="FIELD=VALUE",
                          help="override a spec field, e.g. --set depths=(5,5,5)")
+    train = commands.add_parser("train", help="train a model on a dataset (model.fit)")
+    train.add_argument("--model", help="registry name, e.g. cifar_resnet20")
+    train.add_argument("--dataset", help="tfds name (fashion_mnist, cifar10, ...) or a folder "
+                                         "root/<split>/<class>/*.jpg")
+    train.add_argument("--recipe", default=None, help="he2015-cifar (default), xie2016-cifar, "
+                                                      "wrn-cifar, imagenet-step, imagenet-cosine")
+    train.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    train.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    train.add_argument("--weight-decay", type=float, help="override the recipe's weight decay")
+    train.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    train.add_argument("--set-recipe", dest="recipe_overrides", action="append", default=[],
+                       type=_parse_override, metavar="FIELD=VALUE",
+                       help="override any recipe field, e.g. --set-recipe label_smoothing=0.1")
+    train.add_argument("--set", dest="model_overrides", action="append", default=[],
+                       type=_parse_override, metavar="FIELD=VALUE",
+                       help="override a model spec field, e.g. --set drop_path_rate=0.1")
+    train.add_argument("--subset", type=int, help="train on the first N examples")
+    train.add_argument("--val-size", type=int, help="examples held out for validation")
+    train.add_argument("--image-size", type=int, help="input height and width")
+    train.add_argument("--channels", type=int, choices=(1, 3), help="input channels")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--precision", default="auto",
+                       help="auto (mixed_float16 on GPU), float32, mixed_float16, mixed_bfloat16")
+    train.add_argument("--xla", dest="jit_compile", action="store_const", const=True,
+                       default="auto", help="compile with XLA")
+    train.add_argument("--no-xla", dest="jit_compile", action="store_const", const=False,
+                       help="never compile with XLA")
+    train.add_argument("--strategy", default="auto",
+                       help="auto, default, mirrored (all GPUs), multi-worker")
+    train.add_argument("--data-dir", help="the dataset's tfds data directory")
+    train.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the unfinished run in RUN_DIR with its saved config")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="score a saved .keras model on a dataset")
+    evaluate.add_argument("model_path", help="a .keras file, e.g. runs/.../best.keras")
+    evaluate.add_argument("--dataset", required=True, help="dataset name or image folder")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--data-dir", help="the dataset's tfds data directory")
     return parser
+
+
+def _train_config(args):
+    """The TrainConfig of `kres train`'s flags (or of the run to resume)."""
+    from kres.train import TrainConfig
+
+    if args.resume:
+        path = os.path.join(args.resume, "config.json")
+        if not os.path.isfile(path):
+            raise ValueError(f"No config.json in the run directory to resume. "
+                             f"Received: --resume {args.resume}")
+        with open(path) as f:
+            saved = json.load(f)
+        return TrainConfig(**saved), args.resume
+    if not args.model or not args.dataset:
+        raise ValueError("kres train needs --model and --dataset (or --resume RUN_DIR).")
+    recipe = dict(args.recipe_overrides)
+    for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"),
+                        ("lr", "learning_rate"), ("weight_decay", "weight_decay"),
+                        ("patience", "patience")):
+        if getattr(args, flag) is not None:
+            recipe[field] = getattr(args, flag)
+    config = TrainConfig(
+        model=args.model, dataset=args.dataset, recipe=args.recipe or "he2015-cifar",
+        recipe_overrides=recipe, model_overrides=dict(args.model_overrides),
+        image_size=args.image_size, channels=args.channels, subset=args.subset,
+        val_size=args.val_size, seed=args.seed, precision=args.precision,
+        jit_compile=args.jit_compile, strategy=args.strategy, data_dir=args.data_dir)
+    return config, args.out
+
+
+def _train(kres, args):
+    from kres.train import default_run_dir, train
+
+    config, run_dir = _train_config(args)
+    run_dir = run_dir or default_run_dir(config)
+    print(f"kres train: {config.model} on {config.dataset}, recipe {config.recipe}; "
+          f"run directory {run_dir}", flush=True)
+    results = train(config, run_dir, verbose=0 if args.quiet else "auto")
+    print(f"test accuracy {results['test_accuracy']:.4f} after {results['epochs_run']} epochs "
+          f"({results['train_images_per_second']:.0f} training images/s); best model "
+          f"{os.path.join(run_dir, 'best.keras')}, curves {os.path.join(run_dir, 'curves.png')}")
+
+
+def _evaluate(kres, args):
+    from kres.train import evaluate
+
+    scores = evaluate(args.model_path, args.dataset, split=args.split, data_dir=args.data_dir)
+    print(" ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
 
 def _build(kres, name, args=None):
@@ -99,8 +193,10 @@ def main(argv=None):
     import kres
 
     try:
-        {"models": _models, "summary": _summary}[args.command](kres, args)
-    except ValueError as error:
+        commands = {"models": _models, "summary": _summary, "train": _train,
+                    "evaluate": _evaluate}
+        commands[args.command](kres, args)
+    except (ValueError, RuntimeError) as error:
         print(f"kres {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

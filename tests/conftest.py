@@ -10,3 +10,22 @@ import pytest  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(tmp_path_factory):
+    """Real Fashion-MNIST, prepared by tfds from Debian's files once per test session.
+
+    Parallel workers share the directory; kres's preparation lock makes one of
+    them write it while the others wait.
+    """
+    from kres import data
+
+    if not os.path.isdir(data.DEBIAN_FASHION_MNIST):
+        pytest.fail("Debian's dataset-fashion-mnist is not installed; `make test` installs it.")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = str(root / "fashion_mnist")
+    data.ensure_prepared("fashion_mnist", path)
+    return path

@@ -1,0 +1,213 @@
+"""Training: recipes and schedules, a real short run, resume after a kill, NaN,
+early stopping, and the errors raised before any training starts."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import kres
+from kres import data
+from kres import train as ktrain
+
+TINY = {"depths": (1, 1, 1)}  # a CIFAR ResNet-8: the same code, fast
+
+
+def _lr(schedule, step):
+    return float(schedule(step))
+
+
+def test_step_schedules_at_their_boundaries():
+    he = ktrain.learning_rate_schedule(ktrain.RECIPES["he2015-cifar"], steps_per_epoch=100)
+    total = 164 * 100
+    assert _lr(he, 0) == pytest.approx(0.1)
+    assert _lr(he, total // 2) == pytest.approx(0.1)
+    assert _lr(he, total // 2 + 1) == pytest.approx(0.01)
+    assert _lr(he, int(total * 0.75) + 1) == pytest.approx(0.001)
+    wrn = ktrain.learning_rate_schedule(ktrain.RECIPES["wrn-cifar"], steps_per_epoch=10)
+    assert [_lr(wrn, e * 10 + 1) for e in (59, 60, 120, 160)] == pytest.approx(
+        [0.1, 0.02, 0.004, 0.0008])
+    imagenet = ktrain.resolve_recipe("imagenet-step", batch_size=512)
+    step = ktrain.learning_rate_schedule(imagenet, steps_per_epoch=10)
+    assert [_lr(step, e * 10 + 1) for e in (0, 30, 60)] == pytest.approx([0.2, 0.02, 0.002])
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    recipe = ktrain.resolve_recipe("imagenet-cosine", batch_size=256, epochs=20)
+    schedule = ktrain.learning_rate_schedule(recipe, steps_per_epoch=10)
+    assert _lr(schedule, 0) == pytest.approx(0.0)
+    assert _lr(schedule, 25) == pytest.approx(0.05)
+    assert _lr(schedule, 50) == pytest.approx(0.1)
+    assert _lr(schedule, 125) == pytest.approx(0.05, rel=1e-3)  # halfway down the cosine
+    assert _lr(schedule, 200) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_coupled_weight_decay():
+    model = kres.build_model("cifar_resnet20", **TINY)
+    n_all = ktrain.apply_weight_decay(model, 1e-4, decay_all=True)
+    assert n_all == len(model.trainable_weights)
+    expected = 1e-4 / 2 * sum(float(np.sum(w.numpy() ** 2)) for w in model.trainable_weights)
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+    fresh = kres.build_model("cifar_resnet20", **TINY)
+    n_kernels = ktrain.apply_weight_decay(fresh, 1e-4, decay_all=False)
+    assert n_kernels == sum(len(w.shape) > 1 for w in fresh.trainable_weights) < n_all
+    # Decay is a training setting, not part of the saved architecture.
+    assert "L2" not in json.dumps(fresh.get_config())
+
+
+def test_short_run_on_real_fashion_mnist_learns(fashion_mnist_dir, tmp_path):
+    config = ktrain.TrainConfig(
+        "cifar_resnet20", "fashion_mnist", model_overrides=TINY, subset=4000, val_size=1000,
+        recipe_overrides={"epochs": 2, "batch_size": 64}, data_dir=fashion_mnist_dir)
+    run = tmp_path / "run"
+    results = ktrain.train(config, str(run), verbose=0)
+    assert results["test_accuracy"] > 0.6  # chance is 0.1
+    assert results["epochs_run"] == 2 and len(results["epoch_times"]) == 2
+    assert results["params"] == kres.count_params(kres.build_model(
+        "cifar_resnet20", classes=10, input_shape=(28, 28, 1), **TINY))
+    assert results["train_images_per_second"] > 0
+    assert sorted(os.listdir(run)) == ["best.keras", "config.json", "curves.png",
+                                       "history.csv", "results.json", "tensorboard"]
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert float(rows[1]["learning_rate"]) == pytest.approx(0.001)  # /10 twice by the end
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    best = keras.saving.load_model(run / "best.keras", safe_mode=True)
+    scores = ktrain.evaluate(str(run / "best.keras"), "fashion_mnist",
+                             data_dir=fashion_mnist_dir)
+    assert scores["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
+    assert best.input_shape == (None, 28, 28, 1)
+    with pytest.raises(ValueError, match="has finished already"):
+        ktrain.train(config, str(run), verbose=0)
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np, keras
+    from kres import data, train
+
+    run_dir, kill_at = sys.argv[1], int(sys.argv[2])
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (160, 8, 8, 1), dtype=np.uint8)
+    y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
+    arrays = data.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+    config = train.TrainConfig("cifar_resnet20", "arrays", model_overrides={"depths": [1, 1, 1]},
+                               recipe_overrides={"epochs": 4, "batch_size": 32})
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            state = {"epoch": epoch, "iterations": int(self.model.optimizer.iterations)}
+            with open(os.path.join(run_dir, f"probe-{epoch}.json"), "w") as f:
+                json.dump(state, f)
+            np.savez(os.path.join(run_dir, f"weights-{epoch}.npz"), *self.model.get_weights())
+            if epoch == kill_at:
+                os._exit(3)  # a crash: no callback, no cleanup
+
+    train.train(config, run_dir, data=arrays, callbacks=[Probe()], verbose=0)
+""")
+
+
+def _run(script, *args):
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=600)
+
+
+def test_killed_run_resumes_where_it_was(tmp_path):
+    run = tmp_path / "run"
+    first = _run(RESUME_SCRIPT, str(run), "2")
+    assert first.returncode == 3, first.stderr[-2000:]
+    with open(run / "backup" / "training_metadata.json") as f:
+        assert json.load(f)["epoch"] == 2
+    killed_state = np.load(run / "weights-2.npz")
+
+    second = _run(RESUME_SCRIPT, str(run), "-1")
+    assert second.returncode == 0, second.stderr[-2000:]
+    with open(run / "probe-2.json") as f:
+        resumed = json.load(f)
+    steps_per_epoch = 128 // 32
+    assert resumed == {"epoch": 2, "iterations": 2 * steps_per_epoch}
+    restored = np.load(run / "weights-2.npz")  # rewritten by the resumed process
+    for key in killed_state:
+        np.testing.assert_array_equal(restored[key], killed_state[key])
+    with open(run / "history.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2", "3"]
+    with open(run / "results.json") as f:
+        assert json.load(f)["epochs_run"] == 4
+    assert not (run / "backup").exists()  # a finished run leaves no backup
+
+
+def _arrays(n=96):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+    y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
+    return data.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+
+
+class _PoisonAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            kernel = self.model.get_layer("predictions").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_nan_stops_with_an_error_and_keeps_the_last_good_backup(tmp_path):
+    config = ktrain.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
+                                recipe_overrides={"epochs": 4, "batch_size": 32})
+    with pytest.raises(RuntimeError, match="NaN or Inf"):
+        ktrain.train(config, str(tmp_path), data=_arrays(), callbacks=[_PoisonAt(2)], verbose=0)
+    with open(tmp_path / "backup" / "training_metadata.json") as f:
+        assert json.load(f)["epoch"] == 2
+    with h5py.File(tmp_path / "backup" / "latest.weights.h5") as f:
+        arrays = []
+        f.visititems(lambda _, o: arrays.append(o[()]) if isinstance(o, h5py.Dataset) else None)
+    assert arrays and all(np.all(np.isfinite(a)) for a in arrays)
+
+
+def test_early_stopping_stops_and_keeps_the_best(tmp_path):
+    # A learning rate too small to change anything: validation accuracy never
+    # improves after the first epoch, so patience 1 stops after the second.
+    config = ktrain.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
+                                recipe_overrides={"epochs": 10, "batch_size": 32,
+                                                  "learning_rate": 1e-12, "patience": 1})
+    results = ktrain.train(config, str(tmp_path), data=_arrays(), verbose=0)
+    assert results["epochs_run"] == 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dataset": "fashion-mnist"}, r"Did you mean 'fashion_mnist'"),
+    ({"model": "resnet21"}, r"Did you mean 'resnet18'|Did you mean 'resnet34'|resnet21"),
+    ({"recipe": "he2015"}, r"Did you mean 'he2015-cifar'"),
+    ({"recipe_overrides": {"epoch": 3}}, r"Unknown recipe field.*epoch=3"),
+    ({"model": "resnet50"}, r"image_size is too small for resnet50.*image_size=28"),
+    ({"subset": 100}, r"batch_size is larger than the 100 training examples.*batch_size=128"),
+    ({"strategy": "multi-worker"}, r"PerReplica"),
+    ({"precision": "fp8"}, r"precision='fp8'"),
+])
+def test_bad_configs_fail_before_training(kwargs, message, fashion_mnist_dir, tmp_path):
+    config = ktrain.TrainConfig(**{"model": "cifar_resnet20", "dataset": "fashion_mnist",
+                                   "data_dir": fashion_mnist_dir, **kwargs})
+    with pytest.raises(ValueError, match=message):
+        ktrain.train(config, str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_another_config(tmp_path):
+    config = ktrain.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
+                                recipe_overrides={"epochs": 1, "batch_size": 32})
+    (tmp_path / "config.json").write_text(json.dumps(config.to_json()))
+    other = ktrain.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
+                               recipe_overrides={"epochs": 1, "batch_size": 16})
+    with pytest.raises(ValueError, match=r"another configuration \(differs in recipe_overrides"):
+        ktrain.train(other, str(tmp_path), data=_arrays(), verbose=0)
