@@ -64,6 +64,8 @@ def _parser():
     train.add_argument("--set", dest="model_overrides", action="append", default=[],
                        type=_parse_override, metavar="FIELD=VALUE",
                        help="override a model spec field, e.g. --set drop_path_rate=0.1")
+    train.add_argument("--augment", choices=("crop_flip", "crop", "imagenet", "none"),
+                       help="training augmentation (default: the dataset's)")
     train.add_argument("--subset", type=int, help="train on the first N examples")
     train.add_argument("--val-size", type=int, help="examples held out for validation")
     train.add_argument("--image-size", type=int, help="input height and width")
@@ -108,7 +110,7 @@ def _train_config(args):
     recipe = dict(args.recipe_overrides)
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"),
                         ("lr", "learning_rate"), ("weight_decay", "weight_decay"),
-                        ("patience", "patience")):
+                        ("patience", "patience"), ("augment", "augment")):
         if getattr(args, flag) is not None:
             recipe[field] = getattr(args, flag)
     config = TrainConfig(

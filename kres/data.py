@@ -14,7 +14,6 @@ Fashion-MNIST share file names, and tfds reuses extracted files by name.
 """
 
 import dataclasses
-import difflib
 import fcntl
 import gzip
 import os
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+
+from kres.errors import did_you_mean
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -91,11 +92,10 @@ def get_dataset_spec(name):
         ValueError: for an unknown name, suggesting the closest ones.
     """
     if name not in DATASETS:
-        close = difflib.get_close_matches(str(name), list(DATASETS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(
-            f"Unknown dataset.{hint} Known: {', '.join(list_datasets())}, or a folder "
-            f"root/<split>/<class>/*.jpg. Received: dataset={name!r}"
+            f"Unknown dataset.{did_you_mean(name, DATASETS)} Known: "
+            f"{', '.join(list_datasets())}, or a folder root/<split>/<class>/*.jpg. "
+            f"Received: dataset={name!r}"
         )
     return DATASETS[name]
 

@@ -6,9 +6,9 @@ fields override the row; the others go to the builder.
 """
 
 import dataclasses
-import difflib
 import fnmatch
 
+from kres.errors import did_you_mean
 from kres.models import resnet
 
 _FAMILIES = ((resnet.SPECS, resnet.build_resnet),)
@@ -75,8 +75,7 @@ def build_model(name, /, **kwargs):
     fields = {f.name for f in dataclasses.fields(spec)}
     unknown = sorted(set(kwargs) - fields - set(BUILD_ARGS))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(fields | set(BUILD_ARGS)), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(unknown[0], sorted(fields | set(BUILD_ARGS)), cutoff=0.6)
         raise ValueError(
             f"Unknown argument {unknown[0]!r} for model {name!r}.{hint} Spec fields: "
             f"{', '.join(sorted(fields))}. Received: {unknown[0]}={kwargs[unknown[0]]!r}"
@@ -91,10 +90,8 @@ def build_model(name, /, **kwargs):
 
 def _lookup(name):
     if name not in _MODELS:
-        close = difflib.get_close_matches(str(name), list(_MODELS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(
-            f"Unknown model name.{hint} See kres.list_models() for all "
+            f"Unknown model name.{did_you_mean(name, _MODELS)} See kres.list_models() for all "
             f"{len(_MODELS)}. Received: name={name!r}"
         )
     return _MODELS[name]

@@ -23,7 +23,6 @@ objects stepped every iteration.
 import csv
 import dataclasses
 import datetime
-import difflib
 import json
 import math
 import os
@@ -36,6 +35,7 @@ import tensorflow as tf
 
 import kres
 from kres import data as kdata
+from kres.errors import did_you_mean
 
 SCHEDULES = ("step", "cosine")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
@@ -121,10 +121,8 @@ def resolve_recipe(name, **overrides):
         ValueError: for an unknown recipe or field, or an invalid value.
     """
     if name not in RECIPES:
-        close = difflib.get_close_matches(str(name), list(RECIPES), n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"Unknown recipe.{hint} Known: {', '.join(RECIPES)}. "
-                         f"Received: recipe={name!r}")
+        raise ValueError(f"Unknown recipe.{did_you_mean(name, RECIPES, cutoff=0.4)} Known: "
+                         f"{', '.join(RECIPES)}. Received: recipe={name!r}")
     fields = {f.name for f in dataclasses.fields(Recipe)}
     for key in overrides:
         if key not in fields:
@@ -431,7 +429,8 @@ def train(config, run_dir=None, *, data=None, callbacks=(), verbose="auto"):
     common = dict(image_size=p.image_size, channels=p.channels, num_classes=d.spec.num_classes,
                   batch_size=recipe.batch_size)
     train_ds = kdata.pipeline(d.train, d.spec, training=True, seed=config.seed,
-                              augment=recipe.augment, mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
+                              augment=recipe.augment, mixup_alpha=recipe.mixup_alpha,
+                              cutmix_alpha=recipe.cutmix_alpha,
                               random_erasing=recipe.random_erasing, **common)
     val_ds = kdata.pipeline(d.val, d.spec, training=False, **common)
 
@@ -537,16 +536,19 @@ def plot_history(history, path, title=""):
     def column(key):
         return [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in history]
 
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for key, label in (("loss", "train"), ("val_loss", "validation")):
-        axes[0].plot(epochs, column(key), label=label)
-    for key, label in (("accuracy", "train"), ("val_accuracy", "validation")):
-        axes[1].plot(epochs, [100 * (1 - a) for a in column(key)], label=label)
-    axes[2].plot(epochs, column("learning_rate"))
-    for ax, name in zip(axes, ("loss", "error (%)", "learning rate")):
+    for key, label in (("loss", "train (running mean)"), ("val_loss", "validation")):
+        axes[0].plot(epochs, column(key), "o-", label=label)
+    for key, label in (("accuracy", "train (running mean)"), ("val_accuracy", "validation")):
+        axes[1].plot(epochs, [100 * (1 - a) for a in column(key)], "o-", label=label)
+    axes[2].plot(epochs, column("learning_rate"), "o")
+    for ax, name in zip(axes, ("loss", "error (%)", "learning rate at the epoch's end")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend()
     axes[1].legend()
     axes[2].set_yscale("log")

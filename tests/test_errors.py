@@ -8,7 +8,7 @@ import kres
 
 @pytest.mark.parametrize("name, kwargs, message", [
     ("resnet51", {}, r"Did you mean 'resnet50'.*Received: name='resnet51'"),
-    ("resnet50", {"cardinalty": 32}, r"Did you mean cardinality.*Received: cardinalty=32"),
+    ("resnet50", {"cardinalty": 32}, r"Did you mean 'cardinality'.*Received: cardinalty=32"),
     ("resnext29_32x4d", {"width_per_group": 0}, r"Received: width_per_group=0"),
     ("cifar_resnet20", {"block": "bottleneck", "cardinality": 8, "width_per_group": 2},
      r"each of the 8 groups would get 0.5 channels. Received: width_per_group=2"),
