@@ -26,9 +26,15 @@ $(FASHION_MNIST):
 data: $(FASHION_MNIST)
 
 # The main job: train a CIFAR ResNet-20 on Fashion-MNIST (offline) for 2 epochs
-# of the ResNet paper's recipe (no augmentation: it slows a run this short).
+# of the ResNet paper's recipe (no augmentation: it slows a run this short),
+# export it for TF Serving, and classify test images through the export.
+DEMO_RUN := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: $(STAMP) $(FASHION_MNIST)
-	$(BIN)/kres train --model cifar_resnet20 --dataset fashion_mnist --epochs 2 --augment none
+	$(BIN)/kres train --model cifar_resnet20 --dataset fashion_mnist --epochs 2 --augment none \
+		--out $(DEMO_RUN)
+	$(BIN)/kres export --model $(DEMO_RUN)/best.keras --name fashion_mnist_resnet20
+	$(BIN)/kres predict --saved-model saved_models/fashion_mnist_resnet20 \
+		--from-dataset fashion_mnist --count 8
 
 test: $(STAMP) $(FASHION_MNIST)
 	$(BIN)/python -m pytest -n 2

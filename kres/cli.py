@@ -5,6 +5,8 @@
     kres train --model M --dataset D [--recipe R --epochs N ...]
     kres train --resume RUN_DIR    continue an interrupted run
     kres evaluate MODEL.keras --dataset D
+    kres export --model MODEL.keras --name NAME [--version N]
+    kres predict --saved-model saved_models/NAME IMAGE ...
 """
 
 import argparse
@@ -90,7 +92,72 @@ def _parser():
     evaluate.add_argument("--dataset", required=True, help="dataset name or image folder")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--data-dir", help="the dataset's tfds data directory")
+    export = commands.add_parser("export", help="export a .keras model for TF Serving")
+    export.add_argument("--model", required=True, help="a .keras file, e.g. runs/.../best.keras")
+    export.add_argument("--name", required=True, help="the served model's name")
+    export.add_argument("--version", type=int, help="version number (default: the next one)")
+    export.add_argument("--out", default="saved_models", help="root folder (default saved_models)")
+    export.add_argument("--top-k", type=int, default=5, help="classes returned per image")
+    export.add_argument("--verify", dest="verify", action="store_true", default=True,
+                        help="load the new version through TF's C API and compare it with "
+                             "the model before publishing it (the default)")
+    export.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip that check")
+
+    predict = commands.add_parser("predict", help="classify images with an exported model")
+    predict.add_argument("images", nargs="*", help="image files (JPEG, PNG, BMP, GIF)")
+    predict.add_argument("--saved-model", required=True, help="saved_models/<name>")
+    predict.add_argument("--version", type=int, help="version (default: the highest)")
+    predict.add_argument("--from-dataset", metavar="DATASET",
+                         help="also send the first --count test images of DATASET, as PNG")
+    predict.add_argument("--count", type=int, default=8, help="images for --from-dataset")
+    predict.add_argument("--data-dir", help="the dataset's tfds data directory")
     return parser
+
+
+def _export(kres, args):
+    from kres.export import export_run
+
+    path = export_run(args.model, os.path.join(args.out, args.name), args.version,
+                      top_k=args.top_k, verify=args.verify)
+    print(f"kres export: wrote {path}{' (verified through the C API)' if args.verify else ''}; "
+          f"TF Serving config {os.path.join(args.out, 'models.config')}")
+
+
+def _predict(kres, args):
+    from kres.export import predict
+
+    names, images, truth = [], [], []
+    for path in args.images:
+        if not os.path.isfile(path):
+            raise ValueError(f"No image file. Received: {path!r}")
+        with open(path, "rb") as f:
+            images.append(f.read())
+        names.append(path)
+        truth.append(None)
+    if args.from_dataset:
+        import tensorflow as tf
+
+        from kres import data
+
+        d = data.load(args.from_dataset, data_dir=args.data_dir)
+        for i, (image, label) in enumerate(d.test.take(args.count)):
+            images.append(tf.io.encode_png(image).numpy())
+            names.append(f"{args.from_dataset} test image {i}")
+            truth.append(d.class_names[int(label)])
+    if not images:
+        raise ValueError("Give image files or --from-dataset. Received: no images")
+    outputs = predict(args.saved_model, images, version=args.version)
+    right = 0
+    for name, labels, scores, true in zip(names, outputs["labels"], outputs["scores"], truth):
+        top = ", ".join(f"{label.decode()} {score:.3f}" for label, score in
+                        zip(labels[:3], scores[:3]))
+        note = "" if true is None else f" (true: {true})"
+        right += true is not None and labels[0].decode() == true
+        print(f"{name}{note}: {top}")
+    if any(t is not None for t in truth):
+        known = sum(t is not None for t in truth)
+        print(f"{right} of {known} dataset images right through the export")
 
 
 def _train_config(args):
@@ -139,7 +206,8 @@ def _evaluate(kres, args):
     from kres.train import evaluate
 
     scores = evaluate(args.model_path, args.dataset, split=args.split, data_dir=args.data_dir)
-    print(" ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    order = [k for k in ("accuracy", "top5", "loss") if k in scores]
+    print(" ".join(f"{k} {scores[k]:.4f}" for k in order))
 
 
 def _build(kres, name, args=None):
@@ -196,7 +264,7 @@ def main(argv=None):
 
     try:
         commands = {"models": _models, "summary": _summary, "train": _train,
-                    "evaluate": _evaluate}
+                    "evaluate": _evaluate, "export": _export, "predict": _predict}
         commands[args.command](kres, args)
     except (ValueError, RuntimeError) as error:
         print(f"kres {args.command}: error: {error}", file=sys.stderr)

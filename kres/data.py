@@ -428,6 +428,16 @@ def from_arrays(x_train, y_train, x_test, y_test, *, num_classes=None, val_size=
 
 # --- Pipelines ------------------------------------------------------------------
 
+def fits_in_memory(spec, examples, budget_bytes=4 << 30):
+    """Whether `examples` decoded images of `spec` fit the cache budget (4 GiB).
+
+    Datasets whose images vary in size (ImageNet, folders) are not cached.
+    """
+    if spec.image_size is None:
+        return False
+    return examples * spec.image_size ** 2 * spec.channels <= budget_bytes
+
+
 def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classes,
              augment=None, mixup_alpha=0.0, cutmix_alpha=0.0, random_erasing=0.0,
              color_jitter=0.0, cache=True, shuffle_buffer=None, seed=None,
@@ -454,7 +464,7 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         random_erasing: probability of random erasing per image.
         color_jitter: strength of brightness/contrast/saturation jitter
             (``"imagenet"`` augmentation only).
-        cache: keep the decoded images in memory.
+        cache: keep the decoded images in memory (see `fits_in_memory`).
         shuffle_buffer: shuffle buffer size (default: the whole split, up to
             50,000).
         seed: seed for shuffling and augmentation; ``None`` for fresh

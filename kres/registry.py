@@ -71,21 +71,33 @@ def build_model(name, /, **kwargs):
     >>> kres.count_params(model)
     464154
     """
-    spec, build = _lookup(name)
+    build_args = {k: v for k, v in kwargs.items() if k in BUILD_ARGS}
+    spec = resolve_spec(name, **{k: v for k, v in kwargs.items() if k not in BUILD_ARGS})
+    build_args["name"] = build_args.get("name") or name
+    return _lookup(name)[1](spec, **build_args)
+
+
+def resolve_spec(name, /, **overrides):
+    """The spec of a registered model with some fields replaced, validated.
+
+    Raises:
+        ValueError: for an unknown model or field, or an invalid value.
+
+    Example:
+
+    >>> kres.registry.resolve_spec("resnet50", cardinality=32, width_per_group=4).cardinality
+    32
+    """
+    spec = _lookup(name)[0]
     fields = {f.name for f in dataclasses.fields(spec)}
-    unknown = sorted(set(kwargs) - fields - set(BUILD_ARGS))
+    unknown = sorted(set(overrides) - fields)
     if unknown:
         hint = did_you_mean(unknown[0], sorted(fields | set(BUILD_ARGS)), cutoff=0.6)
         raise ValueError(
             f"Unknown argument {unknown[0]!r} for model {name!r}.{hint} Spec fields: "
-            f"{', '.join(sorted(fields))}. Received: {unknown[0]}={kwargs[unknown[0]]!r}"
+            f"{', '.join(sorted(fields))}. Received: {unknown[0]}={overrides[unknown[0]]!r}"
         )
-    overrides = {k: v for k, v in kwargs.items() if k in fields}
-    if overrides:
-        spec = dataclasses.replace(spec, **overrides)
-    build_args = {k: v for k, v in kwargs.items() if k not in fields}
-    build_args["name"] = build_args.get("name") or name
-    return build(spec, **build_args)
+    return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
 def _lookup(name):

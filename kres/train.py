@@ -36,6 +36,7 @@ import tensorflow as tf
 import kres
 from kres import data as kdata
 from kres.errors import did_you_mean
+from kres.registry import resolve_spec
 
 SCHEDULES = ("step", "cosine")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
@@ -65,6 +66,8 @@ class Recipe:
         label_smoothing: label smoothing of the cross-entropy.
         augment: training augmentation (`kres.data.AUGMENTATIONS`); ``None``
             for the dataset's own (the CIFAR pad-crop-flip on the small sets).
+        color_jitter: brightness/contrast/saturation jitter strength for the
+            ``"imagenet"`` augmentation (0: off).
         mixup_alpha: mixup's Beta parameter (0: off).
         cutmix_alpha: CutMix's Beta parameter (0: off).
         random_erasing: random-erasing probability (0: off).
@@ -87,6 +90,7 @@ class Recipe:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     augment: str | None = None
+    color_jitter: float = 0.0
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     random_erasing: float = 0.0
@@ -341,8 +345,8 @@ def prepare(config, data=None):
         ValueError: for unknown names, an image size too small for the model,
             a batch larger than the training set, labels outside the classes.
     """
-    spec = kres.get_spec(config.model)  # unknown model names fail here
     recipe = resolve_recipe(config.recipe, **config.recipe_overrides)
+    spec = resolve_spec(config.model, **model_overrides(config, recipe))
     if data is None:
         if not os.path.isdir(config.dataset):
             kdata.get_dataset_spec(config.dataset)  # unknown names fail before any I/O
@@ -362,6 +366,21 @@ def prepare(config, data=None):
         )
     return Prepared(recipe, data, image_size, channels,
                     steps_per_epoch=data.sizes["train"] // recipe.batch_size)
+
+
+def model_overrides(config, recipe):
+    """The spec fields a run changes: the config's, plus the recipe's zero-init."""
+    overrides = dict(config.model_overrides)
+    if recipe.zero_init_last:
+        overrides.setdefault("zero_init_last", True)
+    return overrides
+
+
+def _metrics(num_classes):
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 10:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
+    return metrics
 
 
 def _check_resume(run_dir, config):
@@ -429,21 +448,18 @@ def train(config, run_dir=None, *, data=None, callbacks=(), verbose="auto"):
     common = dict(image_size=p.image_size, channels=p.channels, num_classes=d.spec.num_classes,
                   batch_size=recipe.batch_size)
     train_ds = kdata.pipeline(d.train, d.spec, training=True, seed=config.seed,
-                              augment=recipe.augment, mixup_alpha=recipe.mixup_alpha,
+                              cache=kdata.fits_in_memory(d.spec, d.sizes["train"]),
+                              augment=recipe.augment, color_jitter=recipe.color_jitter,
+                              mixup_alpha=recipe.mixup_alpha,
                               cutmix_alpha=recipe.cutmix_alpha,
                               random_erasing=recipe.random_erasing, **common)
-    val_ds = kdata.pipeline(d.val, d.spec, training=False, **common)
+    val_ds = kdata.pipeline(d.val, d.spec, training=False,
+                            cache=kdata.fits_in_memory(d.spec, d.sizes["val"]), **common)
 
-    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    if d.spec.num_classes > 10:
-        metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
     with strategy.scope():
-        overrides = dict(config.model_overrides)
-        if recipe.zero_init_last:
-            overrides.setdefault("zero_init_last", True)
         model = kres.build_model(config.model, classes=d.spec.num_classes,
                                  input_shape=(p.image_size, p.image_size, p.channels),
-                                 **overrides)
+                                 **model_overrides(config, recipe))
         apply_weight_decay(model, recipe.weight_decay, recipe.decay_all)
         optimizer = keras.optimizers.SGD(
             learning_rate=learning_rate_schedule(recipe, p.steps_per_epoch),
@@ -451,7 +467,7 @@ def train(config, run_dir=None, *, data=None, callbacks=(), verbose="auto"):
         model.compile(optimizer=optimizer,
                       loss=keras.losses.CategoricalCrossentropy(
                           label_smoothing=recipe.label_smoothing),
-                      metrics=metrics, jit_compile=config.jit_compile)
+                      metrics=_metrics(d.spec.num_classes), jit_compile=config.jit_compile)
 
     history_path = os.path.join(run_dir, "history.csv")
     best_path = os.path.join(run_dir, "best.keras")
@@ -486,7 +502,7 @@ def train(config, run_dir=None, *, data=None, callbacks=(), verbose="auto"):
     history = _read_history(history_path)
     if os.path.isfile(best_path):
         model = keras.saving.load_model(best_path)
-    test_ds = kdata.pipeline(d.test, d.spec, training=False, **common)
+    test_ds = kdata.pipeline(d.test, d.spec, training=False, cache=False, **common)
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
     results = {
         "model": config.model, "dataset": d.name, "precision": precision,
@@ -587,8 +603,5 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     ds = kdata.pipeline(getattr(d, split), d.spec, training=False, batch_size=batch_size,
                         image_size=height, channels=channels, num_classes=classes,
                         cache=False)
-    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    if classes > 10:
-        metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
-    model.compile(loss="categorical_crossentropy", metrics=metrics)
+    model.compile(loss="categorical_crossentropy", metrics=_metrics(classes))
     return model.evaluate(ds, verbose=0, return_dict=True)

@@ -32,3 +32,30 @@ def test_console_script_is_installed():
     out = subprocess.run([script, "models", "--names-only", "wrn*"], capture_output=True,
                          text=True, check=True).stdout
     assert out.split() == ["wrn16_4", "wrn16_8", "wrn28_10", "wrn40_4"]
+
+
+def test_train_and_evaluate_commands(fashion_mnist_dir, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    args = ["train", "--model", "cifar_resnet20", "--set", "depths=(1,1,1)",
+            "--dataset", "fashion_mnist", "--data-dir", fashion_mnist_dir, "--subset", "512",
+            "--val-size", "256", "--epochs", "1", "--batch-size", "64", "--augment", "none",
+            "--out", run, "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and os.path.isfile(os.path.join(run, "results.json"))
+    with open(os.path.join(run, "config.json")) as f:
+        config = f.read()
+    assert '"augment": "none"' in config and '"depths": [' in config
+
+    assert main(["evaluate", os.path.join(run, "best.keras"), "--dataset", "fashion_mnist",
+                 "--data-dir", fashion_mnist_dir]) == 0
+    assert capsys.readouterr().out.startswith("accuracy ")
+
+    assert main(["train", "--resume", run]) == 2
+    assert "has finished already" in capsys.readouterr().err
+
+
+def test_train_refuses_multi_worker(capsys):
+    assert main(["train", "--model", "cifar_resnet20", "--dataset", "fashion_mnist",
+                 "--strategy", "multi-worker"]) == 2
+    assert "keras-team/keras#20585" in capsys.readouterr().err

@@ -208,3 +208,9 @@ def test_bad_input(call, message):
 def test_subset_larger_than_data(fashion_mnist_dir):
     with pytest.raises(ValueError, match=r"subset must be between 1 and 55000.*subset=60000"):
         data.load("fashion_mnist", data_dir=fashion_mnist_dir, subset=60000)
+
+
+def test_only_small_datasets_are_cached():
+    assert data.fits_in_memory(data.DATASETS["cifar10"], 45_000)
+    assert not data.fits_in_memory(data.DATASETS["imagenet2012"], 1_271_167)
+    assert not data.fits_in_memory(data.DATASETS["cifar10"], 10_000_000)

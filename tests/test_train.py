@@ -194,6 +194,8 @@ def test_early_stopping_stops_and_keeps_the_best(tmp_path):
     ({"subset": 100}, r"batch_size is larger than the 100 training examples.*batch_size=128"),
     ({"strategy": "multi-worker"}, r"PerReplica"),
     ({"precision": "fp8"}, r"precision='fp8'"),
+    ({"model_overrides": {"cardinality": 4}}, r"bottleneck blocks.*cardinality=4"),
+    ({"model_overrides": {"cardinalty": 4}}, r"Did you mean 'cardinality'"),
 ])
 def test_bad_configs_fail_before_training(kwargs, message, fashion_mnist_dir, tmp_path):
     config = ktrain.TrainConfig(**{"model": "cifar_resnet20", "dataset": "fashion_mnist",

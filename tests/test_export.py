@@ -1,0 +1,261 @@
+"""Export for TF Serving: parity of the signatures, atomic versions, hostile input,
+warmup records, the C++ loader, and the files TF Serving reads."""
+
+import hashlib
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import kres
+from kres import export as kexport
+from kres.cli import main
+
+NAMES = [f"class{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def gray_model():
+    return kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
+
+
+@pytest.fixture(scope="module")
+def exported(gray_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("saved_models")
+    path = kexport.export(gray_model, str(root / "fmnist"), dataset="fashion_mnist",
+                          class_names=NAMES)
+    return path, tf.saved_model.load(path)
+
+
+def _normalise(pixels, mean, std):
+    return (pixels.astype(np.float32) - np.float32(mean) * 255) / (np.float32(std) * 255)
+
+
+def test_bytes_pixels_and_predict_agree(gray_model, exported):
+    path, loaded = exported
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1), np.uint8)
+    pngs = [tf.io.encode_png(p).numpy() for p in pixels]
+    by_bytes = loaded.signatures["serving_default"](images=tf.constant(pngs))
+    by_pixels = loaded.signatures["serving_pixels"](pixels=tf.constant(pixels))
+    expected = gray_model.predict(_normalise(pixels, 0.2860, 0.3530), verbose=0)
+    np.testing.assert_allclose(by_bytes["probabilities"], expected, atol=1e-5)
+    np.testing.assert_allclose(by_pixels["probabilities"], expected, atol=1e-5)
+    top = np.argsort(-expected, axis=1)[:, :5]
+    np.testing.assert_array_equal(by_bytes["classes"], top)
+    np.testing.assert_allclose(by_bytes["scores"], np.take_along_axis(expected, top, 1),
+                               atol=1e-5)
+    assert [label.decode() for label in by_bytes["labels"].numpy()[0]] == [
+        NAMES[i] for i in top[0]]
+    assert by_bytes["probabilities"].dtype == tf.float32
+
+
+def test_rgb_model_center_crops_and_reads_jpeg(tmp_path):
+    model = kres.build_model("resnet18", input_shape=(64, 64, 3), classes=3)
+    prep = kexport.Preprocessing(64, 64, 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "center_crop")
+    path = kexport.export(model, str(tmp_path / "rgb"), preprocessing=prep, top_k=2)
+    loaded = tf.saved_model.load(path)
+    image = np.random.default_rng(0).integers(0, 256, (80, 120, 3), np.uint8)
+    png = tf.io.encode_png(image).numpy()
+    by_bytes = loaded.signatures["serving_default"](images=tf.constant([png]))
+    by_pixels = loaded.signatures["serving_pixels"](pixels=tf.constant(image[None]))
+    np.testing.assert_allclose(by_bytes["probabilities"], by_pixels["probabilities"], atol=1e-6)
+    assert by_bytes["classes"].shape == (1, 2)
+    jpeg = tf.io.encode_jpeg(image).numpy()
+    out = loaded.signatures["serving_default"](images=tf.constant([jpeg, png]))
+    assert out["probabilities"].shape == (2, 3)
+
+
+def test_versions_are_atomic_and_never_overwritten(gray_model, tmp_path, monkeypatch):
+    base = str(tmp_path / "m")
+    assert kexport.export(gray_model, base, verify=False).endswith(os.sep + "1")
+    assert kexport.export(gray_model, base, verify=False).endswith(os.sep + "2")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(kexport, "verify_saved_model", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        kexport.export(gray_model, base)
+    assert sorted(os.listdir(base)) == ["1", "2"]  # no 3, no staging left behind
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"Version 2 exists already.*version=2"):
+        kexport.export(gray_model, base, version=2)
+    config = (tmp_path / "models.config").read_text()
+    assert 'name: "m"' in config and 'base_path: "/models/m"' in config
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: (kres.build_model("cifar_resnet20", input_shape=(None, None, 3)),
+                  str(tmp / "x")), r"known input size"),
+    (lambda tmp: (kres.build_model("cifar_resnet20", depths=(1, 1, 1)),
+                  (tmp / "file").write_text("x") and str(tmp / "file")), r"is a file"),
+    (lambda tmp: (kres.build_model("cifar_resnet20", depths=(1, 1, 1)), str(tmp / "x")),
+     None),
+])
+def test_bad_export_targets(make, message, tmp_path):
+    model, target = make(tmp_path)
+    if message is None:  # a version that is not a positive integer
+        with pytest.raises(ValueError, match=r"version=0"):
+            kexport.export(model, target, version=0)
+        assert not os.path.exists(target)
+        return
+    with pytest.raises(ValueError, match=message):
+        kexport.export(model, target)
+
+
+def _png_header(width, height):
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb)."""
+    return (b"\x89PNG\r\n\x1a\n" + b"\0\0\0\rIHDR" + width.to_bytes(4, "big") +
+            height.to_bytes(4, "big") + b"\x08\x02\0\0\0" + b"\0" * 64)
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"definitely not an image", _png_header(12000, 12000), b"\xff\xd8garbage",
+])
+def test_hostile_inputs_fail_fast(exported, payload):
+    _, loaded = exported
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        loaded.signatures["serving_default"](images=tf.constant([payload]))
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100  # a 12000x12000 RGB decode would need 412 MiB
+
+
+def test_byte_limit(gray_model, tmp_path):
+    path = kexport.export(gray_model, str(tmp_path / "small"), max_image_bytes=100,
+                          verify=False)
+    loaded = tf.saved_model.load(path)
+    big = tf.io.encode_png(np.random.default_rng(0).integers(0, 256, (28, 28, 1),
+                                                             np.uint8)).numpy()
+    assert len(big) > 100
+    with pytest.raises(tf.errors.InvalidArgumentError, match="larger than 100 bytes"):
+        loaded.signatures["serving_default"](images=tf.constant([big]))
+
+
+def test_animated_gif_gives_its_first_frame(exported):
+    _, loaded = exported
+    frames = np.random.default_rng(0).integers(0, 256, (5, 28, 28, 3), np.uint8)
+    buffer = io.BytesIO()
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:])
+    gif = buffer.getvalue()
+    assert tf.io.decode_gif(gif).shape[0] == 5
+    cut = kexport._gif_first_frame(tf.constant(gif))
+    assert tf.io.decode_gif(cut).shape[0] == 1
+    np.testing.assert_array_equal(tf.io.decode_gif(cut)[0], tf.io.decode_gif(gif)[0])
+    out = loaded.signatures["serving_default"](images=tf.constant([gif]))
+    first = tf.image.rgb_to_grayscale(tf.io.decode_gif(gif)[0])
+    ref = loaded.signatures["serving_pixels"](pixels=tf.cast(first, tf.uint8)[None])
+    np.testing.assert_allclose(out["probabilities"], ref["probabilities"], atol=1e-6)
+
+
+def test_warmup_records_replay(exported):
+    path, loaded = exported
+    requests = kexport.read_warmup_requests(
+        os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
+    assert len(requests) == 3
+    for images in requests:
+        out = loaded.signatures["serving_default"](images=tf.constant(images))
+        assert out["probabilities"].shape == (1, 10)
+
+
+def test_c_api_loads_and_runs_like_the_model(gray_model, exported):
+    path, _ = exported
+    pixels = np.random.default_rng(5).integers(0, 256, (3, 28, 28, 1), np.uint8)
+    out = kexport.c_api_run(path, "serving_pixels", {"pixels": pixels})
+    expected = gray_model.predict(_normalise(pixels, 0.2860, 0.3530), verbose=0)
+    assert np.abs(out["probabilities"] - expected).max() < 1e-5
+    np.testing.assert_array_equal(out["classes"], np.argsort(-expected, axis=1)[:, :5])
+
+
+def test_missing_variables_are_refused(gray_model, exported, tmp_path):
+    path, _ = exported
+    broken = tmp_path / "1"
+    shutil.copytree(path, broken)
+    shutil.rmtree(broken / "variables")
+    prep = kexport.Preprocessing.for_dataset(gray_model, "fashion_mnist")
+    with pytest.raises(ValueError, match="has no variables"):
+        kexport.verify_saved_model(str(broken), gray_model, prep)
+
+
+def test_resnext_export_runs_on_cpu_after_reload(tmp_path):
+    model = kres.build_model("resnext29_32x4d", depths=(1, 1, 1), classes=10)
+    path = kexport.export(model, str(tmp_path / "resnext"), dataset="cifar10")
+    with tf.device("/CPU:0"):
+        loaded = tf.saved_model.load(path)
+        pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), np.uint8)
+        out = loaded.signatures["serving_pixels"](pixels=tf.constant(pixels))
+    assert out["probabilities"].shape == (2, 10)
+
+
+def test_kres_json_and_saved_model_cli(exported):
+    path, _ = exported
+    with open(os.path.join(path, "kres.json")) as f:
+        record = json.load(f)
+    assert record["class_names"] == NAMES and record["input_shape"] == [28, 28, 1]
+    assert record["dataset"] == "fashion_mnist" and record["versions"]["kres"] == kres.__version__
+    digest = hashlib.sha256()
+    for folder, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            if name == "kres.json" and folder == path:
+                continue
+            file = os.path.join(folder, name)
+            digest.update(os.path.relpath(file, path).encode())
+            digest.update(open(file, "rb").read())
+    assert record["sha256"] == digest.hexdigest()
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    show = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True)
+    assert show.returncode == 0, show.stderr[-1000:]
+    assert "serving_default" in show.stdout and "serving_pixels" in show.stdout
+    scan = subprocess.run([cli, "scan", "--dir", path], capture_output=True, text=True)
+    assert scan.returncode == 0, scan.stderr[-1000:]
+
+
+def test_export_and_predict_commands(tmp_path, capsys):
+    model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    (run / "results.json").write_text(json.dumps({"class_names": NAMES, "test_accuracy": 0.5}))
+    (run / "config.json").write_text(json.dumps({"dataset": "fashion_mnist"}))
+    out = str(tmp_path / "saved_models")
+    assert main(["export", "--model", str(run / "best.keras"), "--name", "fm", "--out", out]) == 0
+    assert "verified through the C API" in capsys.readouterr().out
+    with open(os.path.join(out, "fm", "1", "kres.json")) as f:
+        assert json.load(f)["training"]["test_accuracy"] == 0.5
+    image = tmp_path / "x.png"
+    image.write_bytes(tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)).numpy())
+    assert main(["predict", "--saved-model", os.path.join(out, "fm"), str(image)]) == 0
+    assert capsys.readouterr().out.startswith(f"{image}: class")
+    assert main(["export", "--model", str(tmp_path / "none.keras"), "--name", "x"]) == 2
+    assert "No model file" in capsys.readouterr().err
+    assert keras.saving.load_model(run / "best.keras").name == model.name
+
+
+KILL_SCRIPT = """
+import os, sys
+import kres
+from kres import export
+model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
+export.verify_saved_model = lambda *args, **kwargs: os._exit(9)  # killed while verifying
+export.export(model, sys.argv[1])
+"""
+
+
+def test_a_killed_export_leaves_no_version(tmp_path):
+    base = tmp_path / "m"
+    done = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(base)], capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 9, done.stderr[-1000:]
+    assert kexport.versions(str(base)) == []
+    left = os.listdir(base)
+    assert len(left) == 1 and left[0].startswith(".staging-1-")  # ignored by TF Serving
