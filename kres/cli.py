@@ -5,6 +5,8 @@
     kres train --model M --dataset D [--recipe R --epochs N ...]
     kres train --resume RUN_DIR    continue an interrupted run
     kres evaluate MODEL.keras --dataset D
+    kres tune --space S --dataset D [--tuner T --max-trials N --budget-mmacs M ...]
+    kres tune --resume DIR
     kres export --model MODEL.keras --name NAME [--version N]
     kres predict --saved-model saved_models/NAME IMAGE ...
 """
@@ -92,6 +94,41 @@ def _parser():
     evaluate.add_argument("--dataset", required=True, help="dataset name or image folder")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--data-dir", help="the dataset's tfds data directory")
+    tune = commands.add_parser("tune", help="keras-tuner search over depth and cardinality")
+    tune.add_argument("--space", help="cifar-resnet, resnext-cifar, resnext-imagenet, wrn-cifar")
+    tune.add_argument("--dataset", help="dataset name or image folder")
+    tune.add_argument("--tuner", default="random", help="random, hyperband, bayesian, grid")
+    tune.add_argument("--recipe", default="he2015-cifar", help="training recipe of every trial")
+    tune.add_argument("--set-recipe", dest="recipe_overrides", action="append", default=[],
+                      type=_parse_override, metavar="FIELD=VALUE", help="recipe field to change")
+    tune.add_argument("--max-epochs", type=int, default=10, help="epochs per trial (at most)")
+    tune.add_argument("--max-trials", type=int, default=10, help="trials (not for hyperband)")
+    for flag, help_text in (("depths", "depths to search, e.g. 11,20,29"),
+                            ("cardinalities", "cardinalities, e.g. 1,2,4,8"),
+                            ("widths-per-group", "widths per group, e.g. 4,8,16"),
+                            ("widen-factors", "Wide ResNet widen factors, e.g. 1,2,4"),
+                            ("batch-sizes", "also search the batch size among these")):
+        tune.add_argument(f"--{flag}", type=_int_list, help=help_text)
+    tune.add_argument("--tune-training", action="store_true",
+                      help="also search learning rate, weight decay, label smoothing")
+    tune.add_argument("--budget-mmacs", type=float, help="fail trials above this many MMACs")
+    tune.add_argument("--budget-mparams", type=float, help="fail trials above this many M params")
+    tune.add_argument("--equal-complexity", action="store_true",
+                      help="width per group chosen so every cardinality costs about the same")
+    tune.add_argument("--subset", type=int, help="train each trial on the first N examples")
+    tune.add_argument("--val-size", type=int, help="examples held out for validation")
+    tune.add_argument("--image-size", type=int, help="input height and width")
+    tune.add_argument("--channels", type=int, choices=(1, 3), help="input channels")
+    tune.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tune.add_argument("--data-dir", help="the dataset's tfds data directory")
+    tune.add_argument("--out", help="search directory (default runs/tune-<space>-<data>-<time>)")
+    tune.add_argument("--resume", metavar="DIR", help="continue the search in DIR")
+    tune.add_argument("--chief", action="store_true",
+                      help="serve the oracle of a distributed search (with --port)")
+    tune.add_argument("--worker", metavar="ID", help="run trials for the chief at --oracle")
+    tune.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address (workers)")
+    tune.add_argument("--port", type=int, default=8000, help="the chief's port (default 8000)")
+
     export = commands.add_parser("export", help="export a .keras model for TF Serving")
     export.add_argument("--model", required=True, help="a .keras file, e.g. runs/.../best.keras")
     export.add_argument("--name", required=True, help="the served model's name")
@@ -113,6 +150,63 @@ def _parser():
     predict.add_argument("--count", type=int, default=8, help="images for --from-dataset")
     predict.add_argument("--data-dir", help="the dataset's tfds data directory")
     return parser
+
+
+def _int_list(text):
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers such as 1,2,4. Received: {text!r}") from None
+
+
+def _tune(kres, args):
+    from kres import tune
+
+    if args.chief and args.worker:
+        raise ValueError("A process is either the chief or a worker. Received: --chief and "
+                         f"--worker {args.worker}")
+    if args.chief:
+        os.environ.update(KERASTUNER_TUNER_ID="chief", KERASTUNER_ORACLE_IP="0.0.0.0",
+                          KERASTUNER_ORACLE_PORT=str(args.port))
+    elif args.worker:
+        host, _, port = (args.oracle or "").rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"A worker needs --oracle HOST:PORT. Received: --oracle {args.oracle}")
+        os.environ.update(KERASTUNER_TUNER_ID=args.worker, KERASTUNER_ORACLE_IP=host,
+                          KERASTUNER_ORACLE_PORT=port)
+    if args.resume:
+        path = os.path.join(args.resume, "search.json")
+        if not os.path.isfile(path):
+            raise ValueError(f"No search.json in the directory to resume. "
+                             f"Received: --resume {args.resume}")
+        with open(path) as f:
+            config, out = tune.SearchConfig(**json.load(f)), args.resume
+    else:
+        if not args.space or not args.dataset:
+            raise ValueError("kres tune needs --space and --dataset (or --resume DIR).")
+        config = tune.SearchConfig(
+            space=args.space, dataset=args.dataset, tuner=args.tuner, recipe=args.recipe,
+            recipe_overrides=dict(args.recipe_overrides), max_epochs=args.max_epochs,
+            max_trials=args.max_trials, depths=args.depths, cardinalities=args.cardinalities,
+            widths_per_group=args.widths_per_group, widen_factors=args.widen_factors,
+            tune_training=args.tune_training, batch_sizes=args.batch_sizes,
+            budget_mmacs=args.budget_mmacs, budget_mparams=args.budget_mparams,
+            equal_complexity=args.equal_complexity, subset=args.subset,
+            val_size=args.val_size, image_size=args.image_size, channels=args.channels,
+            seed=args.seed, data_dir=args.data_dir)
+        out = args.out or tune.default_out_dir(config)
+    print(f"kres tune: {config.space} on {config.dataset} with {config.tuner}; "
+          f"search directory {out}", flush=True)
+    rows = tune.search(config, out, verbose="auto")
+    if rows:
+        best = rows[0]
+        point = ", ".join(f"{k} {best[k]}" for k in ("depths", "cardinality",
+                                                      "width_per_group", "widen_factor")
+                          if best.get(k) is not None)
+        print(f"best trial {best['trial_id']} ({point}): val accuracy "
+              f"{best['best_val_accuracy']:.4f}; report {os.path.join(out, 'trials.md')}, "
+              f"model {os.path.join(out, 'best.keras')}")
 
 
 def _export(kres, args):
@@ -264,7 +358,8 @@ def main(argv=None):
 
     try:
         commands = {"models": _models, "summary": _summary, "train": _train,
-                    "evaluate": _evaluate, "export": _export, "predict": _predict}
+                    "evaluate": _evaluate, "export": _export, "predict": _predict,
+                    "tune": _tune}
         commands[args.command](kres, args)
     except (ValueError, RuntimeError) as error:
         print(f"kres {args.command}: error: {error}", file=sys.stderr)

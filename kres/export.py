@@ -211,14 +211,6 @@ class _Server:
                                                  h, w)
         return tf.image.resize(image, [h, w])
 
-    def _channels(self, images):
-        have = images.shape[-1]
-        if have == self.prep.channels or have is None:
-            return images
-        if self.prep.channels == 3:
-            return tf.repeat(images, 3, axis=-1)
-        return tf.image.rgb_to_grayscale(images)
-
     def _outputs(self, images):
         images = (tf.cast(images, tf.float32) - self.mean) / self.std
         probabilities = tf.cast(self.model(images, training=False), tf.float32)
@@ -237,9 +229,10 @@ class _Server:
         return self._outputs(tf.map_fn(one, images, fn_output_signature=spec))
 
     def serve_pixels(self, pixels):
-        images = self._channels(tf.cast(pixels, tf.float32))
-        images = tf.map_fn(self._fit, images, fn_output_signature=tf.TensorSpec(
-            [self.prep.height, self.prep.width, None], tf.float32))
+        images = tf.map_fn(self._fit, tf.cast(pixels, tf.float32),
+                           fn_output_signature=tf.TensorSpec(
+                               [self.prep.height, self.prep.width, self.prep.channels],
+                               tf.float32))
         return self._outputs(images)
 
 

@@ -26,6 +26,7 @@ import datetime
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -383,6 +384,81 @@ def _metrics(num_classes):
     return metrics
 
 
+def pipelines(d, recipe, image_size, channels, seed=None):
+    """The training and validation pipelines of a recipe on loaded data `d`."""
+    common = dict(image_size=image_size, channels=channels, num_classes=d.spec.num_classes,
+                  batch_size=recipe.batch_size)
+    train_ds = kdata.pipeline(d.train, d.spec, training=True, seed=seed,
+                              cache=kdata.fits_in_memory(d.spec, d.sizes["train"]),
+                              augment=recipe.augment, color_jitter=recipe.color_jitter,
+                              mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
+                              random_erasing=recipe.random_erasing, **common)
+    val_ds = kdata.pipeline(d.val, d.spec, training=False,
+                            cache=kdata.fits_in_memory(d.spec, d.sizes["val"]), **common)
+    return train_ds, val_ds
+
+
+def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto"):
+    """Compiles `model` with a recipe: SGD, its schedule, coupled weight decay,
+    cross-entropy with label smoothing, accuracy (and top-5 beyond 10 classes)."""
+    apply_weight_decay(model, recipe.weight_decay, recipe.decay_all)
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate_schedule(recipe, steps_per_epoch),
+        momentum=recipe.momentum, nesterov=recipe.nesterov)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(
+                      label_smoothing=recipe.label_smoothing),
+                  metrics=_metrics(num_classes), jit_compile=jit_compile)
+
+
+def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None,
+        initial_epoch=0, resume=False, callbacks=(), verbose="auto"):
+    """The one call of `model.fit` in kres, with the run directory's callbacks.
+
+    Writes ``history.csv``, ``best.keras``, ``tensorboard/`` and ``backup/``
+    in `run_dir`. With `resume`, continues from the backup (dropping history
+    rows newer than it); without, any old backup is discarded so the run
+    starts from scratch.
+
+    Returns:
+        The Keras `History`.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    history_path = os.path.join(run_dir, "history.csv")
+    best_path = os.path.join(run_dir, "best.keras")
+    backup_dir = os.path.join(run_dir, "backup")
+    if not resume:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        for path in (history_path, best_path):
+            if os.path.exists(path):
+                os.remove(path)
+    previous = _trim_history(history_path, _backup_epoch(backup_dir)) if resume else []
+    best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
+
+    all_callbacks = [
+        # Raises at the first non-finite loss, before any epoch-end callback can
+        # save NaN weights; the backup of the last good epoch stays.
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        _EpochStats(train_examples),
+        keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+        *callbacks,
+    ]
+    if recipe.patience:
+        all_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=recipe.patience,
+            restore_best_weights=True))
+    # Last: an epoch is backed up only after its row and checkpoint are written.
+    all_callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
+    # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
+    return model.fit(train_ds, validation_data=val_ds, epochs=epochs or recipe.epochs,
+                     initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
+                     verbose=verbose)
+
+
 def _check_resume(run_dir, config):
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
@@ -445,64 +521,25 @@ def train(config, run_dir=None, *, data=None, callbacks=(), verbose="auto"):
             json.dump(config.to_json(), f, indent=2)
 
     recipe, d = p.recipe, p.data
-    common = dict(image_size=p.image_size, channels=p.channels, num_classes=d.spec.num_classes,
-                  batch_size=recipe.batch_size)
-    train_ds = kdata.pipeline(d.train, d.spec, training=True, seed=config.seed,
-                              cache=kdata.fits_in_memory(d.spec, d.sizes["train"]),
-                              augment=recipe.augment, color_jitter=recipe.color_jitter,
-                              mixup_alpha=recipe.mixup_alpha,
-                              cutmix_alpha=recipe.cutmix_alpha,
-                              random_erasing=recipe.random_erasing, **common)
-    val_ds = kdata.pipeline(d.val, d.spec, training=False,
-                            cache=kdata.fits_in_memory(d.spec, d.sizes["val"]), **common)
+    train_ds, val_ds = pipelines(d, recipe, p.image_size, p.channels, seed=config.seed)
 
     with strategy.scope():
         model = kres.build_model(config.model, classes=d.spec.num_classes,
                                  input_shape=(p.image_size, p.image_size, p.channels),
                                  **model_overrides(config, recipe))
-        apply_weight_decay(model, recipe.weight_decay, recipe.decay_all)
-        optimizer = keras.optimizers.SGD(
-            learning_rate=learning_rate_schedule(recipe, p.steps_per_epoch),
-            momentum=recipe.momentum, nesterov=recipe.nesterov)
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.CategoricalCrossentropy(
-                          label_smoothing=recipe.label_smoothing),
-                      metrics=_metrics(d.spec.num_classes), jit_compile=config.jit_compile)
+        compile_model(model, recipe, p.steps_per_epoch, d.spec.num_classes,
+                      jit_compile=config.jit_compile)
+    fit(model, run_dir, train_ds, val_ds, recipe=recipe, train_examples=d.sizes["train"],
+        resume=resuming, callbacks=callbacks, verbose=verbose)
 
     history_path = os.path.join(run_dir, "history.csv")
     best_path = os.path.join(run_dir, "best.keras")
-    backup_dir = os.path.join(run_dir, "backup")
-    done = _backup_epoch(backup_dir)
-    previous = _trim_history(history_path, done) if resuming else []
-    best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
-
-    all_callbacks = [
-        # Raises at the first non-finite loss, before any epoch-end callback can
-        # save NaN weights; the backup of the last good epoch stays.
-        keras.callbacks.TerminateOnNaN(raise_error=True),
-        _EpochStats(d.sizes["train"]),
-        keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
-                                        save_best_only=True,
-                                        initial_value_threshold=best_so_far),
-        keras.callbacks.CSVLogger(history_path, append=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
-        *callbacks,
-    ]
-    if recipe.patience:
-        all_callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=recipe.patience,
-            restore_best_weights=True))
-    # Last: an epoch is backed up only after its row and checkpoint are written.
-    all_callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
-
-    # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
-    model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, shuffle=False,
-              callbacks=all_callbacks, verbose=verbose)
-
     history = _read_history(history_path)
     if os.path.isfile(best_path):
         model = keras.saving.load_model(best_path)
-    test_ds = kdata.pipeline(d.test, d.spec, training=False, cache=False, **common)
+    test_ds = kdata.pipeline(d.test, d.spec, training=False, cache=False,
+                             image_size=p.image_size, channels=p.channels,
+                             num_classes=d.spec.num_classes, batch_size=recipe.batch_size)
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
     results = {
         "model": config.model, "dataset": d.name, "precision": precision,

@@ -59,3 +59,16 @@ def test_train_refuses_multi_worker(capsys):
     assert main(["train", "--model", "cifar_resnet20", "--dataset", "fashion_mnist",
                  "--strategy", "multi-worker"]) == 2
     assert "keras-team/keras#20585" in capsys.readouterr().err
+
+
+def test_tune_command(fashion_mnist_dir, tmp_path, capsys):
+    out = str(tmp_path / "search")
+    assert main(["tune", "--space", "cifar-resnet", "--dataset", "fashion_mnist",
+                 "--data-dir", fashion_mnist_dir, "--tuner", "grid", "--max-trials", "1",
+                 "--max-epochs", "1", "--depths", "8", "--subset", "256", "--val-size", "128",
+                 "--set-recipe", "batch_size=64", "--out", out]) == 0
+    assert "best trial 0 (depths 8)" in capsys.readouterr().out
+    assert main(["tune", "--resume", out]) == 0  # nothing left to do: the report again
+    assert main(["tune", "--space", "cifar-resnet", "--dataset", "fashion_mnist",
+                 "--worker", "tuner0"]) == 2
+    assert "--oracle HOST:PORT" in capsys.readouterr().err

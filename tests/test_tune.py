@@ -1,0 +1,184 @@
+"""Search over depth and cardinality: a real search, resume after a kill, a chief
+with two workers, the compute budget, and the errors raised before any trial."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from kres import data, tune
+
+FAST = {"batch_size": 32, "augment": "none"}
+
+
+def _arrays():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
+    y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
+    return data.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+
+
+def _trials(out_dir):
+    with open(os.path.join(out_dir, "trials.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_real_search_writes_the_report(fashion_mnist_dir, tmp_path):
+    config = tune.SearchConfig(
+        "resnext-cifar", "fashion_mnist", tuner="random", max_trials=3, max_epochs=1,
+        depths=(11, 20), cardinalities=(1, 4), widths_per_group=(4,), subset=256,
+        val_size=128, recipe_overrides={"batch_size": 64, "augment": "none"},
+        data_dir=fashion_mnist_dir)
+    out = str(tmp_path / "search")
+    rows = tune.search(config, out)
+    assert len(rows) == 3 and all(r["status"] == "COMPLETED" for r in rows)
+    assert len({r["depths"] for r in rows}) > 1 and len({r["cardinality"] for r in rows}) > 1
+    for r in rows:
+        assert r["params"] > 0 and r["mmacs"] > 0 and r["epochs"] == 1
+        assert r["width_per_group"] == (4 if r["cardinality"] > 1 else 64)
+    assert [r["trial_id"] for r in _trials(out)] == [r["trial_id"] for r in rows]
+    assert "| trial_id |" in open(os.path.join(out, "trials.md")).read()
+    assert open(os.path.join(out, "accuracy.png"), "rb").read(4) == b"\x89PNG"
+    with open(os.path.join(out, "best.json")) as f:
+        assert json.load(f)["trial_id"] == rows[0]["trial_id"]
+    import keras
+
+    best = keras.saving.load_model(os.path.join(out, "best.keras"), safe_mode=True)
+    assert best.input_shape == (None, 28, 28, 1)
+
+
+SEARCH = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    from kres import data, train, tune
+
+    out, mode = sys.argv[1], sys.argv[2]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
+    y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
+    arrays = data.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+    config = tune.SearchConfig("cifar-resnet", "arrays", tuner="random", max_trials=4,
+                               max_epochs=1, depths=(8, 14, 20, 32),
+                               recipe_overrides={"batch_size": 32, "augment": "none"})
+    if mode == "kill-in-second-trial":
+        fit, calls = train.fit, []
+        def dying_fit(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                os._exit(7)  # killed mid-search: no cleanup, no report
+            return fit(*args, **kwargs)
+        train.fit = dying_fit
+    rows = tune.search(config, out, data=arrays)
+    print("ROWS", len(rows))
+""")
+
+
+def _python(script, *args, env=None):
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+
+
+def test_killed_search_resumes_without_rerunning_trials(tmp_path):
+    out = str(tmp_path / "search")
+    first = _python(SEARCH, out, "kill-in-second-trial")
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 7, err[-2000:]
+    done = os.path.join(out, "project", "trial_0", "run", "trial.json")
+    stamp = os.path.getmtime(done)
+    second = _python(SEARCH, out, "normal")
+    stdout, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-2000:]
+    assert "ROWS 4" in stdout
+    rows = _trials(out)
+    assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2", "3"]
+    assert all(r["status"] == "COMPLETED" for r in rows)
+    assert os.path.getmtime(done) == stamp  # the completed trial was not run again
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chief_and_two_workers_share_a_search(tmp_path):
+    out = str(tmp_path / "search")
+    port = str(_free_port())
+    env = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    chief = _python(SEARCH, out, "normal", env={**env, "KERASTUNER_TUNER_ID": "chief"})
+    time.sleep(8)  # the chief clears the project and starts serving the oracle first
+    workers = [_python(SEARCH, out, "normal", env={**env, "KERASTUNER_TUNER_ID": f"tuner{i}"})
+               for i in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-2000:]
+    stdout, err = chief.communicate(timeout=600)
+    assert chief.returncode == 0, err[-2000:]
+    assert "ROWS 4" in stdout
+    rows = _trials(out)
+    assert len(rows) == 4 and all(r["status"] == "COMPLETED" for r in rows)
+    tuner_files = sorted(f for f in os.listdir(os.path.join(out, "project"))
+                         if f.startswith("tuner"))
+    assert tuner_files == ["tuner0.json", "tuner1.json"]  # both workers took part
+
+
+def test_over_budget_trials_fail_once_and_are_not_retried(tmp_path):
+    config = tune.SearchConfig("cifar-resnet", "arrays", tuner="grid", max_trials=2,
+                               max_epochs=1, depths=(8, 56), budget_mmacs=1.0,
+                               recipe_overrides=FAST)
+    out = str(tmp_path / "search")
+    rows = tune.search(config, out, data=_arrays())
+    by_depth = {r["depths"]: r for r in rows}
+    assert by_depth["8"]["status"] == "COMPLETED"
+    assert by_depth["56"]["status"] == "FAILED"
+    assert "Over budget" in by_depth["56"]["message"][0]
+    assert len(rows) == 2  # one attempt at the over-budget point, no retry
+    assert not os.path.exists(os.path.join(out, "project", f"trial_{by_depth['56']['trial_id']}",
+                                           "run"))
+
+
+def test_equal_complexity_widths():
+    config = tune.SearchConfig("resnext-cifar", "arrays", equal_complexity=True)
+    space = tune.get_space(config)
+    hypermodel = tune.ResidualHyperModel(config, space, _arrays(), 32, 3, "/nonexistent")
+    reference, _ = hypermodel.cost({"depths": (3, 3, 3), "cardinality": 1,
+                                    "width_per_group": 64})
+    for cardinality in (2, 8, 32):
+        width = hypermodel.equal_complexity_width((3, 3, 3), cardinality)
+        macs, _ = hypermodel.cost({"depths": (3, 3, 3), "cardinality": cardinality,
+                                   "width_per_group": width})
+        assert abs(np.log(macs / reference)) < np.log(1.3), (cardinality, width)
+    assert hypermodel.equal_complexity_width((3, 3, 3), 32) < 64
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"space": "resnext"}, r"Did you mean 'resnext-cifar'"),
+    ({"tuner": "hyperbnd"}, r"Did you mean 'hyperband'"),
+    ({"cardinalities": ()}, r"cardinalities must be a non-empty"),
+    ({"space": "cifar-resnet", "cardinalities": (4,)}, r"does not search cardinality"),
+    ({"depths": (30,)}, r"depths must be a non-empty selection"),
+    ({"budget_mmacs": 0.001}, r"No point of the search space meets the budget"),
+])
+def test_bad_searches_fail_before_any_trial(kwargs, message, tmp_path):
+    config = tune.SearchConfig(**{"space": "resnext-cifar", "dataset": "arrays",
+                                  "max_trials": 1, "max_epochs": 1, **kwargs})
+    with pytest.raises(ValueError, match=message):
+        tune.search(config, str(tmp_path / "s"), data=_arrays())
+    assert not (tmp_path / "s" / "project").exists()
+
+
+def test_resume_refuses_another_search(tmp_path):
+    config = tune.SearchConfig("cifar-resnet", "arrays", max_trials=1)
+    os.makedirs(tmp_path / "s")
+    (tmp_path / "s" / "search.json").write_text(json.dumps(config.to_json()))
+    other = tune.SearchConfig("cifar-resnet", "arrays", max_trials=2)
+    with pytest.raises(ValueError, match=r"another search \(differs in max_trials\)"):
+        tune.search(other, str(tmp_path / "s"), data=_arrays())
