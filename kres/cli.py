@@ -70,11 +70,7 @@ def _parser():
                        help="override a model spec field, e.g. --set drop_path_rate=0.1")
     train.add_argument("--augment", choices=("crop_flip", "crop", "imagenet", "none"),
                        help="training augmentation (default: the dataset's)")
-    train.add_argument("--subset", type=int, help="train on the first N examples")
-    train.add_argument("--val-size", type=int, help="examples held out for validation")
-    train.add_argument("--image-size", type=int, help="input height and width")
-    train.add_argument("--channels", type=int, choices=(1, 3), help="input channels")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_data_flags(train)
     train.add_argument("--precision", default="auto",
                        help="auto (mixed_float16 on GPU), float32, mixed_float16, mixed_bfloat16")
     train.add_argument("--xla", dest="jit_compile", action="store_const", const=True,
@@ -83,7 +79,6 @@ def _parser():
                        help="never compile with XLA")
     train.add_argument("--strategy", default="auto",
                        help="auto, default, mirrored (all GPUs), multi-worker")
-    train.add_argument("--data-dir", help="the dataset's tfds data directory")
     train.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the unfinished run in RUN_DIR with its saved config")
@@ -115,12 +110,7 @@ def _parser():
     tune.add_argument("--budget-mparams", type=float, help="fail trials above this many M params")
     tune.add_argument("--equal-complexity", action="store_true",
                       help="width per group chosen so every cardinality costs about the same")
-    tune.add_argument("--subset", type=int, help="train each trial on the first N examples")
-    tune.add_argument("--val-size", type=int, help="examples held out for validation")
-    tune.add_argument("--image-size", type=int, help="input height and width")
-    tune.add_argument("--channels", type=int, choices=(1, 3), help="input channels")
-    tune.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    tune.add_argument("--data-dir", help="the dataset's tfds data directory")
+    _add_data_flags(tune)
     tune.add_argument("--out", help="search directory (default runs/tune-<space>-<data>-<time>)")
     tune.add_argument("--resume", metavar="DIR", help="continue the search in DIR")
     tune.add_argument("--chief", action="store_true",
@@ -150,6 +140,16 @@ def _parser():
     predict.add_argument("--count", type=int, default=8, help="images for --from-dataset")
     predict.add_argument("--data-dir", help="the dataset's tfds data directory")
     return parser
+
+
+def _add_data_flags(parser):
+    """The data and input flags that `kres train` and `kres tune` share."""
+    parser.add_argument("--subset", type=int, help="train on the first N examples")
+    parser.add_argument("--val-size", type=int, help="examples held out for validation")
+    parser.add_argument("--image-size", type=int, help="input height and width")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="input channels")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--data-dir", help="the dataset's tfds data directory")
 
 
 def _int_list(text):

@@ -498,9 +498,9 @@ def verify_saved_model(path, model, preprocessing, atol=1e-5):
     """Loads a written SavedModel as TF Serving would and checks it against the model.
 
     Refuses a SavedModel without its variables (TF Serving's C++ loader
-    accepts one and serves uninitialised weights), then loads it through
-    TensorFlow's C API (`c_api_run`), runs the pixels signature on random
-    images and compares with ``model.predict`` after the same preprocessing.
+    loads one without complaint; only its first request fails), then loads it
+    through TensorFlow's C API (`c_api_run`), runs the pixels signature on
+    random images and compares with ``model.predict`` after the same preprocessing.
 
     Raises:
         ValueError: if the SavedModel is incomplete or disagrees.

@@ -459,19 +459,28 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
                      verbose=verbose)
 
 
-def _check_resume(run_dir, config):
-    path = os.path.join(run_dir, "config.json")
+def check_saved_config(directory, filename, config):
+    """Whether `directory` holds `config` already (a run or search to resume).
+
+    Returns:
+        True if ``directory/filename`` holds the same config, False if absent.
+
+    Raises:
+        ValueError: if it holds another config: resuming would mix two.
+    """
+    path = os.path.join(directory, filename)
     if not os.path.isfile(path):
         return False
     with open(path) as f:
         saved = json.load(f)
-    if saved != config.to_json():
-        changed = sorted(k for k in saved.keys() | config.to_json().keys()
-                         if saved.get(k) != config.to_json().get(k))
+    current = config.to_json()
+    if saved != current:
+        changed = sorted(k for k in saved.keys() | current.keys()
+                         if saved.get(k) != current.get(k))
         raise ValueError(
-            f"The run directory {run_dir} belongs to another configuration (differs in "
-            f"{', '.join(changed)}); resume it with its own config or use a new directory. "
-            f"Received: run_dir={run_dir!r}"
+            f"The directory {directory} belongs to another configuration (differs in "
+            f"{', '.join(changed)}); resume it with its own configuration or use a new "
+            f"directory. Received: {directory!r}"
         )
     return True
 
@@ -506,7 +515,7 @@ def train(config, run_dir=None, *, data=None, callbacks=(), verbose="auto"):
     >>> results = train(config)  # doctest: +SKIP
     """
     run_dir = run_dir or default_run_dir(config)
-    resuming = _check_resume(run_dir, config)
+    resuming = check_saved_config(run_dir, "config.json", config)
     if resuming and os.path.isfile(os.path.join(run_dir, "results.json")):
         raise ValueError(f"The run in {run_dir} has finished already (results.json exists). "
                          f"Received: run_dir={run_dir!r}")

@@ -305,7 +305,7 @@ class ResidualHyperModel(kt.HyperModel):
         train_ds, val_ds = ktrain.pipelines(self.data, recipe, self.image_size, self.channels,
                                             seed=self.config.seed)
         trial_id = _trial_id(callbacks)
-        run_dir = os.path.join(self.out_dir, "project", f"trial_{trial_id}", "run")
+        run_dir = trial_run_dir(self.out_dir, trial_id)
         start = time.perf_counter()
         # A fresh run every time: a trial interrupted mid-way is retried from scratch.
         history = ktrain.fit(model, run_dir, train_ds, val_ds, recipe=recipe,
@@ -319,6 +319,11 @@ class ResidualHyperModel(kt.HyperModel):
         with open(os.path.join(run_dir, "trial.json"), "w") as f:
             json.dump(info, f, indent=2, default=list)
         return history
+
+
+def trial_run_dir(out_dir, trial_id):
+    """The kres run directory of one trial."""
+    return os.path.join(out_dir, "project", f"trial_{trial_id}", "run")
 
 
 def _trial_id(callbacks):
@@ -370,20 +375,6 @@ def default_out_dir(config, root="runs"):
     return os.path.join(root, f"tune-{config.space}-{dataset}-{stamp}")
 
 
-def _check_resume(out_dir, config):
-    path = os.path.join(out_dir, "search.json")
-    if not os.path.isfile(path):
-        return False
-    with open(path) as f:
-        saved = json.load(f)
-    if saved != config.to_json():
-        changed = sorted(k for k in saved.keys() | config.to_json().keys()
-                         if saved.get(k) != config.to_json().get(k))
-        raise ValueError(f"The search directory {out_dir} belongs to another search (differs "
-                         f"in {', '.join(changed)}). Received: out_dir={out_dir!r}")
-    return True
-
-
 def search(config, out_dir=None, *, data=None, verbose=0):
     """Runs (or resumes) a search and writes its report.
 
@@ -407,7 +398,7 @@ def search(config, out_dir=None, *, data=None, verbose=0):
         ValueError: for an invalid config, before any trial.
     """
     out_dir = out_dir or default_out_dir(config)
-    resume = _check_resume(out_dir, config)
+    resume = ktrain.check_saved_config(out_dir, "search.json", config)
     if config.tuner not in TUNERS:
         raise ValueError(f"Unknown tuner.{did_you_mean(config.tuner, TUNERS, 0.4)} Known: "
                          f"{', '.join(TUNERS)}. Received: tuner={config.tuner!r}")
@@ -484,8 +475,7 @@ def write_report(out_dir, tuner):
     """
     rows = []
     for trial in tuner.oracle.trials.values():
-        info_path = os.path.join(out_dir, "project", f"trial_{trial.trial_id}", "run",
-                                 "trial.json")
+        info_path = os.path.join(trial_run_dir(out_dir, trial.trial_id), "trial.json")
         info = {}
         if os.path.isfile(info_path):
             with open(info_path) as f:
@@ -535,8 +525,7 @@ def write_report(out_dir, tuner):
     done = [r for r in rows if r["best_val_accuracy"] is not None]
     if done:
         best = done[0]
-        source = os.path.join(out_dir, "project", f"trial_{best['trial_id']}", "run",
-                              "best.keras")
+        source = os.path.join(trial_run_dir(out_dir, best["trial_id"]), "best.keras")
         if os.path.isfile(source):
             shutil.copyfile(source, os.path.join(out_dir, "best.keras"))
         with open(os.path.join(out_dir, "best.json"), "w") as f:

@@ -185,6 +185,11 @@ def test_missing_variables_are_refused(gray_model, exported, tmp_path):
     prep = kexport.Preprocessing.for_dataset(gray_model, "fashion_mnist")
     with pytest.raises(ValueError, match="has no variables"):
         kexport.verify_saved_model(str(broken), gray_model, prep)
+    # The C++ loader alone accepts the directory: loading succeeds, and only
+    # the first request fails, so loading is no proof of a complete version.
+    pixels = np.zeros((1, 28, 28, 1), np.uint8)
+    with pytest.raises(RuntimeError, match=r"TF_SessionRun\(serving_pixels\).*variable"):
+        kexport.c_api_run(str(broken), "serving_pixels", {"pixels": pixels})
 
 
 def test_resnext_export_runs_on_cpu_after_reload(tmp_path):

@@ -141,8 +141,7 @@ def test_over_budget_trials_fail_once_and_are_not_retried(tmp_path):
     assert by_depth["56"]["status"] == "FAILED"
     assert "Over budget" in by_depth["56"]["message"][0]
     assert len(rows) == 2  # one attempt at the over-budget point, no retry
-    assert not os.path.exists(os.path.join(out, "project", f"trial_{by_depth['56']['trial_id']}",
-                                           "run"))
+    assert not os.path.exists(tune.trial_run_dir(out, by_depth["56"]["trial_id"]))
 
 
 def test_equal_complexity_widths():
@@ -180,5 +179,17 @@ def test_resume_refuses_another_search(tmp_path):
     os.makedirs(tmp_path / "s")
     (tmp_path / "s" / "search.json").write_text(json.dumps(config.to_json()))
     other = tune.SearchConfig("cifar-resnet", "arrays", max_trials=2)
-    with pytest.raises(ValueError, match=r"another search \(differs in max_trials\)"):
+    with pytest.raises(ValueError, match=r"another configuration \(differs in max_trials\)"):
         tune.search(other, str(tmp_path / "s"), data=_arrays())
+
+
+def test_corrupted_tuner_state_names_the_project(tmp_path):
+    config = tune.SearchConfig("cifar-resnet", "arrays", tuner="grid", max_trials=1,
+                               max_epochs=1, depths=(8,), recipe_overrides=FAST)
+    out = str(tmp_path / "search")
+    tune.search(config, out, data=_arrays())
+    oracle = os.path.join(out, "project", "oracle.json")
+    with open(oracle, "w") as f:
+        f.write('{"ongoing_trials": ')  # a crash in the middle of a write
+    with pytest.raises(ValueError, match=r"tuner state in .*project cannot be read"):
+        tune.search(config, out, data=_arrays())
