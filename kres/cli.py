@@ -176,12 +176,7 @@ def _tune(kres, args):
         os.environ.update(KERASTUNER_TUNER_ID=args.worker, KERASTUNER_ORACLE_IP=host,
                           KERASTUNER_ORACLE_PORT=port)
     if args.resume:
-        path = os.path.join(args.resume, "search.json")
-        if not os.path.isfile(path):
-            raise ValueError(f"No search.json in the directory to resume. "
-                             f"Received: --resume {args.resume}")
-        with open(path) as f:
-            config, out = tune.SearchConfig(**json.load(f)), args.resume
+        config, out = _saved(tune.SearchConfig, args.resume, "search.json"), args.resume
     else:
         if not args.space or not args.dataset:
             raise ValueError("kres tune needs --space and --dataset (or --resume DIR).")
@@ -254,18 +249,22 @@ def _predict(kres, args):
         print(f"{right} of {known} dataset images right through the export")
 
 
+def _saved(config_class, directory, filename):
+    """The config saved in a run or search directory, for --resume."""
+    path = os.path.join(directory, filename)
+    if not os.path.isfile(path):
+        raise ValueError(f"No {filename} in the directory to resume. Received: --resume "
+                         f"{directory}")
+    with open(path) as f:
+        return config_class(**json.load(f))
+
+
 def _train_config(args):
     """The TrainConfig of `kres train`'s flags (or of the run to resume)."""
     from kres.train import TrainConfig
 
     if args.resume:
-        path = os.path.join(args.resume, "config.json")
-        if not os.path.isfile(path):
-            raise ValueError(f"No config.json in the run directory to resume. "
-                             f"Received: --resume {args.resume}")
-        with open(path) as f:
-            saved = json.load(f)
-        return TrainConfig(**saved), args.resume
+        return _saved(TrainConfig, args.resume, "config.json"), args.resume
     if not args.model or not args.dataset:
         raise ValueError("kres train needs --model and --dataset (or --resume RUN_DIR).")
     recipe = dict(args.recipe_overrides)
