@@ -257,7 +257,7 @@ def ensure_prepared(name, data_dir):
 
 @dataclass
 class Data:
-    """Raw (undecoded-augmentation) splits of a dataset, with what describes them.
+    """The raw splits of a dataset (uint8 images, integer labels) and their description.
 
     Attributes:
         name: dataset name.
