@@ -501,7 +501,7 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         if training:
             image = _augment(image, rng, augment, image_size, color_jitter)
         else:
-            image = _eval_resize(image, augment, image_size)
+            image = eval_resize(image, image_size, image_size, augment == "imagenet")
         image = (image - mean) / std
         if training and random_erasing > 0:
             image = _random_erase(image, tf.random.experimental.stateless_fold_in(rng, 7),
@@ -558,17 +558,23 @@ def _resize(image, size):
     return tf.image.resize(image, [size, size])
 
 
-def _eval_resize(image, augment, size):
-    if augment != "imagenet":
-        return _resize(image, size)
-    # Resize the shorter side to size / 0.875 (256 for 224), then center-crop.
+def eval_resize(image, height, width, center_crop):
+    """The evaluation resize of one image, shared by `pipeline` and the export.
+
+    Plain: straight to ``height x width``. Center crop (the ImageNet
+    evaluation): the shorter side to ``min(height, width) / 0.875`` (256 for
+    224), then the central ``height x width``.
+    """
+    if not center_crop:
+        if image.shape[0] == height and image.shape[1] == width:
+            return image
+        return tf.image.resize(image, [height, width])
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = (size / 0.875) / tf.reduce_min(shape)
-    new = tf.cast(tf.round(shape * scale), tf.int32)
+    scale = (min(height, width) / 0.875) / tf.reduce_min(shape)
+    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), [height, width])
     image = tf.image.resize(image, new)
-    top = (new[0] - size) // 2
-    left = (new[1] - size) // 2
-    return tf.image.crop_to_bounding_box(image, top, left, size, size)
+    return tf.image.crop_to_bounding_box(image, (new[0] - height) // 2,
+                                         (new[1] - width) // 2, height, width)
 
 
 def _random_erase(image, rng, probability):

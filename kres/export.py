@@ -200,16 +200,11 @@ class _Server:
         self.std = tf.constant(np.broadcast_to(prep.std, (channels,)) * 255.0, tf.float32)
 
     def _fit(self, image):
-        """Resizes or center-crops one float image to the model's input."""
-        h, w = self.prep.height, self.prep.width
-        if self.prep.resize == "center_crop":
-            shape = tf.cast(tf.shape(image)[:2], tf.float32)
-            scale = (min(h, w) / 0.875) / tf.reduce_min(shape)
-            new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), [h, w])
-            image = tf.image.resize(image, new)
-            return tf.image.crop_to_bounding_box(image, (new[0] - h) // 2, (new[1] - w) // 2,
-                                                 h, w)
-        return tf.image.resize(image, [h, w])
+        """Resizes or center-crops one float image as training's evaluation did."""
+        from kres.data import eval_resize
+
+        return eval_resize(image, self.prep.height, self.prep.width,
+                           self.prep.resize == "center_crop")
 
     def _outputs(self, images):
         images = (tf.cast(images, tf.float32) - self.mean) / self.std
@@ -367,12 +362,8 @@ def export_run(model_path, directory, version=None, **kwargs):
         raise ValueError(f"No model file at model_path. Received: model_path={model_path!r}")
     model = keras.saving.load_model(model_path)
     run = os.path.dirname(os.path.abspath(model_path))
-    config, results = ({}, {})
-    for name in ("config.json", "results.json"):
-        path = os.path.join(run, name)
-        if os.path.isfile(path):
-            with open(path) as f:
-                (config if name == "config.json" else results).update(json.load(f))
+    config, results = (_read_json(os.path.join(run, name))
+                       for name in ("config.json", "results.json"))
     dataset = config.get("dataset")
     from kres import data
 
@@ -391,6 +382,14 @@ def export_run(model_path, directory, version=None, **kwargs):
         metadata["spec"] = {"name": train_config.model, **dataclasses.asdict(spec)}
     kwargs.setdefault("class_names", results.get("class_names"))
     return export(model, directory, version, dataset=dataset, metadata=metadata, **kwargs)
+
+
+def _read_json(path):
+    """The JSON object in `path`, or ``{}`` when there is no such file."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 def predict(saved_model, images, version=None, signature="serving_default"):

@@ -175,7 +175,7 @@ def test_nan_stops_with_an_error_and_keeps_the_last_good_backup(tmp_path):
     assert arrays and all(np.all(np.isfinite(a)) for a in arrays)
 
 
-def test_early_stopping_stops_and_keeps_the_best(tmp_path):
+def test_early_stopping_stops_when_validation_stalls(tmp_path):
     # A learning rate too small to change anything: validation accuracy never
     # improves after the first epoch, so patience 1 stops after the second.
     config = ktrain.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
@@ -183,6 +183,10 @@ def test_early_stopping_stops_and_keeps_the_best(tmp_path):
                                                   "learning_rate": 1e-12, "patience": 1})
     results = ktrain.train(config, str(tmp_path), data=_arrays(), verbose=0)
     assert results["epochs_run"] == 2
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[1]["val_accuracy"]) <= float(rows[0]["val_accuracy"])  # no improvement
+    assert results["best_val_accuracy"] == pytest.approx(float(rows[0]["val_accuracy"]))
 
 
 @pytest.mark.parametrize("kwargs, message", [
