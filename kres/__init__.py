@@ -9,8 +9,11 @@
 __version__ = "0.1.0"
 
 from kres import layers  # noqa: E402,F401  (registers the serializable kres layers)
+from kres.models.googlenet import strip_auxiliary  # noqa: E402
 from kres.registry import build_model, constructor, get_spec, list_models  # noqa: E402
 from kres.stats import count_macs, count_params  # noqa: E402
+from kres.timm import load_timm_weights  # noqa: E402
+from kres.weights import decode_predictions, load_keras_weights, preprocess_input  # noqa: E402
 
 # Public constructor name -> registry name.
 CONSTRUCTORS = {
@@ -53,8 +56,27 @@ CONSTRUCTORS = {
     "WRN16_8": "wrn16_8",
     "WRN28_10": "wrn28_10",
     "WRN40_4": "wrn40_4",
+    "DenseNet121": "densenet121",
+    "DenseNet169": "densenet169",
+    "DenseNet201": "densenet201",
+    "DenseNetBC100": "densenet_bc_100_12",
+    "DenseNetBC250": "densenet_bc_250_24",
+    "DenseNetBC190": "densenet_bc_190_40",
+    "VGG11": "vgg11",
+    "VGG13": "vgg13",
+    "VGG16": "vgg16",
+    "VGG19": "vgg19",
+    "VGG11BN": "vgg11_bn",
+    "VGG13BN": "vgg13_bn",
+    "VGG16BN": "vgg16_bn",
+    "VGG19BN": "vgg19_bn",
+    "GoogLeNet": "googlenet",
+    "GoogLeNetBN": "googlenet_bn",
+    "AlexNet": "alexnet",
+    "AlexNetOriginal": "alexnet_original",
 }
 globals().update({public: constructor(key, public) for public, key in CONSTRUCTORS.items()})
 
 __all__ = ["build_model", "count_macs", "count_params", "get_spec", "list_models",
-           "CONSTRUCTORS", "__version__", *CONSTRUCTORS]
+           "load_keras_weights", "load_timm_weights", "preprocess_input", "decode_predictions",
+           "strip_auxiliary", "CONSTRUCTORS", "__version__", *CONSTRUCTORS]

@@ -389,8 +389,76 @@ def classifier_head(x, *, include_top, pooling, classes, classifier_activation):
     elif pooling == "avg" or include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if include_top:
-        # Under a mixed-precision policy the probabilities stay float32.
-        mixed = keras.config.dtype_policy().name.startswith("mixed")
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions",
-                         dtype="float32" if mixed else None)(x)
+        x = predictions(x, classes=classes, activation=classifier_activation)
     return x
+
+
+def predictions(x, *, classes, activation, name="predictions"):
+    """The classifier layer (``predictions``), float32 under mixed precision.
+
+    Args:
+        x: the pooled or flattened features.
+        classes: number of classes.
+        activation: activation of the classifier, ``None`` for logits.
+        name: the layer's name.
+
+    Returns:
+        The class scores.
+    """
+    # Under a mixed-precision policy the probabilities stay float32.
+    mixed = keras.config.dtype_policy().name.startswith("mixed")
+    return layers.Dense(classes, activation=activation, name=name,
+                        dtype="float32" if mixed else None)(x)
+
+
+def flatten(x, model_name, adaptive_pool=None):
+    """Flattens the last feature map for a fully connected classifier.
+
+    Args:
+        x: the last feature map.
+        model_name: the model's name, for the error message.
+        adaptive_pool: ``(height, width)`` to average-pool the map to first
+            (torchvision's ``AdaptiveAvgPool2d``, layer ``adaptive_pool``), or
+            ``None``.
+
+    Returns:
+        The flat features (layer ``flatten``).
+
+    Raises:
+        ValueError: if the map's height or width is unknown (an input_shape
+            with ``None``), which a fully connected layer cannot take.
+    """
+    if any(d is None for d in x.shape[1:]):
+        raise ValueError(
+            f"{model_name} with include_top=True flattens its features into fully connected "
+            f"layers, so the input height and width must be known; build with e.g. "
+            f"input_shape=(224, 224, 3), or include_top=False. Received: a feature map of "
+            f"shape {tuple(x.shape)}"
+        )
+    if adaptive_pool is not None:
+        x = layers.AdaptiveAveragePooling2D(adaptive_pool, name="adaptive_pool")(x)
+    return layers.Flatten(name="flatten")(x)
+
+
+def fully_connected_head(x, names, *, width, dropout_rate, dropout_first=True):
+    """Hidden fully connected layers with ReLU and dropout (AlexNet, VGG).
+
+    Args:
+        x: the flattened features.
+        names: one layer name per hidden layer (``("fc1", "fc2")``).
+        width: units of each hidden layer.
+        dropout_rate: dropout rate; 0 for none.
+        dropout_first: dropout on each layer's input (torchvision's AlexNet)
+            instead of its output (the papers, torchvision's VGG).
+
+    Returns:
+        The last hidden layer's output.
+    """
+    for name in names:
+        if dropout_rate and dropout_first:
+            x = layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
+        x = layers.Dense(width, activation="relu", name=name)(x)
+        if dropout_rate and not dropout_first:
+            x = layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
+    return x
+

@@ -39,6 +39,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kres.models.googlenet import strip_auxiliary
+
 RESIZE_MODES = ("resize", "center_crop")
 TAG = "serve"
 
@@ -286,6 +288,8 @@ def export(model, directory, version=None, *, class_names=None, preprocessing=No
             that is a file, an existing `version`, or invalid settings.
     """
     _check_model(model)
+    # Auxiliary classifiers (GoogLeNet) are for training only.
+    model = strip_auxiliary(model)
     directory = os.fspath(directory)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ValueError(f"directory is a file, not a folder. Received: directory={directory!r}")

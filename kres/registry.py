@@ -8,10 +8,17 @@ fields override the row; the others go to the builder.
 import dataclasses
 import fnmatch
 
+from kres import weights as kweights
 from kres.errors import did_you_mean
-from kres.models import resnet
+from kres.models import alexnet, densenet, googlenet, resnet, vgg
 
-_FAMILIES = ((resnet.SPECS, resnet.build_resnet),)
+_FAMILIES = (
+    (resnet.SPECS, resnet.build_resnet),
+    (densenet.SPECS, densenet.build_densenet),
+    (vgg.SPECS, vgg.build_vgg),
+    (googlenet.SPECS, googlenet.build_googlenet),
+    (alexnet.SPECS, alexnet.build_alexnet),
+)
 _MODELS = {name: (spec, build) for specs, build in _FAMILIES for name, spec in specs.items()}
 BUILD_ARGS = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
               "classifier_activation", "name")
@@ -72,9 +79,21 @@ def build_model(name, /, **kwargs):
     464154
     """
     build_args = {k: v for k, v in kwargs.items() if k in BUILD_ARGS}
-    spec = resolve_spec(name, **{k: v for k, v in kwargs.items() if k not in BUILD_ARGS})
+    overrides = {k: v for k, v in kwargs.items() if k not in BUILD_ARGS}
+    imagenet = isinstance(build_args.get("weights"), str) and build_args["weights"] == "imagenet"
+    if imagenet:
+        spec = get_spec(name)  # unknown names fail first
+        overrides = kweights.imagenet_overrides(
+            name, overrides, include_top=build_args.get("include_top", True),
+            classes=build_args.get("classes") or spec.default_classes)
+        build_args["weights"] = None
+    spec = resolve_spec(name, **overrides)
     build_args["name"] = build_args.get("name") or name
-    return _lookup(name)[1](spec, **build_args)
+    model = _lookup(name)[1](spec, **build_args)
+    if imagenet:
+        include_top = build_args.get("include_top", True)
+        kweights.load_keras_weights(model, kweights.fetch_keras_weights(name, include_top))
+    return model
 
 
 def resolve_spec(name, /, **overrides):
@@ -121,14 +140,24 @@ def constructor(model_name, public_name):
                            classes=classes, classifier_activation=classifier_activation,
                            name=name, **overrides)
 
+    if model_name in kweights.KERAS_WEIGHTS:
+        layout = dict(kweights.KERAS_WEIGHTS[model_name].layout)
+        published = "this model"
+        layout = f", {', '.join(f'{k}={v!r}' for k, v in layout.items())}" if layout else ""
+    else:
+        published = f"{', '.join(kweights.KERAS_WEIGHTS)} only"
+        layout = ""
     build.__name__ = build.__qualname__ = public_name
     build.__doc__ = f"""Instantiates `{model_name}`: {spec.describe()}.
 
     Args:
         include_top: whether to add the global pooling and the ``predictions``
             classifier.
-        weights: ``None`` (random initialisation) or the path of a weights file
-            saved from the same architecture.
+        weights: ``None`` (random initialisation), ``"imagenet"`` (the
+            weights keras.applications publishes, for {published}; the model
+            is then built in Keras's layout{layout}), or the path of a weights
+            file: ``.weights.h5`` saved from the same architecture, a
+            keras.applications ``.h5``, or a timm ``.safetensors``.
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: ``(height, width, channels)``, default
             ``({spec.default_size}, {spec.default_size}, 3)``; height and width

@@ -348,6 +348,12 @@ def prepare(config, data=None):
     """
     recipe = resolve_recipe(config.recipe, **config.recipe_overrides)
     spec = resolve_spec(config.model, **model_overrides(config, recipe))
+    if getattr(spec, "aux_classifiers", False):
+        raise ValueError(
+            "kres train fits one-output models; train GoogLeNet's auxiliary classifiers with "
+            "model.fit and loss_weights=[1, 0.3, 0.3] (see docs/models.md). "
+            "Received: aux_classifiers=True"
+        )
     if data is None:
         if not os.path.isdir(config.dataset):
             kdata.get_dataset_spec(config.dataset)  # unknown names fail before any I/O
@@ -355,10 +361,10 @@ def prepare(config, data=None):
                           val_size=config.val_size)
     image_size = config.image_size or data.spec.image_size or spec.default_size
     channels = config.channels or data.spec.channels
-    if image_size < spec.total_stride:
+    if image_size < spec.min_size:
         raise ValueError(
-            f"image_size is too small for {config.model}, which downsamples by "
-            f"{spec.total_stride}. Received: image_size={image_size}"
+            f"image_size is too small for {config.model}, which needs at least "
+            f"{spec.min_size} pixels. Received: image_size={image_size}"
         )
     if recipe.batch_size > data.sizes["train"]:
         raise ValueError(
@@ -370,9 +376,10 @@ def prepare(config, data=None):
 
 
 def model_overrides(config, recipe):
-    """The spec fields a run changes: the config's, plus the recipe's zero-init."""
+    """The spec fields a run changes: the config's, plus the recipe's zero-init
+    (for the residual networks, the families that have a residual branch)."""
     overrides = dict(config.model_overrides)
-    if recipe.zero_init_last:
+    if recipe.zero_init_last and hasattr(kres.get_spec(config.model), "zero_init_last"):
         overrides.setdefault("zero_init_last", True)
     return overrides
 

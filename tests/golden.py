@@ -18,6 +18,13 @@ IMAGENET = {
     "se_resnet101": (49_326_872, 7.806),
     "se_resnext50_32x4d": (27_559_896, 4.233),
     "se_resnext101_32x4d": (48_955_416, 7.975),
+    "vgg16": (138_357_544, 15.470),
+    "vgg19": (143_667_240, 19.632),
+    "densenet121": (7_978_856, 2.834),
+    "densenet169": (14_149_480, 3.360),
+    "densenet201": (20_013_928, 4.291),
+    "alexnet": (61_100_840, 0.714),
+    "googlenet_bn": (6_624_904, 1.498),
 }
 # CIFAR-10 (10 classes, 32x32); option A shortcuts for the ResNets.
 CIFAR = {

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kres.layers import GroupedConv2D, ZeroPadChannels
+from kres.layers import GroupedConv2D, LocalResponseNormalization, ZeroPadChannels
 
 
 @pytest.mark.parametrize("groups, strides, padding", [
@@ -62,3 +62,16 @@ def test_zero_pad_channels():
     assert ZeroPadChannels.from_config(layer.get_config()).padding == (2, 3)
     with pytest.raises(ValueError, match=r"padding=\(-1, 2\)"):
         ZeroPadChannels((-1, 2))
+
+
+def test_local_response_normalization_equals_tensorflow():
+    x = tf.random.normal((2, 5, 5, 13), stddev=20.0, seed=3)
+    layer = LocalResponseNormalization(depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75)
+    expected = tf.nn.local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4,
+                                                  beta=0.75)
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5)
+    assert np.max(np.abs(expected - x)) > 1.0  # the normalisation does something here
+    clone = LocalResponseNormalization.from_config(layer.get_config())
+    np.testing.assert_allclose(clone(x), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"Received: depth_radius=-1"):
+        LocalResponseNormalization(depth_radius=-1)

@@ -176,9 +176,11 @@ def test_nan_stops_with_an_error_and_keeps_the_last_good_backup(tmp_path):
 
 
 def test_early_stopping_stops_when_validation_stalls(tmp_path):
-    # A learning rate too small to change anything: validation accuracy never
-    # improves after the first epoch, so patience 1 stops after the second.
-    config = ktrain.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
+    # A learning rate too small to change anything and frozen batch-norm
+    # statistics (momentum 1): validation accuracy never improves after the
+    # first epoch, so patience 1 stops after the second.
+    config = ktrain.TrainConfig("cifar_resnet20", "arrays",
+                                model_overrides={**TINY, "bn_momentum": 1.0},
                                 recipe_overrides={"epochs": 10, "batch_size": 32,
                                                   "learning_rate": 1e-12, "patience": 1})
     results = ktrain.train(config, str(tmp_path), data=_arrays(), verbose=0)

@@ -16,6 +16,39 @@ import keras
 POOLINGS = (None, "avg", "max")
 
 
+def is_int(value):
+    """Whether `value` is an integer (and not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_positive_int(field, value):
+    """Raises a ValueError naming `field` unless `value` is a positive integer."""
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{field} must be a positive integer. Received: {field}={value!r}")
+
+
+def check_choice(field, value, allowed):
+    """Raises a ValueError naming `field` unless `value` is one of `allowed`."""
+    if value not in allowed:
+        raise ValueError(f"{field} must be one of {allowed}. Received: {field}={value!r}")
+
+
+def check_int_tuple(field, value, minimum=1):
+    """Raises a ValueError naming `field` unless `value` is a non-empty tuple of
+    integers of at least `minimum`."""
+    if (not isinstance(value, tuple) or not value
+            or not all(is_int(v) and v >= minimum for v in value)):
+        kind = "positive integers" if minimum == 1 else f"integers >= {minimum}"
+        raise ValueError(
+            f"{field} must be a non-empty tuple of {kind}. Received: {field}={value!r}")
+
+
+def check_rate(field, value):
+    """Raises a ValueError naming `field` unless `value` is a rate in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{field} must be in [0, 1). Received: {field}={value!r}")
+
+
 def check_head_args(*, include_top, pooling, classes, weights):
     """Validates the head and weights arguments of a constructor.
 
@@ -38,8 +71,9 @@ def check_head_args(*, include_top, pooling, classes, weights):
         return
     if weights == "imagenet":
         raise ValueError(
-            "Published ImageNet weights are not available in this kres release; pass "
-            "weights=None or the path of a weights file. Received: weights='imagenet'"
+            "weights='imagenet' is resolved by kres.build_model and the constructors "
+            "(kres.ResNet50(weights='imagenet')), not by the family builders. "
+            "Received: weights='imagenet'"
         )
     if not isinstance(weights, str | os.PathLike) or not os.path.isfile(weights):
         raise ValueError(
@@ -86,8 +120,8 @@ def make_input(*, input_tensor, input_shape, default_size, min_size):
     for size in spatial:
         if size is not None and (not isinstance(size, int) or size < min_size):
             raise ValueError(
-                f"input_shape is too small for this network, which downsamples by {min_size}: "
-                f"height and width must be at least {min_size} (or None). "
+                f"input_shape is too small for this network: height and width must be at "
+                f"least {min_size} (or None). "
                 f"Received: input_shape={input_shape}"
             )
     if input_tensor is None:
@@ -113,8 +147,32 @@ def finish_model(inputs, outputs, *, name, weights):
     with deep_graphs():
         model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
-        load_weights_strict(model, weights)
+        load_weights_file(model, weights)
     return model
+
+
+def load_weights_file(model, path):
+    """Loads a weights file of any kind kres reads, chosen by its name.
+
+    ``*.safetensors``: a timm/torchvision state dict (`kres.load_timm_weights`);
+    ``*.h5`` other than ``*.weights.h5``: a keras.applications file
+    (`kres.load_keras_weights`); anything else: a Keras weights file
+    (`load_weights_strict`).
+
+    Raises:
+        ValueError: if the file does not match the model.
+    """
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        from kres.timm import load_timm_weights
+
+        load_timm_weights(model, path)
+    elif path.endswith(".h5") and not path.endswith(".weights.h5"):
+        from kres.weights import load_keras_weights
+
+        load_keras_weights(model, path)
+    else:
+        load_weights_strict(model, path)
 
 
 @contextlib.contextmanager

@@ -77,19 +77,13 @@ class ResNetSpec:
             value = getattr(self, field)
             if isinstance(value, list):
                 object.__setattr__(self, field, tuple(value))
-        _check_choice("block", self.block, blocks.BLOCKS)
-        _check_choice("stem", self.stem, STEMS)
-        _check_choice("stride_on", self.stride_on, blocks.STRIDE_ON)
-        _check_choice("downsample", self.downsample, DOWNSAMPLE)
-        _check_choice("shortcut", self.shortcut, blocks.SHORTCUTS)
+        base.check_choice("block", self.block, blocks.BLOCKS)
+        base.check_choice("stem", self.stem, STEMS)
+        base.check_choice("stride_on", self.stride_on, blocks.STRIDE_ON)
+        base.check_choice("downsample", self.downsample, DOWNSAMPLE)
+        base.check_choice("shortcut", self.shortcut, blocks.SHORTCUTS)
         for field in ("depths", "widths"):
-            value = getattr(self, field)
-            if (not isinstance(value, tuple) or not value
-                    or not all(_is_int(v) and v >= 1 for v in value)):
-                raise ValueError(
-                    f"{field} must be a non-empty tuple of positive integers. "
-                    f"Received: {field}={value!r}"
-                )
+            base.check_int_tuple(field, getattr(self, field))
         if len(self.widths) != len(self.depths):
             raise ValueError(
                 f"widths must give one width per stage ({len(self.depths)} stages). "
@@ -97,17 +91,13 @@ class ResNetSpec:
             )
         for field in ("stem_width", "widen_factor", "cardinality", "width_per_group",
                       "default_size", "default_classes"):
-            _check_positive_int(field, getattr(self, field))
-        if not _is_int(self.se_ratio) or self.se_ratio < 0:
+            base.check_positive_int(field, getattr(self, field))
+        if not base.is_int(self.se_ratio) or self.se_ratio < 0:
             raise ValueError(
                 "se_ratio is the squeeze-and-excitation reduction ratio r (an integer, 16 in "
                 f"the paper; 0 disables it). Received: se_ratio={self.se_ratio!r}"
             )
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(
-                "drop_path_rate must be in [0, 1). "
-                f"Received: drop_path_rate={self.drop_path_rate!r}"
-            )
+        base.check_rate("drop_path_rate", self.drop_path_rate)
         if self.zero_init_last and self.shortcut == "none":
             raise ValueError(
                 "zero_init_last would make a plain network (shortcut='none') output zeros from "
@@ -151,6 +141,11 @@ class ResNetSpec:
         stem = 4 if self.stem == "imagenet" else 1
         return stem * 2 ** (len(self.depths) - 1)
 
+    @property
+    def min_size(self):
+        """The smallest input height and width the network accepts."""
+        return self.total_stride
+
     def describe(self):
         """A one-line description, e.g. ``bottleneck ResNeXt 32x4d, depths 3-4-6-3``."""
         kind = "ResNet"
@@ -167,20 +162,6 @@ class ResNetSpec:
         return (f"{self.block} {kind}, {version}, depths {depths}, widths "
                 f"{'/'.join(str(p) for p in self.planes)}, {self.stem} stem, shortcut "
                 f"{self.shortcut}, {self.default_size}x{self.default_size} input")
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_positive_int(field, value):
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{field} must be a positive integer. Received: {field}={value!r}")
-
-
-def _check_choice(field, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{field} must be one of {allowed}. Received: {field}={value!r}")
 
 
 _IMAGENET = ResNetSpec(block="bottleneck", depths=(3, 4, 6, 3))
@@ -295,7 +276,7 @@ def build_resnet(spec, *, include_top=True, weights=None, input_tensor=None, inp
     base.check_head_args(include_top=include_top, pooling=pooling, classes=classes,
                          weights=weights)
     image, inputs = base.make_input(input_tensor=input_tensor, input_shape=input_shape,
-                                    default_size=spec.default_size, min_size=spec.total_stride)
+                                    default_size=spec.default_size, min_size=spec.min_size)
     bn = {"bn_momentum": spec.bn_momentum, "bn_epsilon": spec.bn_epsilon}
     x = blocks.resnet_stem(image, kind=spec.stem, width=spec.stem_width, preact=spec.preact,
                            use_bias=spec.conv_bias, **bn)

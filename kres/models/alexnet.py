@@ -1,0 +1,172 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012): five convolutions and
+three fully connected layers.
+
+Two rows: ``alexnet``, the single-tower network of torchvision (and of
+Krizhevsky's "one weird trick" paper, arXiv:1404.5997), and
+``alexnet_original``, the paper's two-tower network with local response
+normalisation, its towers expressed as two-group convolutions.
+"""
+
+from dataclasses import dataclass
+
+from keras import layers
+
+from kres import blocks
+from kres.layers import GroupedConv2D, LocalResponseNormalization
+from kres.models import base
+
+
+@dataclass(frozen=True)
+class AlexNetSpec:
+    """The architecture of one AlexNet.
+
+    Attributes:
+        widths: output channels of the five convolutions.
+        groups: groups of each convolution (2 = the paper's two GPU towers).
+        conv1_padding: zero padding of the 11x11 stride-4 first convolution.
+        lrn: local response normalisation after the first two convolutions'
+            ReLUs (paper Sec. 3.3).
+        adaptive_pool: spatial size the features are average-pooled to before
+            the classifier (torchvision's ``AdaptiveAvgPool2d``), so any input
+            size feeds the same classifier; ``None`` flattens as they are.
+        fc_width: width of the two hidden fully connected layers.
+        dropout_rate: dropout of the classifier (paper: 0.5).
+        dropout_first: dropout on the inputs of fc6 and fc7 (torchvision);
+            ``False`` puts it on their outputs (the paper).
+        default_size: default input height and width.
+        default_classes: default number of classes.
+    """
+
+    widths: tuple = (64, 192, 384, 256, 256)
+    groups: tuple = (1, 1, 1, 1, 1)
+    conv1_padding: int = 2
+    lrn: bool = False
+    adaptive_pool: tuple | None = (6, 6)
+    fc_width: int = 4096
+    dropout_rate: float = 0.5
+    dropout_first: bool = True
+    default_size: int = 224
+    default_classes: int = 1000
+
+    def __post_init__(self):
+        for field in ("widths", "groups", "adaptive_pool"):
+            if isinstance(getattr(self, field), list):
+                object.__setattr__(self, field, tuple(getattr(self, field)))
+        for field in ("widths", "groups"):
+            base.check_int_tuple(field, getattr(self, field))
+            if len(getattr(self, field)) != 5:
+                raise ValueError(f"{field} must give one value for each of the 5 convolutions. "
+                                 f"Received: {field}={getattr(self, field)!r}")
+        channels = (3, *self.widths)
+        for i, g in enumerate(self.groups):
+            # The first convolution's input channels are checked when built.
+            if channels[i + 1] % g or (i and channels[i] % g):
+                raise ValueError(
+                    f"groups[{i}] must divide the input and output channels of conv{i + 1} "
+                    f"({channels[i]} -> {channels[i + 1]}). Received: groups={self.groups!r}")
+        if not base.is_int(self.conv1_padding) or self.conv1_padding < 0:
+            raise ValueError("conv1_padding must be a non-negative integer. "
+                             f"Received: conv1_padding={self.conv1_padding!r}")
+        if self.adaptive_pool is not None:
+            base.check_int_tuple("adaptive_pool", self.adaptive_pool)
+        for field in ("fc_width", "default_size", "default_classes"):
+            base.check_positive_int(field, getattr(self, field))
+        base.check_rate("dropout_rate", self.dropout_rate)
+
+    @property
+    def min_size(self):
+        """The smallest input height and width the network accepts."""
+        for size in range(1, 1024):
+            if _feature_size(size, self.conv1_padding) >= 1:
+                return size
+        return 1024
+
+    def describe(self):
+        """A one-line description of the network."""
+        towers = "two-tower" if max(self.groups) > 1 else "single-tower"
+        lrn = " with local response normalisation" if self.lrn else ""
+        return (f"{towers} AlexNet{lrn}, convolutions "
+                f"{'/'.join(str(w) for w in self.widths)}, fully connected {self.fc_width}, "
+                f"{self.default_size}x{self.default_size} input")
+
+
+def _feature_size(size, conv1_padding):
+    """Height of the last feature map for an input of height `size`."""
+    size = (size + 2 * conv1_padding - 11) // 4 + 1  # conv1 11x11/4
+    for _ in range(3):  # three 3x3/2 max-pools (conv2..5 keep the size)
+        size = (size - 3) // 2 + 1
+    return size
+
+
+SPECS = {
+    # torchvision's single-tower AlexNet (arXiv:1404.5997): 61,100,840 parameters.
+    "alexnet": AlexNetSpec(),
+    # Krizhevsky et al. 2012, Fig. 2: 96-256-384-384-256 filters, conv2/4/5
+    # within a tower, LRN after conv1 and conv2, 227x227 input.
+    "alexnet_original": AlexNetSpec(widths=(96, 256, 384, 384, 256), groups=(1, 2, 1, 2, 2),
+                                    conv1_padding=0, lrn=True, adaptive_pool=None,
+                                    dropout_first=False, default_size=227),
+}
+
+
+def build_alexnet(spec, *, include_top=True, weights=None, input_tensor=None,
+                  input_shape=None, pooling=None, classes=None, classifier_activation="softmax",
+                  name="alexnet"):
+    """Builds an AlexNet from its spec.
+
+    Convolutions carry biases and ReLUs; max-pools are 3x3 with stride 2
+    ("overlapping pooling"). With `include_top` the features are flattened
+    into fc6 and fc7 (ReLU, dropout) and the ``predictions`` layer; without
+    adaptive pooling that needs a known input size.
+
+    Args:
+        spec: an `AlexNetSpec`.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `kres.models.resnet.build_resnet`.
+
+    Returns:
+        A Functional `keras.Model`.
+
+    Raises:
+        ValueError: for any invalid argument, naming it and the value
+            received.
+
+    Example:
+
+    >>> model = build_alexnet(SPECS["alexnet"], classes=10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    if not isinstance(spec, AlexNetSpec):
+        raise ValueError(f"spec must be an AlexNetSpec. Received: spec={spec!r}")
+    classes = spec.default_classes if classes is None else classes
+    base.check_head_args(include_top=include_top, pooling=pooling, classes=classes,
+                         weights=weights)
+    image, inputs = base.make_input(input_tensor=input_tensor, input_shape=input_shape,
+                                    default_size=spec.default_size, min_size=spec.min_size)
+    if spec.groups[0] > 1 and image.shape[-1] % spec.groups[0]:
+        raise ValueError(f"groups[0] must divide the {image.shape[-1]} input channels. "
+                         f"Received: groups={spec.groups!r}")
+    x = image
+    if spec.conv1_padding:
+        x = layers.ZeroPadding2D(spec.conv1_padding, name="conv1_pad")(x)
+    for i, (width, groups) in enumerate(zip(spec.widths, spec.groups)):
+        n = i + 1
+        kernel, strides = {0: (11, 4), 1: (5, 1)}.get(i, (3, 1))
+        conv = GroupedConv2D if groups > 1 else layers.Conv2D
+        x = conv(width, kernel, strides=strides, padding="valid" if i == 0 else "same",
+                 groups=groups, activation="relu", name=f"conv{n}")(x)
+        if spec.lrn and n <= 2:
+            x = LocalResponseNormalization(name=f"conv{n}_lrn")(x)
+        if n in (1, 2, 5):
+            x = layers.MaxPooling2D(3, strides=2, name=f"pool{n}")(x)
+    if not include_top:
+        x = blocks.classifier_head(x, include_top=False, pooling=pooling, classes=classes,
+                                   classifier_activation=classifier_activation)
+        return base.finish_model(inputs, x, name=name, weights=weights)
+    x = blocks.flatten(x, name, spec.adaptive_pool)
+    x = blocks.fully_connected_head(x, ("fc6", "fc7"), width=spec.fc_width,
+                             dropout_rate=spec.dropout_rate, dropout_first=spec.dropout_first)
+    x = blocks.predictions(x, classes=classes, activation=classifier_activation)
+    return base.finish_model(inputs, x, name=name, weights=weights)
+

@@ -1,0 +1,174 @@
+"""DenseNet (Huang, Liu, van der Maaten & Weinberger, arXiv:1608.06993).
+
+Each layer of a dense block sees the concatenation of all earlier outputs of
+the block; transitions between blocks compress the channels and halve the
+resolution. Rows: the ImageNet DenseNet-121/169/201 of the paper's Table 1 in
+keras.applications' layout (its layer names, so its published weights load),
+and DenseNet-BC for CIFAR (Table 2).
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+from keras import layers
+
+from kres import blocks
+from kres.models import base
+
+STEMS = ("imagenet", "cifar")
+
+
+@dataclass(frozen=True)
+class DenseNetSpec:
+    """The architecture of one DenseNet.
+
+    Attributes:
+        depths: layers in each dense block.
+        growth_rate: channels each layer adds (k).
+        bottleneck: a 1x1 convolution to ``4 * k`` channels before each 3x3
+            (the "B" of DenseNet-BC).
+        compression: fraction of channels a transition keeps (the "C", 0.5).
+        stem: ``"imagenet"`` (7x7/2 convolution, batch norm, ReLU, 3x3/2
+            max-pool) or ``"cifar"`` (one 3x3 convolution).
+        stem_width: output channels of the stem (64 on ImageNet, ``2 * k``
+            for DenseNet-BC on CIFAR).
+        bn_momentum: batch norm momentum.
+        bn_epsilon: batch norm epsilon (keras.applications: 1.001e-5).
+        default_size: default input height and width.
+        default_classes: default number of classes.
+    """
+
+    depths: tuple
+    growth_rate: int = 32
+    bottleneck: bool = True
+    compression: float = 0.5
+    stem: str = "imagenet"
+    stem_width: int = 64
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1.001e-5
+    default_size: int = 224
+    default_classes: int = 1000
+
+    def __post_init__(self):
+        if isinstance(self.depths, list):
+            object.__setattr__(self, "depths", tuple(self.depths))
+        base.check_int_tuple("depths", self.depths)
+        base.check_choice("stem", self.stem, STEMS)
+        for field in ("growth_rate", "stem_width", "default_size", "default_classes"):
+            base.check_positive_int(field, getattr(self, field))
+        if (isinstance(self.compression, bool) or not isinstance(self.compression, int | float)
+                or not 0.0 < self.compression <= 1.0):
+            raise ValueError("compression is the fraction of channels a transition keeps, in "
+                             f"(0, 1]. Received: compression={self.compression!r}")
+
+    @property
+    def total_stride(self):
+        """How much the network downsamples its input."""
+        stem = 4 if self.stem == "imagenet" else 1
+        return stem * 2 ** (len(self.depths) - 1)
+
+    @property
+    def min_size(self):
+        """The smallest input height and width the network accepts."""
+        return self.total_stride
+
+    def describe(self):
+        """A one-line description of the network."""
+        kind = "DenseNet-BC" if self.bottleneck and self.compression < 1 else "DenseNet"
+        return (f"{kind}, k={self.growth_rate}, layers per block "
+                f"{'-'.join(str(d) for d in self.depths)}, compression {self.compression:g}, "
+                f"{self.stem} stem, {self.default_size}x{self.default_size} input")
+
+
+def _bc_cifar(depth, growth_rate):
+    """DenseNet-BC-`depth` with growth `growth_rate` on CIFAR: 3 blocks of
+    ``(depth - 4) / 6`` bottleneck layers, a ``2k``-channel 3x3 stem."""
+    return DenseNetSpec(depths=((depth - 4) // 6,) * 3, growth_rate=growth_rate, stem="cifar",
+                        stem_width=2 * growth_rate, bn_epsilon=1e-5, default_size=32,
+                        default_classes=10)
+
+
+_IMAGENET = DenseNetSpec(depths=(6, 12, 24, 16))
+SPECS = {
+    # Huang et al. 2017, Table 1: DenseNet-121/169/201 (k = 32, BC).
+    "densenet121": _IMAGENET,
+    "densenet169": dataclasses.replace(_IMAGENET, depths=(6, 12, 32, 32)),
+    "densenet201": dataclasses.replace(_IMAGENET, depths=(6, 12, 48, 32)),
+    # Table 2: DenseNet-BC on CIFAR (0.8M, 15.3M and 25.6M parameters).
+    "densenet_bc_100_12": _bc_cifar(100, 12),
+    "densenet_bc_250_24": _bc_cifar(250, 24),
+    "densenet_bc_190_40": _bc_cifar(190, 40),
+}
+
+
+def dense_layer(x, growth_rate, *, name, bottleneck=True, **bn):
+    """One layer of a dense block: BN-ReLU-(1x1 conv-BN-ReLU)-3x3 conv, concatenated
+    to its input (``{name}_0_bn`` ... ``{name}_2_conv``, ``{name}_concat``)."""
+    y = blocks.batch_norm(x, name=f"{name}_0_bn", **bn)
+    y = layers.Activation("relu", name=f"{name}_0_relu")(y)
+    if bottleneck:
+        y = blocks.conv2d(y, 4 * growth_rate, 1, name=f"{name}_1")
+        y = blocks.batch_norm(y, name=f"{name}_1_bn", **bn)
+        y = layers.Activation("relu", name=f"{name}_1_relu")(y)
+    y = blocks.conv2d(y, growth_rate, 3, name=f"{name}_2")
+    return layers.Concatenate(name=f"{name}_concat")([x, y])
+
+
+def transition(x, compression, *, name, **bn):
+    """BN-ReLU-1x1 convolution to ``int(channels * compression)``, 2x2 average pool."""
+    x = blocks.batch_norm(x, name=f"{name}_bn", **bn)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    x = blocks.conv2d(x, int(x.shape[-1] * compression), 1, name=name)
+    return layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
+
+
+def build_densenet(spec, *, include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=None,
+                   classifier_activation="softmax", name="densenet"):
+    """Builds a DenseNet from its spec.
+
+    Args:
+        spec: a `DenseNetSpec`.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `kres.models.resnet.build_resnet`.
+
+    Returns:
+        A Functional `keras.Model`.
+
+    Raises:
+        ValueError: for any invalid argument, naming it and the value
+            received.
+
+    Example:
+
+    >>> model = build_densenet(SPECS["densenet_bc_100_12"])
+    >>> kres.count_params(model)
+    769162
+    """
+    if not isinstance(spec, DenseNetSpec):
+        raise ValueError(f"spec must be a DenseNetSpec. Received: spec={spec!r}")
+    classes = spec.default_classes if classes is None else classes
+    base.check_head_args(include_top=include_top, pooling=pooling, classes=classes,
+                         weights=weights)
+    image, inputs = base.make_input(input_tensor=input_tensor, input_shape=input_shape,
+                                    default_size=spec.default_size, min_size=spec.min_size)
+    bn = {"momentum": spec.bn_momentum, "epsilon": spec.bn_epsilon}
+    if spec.stem == "imagenet":
+        x = blocks.conv2d(image, spec.stem_width, 7, strides=2, name="conv1")
+        x = blocks.batch_norm(x, name="conv1_bn", **bn)
+        x = layers.Activation("relu", name="conv1_relu")(x)
+        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    else:
+        x = blocks.conv2d(image, spec.stem_width, 3, name="conv1")
+    for i, depth in enumerate(spec.depths):
+        for j in range(depth):
+            x = dense_layer(x, spec.growth_rate, bottleneck=spec.bottleneck,
+                            name=f"conv{i + 2}_block{j + 1}", **bn)
+        if i < len(spec.depths) - 1:
+            x = transition(x, spec.compression, name=f"pool{i + 2}", **bn)
+    x = blocks.batch_norm(x, name="bn", **bn)
+    x = layers.Activation("relu", name="relu")(x)
+    x = blocks.classifier_head(x, include_top=include_top, pooling=pooling, classes=classes,
+                               classifier_activation=classifier_activation)
+    return base.finish_model(inputs, x, name=name, weights=weights)

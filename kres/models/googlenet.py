@@ -1,0 +1,255 @@
+"""GoogLeNet / Inception v1 (Szegedy et al., arXiv:1409.4842).
+
+The inception modules are the rows of the paper's Table 1 (`INCEPTION_V1`).
+Two networks: ``googlenet``, the paper's (convolutions with biases, 5x5
+branches, local response normalisation in the stem), and ``googlenet_bn``,
+torchvision's batch-normalised layout (each convolution followed by batch
+norm, a 3x3 convolution in the "5x5" branch, 6,624,904 parameters).
+
+The auxiliary classifiers exist only for training: with
+``aux_classifiers=True`` the model has three outputs ``[predictions,
+aux1_predictions, aux2_predictions]`` (fit it with loss weights
+``[1, 0.3, 0.3]``, as in the paper), and `strip_auxiliary` gives the
+one-output network that shares its weights, for inference and export.
+"""
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from kres import blocks
+from kres.layers import LocalResponseNormalization
+from kres.models import base
+
+# Szegedy et al. 2014, Table 1: module, #1x1, #3x3 reduce, #3x3, #5x5 reduce,
+# #5x5, pool proj. A 3x3/2 max-pool precedes the first module of stages 3-5.
+INCEPTION_V1 = (
+    ("3a", 64, 96, 128, 16, 32, 32),
+    ("3b", 128, 128, 192, 32, 96, 64),
+    ("4a", 192, 96, 208, 16, 48, 64),
+    ("4b", 160, 112, 224, 24, 64, 64),
+    ("4c", 128, 128, 256, 24, 64, 64),
+    ("4d", 112, 144, 288, 32, 64, 64),
+    ("4e", 256, 160, 320, 32, 128, 128),
+    ("5a", 256, 160, 320, 32, 128, 128),
+    ("5b", 384, 192, 384, 48, 128, 128),
+)
+# The auxiliary classifiers sit on the outputs of these modules (Sec. 5).
+AUX_AFTER = ("4a", "4d")
+
+
+@dataclass(frozen=True)
+class GoogLeNetSpec:
+    """The architecture of one GoogLeNet.
+
+    Attributes:
+        modules: the inception modules, rows of ``(name, 1x1, 3x3 reduce,
+            3x3, 5x5 reduce, 5x5, pool proj)``; the first character of the
+            name is the stage.
+        batch_norm: batch norm after every convolution (which then has no
+            bias), as in torchvision.
+        branch3_kernel: kernel of the third branch: 5 (the paper) or 3
+            (torchvision's layout).
+        lrn: local response normalisation after the stem's first max-pool and
+            after its 3x3 convolution (the paper's Fig. 3).
+        last_pool_size: size of the max-pool before stage 5 (3 in the paper,
+            2 in torchvision).
+        dropout_rate: dropout before the classifier (0.4 in the paper).
+        aux_classifiers: add the two auxiliary classifiers (training only).
+        bn_momentum: batch norm momentum.
+        bn_epsilon: batch norm epsilon (torchvision: 1e-3).
+        default_size: default input height and width.
+        default_classes: default number of classes.
+    """
+
+    modules: tuple = INCEPTION_V1
+    batch_norm: bool = False
+    branch3_kernel: int = 5
+    lrn: bool = True
+    last_pool_size: int = 3
+    dropout_rate: float = 0.4
+    aux_classifiers: bool = False
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-3
+    default_size: int = 224
+    default_classes: int = 1000
+
+    def __post_init__(self):
+        if isinstance(self.modules, list):
+            object.__setattr__(self, "modules", tuple(tuple(m) for m in self.modules))
+        stages = []
+        for row in self.modules:
+            if (not isinstance(row, tuple) or len(row) != 7 or not isinstance(row[0], str)
+                    or not row[0] or not all(base.is_int(c) and c >= 1 for c in row[1:])):
+                raise ValueError(
+                    "modules must be rows of (name, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, "
+                    f"pool proj) with positive widths. Received: a row {row!r}")
+            stages.append(row[0][0])
+        if not stages or stages != sorted(stages):
+            raise ValueError("modules must be a non-empty tuple of rows in stage order. "
+                             f"Received: modules={self.modules!r}")
+        if self.aux_classifiers:
+            missing = sorted(set(AUX_AFTER) - {row[0] for row in self.modules})
+            if missing:
+                raise ValueError(f"aux_classifiers needs the modules {AUX_AFTER}; {missing} are "
+                                 f"missing. Received: modules={self.modules!r}")
+        base.check_choice("branch3_kernel", self.branch3_kernel, (3, 5))
+        base.check_choice("last_pool_size", self.last_pool_size, (2, 3))
+        for field in ("default_size", "default_classes"):
+            base.check_positive_int(field, getattr(self, field))
+        base.check_rate("dropout_rate", self.dropout_rate)
+
+    @property
+    def total_stride(self):
+        """How much the network downsamples its input."""
+        return 4 * 2 ** len({row[0][0] for row in self.modules})
+
+    @property
+    def min_size(self):
+        """The smallest input height and width the network accepts (the
+        auxiliary classifiers' 5x5 pooling needs 5x5 stage-4 maps)."""
+        return 80 if self.aux_classifiers else self.total_stride
+
+    def describe(self):
+        """A one-line description of the network."""
+        kind = "batch-normalised GoogLeNet" if self.batch_norm else "GoogLeNet"
+        aux = ", auxiliary classifiers" if self.aux_classifiers else ""
+        return (f"{kind} (Inception v1), {len(self.modules)} inception modules, "
+                f"{self.branch3_kernel}x{self.branch3_kernel} third branch{aux}, "
+                f"{self.default_size}x{self.default_size} input")
+
+
+SPECS = {
+    # Szegedy et al. 2014, Table 1 and Fig. 3.
+    "googlenet": GoogLeNetSpec(),
+    # torchvision's GoogLeNet: batch norm, 3x3 "5x5" branch, no LRN, 2x2 last pool.
+    "googlenet_bn": GoogLeNetSpec(batch_norm=True, branch3_kernel=3, lrn=False,
+                                  last_pool_size=2, dropout_rate=0.2),
+}
+
+
+def build_googlenet(spec, *, include_top=True, weights=None, input_tensor=None,
+                    input_shape=None, pooling=None, classes=None,
+                    classifier_activation="softmax", name="googlenet"):
+    """Builds a GoogLeNet from its spec.
+
+    Max-pools use ``same`` padding, which equals the paper's (and
+    torchvision's ceil-mode) pooling grid at every stage.
+
+    Args:
+        spec: a `GoogLeNetSpec`.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `kres.models.resnet.build_resnet`.
+            The auxiliary classifiers need `include_top`.
+
+    Returns:
+        A Functional `keras.Model`; with ``spec.aux_classifiers`` its outputs
+        are ``[predictions, aux1_predictions, aux2_predictions]``.
+
+    Raises:
+        ValueError: for any invalid argument, naming it and the value
+            received.
+
+    Example:
+
+    >>> model = build_googlenet(SPECS["googlenet_bn"], classes=10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    if not isinstance(spec, GoogLeNetSpec):
+        raise ValueError(f"spec must be a GoogLeNetSpec. Received: spec={spec!r}")
+    classes = spec.default_classes if classes is None else classes
+    base.check_head_args(include_top=include_top, pooling=pooling, classes=classes,
+                         weights=weights)
+    if spec.aux_classifiers and not include_top:
+        raise ValueError("aux_classifiers are classifiers and need include_top=True. "
+                         "Received: include_top=False")
+    image, inputs = base.make_input(input_tensor=input_tensor, input_shape=input_shape,
+                                    default_size=spec.default_size, min_size=spec.min_size)
+
+    def conv(x, filters, kernel_size, name, strides=1):
+        x = blocks.conv2d(x, filters, kernel_size, strides=strides,
+                          use_bias=not spec.batch_norm, name=name)
+        if spec.batch_norm:
+            x = blocks.batch_norm(x, name=f"{name}_bn", momentum=spec.bn_momentum,
+                                  epsilon=spec.bn_epsilon)
+        return layers.Activation("relu", name=f"{name}_relu")(x)
+
+    def max_pool(x, size, name, strides=2):
+        return layers.MaxPooling2D(size, strides=strides, padding="same", name=name)(x)
+
+    x = conv(image, 64, 7, "conv1", strides=2)
+    x = max_pool(x, 3, "pool1")
+    if spec.lrn:
+        x = LocalResponseNormalization(name="pool1_lrn")(x)
+    x = conv(x, 64, 1, "conv2")
+    x = conv(x, 192, 3, "conv3")
+    if spec.lrn:
+        x = LocalResponseNormalization(name="conv3_lrn")(x)
+    aux_outputs = []
+    stage, last_stage, pools = None, spec.modules[-1][0][0], 1
+    for module, c1, c3r, c3, c5r, c5, pool_proj in spec.modules:
+        if module[0] != stage:
+            stage, pools = module[0], pools + 1
+            size = spec.last_pool_size if stage == last_stage else 3
+            x = max_pool(x, size, f"pool{pools}")
+        prefix = f"inception{module}"
+        branches = [
+            conv(x, c1, 1, f"{prefix}_1x1"),
+            conv(conv(x, c3r, 1, f"{prefix}_3x3_reduce"), c3, 3, f"{prefix}_3x3"),
+            conv(conv(x, c5r, 1, f"{prefix}_5x5_reduce"), c5, spec.branch3_kernel,
+                 f"{prefix}_5x5"),
+            conv(max_pool(x, 3, f"{prefix}_pool", strides=1), pool_proj, 1,
+                 f"{prefix}_pool_proj"),
+        ]
+        x = layers.Concatenate(name=f"{prefix}_output")(branches)
+        if spec.aux_classifiers and module in AUX_AFTER:
+            aux_outputs.append(_auxiliary_classifier(
+                x, conv, classes, classifier_activation, f"aux{len(aux_outputs) + 1}"))
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if spec.dropout_rate:
+            x = layers.Dropout(spec.dropout_rate, name="dropout")(x)
+        x = blocks.predictions(x, classes=classes, activation=classifier_activation)
+    else:
+        x = blocks.classifier_head(x, include_top=False, pooling=pooling, classes=classes,
+                                   classifier_activation=classifier_activation)
+    return base.finish_model(inputs, [x, *aux_outputs] if aux_outputs else x, name=name,
+                             weights=weights)
+
+
+def _auxiliary_classifier(x, conv, classes, activation, name):
+    """The paper's Sec. 5 side classifier: 5x5/3 average pool, 1x1 convolution
+    to 128, fully connected 1024 with ReLU, 70% dropout, the classifier."""
+    x = layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)
+    x = conv(x, 128, 1, f"{name}_1x1")
+    x = layers.Flatten(name=f"{name}_flatten")(x)
+    x = layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
+    x = layers.Dropout(0.7, name=f"{name}_dropout")(x)
+    return blocks.predictions(x, classes=classes, activation=activation,
+                              name=f"{name}_predictions")
+
+
+def strip_auxiliary(model):
+    """The one-output inference network of a model with auxiliary classifiers.
+
+    The returned model shares its layers (and weights) with `model` and
+    computes only the ``predictions`` output; a model with one output is
+    returned as it is.
+
+    Args:
+        model: a Functional Keras model.
+
+    Returns:
+        A Functional `keras.Model` with one output.
+
+    Example:
+
+    >>> train_model = kres.GoogLeNet(aux_classifiers=True, classes=10)
+    >>> len(train_model.outputs), len(kres.strip_auxiliary(train_model).outputs)
+    (3, 1)
+    """
+    if len(model.outputs) == 1:
+        return model
+    return keras.Model(model.inputs, model.get_layer("predictions").output, name=model.name)
