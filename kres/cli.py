@@ -124,7 +124,8 @@ def _parser():
     export.add_argument("--name", required=True, help="the served model's name")
     export.add_argument("--version", type=int, help="version number (default: the next one)")
     export.add_argument("--out", default="saved_models", help="root folder (default saved_models)")
-    export.add_argument("--top-k", type=int, default=5, help="classes returned per image")
+    export.add_argument("--top-k", type=int, default=None,
+                        help="classes returned per image (default 5, or all if fewer)")
     export.add_argument("--verify", dest="verify", action="store_true", default=True,
                         help="load the new version through TF's C API and compare it with "
                              "the model before publishing it (the default)")

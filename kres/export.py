@@ -256,7 +256,7 @@ def _sha256_of_files(root):
 
 
 def export(model, directory, version=None, *, class_names=None, preprocessing=None,
-           dataset=None, top_k=5, max_image_bytes=20 << 20, max_pixels=40_000_000,
+           dataset=None, top_k=None, max_image_bytes=20 << 20, max_pixels=40_000_000,
            metadata=None, warmup_images=None, verify=True):
     """Exports `model` as version `version` of a TF Serving model in `directory`.
 
@@ -271,7 +271,8 @@ def export(model, directory, version=None, *, class_names=None, preprocessing=No
             resize.
         dataset: the training dataset's name (for the preprocessing and the
             record in ``kres.json``).
-        top_k: how many classes ``classes``, ``scores`` and ``labels`` give.
+        top_k: how many classes ``classes``, ``scores`` and ``labels`` give
+            (default: 5, or every class for models with fewer).
         max_image_bytes: the largest encoded image accepted.
         max_pixels: the largest width x height an image header may announce.
         metadata: extra facts for ``kres.json`` (test accuracy, spec, ...).
@@ -307,7 +308,9 @@ def export(model, directory, version=None, *, class_names=None, preprocessing=No
     if len(class_names) != classes:
         raise ValueError(f"class_names must name the model's {classes} classes. "
                          f"Received: {len(class_names)} names")
-    if not isinstance(top_k, int) or not 1 <= top_k <= classes:
+    if top_k is None:
+        top_k = min(5, classes)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= classes:
         raise ValueError(f"top_k must be between 1 and {classes}. Received: top_k={top_k!r}")
     if preprocessing is None:
         if dataset is not None:

@@ -259,3 +259,19 @@ def test_a_killed_export_leaves_no_version(tmp_path):
     assert kexport.versions(str(base)) == []
     left = os.listdir(base)
     assert len(left) == 1 and left[0].startswith(".staging-1-")  # ignored by TF Serving
+
+
+def test_auxiliary_classifiers_are_not_exported(tmp_path):
+    model = kres.build_model("googlenet_bn", aux_classifiers=True, classes=4,
+                             input_shape=(96, 96, 3))
+    path = kexport.export(model, str(tmp_path / "googlenet"))
+    loaded = tf.saved_model.load(path)
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 96, 96, 3), np.uint8)
+    out = loaded.signatures["serving_pixels"](pixels=tf.constant(pixels))
+    assert out["probabilities"].shape == (2, 4)
+    # What the one-output inference network gives on the same preprocessed input.
+    from kres.data import IMAGENET_MEAN, IMAGENET_STD  # the default preprocessing
+
+    images = _normalise(pixels, IMAGENET_MEAN, IMAGENET_STD)
+    expected = kres.strip_auxiliary(model).predict(images, verbose=0)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
