@@ -27,6 +27,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
+import keras
 import keras_tuner as kt
 import tensorflow as tf
 
@@ -219,6 +220,7 @@ class ResidualHyperModel(kt.HyperModel):
         self.config, self.space, self.data = config, space, data
         self.image_size, self.channels, self.out_dir = image_size, channels, out_dir
         self.costs = {}
+        self.discovering = False
 
     def overrides(self, hp):
         """Declares the space's hyperparameters on `hp`; returns the spec overrides."""
@@ -284,6 +286,16 @@ class ResidualHyperModel(kt.HyperModel):
         return best[1]
 
     def build(self, hp):
+        if self.discovering:
+            # keras-tuner calls build while the tuner is created, only to discover the
+            # hyperparameters (once per condition, at default values that may be
+            # invalid or over budget): declare them and skip the network.
+            try:
+                self.overrides(hp)
+                self.recipe(hp)
+            except kt.errors.FailedTrialError:
+                pass
+            return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
         overrides = self.overrides(hp)
         recipe = self.recipe(hp)
         try:
@@ -359,13 +371,18 @@ def _make_tuner(config, hypermodel, project_dir, resume, strategy):
                   distribution_strategy=strategy,
                   # Over-budget points fail at once; they must not end the search.
                   max_consecutive_failed_trials=max(3, config.max_trials * 3))
-    if config.tuner == "hyperband":
-        return kt.Hyperband(hypermodel, max_epochs=config.max_epochs, factor=3, **common)
-    if config.tuner == "bayesian":
-        return kt.BayesianOptimization(hypermodel, max_trials=config.max_trials, **common)
-    if config.tuner == "grid":
-        return kt.GridSearch(hypermodel, max_trials=config.max_trials, **common)
-    return kt.RandomSearch(hypermodel, max_trials=config.max_trials, **common)
+    tuners = {"hyperband": lambda: kt.Hyperband(hypermodel, max_epochs=config.max_epochs,
+                                                factor=3, **common),
+              "bayesian": lambda: kt.BayesianOptimization(hypermodel,
+                                                          max_trials=config.max_trials, **common),
+              "grid": lambda: kt.GridSearch(hypermodel, max_trials=config.max_trials, **common),
+              "random": lambda: kt.RandomSearch(hypermodel, max_trials=config.max_trials,
+                                                **common)}
+    hypermodel.discovering = True
+    try:
+        return tuners[config.tuner]()
+    finally:
+        hypermodel.discovering = False
 
 
 def default_out_dir(config, root="runs"):

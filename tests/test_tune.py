@@ -130,9 +130,12 @@ def test_chief_and_two_workers_share_a_search(tmp_path):
     assert tuner_files == ["tuner0.json", "tuner1.json"]  # both workers took part
 
 
-def test_over_budget_trials_fail_once_and_are_not_retried(tmp_path):
+# keras-tuner builds the default point while creating the tuner: an over-budget
+# default (56 first) must not end the search before it starts.
+@pytest.mark.parametrize("depths", [(8, 56), (56, 8)])
+def test_over_budget_trials_fail_once_and_are_not_retried(tmp_path, depths):
     config = tune.SearchConfig("cifar-resnet", "arrays", tuner="grid", max_trials=2,
-                               max_epochs=1, depths=(8, 56), budget_mmacs=1.0,
+                               max_epochs=1, depths=depths, budget_mmacs=1.0,
                                recipe_overrides=FAST)
     out = str(tmp_path / "search")
     rows = tune.search(config, out, data=_arrays())

@@ -1,0 +1,84 @@
+"""Every example runs end to end in its --smoke mode and writes its outputs."""
+
+import importlib.util
+import os
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def _example(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(EXAMPLES, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(name, tmp_path, data_dir):
+    out = str(tmp_path / name)
+    return out, _example(name).main(["--smoke", "--out", out, "--data-dir", data_dir])
+
+
+def test_every_example_has_a_smoke_test():
+    tested = {"degradation", "cardinality_vs_width", "tune_depth_and_cardinality",
+              "export_and_serve", "resnext_in_a_keras_script", "cifar10_resnet20"}
+    assert {f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested
+
+
+def test_degradation(tmp_path, fashion_mnist_dir):
+    out, runs = _run("degradation", tmp_path, fashion_mnist_dir)
+    assert set(runs) == {(kind, d) for kind in ("plain", "resnet") for d in (8, 14)}
+    assert os.path.getsize(os.path.join(out, "degradation.png")) > 10_000
+    with open(os.path.join(out, "degradation.md")) as f:
+        text = f.read()
+    for name in ("plain-8", "plain-14", "resnet-8", "resnet-14"):
+        assert f"| {name} |" in text
+    # Same parameters with and without shortcuts (option A has none).
+    assert runs["plain", 14][1]["params"] == runs["resnet", 14][1]["params"]
+    assert all(len(history) == 2 for history, _ in runs.values())
+
+
+def test_cardinality_vs_width(tmp_path, fashion_mnist_dir):
+    out, rows = _run("cardinality_vs_width", tmp_path, fashion_mnist_dir)
+    assert [r["cardinality"] for r in rows] == [1, 2]
+    # The equal-complexity rule: the grouped network is not 2x the MACs.
+    assert 0.7 < rows[1]["mmacs"] / rows[0]["mmacs"] < 1.3
+    assert os.path.isfile(os.path.join(out, "cardinality.png"))
+    with open(os.path.join(out, "cardinality.md")) as f:
+        assert f.read().count("\n| ") == 3  # header and two networks
+
+
+def test_tune_depth_and_cardinality(tmp_path, fashion_mnist_dir):
+    out, rows = _run("tune_depth_and_cardinality", tmp_path, fashion_mnist_dir)
+    assert len(rows) == 2
+    for name in ("trials.csv", "trials.md", "accuracy.png", "best.keras"):
+        assert os.path.isfile(os.path.join(out, name)), name
+
+
+def test_export_and_serve(tmp_path, fashion_mnist_dir, capsys):
+    out, (outputs, probabilities) = _run("export_and_serve", tmp_path, fashion_mnist_dir)
+    assert probabilities.shape == (4, 10)
+    assert os.path.isfile(os.path.join(out, "fashion_mnist_resnet", "1", "saved_model.pb"))
+    printed = capsys.readouterr().out
+    assert ":predict" in printed and "PredictRequest" in printed and '"b64"' in printed
+
+
+def test_resnext_in_a_keras_script(tmp_path, fashion_mnist_dir):
+    out, (accuracy, difference) = _run("resnext_in_a_keras_script", tmp_path, fashion_mnist_dir)
+    assert 0.0 <= accuracy <= 1.0
+    assert difference < 1e-5
+    assert os.path.isfile(os.path.join(out, "resnext29_32x4d.keras"))
+
+
+def test_cifar10_resnet20_recipe_code(tmp_path, fashion_mnist_dir):
+    out, results = _run("cifar10_resnet20", tmp_path, fashion_mnist_dir)
+    assert results["epochs_run"] == 1
+    assert os.path.isfile(os.path.join(out, "saved_model", "1", "saved_model.pb"))
+
+
+@pytest.mark.parametrize("name", ["degradation"])
+def test_bad_depth_is_refused(name, capsys):
+    with pytest.raises(SystemExit):
+        _example(name).main(["--depths", "21"])
+    assert "6n + 2" in capsys.readouterr().err
