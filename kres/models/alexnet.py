@@ -137,13 +137,9 @@ def build_alexnet(spec, *, include_top=True, weights=None, input_tensor=None,
     >>> model.output_shape
     (None, 10)
     """
-    if not isinstance(spec, AlexNetSpec):
-        raise ValueError(f"spec must be an AlexNetSpec. Received: spec={spec!r}")
-    classes = spec.default_classes if classes is None else classes
-    base.check_head_args(include_top=include_top, pooling=pooling, classes=classes,
-                         weights=weights)
-    image, inputs = base.make_input(input_tensor=input_tensor, input_shape=input_shape,
-                                    default_size=spec.default_size, min_size=spec.min_size)
+    classes, image, inputs = base.start(
+        spec, AlexNetSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes)
     if spec.groups[0] > 1 and image.shape[-1] % spec.groups[0]:
         raise ValueError(f"groups[0] must divide the {image.shape[-1]} input channels. "
                          f"Received: groups={spec.groups!r}")

@@ -82,6 +82,31 @@ def check_head_args(*, include_top, pooling, classes, weights):
         )
 
 
+def start(spec, spec_type, *, include_top, weights, input_tensor, input_shape, pooling,
+          classes):
+    """What every builder does first: check its arguments and make the input.
+
+    Args:
+        spec: the builder's spec.
+        spec_type: the spec class the builder takes.
+        include_top, weights, input_tensor, input_shape, pooling, classes:
+            the constructor arguments (`classes` ``None``: the spec's default).
+
+    Returns:
+        ``(classes, image_input, model_inputs)``.
+
+    Raises:
+        ValueError: for a spec of another type or an invalid argument.
+    """
+    if not isinstance(spec, spec_type):
+        raise ValueError(f"spec must be a {spec_type.__name__}. Received: spec={spec!r}")
+    classes = spec.default_classes if classes is None else classes
+    check_head_args(include_top=include_top, pooling=pooling, classes=classes, weights=weights)
+    image, inputs = make_input(input_tensor=input_tensor, input_shape=input_shape,
+                               default_size=spec.default_size, min_size=spec.min_size)
+    return classes, image, inputs
+
+
 def make_input(*, input_tensor, input_shape, default_size, min_size):
     """Returns ``(image_input, model_inputs)`` for a constructor.
 

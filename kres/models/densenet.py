@@ -145,13 +145,9 @@ def build_densenet(spec, *, include_top=True, weights=None, input_tensor=None,
     >>> kres.count_params(model)
     769162
     """
-    if not isinstance(spec, DenseNetSpec):
-        raise ValueError(f"spec must be a DenseNetSpec. Received: spec={spec!r}")
-    classes = spec.default_classes if classes is None else classes
-    base.check_head_args(include_top=include_top, pooling=pooling, classes=classes,
-                         weights=weights)
-    image, inputs = base.make_input(input_tensor=input_tensor, input_shape=input_shape,
-                                    default_size=spec.default_size, min_size=spec.min_size)
+    classes, image, inputs = base.start(
+        spec, DenseNetSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes)
     bn = {"momentum": spec.bn_momentum, "epsilon": spec.bn_epsilon}
     if spec.stem == "imagenet":
         x = blocks.conv2d(image, spec.stem_width, 7, strides=2, name="conv1")

@@ -157,16 +157,12 @@ def build_googlenet(spec, *, include_top=True, weights=None, input_tensor=None,
     >>> model.output_shape
     (None, 10)
     """
-    if not isinstance(spec, GoogLeNetSpec):
-        raise ValueError(f"spec must be a GoogLeNetSpec. Received: spec={spec!r}")
-    classes = spec.default_classes if classes is None else classes
-    base.check_head_args(include_top=include_top, pooling=pooling, classes=classes,
-                         weights=weights)
+    classes, image, inputs = base.start(
+        spec, GoogLeNetSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes)
     if spec.aux_classifiers and not include_top:
         raise ValueError("aux_classifiers are classifiers and need include_top=True. "
                          "Received: include_top=False")
-    image, inputs = base.make_input(input_tensor=input_tensor, input_shape=input_shape,
-                                    default_size=spec.default_size, min_size=spec.min_size)
 
     def conv(x, filters, kernel_size, name, strides=1):
         x = blocks.conv2d(x, filters, kernel_size, strides=strides,

@@ -270,13 +270,9 @@ def build_resnet(spec, *, include_top=True, weights=None, input_tensor=None, inp
     >>> model.output_shape
     (None, 10)
     """
-    if not isinstance(spec, ResNetSpec):
-        raise ValueError(f"spec must be a ResNetSpec. Received: spec={spec!r}")
-    classes = spec.default_classes if classes is None else classes
-    base.check_head_args(include_top=include_top, pooling=pooling, classes=classes,
-                         weights=weights)
-    image, inputs = base.make_input(input_tensor=input_tensor, input_shape=input_shape,
-                                    default_size=spec.default_size, min_size=spec.min_size)
+    classes, image, inputs = base.start(
+        spec, ResNetSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes)
     bn = {"bn_momentum": spec.bn_momentum, "bn_epsilon": spec.bn_epsilon}
     x = blocks.resnet_stem(image, kind=spec.stem, width=spec.stem_width, preact=spec.preact,
                            use_bias=spec.conv_bias, **bn)

@@ -111,13 +111,9 @@ def build_vgg(spec, *, include_top=True, weights=None, input_tensor=None, input_
     >>> model.output_shape
     (None, 10)
     """
-    if not isinstance(spec, VGGSpec):
-        raise ValueError(f"spec must be a VGGSpec. Received: spec={spec!r}")
-    classes = spec.default_classes if classes is None else classes
-    base.check_head_args(include_top=include_top, pooling=pooling, classes=classes,
-                         weights=weights)
-    image, inputs = base.make_input(input_tensor=input_tensor, input_shape=input_shape,
-                                    default_size=spec.default_size, min_size=spec.min_size)
+    classes, image, inputs = base.start(
+        spec, VGGSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes)
     x = image
     for i, (depth, width) in enumerate(zip(spec.depths, spec.widths)):
         for j in range(depth):
