@@ -17,7 +17,6 @@ import base64
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from kres import data as kdata
@@ -82,7 +81,7 @@ def main(argv=None):
   request.model_spec.signature_name = "serving_default"
   request.inputs["images"].CopyFrom(tf.make_tensor_proto(png_bytes_list))
   stub.Predict(request, 10.0).outputs["classes"]""")
-    return outputs, np.asarray(outputs["probabilities"])
+    return outputs
 
 
 if __name__ == "__main__":

@@ -8,12 +8,7 @@ import tensorflow as tf
 
 import kres
 from kres import train as ktrain
-
-
-def _copy_weights(src, dst):
-    for layer in src.layers:
-        if layer.weights:
-            dst.get_layer(layer.name).set_weights(layer.get_weights())
+from tests.reference import copy_weights_by_name
 
 
 def test_googlenet_auxiliary_classifiers_train_and_strip():
@@ -56,7 +51,7 @@ def test_adaptive_pool_is_the_identity_at_the_default_size(name, size):
     # at the default size it changes nothing (the keras.applications layout).
     model = kres.build_model(name, classes=3)
     flat = kres.build_model(name, classes=3, adaptive_pool=None)
-    _copy_weights(model, flat)
+    copy_weights_by_name(model, flat)
     x = tf.random.uniform((1, size, size, 3), seed=4)
     np.testing.assert_allclose(model(x), flat(x), rtol=1e-5, atol=1e-6)
     other = kres.build_model(name, classes=3, input_shape=(160, 160, 3))

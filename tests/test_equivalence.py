@@ -11,21 +11,10 @@ import pytest
 import tensorflow as tf
 
 import kres
+from kres import weights as kweights
+from tests.reference import copy_weights_by_name, randomize_weights
 
-# keras.applications ResNet v1: stride on the first 1x1, biases on every
-# convolution, Keras's BN epsilon.
-KERAS_V1 = {"stride_on": "1x1", "conv_bias": True, "bn_epsilon": 1.001e-5}
-
-
-def _randomize(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-                rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
-        elif layer.weights:
-            layer.set_weights([w + rng.normal(0, 0.01, w.shape) for w in layer.get_weights()])
+KERAS_V1 = kweights.KERAS_RESNET_V1
 
 
 @pytest.mark.parametrize("reference, name, overrides", [
@@ -33,16 +22,12 @@ def _randomize(model, rng):
     (keras.applications.ResNet50V2, "resnet50v2", {}),
 ])
 def test_same_outputs_as_keras_applications(reference, name, overrides):
-    rng = np.random.default_rng(0)
     ref = reference(weights=None, input_shape=(96, 96, 3), classes=7)
     ours = kres.build_model(name, input_shape=(96, 96, 3), classes=7, **overrides)
-    _randomize(ref, rng)
+    randomize_weights(ref)
 
-    weighted = [layer for layer in ref.layers if layer.weights]
-    for layer in weighted:
-        ours.get_layer(layer.name).set_weights(layer.get_weights())
-    ours_weighted = {layer.name for layer in ours.layers if layer.weights}
-    assert ours_weighted == {layer.name for layer in weighted}
+    copied = copy_weights_by_name(ref, ours)
+    assert {layer.name for layer in ours.layers if layer.weights} == set(copied)
     assert kres.count_params(ours) == sum(
         int(np.prod(w.shape)) for w in ref.trainable_weights)
 

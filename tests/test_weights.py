@@ -19,6 +19,7 @@ from keras.src.legacy.saving import legacy_h5_format
 
 import kres
 from kres import weights as kweights
+from tests.reference import randomize_weights
 
 APPLICATIONS = {
     "resnet50": keras.applications.ResNet50,
@@ -34,17 +35,6 @@ APPLICATIONS = {
     "densenet201": keras.applications.DenseNet201,
 }
 SIZE = 64
-
-
-def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
-        elif layer.weights:
-            layer.set_weights([w + rng.normal(0, 0.01, w.shape) for w in layer.get_weights()])
 
 
 def _save_legacy(model, path):
@@ -74,7 +64,7 @@ def test_keras_file_gives_keras_outputs(tmp_path, name, include_top):
     head = {"classes": 7, "classifier_activation": None,  # logits: differences show
             "pooling": None if include_top else "avg", "include_top": include_top}
     ref = APPLICATIONS[name](weights=None, input_shape=(SIZE, SIZE, 3), **head)
-    _randomize(ref)
+    randomize_weights(ref)
     path = _save_legacy(ref, tmp_path / f"{name}.h5")
     ours = kres.build_model(name, weights=path, input_shape=(SIZE, SIZE, 3), **head,
                             **_layout(name))
@@ -91,7 +81,7 @@ def test_weights_imagenet_fetches_through_the_keras_cache(tmp_path, monkeypatch)
     # a stand-in that records its arguments and returns a file written from
     # keras.applications' own model (1000 classes, as published).
     ref = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3))
-    _randomize(ref)
+    randomize_weights(ref)
     path = _save_legacy(ref, tmp_path / "resnet50.h5")
     calls = []
 

@@ -75,11 +75,10 @@ class AlexNetSpec:
 
     @property
     def min_size(self):
-        """The smallest input height and width the network accepts."""
-        for size in range(1, 1024):
-            if _feature_size(size, self.conv1_padding) >= 1:
-                return size
-        return 1024
+        """The smallest input height and width the network accepts: three 3x3/2
+        max-pools take a 15-pixel map to 1, and the 11x11/4 first convolution
+        makes 15 pixels of ``4 * 14 + 11 - 2 * conv1_padding``."""
+        return 4 * 14 + 11 - 2 * self.conv1_padding
 
     def describe(self):
         """A one-line description of the network."""
@@ -88,14 +87,6 @@ class AlexNetSpec:
         return (f"{towers} AlexNet{lrn}, convolutions "
                 f"{'/'.join(str(w) for w in self.widths)}, fully connected {self.fc_width}, "
                 f"{self.default_size}x{self.default_size} input")
-
-
-def _feature_size(size, conv1_padding):
-    """Height of the last feature map for an input of height `size`."""
-    size = (size + 2 * conv1_padding - 11) // 4 + 1  # conv1 11x11/4
-    for _ in range(3):  # three 3x3/2 max-pools (conv2..5 keep the size)
-        size = (size - 3) // 2 + 1
-    return size
 
 
 SPECS = {
