@@ -12,7 +12,10 @@ default here is what a 2-core CPU finishes in under an hour: Fashion-MNIST
 (offline), a fixed subset, a few epochs of the same step schedule and no
 augmentation (so the training error is measured on the training images
 themselves). On a GPU, ``--dataset cifar10 --epochs 164 --subset 0
---augment crop_flip`` is the paper's experiment.
+--augment crop_flip`` is the paper's experiment. At the CPU budget the plain
+nets degrade as in the paper but the deeper residual nets also train worse:
+they start slowly and 500 iterations is too few for them to overtake
+(docs/results.md has the runs and the measurements).
 
 Outputs in ``--out``: one run directory per network (``kres.train``'s),
 ``degradation.png`` (training error thin, validation error bold, per epoch,

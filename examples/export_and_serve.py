@@ -50,8 +50,9 @@ def train_small(args):
 
 def test_images(args):
     data = kdata.load("fashion_mnist", data_dir=args.data_dir)
-    pixels = [image.numpy() for image, _ in data.test.take(args.count)]
-    return [tf.io.encode_png(p).numpy() for p in pixels], data.class_names
+    examples = [(image.numpy(), int(label)) for image, label in data.test.take(args.count)]
+    pngs = [tf.io.encode_png(image).numpy() for image, _ in examples]
+    return pngs, [label for _, label in examples], data.class_names
 
 
 def main(argv=None):
@@ -63,16 +64,18 @@ def main(argv=None):
         meta = json.load(f)
     print(f"preprocessing in the graph: {meta.get('preprocessing')}")
 
-    pngs, class_names = test_images(args)
+    pngs, labels, class_names = test_images(args)
     outputs = kexport.predict(os.path.join(args.out, args.name), pngs)
     for i, (classes, scores) in enumerate(zip(outputs["classes"], outputs["scores"])):
-        print(f"image {i}: {class_names[classes[0]]} ({scores[0]:.3f})")
+        print(f"test image {i}: predicted {class_names[classes[0]]} ({scores[0]:.3f}), "
+              f"true {class_names[labels[i]]}")
 
     # What a TF Serving client sends for the same images.
     rest = {"signature_name": "serving_default",
             "instances": [{"b64": base64.b64encode(p).decode()} for p in pngs[:1]]}
-    print("\nREST (docker run -p 8501:8501 -v $PWD/saved_models/"
-          f"{args.name}:/models/{args.name} -e MODEL_NAME={args.name} tensorflow/serving):")
+    model_dir = os.path.abspath(os.path.join(args.out, args.name))
+    print(f"\nREST (docker run -p 8501:8501 -v {model_dir}:/models/{args.name} "
+          f"-e MODEL_NAME={args.name} tensorflow/serving):")
     print(f"  curl -d '{json.dumps(rest)[:120]}...' \\\n"
           f"    http://localhost:8501/v1/models/{args.name}:predict")
     print("\ngRPC (port 8500), with tensorflow-serving-api:")

@@ -22,11 +22,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--tuner", default="random", choices=ktune.TUNERS)
-    parser.add_argument("--max-trials", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per trial")
+    parser.add_argument("--max-trials", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per trial")
     parser.add_argument("--subset", type=int, default=5000)
     parser.add_argument("--val-size", type=int, default=2000)
-    parser.add_argument("--budget-mmacs", type=float, default=300.0,
+    parser.add_argument("--budget-mmacs", type=float, default=150.0,
                         help="trials over this many million MACs fail at once")
     parser.add_argument("--out", default="runs/tune-depth-cardinality")
     parser.add_argument("--data-dir", default=None)

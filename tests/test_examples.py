@@ -62,6 +62,9 @@ def test_export_and_serve(tmp_path, fashion_mnist_dir, capsys):
     assert os.path.isfile(os.path.join(out, "fashion_mnist_resnet", "1", "saved_model.pb"))
     printed = capsys.readouterr().out
     assert ":predict" in printed and "PredictRequest" in printed and '"b64"' in printed
+    # The docker command mounts the folder the export was written to.
+    assert f"-v {os.path.abspath(os.path.join(out, 'fashion_mnist_resnet'))}:" in printed
+    assert printed.count(", true ") == 4
 
 
 def test_resnext_in_a_keras_script(tmp_path, fashion_mnist_dir):
