@@ -269,21 +269,29 @@ class ResidualHyperModel(kt.HyperModel):
         return self.costs[key]
 
     def equal_complexity_width(self, depths, cardinality):
-        """The width per group whose MACs are closest to cardinality 1 at width 64."""
+        """The width per group whose MACs are closest to cardinality 1 at width 64.
+
+        Every integer width from 1 to 64 is a candidate, not only the searched
+        ones (the ResNeXt paper's 2x40d, 4x24d, 8x14d, 32x4d). MACs grow with
+        the width, so a bisection finds the two widths around the target.
+        """
         target, _ = self.cost({"depths": depths, "cardinality": 1, "width_per_group": 64})
-        candidates = self.space.width_per_group or (1, 2, 4, 6, 8, 12, 16, 24, 32, 40, 48, 64)
-        best = None
-        for width in sorted(set(candidates) | {64}):
-            point = {"depths": depths, "cardinality": cardinality, "width_per_group": width}
-            if not _valid(self.space, point):
-                continue
-            gap = abs(math.log(self.cost(point)[0] / target))
-            if best is None or gap < best[0]:
-                best = (gap, width)
-        if best is None:
+
+        def point(width):
+            return {"depths": depths, "cardinality": cardinality, "width_per_group": width}
+
+        if not _valid(self.space, point(1)):
             raise kt.errors.FailedTrialError(
-                f"No width per group makes cardinality {cardinality} a valid network")
-        return best[1]
+                f"Cardinality {cardinality} does not make a valid network at depths {depths}")
+        low, high = 1, 64  # the smallest width whose MACs reach the target lies in [low, high]
+        while low < high:
+            middle = (low + high) // 2
+            if self.cost(point(middle))[0] < target:
+                low = middle + 1
+            else:
+                high = middle
+        return min({max(low - 1, 1), low},
+                   key=lambda width: abs(math.log(self.cost(point(width))[0] / target)))
 
     def build(self, hp):
         if self.discovering:
