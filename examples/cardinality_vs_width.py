@@ -13,7 +13,7 @@ Outputs in ``--out``: the search's report (``trials.md`` ...), and
 ``cardinality.md`` / ``cardinality.png``: validation error against
 cardinality, with each network's width, MACs and parameters.
 
-    python examples/cardinality_vs_width.py                 # ~30 min on 2 CPU cores
+    python examples/cardinality_vs_width.py                 # ~45 min on 2 CPU cores
     python examples/cardinality_vs_width.py --smoke --out /tmp/c
 """
 

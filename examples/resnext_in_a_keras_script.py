@@ -7,7 +7,7 @@ same), compiles and fits it with plain Keras, evaluates it, saves it to
 ``.keras`` and loads it back with ``safe_mode=True``. Nothing else of kres
 is involved.
 
-    python examples/resnext_in_a_keras_script.py   # 2 epochs of 5,000 images, ~15 min on 2 cores
+    python examples/resnext_in_a_keras_script.py   # 2 epochs of 5,000 images, 20-25 min on 2 cores
     python examples/resnext_in_a_keras_script.py --smoke --out /tmp/r
 """
 
