@@ -27,7 +27,7 @@ def parse_args(argv=None):
     parser.add_argument("--subset", type=int, default=5000)
     parser.add_argument("--val-size", type=int, default=2000)
     parser.add_argument("--budget-mmacs", type=float, default=150.0,
-                        help="trials over this many million MACs fail at once")
+                        help="networks over this many million MACs are not trained")
     parser.add_argument("--out", default="runs/tune-depth-cardinality")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--smoke", action="store_true")

@@ -106,8 +106,8 @@ def _parser():
         tune.add_argument(f"--{flag}", type=_int_list, help=help_text)
     tune.add_argument("--tune-training", action="store_true",
                       help="also search learning rate, weight decay, label smoothing")
-    tune.add_argument("--budget-mmacs", type=float, help="fail trials above this many MMACs")
-    tune.add_argument("--budget-mparams", type=float, help="fail trials above this many M params")
+    tune.add_argument("--budget-mmacs", type=float, help="skip networks above this many MMACs")
+    tune.add_argument("--budget-mparams", type=float, help="skip networks above this many M params")
     tune.add_argument("--equal-complexity", action="store_true",
                       help="width per group chosen so every cardinality costs about the same")
     _add_data_flags(tune)

@@ -95,8 +95,9 @@ class SearchConfig:
         tune_training: also search learning rate (log scale), weight decay
             (log scale) and label smoothing.
         batch_sizes: also search the batch size among these (``None``: no).
-        budget_mmacs: trials whose model exceeds this many million
-            multiply-accumulates fail at once.
+        budget_mmacs: networks over this many million multiply-accumulates
+            are not trained (random and Bayesian search draw another point;
+            grid search and Hyperband fail the trial at once).
         budget_mparams: likewise for millions of parameters.
         equal_complexity: choose `width_per_group` for each depth and
             cardinality so that all have about the MACs of cardinality 1 at
@@ -306,19 +307,23 @@ class ResidualHyperModel(kt.HyperModel):
             return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
         overrides = self.overrides(hp)
         recipe = self.recipe(hp)
-        try:
-            resolve_spec(self.space.model, **overrides)
-        except ValueError as error:
-            raise kt.errors.FailedTrialError(f"Invalid point of the space: {error}") from error
+        why_not = self.why_not(overrides)
+        if why_not:
+            raise kt.errors.FailedTrialError(why_not)
         macs, params = self.cost(overrides)
-        over = over_budget(macs, params, self.config)
-        if over:
-            raise kt.errors.FailedTrialError(over)
         model = self._build_model(overrides)
         steps = self.data.sizes["train"] // recipe.batch_size
         ktrain.compile_model(model, recipe, steps, self.data.spec.num_classes)
         model._kres_trial = {"overrides": overrides, "macs": macs, "params": params}
         return model
+
+    def why_not(self, overrides):
+        """Why the network of these spec overrides cannot be a trial, or ``None``."""
+        try:
+            resolve_spec(self.space.model, **overrides)
+        except ValueError as error:
+            return f"Invalid point of the space: {error}"
+        return over_budget(*self.cost(overrides), self.config)
 
     def fit(self, hp, model, *args, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         recipe = self.recipe(hp)
@@ -388,9 +393,44 @@ def _make_tuner(config, hypermodel, project_dir, resume, strategy):
                                                 **common)}
     hypermodel.discovering = True
     try:
-        return tuners[config.tuner]()
+        tuner = tuners[config.tuner]()
     finally:
         hypermodel.discovering = False
+    if config.tuner in ("random", "bayesian"):
+        _draw_again_when_untrainable(tuner.oracle, hypermodel)
+    return tuner
+
+
+def _draw_again_when_untrainable(oracle, hypermodel, attempts=200):
+    """Makes a sampling oracle draw again instead of proposing a point that cannot train.
+
+    Invalid or over-budget points would otherwise become failed trials and
+    use up `max_trials`. A rejected point is marked as tried (keras-tuner
+    keeps that set in its saved state), so random sampling never draws it
+    again and stops by itself once every trainable point has been tried.
+    Grid search walks its points in order from the trials it has made, so it
+    keeps failing such points as trials; Hyperband plans its brackets from
+    the trials, so it is left alone too.
+    """
+    populate = oracle.populate_space
+
+    def populate_space(trial_id):
+        for _ in range(attempts):
+            proposal = populate(trial_id)
+            if proposal.get("status") != kt.engine.trial.TrialStatus.RUNNING:
+                return proposal
+            hp = oracle.hyperparameters.copy()
+            hp.values = dict(proposal["values"])
+            try:
+                why_not = hypermodel.why_not(hypermodel.overrides(hp))
+            except kt.errors.FailedTrialError as error:  # no equal-complexity width
+                why_not = str(error)
+            if why_not is None:
+                return proposal
+            oracle._tried_so_far.add(oracle._compute_values_hash(proposal["values"]))
+        return proposal  # the oracle insists (Bayesian optimum): it fails as a trial
+
+    oracle.populate_space = populate_space
 
 
 def default_out_dir(config, root="runs"):

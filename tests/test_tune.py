@@ -2,6 +2,7 @@
 with two workers, the compute budget, and the errors raised before any trial."""
 
 import csv
+import dataclasses
 import json
 import os
 import socket
@@ -145,6 +146,21 @@ def test_over_budget_trials_fail_once_and_are_not_retried(tmp_path, depths):
     assert "Over budget" in by_depth["56"]["message"][0]
     assert len(rows) == 2  # one attempt at the over-budget point, no retry
     assert not os.path.exists(tune.trial_run_dir(out, by_depth["56"]["trial_id"]))
+
+
+def test_random_search_does_not_spend_trials_on_points_over_budget(tmp_path):
+    # ResNet-8 and -14 fit in 2 MMACs at 8x8; ResNet-56 does not.
+    config = tune.SearchConfig("cifar-resnet", "arrays", tuner="random", max_trials=2,
+                               max_epochs=1, depths=(56, 8, 14), budget_mmacs=2.0,
+                               recipe_overrides=FAST)
+    out = str(tmp_path / "search")
+    rows = tune.search(config, out, data=_arrays())
+    assert sorted(r["depths"] for r in rows) == ["14", "8"]
+    assert all(r["status"] == "COMPLETED" for r in rows)
+    # More trials than trainable points: the search stops when they are all tried.
+    config = dataclasses.replace(config, max_trials=5)
+    rows = tune.search(config, str(tmp_path / "search-5"), data=_arrays())
+    assert sorted(r["depths"] for r in rows) == ["14", "8"]
 
 
 def test_equal_complexity_widths():
