@@ -10,14 +10,23 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="kres")
 class GroupedConv2D(keras.layers.Conv2D):
-    """A grouped 2D convolution that is exact and trainable on every device.
+    """A grouped 2D convolution that is exact, fast and trainable on every device.
 
     It is `keras.layers.Conv2D(groups=g)` with the same arguments, the same
     config and the same kernel layout ``(kh, kw, in_channels // g, filters)``,
-    so weights move freely between the two. Only the computation differs:
-    TensorFlow's grouped convolution has no CPU backward kernel (Keras falls
-    back to XLA for it, which is very slow), so this layer computes the `g`
-    groups as `g` ordinary convolutions and concatenates them.
+    so weights and configs move freely between the two. Only the computation
+    differs, chosen per device when the layer is traced (measurements in
+    ``docs/benchmarks.md``):
+
+    - on a GPU, TensorFlow's own grouped convolution (cuDNN's), called
+      directly; ``Conv2D`` would wrap it in an XLA cluster of its own;
+    - on a CPU, one ordinary convolution per group, concatenated. TensorFlow
+      has no CPU kernel for the grouped convolution's backward pass, and
+      ``Conv2D`` falls back to XLA, which is hundreds of times slower.
+
+    Under other Keras backends it is ``Conv2D``. A model traced on a GPU
+    (a SavedModel exported there, say) holds the native grouped op, whose
+    forward pass also runs on a CPU.
 
     Example:
 
@@ -27,8 +36,15 @@ class GroupedConv2D(keras.layers.Conv2D):
     """
 
     def convolution_op(self, inputs, kernel):
-        if self.groups == 1:
+        if self.groups == 1 or keras.backend.backend() != "tensorflow":
             return super().convolution_op(inputs, kernel)
+        import tensorflow as tf
+
+        if _placed_on_gpu(tf, inputs):
+            return tf.nn.convolution(
+                inputs, kernel, strides=list(self.strides), padding=self.padding.upper(),
+                dilations=list(self.dilation_rate),
+                data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
         axis = -1 if self.data_format == "channels_last" else 1
         groups = zip(
             ops.split(inputs, self.groups, axis=axis),
@@ -48,6 +64,14 @@ class GroupedConv2D(keras.layers.Conv2D):
             ],
             axis=axis,
         )
+
+
+def _placed_on_gpu(tf, tensor):
+    """Whether ops on `tensor` will run on a GPU: its device when known, else whether one exists."""
+    device = getattr(tensor, "device", "") or ""
+    if device:
+        return "GPU" in device.upper()
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 @keras.saving.register_keras_serializable(package="kres")

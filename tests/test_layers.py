@@ -5,20 +5,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kres import layers
 from kres.layers import GroupedConv2D, LocalResponseNormalization, ZeroPadChannels
 
 
-@pytest.mark.parametrize("groups, strides, padding", [
-    (2, 1, "same"), (4, 2, "valid"), (8, 2, "same"), (32, 1, "valid"), (32, 2, "same"),
+@pytest.mark.parametrize("groups, strides, padding, filters, dilation", [
+    (2, 1, "same", 64, 1), (4, 2, "valid", 64, 1), (8, 2, "same", 128, 1),
+    (32, 1, "valid", 64, 1), (32, 2, "same", 32, 1), (4, 1, "same", 64, 2),
 ])
-def test_grouped_conv_equals_native(groups, strides, padding):
+def test_grouped_conv_equals_native(groups, strides, padding, filters, dilation):
     channels = 64
     x = tf.random.normal((2, 9, 9, channels), seed=1)
-    native = keras.layers.Conv2D(64, 3, strides=strides, padding=padding, groups=groups)
+    native = keras.layers.Conv2D(filters, 3, strides=strides, padding=padding, groups=groups,
+                                 dilation_rate=dilation)
     ours = GroupedConv2D.from_config(native.get_config())
     native.build(x.shape)
     ours.build(x.shape)
-    assert ours.kernel.shape == native.kernel.shape == (3, 3, channels // groups, 64)
+    assert ours.kernel.shape == native.kernel.shape == (3, 3, channels // groups, filters)
     ours.set_weights([w + np.random.default_rng(0).normal(0, 0.1, w.shape)
                       for w in native.get_weights()])
     native.set_weights(ours.get_weights())
@@ -32,6 +35,50 @@ def test_grouped_conv_equals_native(groups, strides, padding):
 
     for got, expected in zip(run(ours), run(native)):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("strides, padding", [(1, "same"), (2, "valid")])
+def test_grouped_conv_gpu_formulation(monkeypatch, strides, padding):
+    # There is no GPU here: the layer is told it runs on one and takes TensorFlow's
+    # native grouped op, whose forward pass (not its backward) has a CPU kernel.
+    x = tf.random.normal((2, 9, 9, 32), seed=2)
+    layer = GroupedConv2D(64, 3, strides=strides, padding=padding, groups=8)
+    on_cpu = layer(x)
+    monkeypatch.setattr(layers, "_placed_on_gpu", lambda tf, tensor: True)
+    traced = tf.function(layer).get_concrete_function(x)
+    ops_used = {op.type for op in traced.graph.get_operations()}
+    assert "Conv2D" in ops_used and "Split" not in ops_used and "ConcatV2" not in ops_used
+    np.testing.assert_allclose(layer(x), on_cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_conv_rejects_groups_that_do_not_divide_the_channels():
+    with pytest.raises(ValueError, match=r"groups=3"):
+        GroupedConv2D(64, 3, groups=3)
+    with pytest.raises(ValueError, match=r"groups=4"):
+        GroupedConv2D(64, 3, groups=4).build((1, 8, 8, 6))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_grouped_conv_trains_mixed_precision_under_mirrored_strategy(jit_compile):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+            model = keras.Sequential([
+                keras.Input((8, 8, 8)),
+                GroupedConv2D(16, 3, groups=4, padding="same"),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(2, dtype="float32"),
+            ])
+            model.compile(optimizer="sgd", jit_compile=jit_compile,
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        assert model.layers[0].compute_dtype == "float16"
+        before = model.layers[0].kernel.numpy().copy()
+        x = np.random.default_rng(0).normal(size=(16, 8, 8, 8)).astype("float32")
+        history = model.fit(x, np.arange(16) % 2, batch_size=8, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        assert np.abs(model.layers[0].kernel.numpy() - before).max() > 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])

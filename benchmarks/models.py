@@ -1,0 +1,306 @@
+"""Training-step and inference images/s of kres models beside their baselines.
+
+Every model is measured in the same run, in alternating rounds (each round
+times every model once, so drifts of the machine's speed hit all of them):
+
+- kres models (default ``resnet50 resnext50_32x4d cifar_resnet56 resnext29_8x64d``),
+- ``keras:resnet50``: ``keras.applications.ResNet50``,
+- ``keras-groups:<kres name>``: the kres network with every grouped
+  convolution replaced by ``keras.layers.Conv2D(groups=g)`` (a plain Keras
+  ResNeXt),
+- ``torch:<torchvision name>`` and ``torch-cl:<name>`` (channels-last), run
+  by ``--torch-python`` (a Python that has torch and torchvision; they are
+  never a dependency of kres) in a child process each round.
+
+A training step is ``train_on_batch`` of the model compiled as ``kres train``
+compiles it (SGD with momentum, cross-entropy), on a fixed random batch; an
+inference step is ``predict_on_batch``. Figures are medians over rounds.
+Achieved FLOP/s counts 2 FLOPs per multiply-accumulate, and 3 forward
+passes' worth for a training step (the backward pass costs about twice the
+forward); the peak is cores x FLOPs per cycle x clock, from ``/proc/cpuinfo``.
+
+    python benchmarks/models.py                                   # ~25 min on 2 CPU cores
+    python benchmarks/models.py --models resnet50 keras:resnet50 --rounds 5
+    python benchmarks/models.py --torch-python /path/to/venv/bin/python \\
+        --models resnext50_32x4d torch-cl:resnext50_32x4d torch:resnext50_32x4d
+    python benchmarks/models.py --gpu --models resnet50 resnext50_32x4d  # mixed precision,
+                                                                         # XLA, batch sweep
+
+Set ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment to measure without oneDNN
+(it must be set before TensorFlow is imported); ``--onednn both`` runs the
+whole measurement twice in child processes.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+DEFAULT_MODELS = ["resnet50", "keras:resnet50", "resnext50_32x4d", "cifar_resnet56",
+                  "resnext29_8x64d"]
+CIFAR_PREFIXES = ("cifar_", "resnext29_", "wrn")
+
+
+def is_cifar(name):
+    return name.split(":")[-1].startswith(CIFAR_PREFIXES)
+
+
+def cpu_peak():
+    """(FLOP/s, how it was derived) for this machine's fp32 peak."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return None, "no /proc/cpuinfo"
+    flags = set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split())
+    mhz = float(re.search(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M).group(1))
+    if "avx512f" in flags:
+        per_cycle, unit = 64, "AVX-512 FMA: 2 units x 16 floats x 2"
+    elif {"avx2", "fma"} <= flags:
+        per_cycle, unit = 32, "AVX2 FMA: 2 units x 8 floats x 2"
+    elif "avx" in flags:
+        per_cycle, unit = 16, "AVX: 8-float add + multiply"
+    else:
+        per_cycle, unit = 8, "SSE: 4-float add + multiply"
+    peak = cores * per_cycle * mhz * 1e6
+    return peak, (f"{cores} cores x {per_cycle} FLOP/cycle ({unit}) x {mhz / 1000:.2f} GHz "
+                  f"(/proc/cpuinfo's current clock) = {peak / 1e9:.0f} GFLOP/s")
+
+
+# --- PyTorch, in a child process ---------------------------------------------------------
+
+def torch_worker(spec):
+    """Times one torchvision model; prints a JSON line. Runs under --torch-python."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, spec["model"])(num_classes=spec["classes"])
+    size = spec["size"]
+    x = torch.randn(spec["batch"], 3, size, size)
+    y = torch.randint(0, spec["classes"], (spec["batch"],))
+    if spec["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if spec["mode"] == "train":
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    else:
+        model.eval()
+
+        def step():
+            with torch.inference_mode():
+                model(x)
+    for _ in range(spec["warmup"]):
+        step()
+    start = time.perf_counter()
+    for _ in range(spec["steps"]):
+        step()
+    result["seconds_per_step"] = (time.perf_counter() - start) / spec["steps"]
+    print(json.dumps(result))
+
+
+class TorchModel:
+    def __init__(self, name, python, size, classes):
+        kind, self.model = name.split(":")
+        self.name, self.python, self.size, self.classes = name, python, size, classes
+        self.channels_last = kind == "torch-cl"
+        self.macs = None
+
+    def seconds_per_step(self, mode, batch, steps, warmup):
+        spec = {"model": self.model, "size": self.size, "classes": self.classes,
+                "batch": batch, "steps": steps, "warmup": warmup, "mode": mode,
+                "channels_last": self.channels_last}
+        out = subprocess.run([self.python, __file__, "--torch-worker", json.dumps(spec)],
+                             check=True, capture_output=True, text=True).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        self.version = result["torch"]
+        return result["seconds_per_step"]
+
+
+# --- Keras -------------------------------------------------------------------------------
+
+class KerasModel:
+    def __init__(self, name, size, classes, batch_sizes, jit_compile):
+        import keras
+        import numpy as np
+        import tensorflow as tf
+
+        import kres
+
+        self.name = name
+        kind, _, model_name = name.rpartition(":")
+        shape = (size, size, 3)
+        if kind == "keras":
+            if model_name != "resnet50":
+                raise ValueError(f"keras: models: resnet50 only. Received: {name!r}")
+            self.model = keras.applications.ResNet50(weights=None, input_shape=shape,
+                                                     classes=classes)
+        else:
+            self.model = kres.build_model(model_name, classes=classes, input_shape=shape)
+            if kind == "keras-groups":
+                self.model = with_keras_grouped_convs(self.model)
+            elif kind:
+                raise ValueError(f"Unknown model kind {kind!r}. Received: {name!r}")
+        self.macs = kres.count_macs(self.model)
+        self.model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                           loss="sparse_categorical_crossentropy", jit_compile=jit_compile)
+        rng = np.random.default_rng(0)
+        # Tensors made once (on the GPU when there is one): no copies in the timed steps.
+        self.batches = {b: (tf.constant(rng.normal(size=(b, *shape)).astype("float32")),
+                            tf.constant(rng.integers(0, classes, b))) for b in batch_sizes}
+
+    def seconds_per_step(self, mode, batch, steps, warmup):
+        x, y = self.batches[batch]
+        if mode == "train":
+            def step():
+                self.model.train_on_batch(x, y)
+        else:
+            def step():
+                self.model.predict_on_batch(x)
+        for _ in range(warmup):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return (time.perf_counter() - start) / steps
+
+
+def with_keras_grouped_convs(model):
+    """The same network with `keras.layers.Conv2D(groups=g)` for every grouped convolution."""
+    import keras
+
+    from kres.layers import GroupedConv2D
+
+    def clone(layer):
+        if isinstance(layer, GroupedConv2D):
+            return keras.layers.Conv2D.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+# --- the run -----------------------------------------------------------------------------
+
+def measure(args):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    if args.gpu:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    modes = ["train", "infer"] if args.mode == "both" else [args.mode]
+    peak, derivation = (None, "GPU run") if args.gpu else cpu_peak()
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, TF_ENABLE_ONEDNN_OPTS="
+          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset: on)')}, "
+          f"devices {[d.name for d in tf.config.list_logical_devices()]}")
+    print(f"CPU peak estimate: {derivation}" if peak else derivation)
+    models = []
+    for name in args.models:
+        cifar = is_cifar(name)
+        size, classes = (32, 10) if cifar else (224, 1000)
+        batches = args.cifar_batch_sizes if cifar else args.batch_sizes
+        if name.startswith("torch"):
+            if not args.torch_python:
+                print(f"skipping {name}: no --torch-python")
+                continue
+            model = TorchModel(name, args.torch_python, size, classes)
+        else:
+            model = KerasModel(name, size, classes, batches, jit_compile=args.jit_compile)
+        model.batch_sizes = batches
+        models.append(model)
+    macs = {m.name: m.macs for m in models}
+    for m in models:  # torchvision's networks are the kres ones with the same name
+        if m.macs is None:
+            model_name = m.name.split(":")[1]
+            m.macs = next((v for k, v in macs.items()
+                           if v and k.split(":")[-1] == model_name), None)
+    samples = {}
+    for r in range(args.rounds):
+        for m in models:
+            for mode in modes:
+                for batch in m.batch_sizes:
+                    warmup = args.warmup if r == 0 else 1
+                    seconds = m.seconds_per_step(mode, batch, args.steps, warmup)
+                    samples.setdefault((m.name, mode, batch), []).append(batch / seconds)
+                    print(f"round {r + 1}/{args.rounds} {m.name} {mode} batch {batch}: "
+                          f"{batch / seconds:.2f} img/s", flush=True)
+    print()
+    print("| model | mode | batch | img/s (median) | rounds | GFLOP/s | of peak |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    table = {}
+    for m in models:
+        for mode in modes:
+            for batch in m.batch_sizes:
+                rate = statistics.median(samples[(m.name, mode, batch)])
+                table[(m.name, mode, batch)] = rate
+                flops = rate * 2 * m.macs * (3 if mode == "train" else 1) if m.macs else None
+                print(f"| {m.name} | {mode} | {batch} | {rate:.2f} | {args.rounds} | "
+                      f"{'' if flops is None else f'{flops / 1e9:.1f}'} | "
+                      f"{'' if not (flops and peak) else f'{flops / peak:.0%}'} |")
+    ratios = [(a, b) for a, b in args.ratios]
+    if ratios:
+        print()
+        print("| ratio | mode | batch | value |")
+        print("|---|---|---:|---:|")
+        for a, b in ratios:
+            for (name, mode, batch), rate in table.items():
+                if name == a and (b, mode, batch) in table:
+                    print(f"| {a} / {b} | {mode} | {batch} | "
+                          f"{rate / table[(b, mode, batch)]:.2f} |")
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--torch-worker":
+        torch_worker(json.loads(sys.argv[2]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    parser.add_argument("--mode", choices=("train", "infer", "both"), default="both")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16],
+                        help="batch sizes for the 224x224 models")
+    parser.add_argument("--cifar-batch-sizes", type=int, nargs="+", default=[32],
+                        help="batch sizes for the 32x32 models")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps in round 1")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ratio", dest="ratios", nargs=2, action="append", default=[],
+                        metavar=("A", "B"), help="also print A's img/s over B's")
+    parser.add_argument("--jit-compile", action="store_true", help="compile with XLA")
+    parser.add_argument("--gpu", action="store_true",
+                        help="GPU mode: mixed precision, XLA, batch sweep 64 128 256")
+    parser.add_argument("--torch-python", default=None,
+                        help="a Python with torch and torchvision, for the torch: models")
+    parser.add_argument("--onednn", choices=("on", "off", "both", "inherit"), default="inherit")
+    args = parser.parse_args()
+    if args.gpu:
+        args.jit_compile = True
+        if args.batch_sizes == [16]:
+            args.batch_sizes = [64, 128, 256]
+        if args.cifar_batch_sizes == [32]:
+            args.cifar_batch_sizes = [128, 256, 512]
+        args.steps = max(args.steps, 20)
+    if args.onednn == "inherit":
+        measure(args)
+        return
+    i = sys.argv.index("--onednn")
+    child = sys.argv[1:i] + sys.argv[i + 2:]
+    for setting in (("on", "off") if args.onednn == "both" else (args.onednn,)):
+        print(f"\n## oneDNN {setting}\n", flush=True)
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if setting == "on" else "0"}
+        subprocess.run([sys.executable, __file__, *child], env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()
