@@ -5,9 +5,11 @@ times every model once, so drifts of the machine's speed hit all of them):
 
 - kres models (default ``resnet50 resnext50_32x4d cifar_resnet56 resnext29_8x64d``),
 - ``keras:resnet50``: ``keras.applications.ResNet50``,
-- ``keras-groups:<kres name>``: the kres network with every grouped
-  convolution replaced by ``keras.layers.Conv2D(groups=g)`` (a plain Keras
-  ResNeXt),
+- ``keras-layers:<kres name>``: the kres network built from Keras's own
+  layers: ``keras.layers.Conv2D(groups=g)`` for its grouped convolutions and
+  ``keras.layers.BatchNormalization`` (a plain Keras ResNeXt);
+  ``keras-groups:`` swaps the grouped convolutions only, ``keras-bn:`` the
+  batch norms only,
 - ``torch:<torchvision name>`` and ``torch-cl:<name>`` (channels-last), run
   by ``--torch-python`` (a Python that has torch and torchvision; they are
   never a dependency of kres) in a child process each round.
@@ -149,8 +151,15 @@ class KerasModel:
                                                      classes=classes)
         else:
             self.model = kres.build_model(model_name, classes=classes, input_shape=shape)
-            if kind == "keras-groups":
-                self.model = with_keras_grouped_convs(self.model)
+            from kres import layers
+
+            if kind == "keras-layers":  # the plain Keras network
+                self.model = with_keras_layers(
+                    self.model, (layers.GroupedConv2D, layers.BatchNormalization))
+            elif kind == "keras-bn":
+                self.model = with_keras_layers(self.model, (layers.BatchNormalization,))
+            elif kind == "keras-groups":
+                self.model = with_keras_layers(self.model, (layers.GroupedConv2D,))
             elif kind:
                 raise ValueError(f"Unknown model kind {kind!r}. Received: {name!r}")
         self.macs = kres.count_macs(self.model)
@@ -177,16 +186,22 @@ class KerasModel:
         return (time.perf_counter() - start) / steps
 
 
-def with_keras_grouped_convs(model):
-    """The same network with `keras.layers.Conv2D(groups=g)` for every grouped convolution."""
+def with_keras_layers(model, classes):
+    """The same network with Keras's built-in layers in place of kres's `classes`.
+
+    `kres.layers.GroupedConv2D` becomes `keras.layers.Conv2D(groups=g)`,
+    `kres.layers.BatchNormalization` becomes `keras.layers.BatchNormalization`.
+    """
     import keras
 
-    from kres.layers import GroupedConv2D
+    from kres import layers
+
+    builtin = {layers.GroupedConv2D: keras.layers.Conv2D,
+               layers.BatchNormalization: keras.layers.BatchNormalization}
 
     def clone(layer):
-        if isinstance(layer, GroupedConv2D):
-            return keras.layers.Conv2D.from_config(layer.get_config())
-        return layer.__class__.from_config(layer.get_config())
+        cls = builtin[type(layer)] if type(layer) in classes else type(layer)
+        return cls.from_config(layer.get_config())
 
     return keras.models.clone_model(model, clone_function=clone)
 
@@ -231,12 +246,16 @@ def measure(args):
         for m in models:
             for mode in modes:
                 for batch in m.batch_sizes:
-                    warmup = args.warmup if r == 0 else 1
+                    # A torch model starts a fresh process every round.
+                    warmup = args.warmup if r == 0 or isinstance(m, TorchModel) else 1
                     seconds = m.seconds_per_step(mode, batch, args.steps, warmup)
                     samples.setdefault((m.name, mode, batch), []).append(batch / seconds)
                     print(f"round {r + 1}/{args.rounds} {m.name} {mode} batch {batch}: "
                           f"{batch / seconds:.2f} img/s", flush=True)
     print()
+    for m in models:
+        if isinstance(m, TorchModel):
+            print(f"{m.name}: PyTorch {m.version}")
     print("| model | mode | batch | img/s (median) | rounds | GFLOP/s | of peak |")
     print("|---|---|---:|---:|---:|---:|---:|")
     table = {}

@@ -11,7 +11,7 @@ SE-ResNet(Xt), the CIFAR ResNets and their plain twins) is built by the one
 import keras
 from keras import layers
 
-from kres.layers import GroupedConv2D, ZeroPadChannels
+from kres.layers import BatchNormalization, GroupedConv2D, ZeroPadChannels
 
 BLOCKS = ("basic", "bottleneck")
 SHORTCUTS = ("A", "B", "none")
@@ -92,7 +92,10 @@ def conv2d(x, filters, kernel_size, *, name, strides=1, groups=1, use_bias=False
 
 
 def batch_norm(x, *, name, momentum=0.9, epsilon=1e-5, zero_gamma=False):
-    """Batch normalisation over the channel axis (``{name}``).
+    """Batch normalisation over the channel axis (``{name}``), fused in training.
+
+    The layer is `kres.layers.BatchNormalization`: Keras's layer with a fused
+    training kernel, same config and weights.
 
     Args:
         x: input tensor.
@@ -106,7 +109,7 @@ def batch_norm(x, *, name, momentum=0.9, epsilon=1e-5, zero_gamma=False):
     Returns:
         The output tensor.
     """
-    return layers.BatchNormalization(
+    return BatchNormalization(
         momentum=momentum,
         epsilon=epsilon,
         gamma_initializer="zeros" if zero_gamma else "ones",

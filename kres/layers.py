@@ -75,6 +75,64 @@ def _placed_on_gpu(tf, tensor):
 
 
 @keras.saving.register_keras_serializable(package="kres")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose training pass runs as one fused kernel.
+
+    Same arguments, config, weights and maths as the Keras layer (whose
+    config it keeps, so the two swap freely). In training, under the
+    TensorFlow backend, for a 4D channels-last input without a mask, it
+    computes the batch statistics, the normalisation and their gradients with
+    TensorFlow's fused batch-norm op instead of Keras's chain of separate
+    reductions and element-wise ops; that is one pass over the activations
+    where Keras makes several, and batch norm is a large share of a
+    ResNet's training step on a CPU (``docs/benchmarks.md``). The moving
+    statistics are updated exactly as Keras updates them (from the biased
+    batch variance). Everything else (inference, renorm, synchronized,
+    masks, other layouts and backends) is the Keras layer's own code.
+
+    Example:
+
+    >>> layer = BatchNormalization(epsilon=1e-5)
+    >>> layer(keras.ops.ones((2, 4, 4, 8)), training=True).shape
+    (2, 4, 4, 8)
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and self._fusable(inputs, mask)):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        scale = (ops.cast(self.gamma, "float32") if self.scale
+                 else tf.ones((channels,), "float32"))
+        offset = (ops.cast(self.beta, "float32") if self.center
+                  else tf.zeros((channels,), "float32"))
+        empty = tf.constant([], "float32")
+        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=scale, offset=offset, mean=empty, variance=empty,
+            epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
+            is_training=True)
+        # The op returns the unbiased (n - 1) variance; Keras averages the biased one.
+        count = tf.cast(tf.size(inputs) // channels, "float32")
+        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+        momentum = self.momentum
+        self.moving_mean.assign(
+            self.moving_mean * momentum + ops.cast(mean, self.moving_mean.dtype) * (1 - momentum))
+        self.moving_variance.assign(
+            self.moving_variance * momentum
+            + ops.cast(variance, self.moving_variance.dtype) * (1 - momentum))
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _fusable(self, inputs, mask):
+        return (keras.backend.backend() == "tensorflow" and mask is None
+                and len(inputs.shape) == 4 and self.axis in (3, -1)
+                and inputs.shape[-1] is not None
+                and not self.renorm and not self.synchronized
+                and keras.backend.standardize_dtype(inputs.dtype) in (
+                    "float32", "float16", "bfloat16"))
+
+
+@keras.saving.register_keras_serializable(package="kres")
 class ZeroPadChannels(keras.layers.Layer):
     """Appends all-zero channels to a channels-last tensor.
 

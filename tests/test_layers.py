@@ -6,7 +6,12 @@ import pytest
 import tensorflow as tf
 
 from kres import layers
-from kres.layers import GroupedConv2D, LocalResponseNormalization, ZeroPadChannels
+from kres.layers import (
+    BatchNormalization,
+    GroupedConv2D,
+    LocalResponseNormalization,
+    ZeroPadChannels,
+)
 
 
 @pytest.mark.parametrize("groups, strides, padding, filters, dilation", [
@@ -122,3 +127,51 @@ def test_local_response_normalization_equals_tensorflow():
     np.testing.assert_allclose(clone(x), expected, rtol=1e-5)
     with pytest.raises(ValueError, match=r"Received: depth_radius=-1"):
         LocalResponseNormalization(depth_radius=-1)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("mixed_float16", 2e-2)])
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("kwargs", [{}, {"center": False, "scale": False, "epsilon": 1e-3}])
+def test_fused_batch_norm_equals_keras(dtype, tolerance, jit_compile, kwargs):
+    keras.mixed_precision.set_global_policy(dtype)
+    try:
+        x = tf.random.normal((4, 5, 5, 6), mean=3.0, stddev=2.0, seed=4)
+        ours = BatchNormalization(momentum=0.9, epsilon=kwargs.pop("epsilon", 1e-5), **kwargs)
+        theirs = keras.layers.BatchNormalization.from_config(ours.get_config())
+        for layer in (ours, theirs):
+            layer.build(x.shape)
+        rng = np.random.default_rng(0)
+        ours.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) * (i < 2)
+                          for i, w in enumerate(ours.get_weights())])
+        theirs.set_weights(ours.get_weights())
+
+        def run(layer):
+            @tf.function(jit_compile=jit_compile)
+            def step(x):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = layer(x, training=True)
+                    loss = tf.reduce_sum(tf.cast(y, "float32") * tf.sin(tf.cast(y, "float32")))
+                return y, tape.gradient(loss, [x, *layer.trainable_weights])
+            y, grads = step(x)
+            step(x)  # the moving statistics move twice
+            return [y, *grads, layer.moving_mean, layer.moving_variance]
+
+        for got, expected in zip(run(ours), run(theirs), strict=True):
+            np.testing.assert_allclose(np.asarray(got, "float32"), np.asarray(expected, "float32"),
+                                       rtol=tolerance, atol=tolerance)
+        assert np.abs(ours.moving_mean.numpy()).max() > 0.5  # the statistics did move
+        np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False),
+                                   rtol=tolerance, atol=tolerance)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_fused_batch_norm_keeps_keras_paths_it_does_not_fuse():
+    # A 2D input (after a Dense layer) and a mask go through Keras's own code.
+    x = tf.random.normal((8, 3), seed=5)
+    ours = BatchNormalization()
+    theirs = keras.layers.BatchNormalization()
+    np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), rtol=1e-5)
+    assert keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(ours)).__class__ is BatchNormalization
