@@ -1,10 +1,19 @@
-"""Input pipeline throughput next to the model's training throughput.
+"""Input pipeline throughput next to the model's training throughput, per recipe.
 
-The pipeline must never be the bottleneck: this prints the images/s of the
-training pipeline (first pass, decoding; later passes, from the cache) and of
-training steps of the model, measured in one run on the same machine.
+The pipeline must never be the bottleneck: for each augmentation recipe this
+prints the images/s of the training pipeline (first pass: reading, decoding
+and augmenting; later passes: augmenting from the cache) and of training steps
+of a model that trains with that recipe, measured in one run on one machine.
 
-    python benchmarks/pipeline_vs_model.py --model cifar_resnet20 --dataset fashion_mnist
+- ``crop_flip``, ``crop``, ``none`` (the CIFAR and MNIST recipes): Fashion-MNIST
+  (``--dataset``) and a CIFAR ResNet at the dataset's size;
+- ``imagenet`` (random-resized crop to 224 and flip): an image folder of JPEGs
+  read by TensorFlow Datasets' ``ImageFolder`` (``--folder``, or one written
+  to a temporary directory from Fashion-MNIST images enlarged to 320x320 RGB)
+  and ResNet-50.
+
+    python benchmarks/pipeline_vs_model.py                      # ~5 min on 2 CPU cores
+    python benchmarks/pipeline_vs_model.py --recipes crop_flip --model cifar_resnet56
 
 Set TF_ENABLE_ONEDNN_OPTS=0 in the environment to measure without oneDNN
 (it must be set before TensorFlow is imported).
@@ -12,11 +21,13 @@ Set TF_ENABLE_ONEDNN_OPTS=0 in the environment to measure without oneDNN
 
 import argparse
 import os
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import kres  # noqa: E402
 from kres import data as kdata  # noqa: E402
@@ -32,44 +43,94 @@ def pipeline_rate(ds, batches):
     return n / (time.perf_counter() - start)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="cifar_resnet20")
-    parser.add_argument("--dataset", default="fashion_mnist")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=40, help="timed training steps")
-    args = parser.parse_args()
-
-    d = kdata.load(args.dataset)
-    spec = d.spec
-    size = spec.image_size or kres.get_spec(args.model).default_size
-    ds = kdata.pipeline(d.train, spec, training=True, batch_size=args.batch_size,
-                        image_size=size, channels=spec.channels,
-                        num_classes=spec.num_classes, seed=0)
-    full = d.sizes["train"] // args.batch_size
-    first = pipeline_rate(ds, full)   # decodes and fills the cache
-    cached = pipeline_rate(ds, full)
-
-    model = kres.build_model(args.model, classes=spec.num_classes,
-                             input_shape=(size, size, spec.channels))
+def model_rate(name, batches, size, channels, classes):
+    model = kres.build_model(name, classes=classes, input_shape=(size, size, channels))
     ktrain.apply_weight_decay(model, 1e-4)
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                   loss="categorical_crossentropy")
-    batches = list(ds.take(args.steps + 5))
-    for x, y in batches[:5]:  # trace and warm up
+    for x, y in batches[:2]:  # trace and warm up
         model.train_on_batch(x, y)
     start = time.perf_counter()
-    for x, y in batches[5:]:
+    for x, y in batches[2:]:
         model.train_on_batch(x, y)
-    train = args.steps * args.batch_size / (time.perf_counter() - start)
+    return sum(int(x.shape[0]) for x, _ in batches[2:]) / (time.perf_counter() - start)
 
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")
-    print(f"{args.model} on {args.dataset} ({size}x{size}x{spec.channels}), batch "
-          f"{args.batch_size}, TF_ENABLE_ONEDNN_OPTS={onednn}, {os.cpu_count()} CPUs")
-    print(f"  pipeline, first pass (decode + augment): {first:10.0f} images/s")
-    print(f"  pipeline, cached passes (augment):       {cached:10.0f} images/s")
-    print(f"  model training steps:                    {train:10.0f} images/s")
-    print(f"  pipeline headroom (cached / model):      {cached / train:10.1f}x")
+
+def write_folder(root, images_per_split, size=320):
+    """An ImageFolder of JPEGs (train/ and test/, one folder per class) from Fashion-MNIST."""
+    source = kdata.load("fashion_mnist")
+    for split, ds in (("train", source.train), ("test", source.test)):
+        for i, (image, label) in enumerate(ds.take(images_per_split)):
+            folder = os.path.join(root, split, str(int(label)))
+            os.makedirs(folder, exist_ok=True)
+            rgb = tf.image.resize(tf.repeat(tf.cast(image, tf.float32), 3, -1), (size, size))
+            tint = tf.constant([1.0, 0.8, 0.6]) if i % 2 else tf.constant([0.7, 0.9, 1.0])
+            jpeg = tf.io.encode_jpeg(tf.cast(tf.clip_by_value(rgb * tint, 0, 255), tf.uint8),
+                                     quality=90)
+            tf.io.write_file(os.path.join(folder, f"{i}.jpg"), jpeg)
+    return root
+
+
+def measure(recipe, dataset, model_name, batch_size, steps, image_size=None):
+    d = kdata.load(dataset)
+    spec = d.spec
+    size = image_size or spec.image_size or kres.get_spec(model_name).default_size
+    ds = kdata.pipeline(d.train, spec, training=True, batch_size=batch_size,
+                        image_size=size, channels=spec.channels, augment=recipe,
+                        num_classes=spec.num_classes, seed=0)
+    full = max(1, d.sizes["train"] // batch_size)
+    first = pipeline_rate(ds, full)  # reads, decodes and fills the cache
+    cached = pipeline_rate(ds, full)
+    batches = list(ds.take(steps + 2))
+    model = model_rate(model_name, batches, size, spec.channels, spec.num_classes)
+    return {"recipe": recipe, "dataset": d.name, "size": f"{size}x{size}x{spec.channels}",
+            "model": model_name, "batch": batch_size, "first": first, "cached": cached,
+            "model_rate": model}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=list(kdata.AUGMENTATIONS),
+                        choices=kdata.AUGMENTATIONS)
+    parser.add_argument("--dataset", default="fashion_mnist",
+                        help="dataset of the crop_flip, crop and none recipes")
+    parser.add_argument("--model", default="cifar_resnet20",
+                        help="model of the crop_flip, crop and none recipes")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps")
+    parser.add_argument("--folder", default=None,
+                        help="image folder of the imagenet recipe (default: one is written)")
+    parser.add_argument("--folder-images", type=int, default=1024,
+                        help="training images of the written folder")
+    parser.add_argument("--imagenet-model", default="resnet50")
+    parser.add_argument("--imagenet-batch-size", type=int, default=16)
+    parser.add_argument("--imagenet-steps", type=int, default=3)
+    args = parser.parse_args()
+
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)")
+    print(f"TensorFlow {tf.__version__}, TF_ENABLE_ONEDNN_OPTS={onednn}, "
+          f"{len(os.sched_getaffinity(0))} CPUs\n")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in args.recipes:
+            if recipe == "imagenet":
+                folder = args.folder or write_folder(os.path.join(tmp, "jpegs"),
+                                                     args.folder_images)
+                row = measure(recipe, folder, args.imagenet_model, args.imagenet_batch_size,
+                              args.imagenet_steps, image_size=224)
+            else:
+                row = measure(recipe, args.dataset, args.model, args.batch_size, args.steps)
+            rows.append(row)
+            print(f"{recipe}: pipeline {row['first']:.0f} / {row['cached']:.0f} img/s "
+                  f"(first / cached), {row['model']} {row['model_rate']:.1f} img/s", flush=True)
+    print()
+    print("| recipe | data | input | model | batch | pipeline, first pass | pipeline, cached "
+          "| model training | headroom (cached / model) |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['recipe']} | {r['dataset']} | {r['size']} | {r['model']} | {r['batch']} | "
+              f"{r['first']:.0f} | {r['cached']:.0f} | {r['model_rate']:.1f} | "
+              f"{r['cached'] / r['model_rate']:.0f}x |")
 
 
 if __name__ == "__main__":
