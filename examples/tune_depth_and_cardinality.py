@@ -8,7 +8,7 @@ resumes if interrupted (run the same command again). The report lands in
 ``--out``: ``trials.csv``, ``trials.md``, ``accuracy.png`` (validation
 accuracy against depth, cardinality and MACs) and ``best.keras``.
 
-    python examples/tune_depth_and_cardinality.py               # ~20 min on 2 CPU cores (estimate)
+    python examples/tune_depth_and_cardinality.py               # ~30 min on 2 CPU cores
     python examples/tune_depth_and_cardinality.py --smoke --out /tmp/t
 """
 

@@ -607,8 +607,9 @@ def plot_report(rows, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     accuracy = [100 * r["best_val_accuracy"] for r in done]
     depth = [int(r["depths"]) for r in done]
     cardinality = [r["cardinality"] or 1 for r in done]
@@ -618,10 +619,14 @@ def plot_report(rows, path):
     fig.colorbar(scatter, ax=axes[0], label="log2 cardinality")
     axes[1].scatter(cardinality, accuracy, c=depth, cmap="plasma")
     axes[1].set_xscale("log", base=2)
+    axes[1].xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     axes[1].set_xlabel("cardinality")
-    axes[2].scatter([r["mmacs"] for r in done], accuracy, c=depth, cmap="plasma")
+    by_depth = axes[2].scatter([r["mmacs"] for r in done], accuracy, c=depth, cmap="plasma")
     axes[2].set_xscale("log")
+    axes[2].xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[2].xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     axes[2].set_xlabel("million multiply-accumulates")
+    fig.colorbar(by_depth, ax=axes[2], label="depth (layers), middle and right")
     for ax in axes:
         ax.set_ylabel("best validation accuracy (%)")
         ax.grid(alpha=0.3)
