@@ -213,12 +213,15 @@ def measure(args):
     import keras
     import tensorflow as tf
 
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     if args.gpu:
         keras.mixed_precision.set_global_policy("mixed_float16")
     modes = ["train", "infer"] if args.mode == "both" else [args.mode]
     peak, derivation = (None, "GPU run") if args.gpu else cpu_peak()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, TF_ENABLE_ONEDNN_OPTS="
-          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset: on)')}, "
+          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset: on)')}, inter-op threads "
+          f"{tf.config.threading.get_inter_op_parallelism_threads() or '(TF default)'}, "
           f"devices {[d.name for d in tf.config.list_logical_devices()]}")
     print(f"CPU peak estimate: {derivation}" if peak else derivation)
     models = []
@@ -297,6 +300,8 @@ def main():
     parser.add_argument("--ratio", dest="ratios", nargs=2, action="append", default=[],
                         metavar=("A", "B"), help="also print A's img/s over B's")
     parser.add_argument("--jit-compile", action="store_true", help="compile with XLA")
+    parser.add_argument("--inter-op-threads", type=int, default=None,
+                        help="TensorFlow's inter-op threads (ops run at once; default: TF's)")
     parser.add_argument("--gpu", action="store_true",
                         help="GPU mode: mixed precision, XLA, batch sweep 64 128 256")
     parser.add_argument("--torch-python", default=None,

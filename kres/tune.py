@@ -396,7 +396,8 @@ def _make_tuner(config, hypermodel, project_dir, resume, strategy):
         tuner = tuners[config.tuner]()
     finally:
         hypermodel.discovering = False
-    if config.tuner in ("random", "bayesian"):
+    # A worker's oracle is a client of the chief's, which does the drawing.
+    if config.tuner in ("random", "bayesian") and isinstance(tuner.oracle, kt.Oracle):
         _draw_again_when_untrainable(tuner.oracle, hypermodel)
     return tuner
 
