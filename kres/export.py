@@ -39,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kres.layers import formulation
 from kres.models.googlenet import strip_auxiliary
 
 RESIZE_MODES = ("resize", "center_crop")
@@ -433,11 +434,14 @@ def _write(model, path, prep, class_names, top_k, max_image_bytes, max_pixels, w
     server = _Server(model, prep, class_names, top_k, max_image_bytes, max_pixels)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", server.serve_images,
-                         input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    archive.add_endpoint("serving_pixels", server.serve_pixels, input_signature=[
-        tf.TensorSpec([None, None, None, prep.channels], tf.uint8, name="pixels")])
-    archive.write_out(path, verbose=False)
+    # Grouped convolutions as per-group convolutions: a graph holding TensorFlow's
+    # native grouped op fails on CPUs without oneDNN (kres.layers.GroupedConv2D).
+    with formulation("split"):
+        archive.add_endpoint("serving_default", server.serve_images,
+                             input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+        archive.add_endpoint("serving_pixels", server.serve_pixels, input_signature=[
+            tf.TensorSpec([None, None, None, prep.channels], tf.uint8, name="pixels")])
+        archive.write_out(path, verbose=False)
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
     write_warmup_requests(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"),
                           warmup_images or _sample_images(prep), model_name=model.name)

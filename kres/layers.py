@@ -4,8 +4,16 @@ Each layer is registered as serializable under the ``kres`` package, so models
 that use it save to ``.keras`` and load back with ``safe_mode=True``.
 """
 
+import contextlib
+import contextvars
+import functools
+import os
+
 import keras
 from keras import ops
+
+FORMULATION_VARIABLE = "KRES_GROUPED_CONV"
+FORMULATIONS = ("auto", "native", "split")
 
 
 @keras.saving.register_keras_serializable(package="kres")
@@ -15,18 +23,32 @@ class GroupedConv2D(keras.layers.Conv2D):
     It is `keras.layers.Conv2D(groups=g)` with the same arguments, the same
     config and the same kernel layout ``(kh, kw, in_channels // g, filters)``,
     so weights and configs move freely between the two. Only the computation
-    differs, chosen per device when the layer is traced (measurements in
-    ``docs/benchmarks.md``):
+    differs: ``Conv2D`` sends every grouped convolution on a CPU through XLA,
+    which is tens to hundreds of times slower there, while this layer picks,
+    when it is traced, the fastest formulation that can run forward and
+    backward (measurements in ``docs/benchmarks.md``):
 
-    - on a GPU, TensorFlow's own grouped convolution (cuDNN's), called
-      directly; ``Conv2D`` would wrap it in an XLA cluster of its own;
-    - on a CPU, one ordinary convolution per group, concatenated. TensorFlow
-      has no CPU kernel for the grouped convolution's backward pass, and
-      ``Conv2D`` falls back to XLA, which is hundreds of times slower.
+    - ``native``: TensorFlow's own grouped convolution, called directly. On a
+      GPU that is cuDNN's; on a CPU it is oneDNN's, whose backward pass
+      TensorFlow runs when its oneDNN optimisations are on (its default on
+      many x86 CPUs; ``TF_ENABLE_ONEDNN_OPTS`` sets them) and refuses to run
+      when they are off;
+    - ``split``: one ordinary convolution per group, concatenated. Exact and
+      trainable everywhere; used on a CPU where the native backward pass is
+      missing, and inside XLA-compiled functions on a CPU (XLA's CPU grouped
+      convolution is the slow one).
 
-    Under other Keras backends it is ``Conv2D``. A model traced on a GPU
-    (a SavedModel exported there, say) holds the native grouped op, whose
-    forward pass also runs on a CPU.
+    A graph traced with the native op is not portable to every CPU: where
+    oneDNN is off, TensorFlow's graph optimiser fuses a grouped convolution
+    with the bias, batch norm or ReLU after it into a kernel that refuses
+    groups ("Fused conv implementation does not support grouped
+    convolutions"). `kres.export` therefore traces the split formulation,
+    which every CPU and GPU runs (see `formulation`).
+
+    The environment variable ``KRES_GROUPED_CONV`` (``auto``, the default;
+    ``native``; ``split``), read when a model is traced, overrides every
+    choice, `kres.export`'s included. Under other Keras backends the layer
+    is ``Conv2D``.
 
     Example:
 
@@ -40,7 +62,7 @@ class GroupedConv2D(keras.layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         import tensorflow as tf
 
-        if _placed_on_gpu(tf, inputs):
+        if grouped_formulation(tf, inputs) == "native":
             return tf.nn.convolution(
                 inputs, kernel, strides=list(self.strides), padding=self.padding.upper(),
                 dilations=list(self.dilation_rate),
@@ -66,6 +88,57 @@ class GroupedConv2D(keras.layers.Conv2D):
         )
 
 
+_chosen = contextvars.ContextVar("kres_grouped_conv_formulation", default="auto")
+
+
+@contextlib.contextmanager
+def formulation(name):
+    """Within the block, `GroupedConv2D` layers traced use formulation `name`.
+
+    `name` is ``"native"``, ``"split"`` or ``"auto"`` (the layer's own
+    choice); the environment variable ``KRES_GROUPED_CONV``, when set to
+    ``native`` or ``split``, still wins. `kres.export` traces its SavedModel
+    under ``formulation("split")``, the one every server runs.
+
+    Example:
+
+    >>> with formulation("split"):
+    ...     y = GroupedConv2D(8, 3, groups=2)(keras.ops.ones((1, 4, 4, 4)))
+    """
+    if name not in FORMULATIONS:
+        raise ValueError(f"name must be one of {', '.join(FORMULATIONS)}. Received: name={name!r}")
+    token = _chosen.set(name)
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
+
+
+def grouped_formulation(tf, inputs):
+    """``"native"`` or ``"split"``: how `GroupedConv2D` computes on `inputs` here and now.
+
+    ``KRES_GROUPED_CONV`` when set to ``native`` or ``split``; else the
+    enclosing `formulation` block's choice; otherwise the native op on a
+    GPU, and on a CPU wherever TensorFlow can run its backward pass there
+    (outside XLA-compiled functions), else ``split``.
+    """
+    choice = os.environ.get(FORMULATION_VARIABLE, "auto").strip().lower() or "auto"
+    if choice not in FORMULATIONS:
+        raise ValueError(
+            f"{FORMULATION_VARIABLE} must be one of {', '.join(FORMULATIONS)}. "
+            f"Received: {FORMULATION_VARIABLE}={os.environ[FORMULATION_VARIABLE]!r}")
+    if choice == "auto":
+        choice = _chosen.get()
+    if choice != "auto":
+        return choice
+    if _placed_on_gpu(tf, inputs):
+        return "native"
+    if _in_xla_function(tf):
+        return "split"
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    return "native" if cpu_runs_grouped_backward(dtype) else "split"
+
+
 def _placed_on_gpu(tf, tensor):
     """Whether ops on `tensor` will run on a GPU: its device when known, else whether one exists."""
     device = getattr(tensor, "device", "") or ""
@@ -74,21 +147,63 @@ def _placed_on_gpu(tf, tensor):
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def _in_xla_function(tf):
+    """Whether the graph being traced is compiled by XLA (``jit_compile=True``)."""
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+@functools.cache
+def cpu_runs_grouped_backward(dtype):
+    """Whether TensorFlow computes a grouped convolution's gradients on this CPU in `dtype`.
+
+    It does when its oneDNN optimisations are on (they supply the kernels);
+    its own CPU kernels refuse. Tried once per dtype on a tiny convolution,
+    in a graph function as `model.fit` runs one.
+    """
+    import tensorflow as tf
+
+    @tf.function(autograph=False)
+    def gradients(x, kernel, dy):  # a 3x3, stride-2, 2-group convolution's two gradients
+        strides = [1, 2, 2, 1]
+        return (tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=kernel,
+                                               out_backprop=dy, strides=strides, padding="SAME"),
+                tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel),
+                                                out_backprop=dy, strides=strides, padding="SAME"))
+
+    with tf.init_scope(), tf.device("/cpu:0"):
+        try:
+            gradients(tf.ones((1, 5, 5, 4), dtype), tf.ones((3, 3, 2, 4), dtype),
+                      tf.ones((1, 3, 3, 4), dtype))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+                tf.errors.NotFoundError):
+            return False
+    return True
+
+
 @keras.saving.register_keras_serializable(package="kres")
 class BatchNormalization(keras.layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` whose training pass runs as one fused kernel.
+    """`keras.layers.BatchNormalization` computed by TensorFlow's fused batch-norm op.
 
     Same arguments, config, weights and maths as the Keras layer (whose
-    config it keeps, so the two swap freely). In training, under the
-    TensorFlow backend, for a 4D channels-last input without a mask, it
-    computes the batch statistics, the normalisation and their gradients with
-    TensorFlow's fused batch-norm op instead of Keras's chain of separate
-    reductions and element-wise ops; that is one pass over the activations
-    where Keras makes several, and batch norm is a large share of a
-    ResNet's training step on a CPU (``docs/benchmarks.md``). The moving
-    statistics are updated exactly as Keras updates them (from the biased
-    batch variance). Everything else (inference, renorm, synchronized,
-    masks, other layouts and backends) is the Keras layer's own code.
+    config it keeps, so the two swap freely). Under the TensorFlow backend,
+    for a 4D channels-last input without a mask, it normalises with
+    ``FusedBatchNormV3`` instead of Keras's chain of separate reductions and
+    element-wise ops:
+
+    - in training, the batch statistics, the normalisation and their
+      gradients are one pass over the activations where Keras makes several,
+      and batch norm is a large share of a ResNet's training step on a CPU;
+      the moving statistics are updated exactly as Keras updates them (from
+      the biased batch variance);
+    - in inference (the moving statistics), the op is one TensorFlow's graph
+      optimiser folds into the convolution before it, as it does not fold
+      Keras's element-wise ops.
+
+    Measurements in ``docs/benchmarks.md``. Everything else (renorm,
+    synchronized, masks, other layouts and backends) is the Keras layer's
+    own code.
 
     Example:
 
@@ -98,7 +213,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable and self._fusable(inputs, mask)):
+        if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
@@ -107,6 +222,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
                  else tf.ones((channels,), "float32"))
         offset = (ops.cast(self.beta, "float32") if self.center
                   else tf.zeros((channels,), "float32"))
+        if not (training and self.trainable):
+            outputs, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=scale, offset=offset,
+                mean=ops.cast(self.moving_mean, "float32"),
+                variance=ops.cast(self.moving_variance, "float32"),
+                epsilon=self.epsilon, data_format="NHWC", is_training=False)
+            return ops.cast(outputs, self.compute_dtype)
         empty = tf.constant([], "float32")
         outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
             x=inputs, scale=scale, offset=offset, mean=empty, variance=empty,

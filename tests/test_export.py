@@ -187,14 +187,50 @@ def test_missing_variables_are_refused(gray_model, exported, tmp_path):
         kexport.c_api_run(str(broken), "serving_pixels", {"pixels": pixels})
 
 
-def test_resnext_export_runs_on_cpu_after_reload(tmp_path):
+def _saved_ops(path):
+    graph = tf.saved_model.load(path).signatures["serving_pixels"].graph.as_graph_def()
+    return {node.op for f in graph.library.function for node in f.node_def}
+
+
+@pytest.mark.parametrize("formulation", ["native", "split"])
+def test_resnext_export_is_split_unless_asked(tmp_path, monkeypatch, formulation):
+    # Traced in the layer's own choice here (native where oneDNN runs its backward
+    # pass), the export is per-group convolutions unless KRES_GROUPED_CONV says.
+    model = kres.build_model("resnext29_32x4d", depths=(1, 1, 1), classes=10)
+    model.predict_on_batch(np.zeros((1, 32, 32, 3), np.float32))
+    monkeypatch.setenv("KRES_GROUPED_CONV", formulation)
+    asked = kexport.export(model, str(tmp_path / "asked"), dataset="cifar10")
+    monkeypatch.delenv("KRES_GROUPED_CONV")
+    default = kexport.export(model, str(tmp_path / "default"), dataset="cifar10")
+    assert "Split" in _saved_ops(default)
+    assert ("Split" in _saved_ops(asked)) == (formulation == "split")
+
+
+def test_resnext_export_runs_on_a_cpu_server_without_onednn(tmp_path):
+    # A CPU whose TensorFlow has no oneDNN: its graph optimiser fuses a native
+    # grouped convolution into a kernel that refuses groups; the export must run.
     model = kres.build_model("resnext29_32x4d", depths=(1, 1, 1), classes=10)
     path = kexport.export(model, str(tmp_path / "resnext"), dataset="cifar10")
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), np.uint8)
+    np.save(tmp_path / "pixels.npy", pixels)
     with tf.device("/CPU:0"):
-        loaded = tf.saved_model.load(path)
-        pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), np.uint8)
-        out = loaded.signatures["serving_pixels"](pixels=tf.constant(pixels))
-    assert out["probabilities"].shape == (2, 10)
+        here = tf.saved_model.load(path).signatures["serving_pixels"](
+            pixels=tf.constant(pixels))["probabilities"].numpy()
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "assert not _pywrap_util_port.IsMklEnabled()\n"
+        "f = tf.saved_model.load(sys.argv[1]).signatures['serving_pixels']\n"
+        "out = f(pixels=tf.constant(np.load(sys.argv[2])))['probabilities'].numpy()\n"
+        "np.save(sys.argv[3], out)\n")
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "pixels.npy"),
+                           str(tmp_path / "there.npy")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    there = np.load(tmp_path / "there.npy")
+    assert there.shape == (2, 10)
+    np.testing.assert_allclose(there, here, atol=1e-5)
 
 
 def test_kres_json_and_saved_model_cli(exported):

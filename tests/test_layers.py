@@ -1,5 +1,10 @@
 """kres's custom layers against the built-in computation they replace."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -13,12 +18,23 @@ from kres.layers import (
     ZeroPadChannels,
 )
 
+NATIVE_BACKWARD_ON_CPU = layers.cpu_runs_grouped_backward("float32")
 
+
+def traced_ops(layer, x):
+    return {op.type for op in tf.function(layer).get_concrete_function(x).graph.get_operations()}
+
+
+@pytest.mark.parametrize("formulation", ["native", "split"])
 @pytest.mark.parametrize("groups, strides, padding, filters, dilation", [
     (2, 1, "same", 64, 1), (4, 2, "valid", 64, 1), (8, 2, "same", 128, 1),
     (32, 1, "valid", 64, 1), (32, 2, "same", 32, 1), (4, 1, "same", 64, 2),
 ])
-def test_grouped_conv_equals_native(groups, strides, padding, filters, dilation):
+def test_grouped_conv_equals_native(monkeypatch, formulation, groups, strides, padding, filters,
+                                    dilation):
+    if formulation == "native" and not NATIVE_BACKWARD_ON_CPU:
+        pytest.skip("TensorFlow has no grouped-convolution backward on this CPU (oneDNN off)")
+    monkeypatch.setenv("KRES_GROUPED_CONV", formulation)
     channels = 64
     x = tf.random.normal((2, 9, 9, channels), seed=1)
     native = keras.layers.Conv2D(filters, 3, strides=strides, padding=padding, groups=groups,
@@ -40,6 +56,88 @@ def test_grouped_conv_equals_native(groups, strides, padding, filters, dilation)
 
     for got, expected in zip(run(ours), run(native)):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert ("Split" in traced_ops(ours, x)) == (formulation == "split")
+
+
+def test_grouped_conv_chooses_a_formulation_that_trains_here(monkeypatch):
+    monkeypatch.delenv("KRES_GROUPED_CONV", raising=False)
+    layer = GroupedConv2D(32, 3, groups=8, padding="same")
+    x = tf.random.normal((2, 6, 6, 16), seed=3)
+    # Outside XLA: TensorFlow's own op wherever its backward pass runs on this CPU.
+    assert ("Split" not in traced_ops(layer, x)) == NATIVE_BACKWARD_ON_CPU
+    # XLA's CPU grouped convolution is the slow one: inside jit_compile, per-group convs.
+    compiled = tf.function(layer, jit_compile=True).get_concrete_function(x)
+    assert "Split" in {op.type for op in compiled.graph.get_operations()}
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x) ** 2)
+    assert all(np.any(g) for g in tape.gradient(loss, layer.trainable_weights))
+
+
+@pytest.mark.skipif(not NATIVE_BACKWARD_ON_CPU, reason="no native grouped backward on this CPU")
+def test_resnext_native_and_split_agree_in_inference_and_training():
+    # Whole networks: TensorFlow's graph optimiser fuses each convolution with the
+    # batch norm after it in inference, so the layer-level check is not enough.
+    import kres
+
+    model = kres.build_model("resnext29_32x4d", depths=(1, 1, 1), classes=10)
+    x = tf.random.normal((2, 32, 32, 3), seed=7)
+    for layer in model.layers:
+        if isinstance(layer, BatchNormalization):
+            layer.moving_mean.assign(tf.random.normal(layer.moving_mean.shape, stddev=0.1))
+            layer.moving_variance.assign(tf.random.uniform(layer.moving_variance.shape, 0.5, 2))
+
+    start = model.get_weights()  # a training pass moves the moving statistics
+
+    def run(formulation):
+        model.set_weights(start)
+        with layers.formulation(formulation):
+            @tf.function
+            def step(x):
+                with tf.GradientTape() as tape:
+                    y = model(x, training=True)
+                    loss = tf.reduce_sum(y * tf.cos(y))
+                return model(x, training=False), tape.gradient(loss, model.trainable_weights)
+
+            outputs, grads = step(x)
+        ops_used = {op.type for op in step.get_concrete_function(x).graph.get_operations()}
+        assert ("Split" in ops_used) == (formulation == "split")
+        return [outputs, *grads]
+
+    native, split = run("native"), run("split")
+    for got, expected in zip(native, split, strict=True):
+        scale = float(tf.reduce_max(tf.abs(expected))) or 1.0
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * scale)
+    with pytest.raises(ValueError, match=r"name='fast'"):
+        layers.formulation("fast").__enter__()
+
+
+def test_grouped_conv_without_onednn_splits_and_trains():
+    # TensorFlow's own CPU kernels refuse the grouped backward pass; the option is
+    # read when TensorFlow is imported, hence a fresh interpreter.
+    script = textwrap.dedent("""
+        import numpy as np, tensorflow as tf
+        from kres import layers
+        assert not layers.cpu_runs_grouped_backward("float32")
+        layer = layers.GroupedConv2D(16, 3, groups=4, padding="same")
+        x = tf.random.normal((2, 6, 6, 8))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) ** 2)
+        assert all(np.any(g) for g in tape.gradient(loss, layer.trainable_weights))
+        graph = tf.function(layer).get_concrete_function(x).graph
+        assert "Split" in {op.type for op in graph.get_operations()}
+        print("ok")
+    """)
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("KRES_GROUPED_CONV", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_grouped_conv_formulation_variable_is_checked(monkeypatch):
+    monkeypatch.setenv("KRES_GROUPED_CONV", "fastest")
+    with pytest.raises(ValueError, match=r"KRES_GROUPED_CONV='fastest'"):
+        GroupedConv2D(8, 3, groups=2)(tf.ones((1, 4, 4, 4)))
 
 
 @pytest.mark.parametrize("strides, padding", [(1, "same"), (2, "valid")])
@@ -163,6 +261,48 @@ def test_fused_batch_norm_equals_keras(dtype, tolerance, jit_compile, kwargs):
         assert np.abs(ours.moving_mean.numpy()).max() > 0.5  # the statistics did move
         np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False),
                                    rtol=tolerance, atol=tolerance)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("mixed_float16", 2e-2)])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fused_batch_norm_inference_and_frozen_equal_keras(dtype, tolerance, jit_compile):
+    # Moving statistics far from (0, 1), and a frozen layer (trainable=False), which
+    # Keras runs on its moving statistics even when training=True; the gradient
+    # flows to the input through the fused op as through Keras's.
+    keras.mixed_precision.set_global_policy(dtype)
+    try:
+        x = tf.random.normal((4, 5, 5, 6), mean=3.0, stddev=2.0, seed=6)
+        ours = BatchNormalization(epsilon=1e-3)
+        theirs = keras.layers.BatchNormalization.from_config(ours.get_config())
+        for layer in (ours, theirs):
+            layer.build(x.shape)
+        rng = np.random.default_rng(1)
+        weights = [rng.normal(1, 0.3, 6), rng.normal(0, 0.3, 6), rng.normal(3, 1, 6),
+                   rng.uniform(2, 5, 6)]
+        for layer in (ours, theirs):
+            layer.set_weights([w.astype("float32") for w in weights])
+
+        def run(layer, training):
+            @tf.function(jit_compile=jit_compile)
+            def step(x):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = layer(x, training=training)
+                    loss = tf.reduce_sum(tf.cast(y, "float32") * tf.sin(tf.cast(y, "float32")))
+                return y, tape.gradient(loss, x)
+            return step(x)
+
+        for training, trainable in ((False, True), (True, False)):
+            ours.trainable = theirs.trainable = trainable
+            for got, expected in zip(run(ours, training), run(theirs, training), strict=True):
+                np.testing.assert_allclose(np.asarray(got, "float32"),
+                                           np.asarray(expected, "float32"),
+                                           rtol=tolerance, atol=tolerance)
+            np.testing.assert_allclose(ours.moving_mean, weights[2], rtol=1e-6)  # untouched
+        graph = tf.function(lambda x: ours(x, training=False)).get_concrete_function(x).graph
+        assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
