@@ -10,8 +10,15 @@ times every model once, so drifts of the machine's speed hit all of them):
   ``keras.layers.BatchNormalization`` (a plain Keras ResNeXt);
   ``keras-groups:`` swaps the grouped convolutions only, ``keras-bn:`` the
   batch norms only,
+- ``keras-layout:<kres ResNet>``: the kres network in keras.applications'
+  layout (stride on the first 1x1, convolution biases, its batch-norm
+  epsilon), which for ``resnet50`` is ``keras.applications.ResNet50`` layer
+  for layer,
+- ``split:<kres name>`` and ``native:<kres name>``: the kres model with its
+  grouped convolutions' formulation forced (``KRES_GROUPED_CONV``; a plain
+  name is ``auto``, the layer's own choice),
 - ``torch:<torchvision name>`` and ``torch-cl:<name>`` (channels-last), run
-  by ``--torch-python`` (a Python that has torch and torchvision; they are
+  by ``--torch-python`` (a Python that has torch, with or without torchvision; they are
   never a dependency of kres) in a child process each round.
 
 A training step is ``train_on_batch`` of the model compiled as ``kres train``
@@ -36,11 +43,12 @@ whole measurement twice in child processes.
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
+
+import machine
 
 DEFAULT_MODELS = ["resnet50", "keras:resnet50", "resnext50_32x4d", "cifar_resnet56",
                   "resnext29_8x64d"]
@@ -51,45 +59,78 @@ def is_cifar(name):
     return name.split(":")[-1].startswith(CIFAR_PREFIXES)
 
 
-def cpu_peak():
-    """(FLOP/s, how it was derived) for this machine's fp32 peak."""
-    cores = len(os.sched_getaffinity(0))
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-    except OSError:
-        return None, "no /proc/cpuinfo"
-    flags = set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split())
-    mhz = float(re.search(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M).group(1))
-    if "avx512f" in flags:
-        per_cycle, unit = 64, "AVX-512 FMA: 2 units x 16 floats x 2"
-    elif {"avx2", "fma"} <= flags:
-        per_cycle, unit = 32, "AVX2 FMA: 2 units x 8 floats x 2"
-    elif "avx" in flags:
-        per_cycle, unit = 16, "AVX: 8-float add + multiply"
-    else:
-        per_cycle, unit = 8, "SSE: 4-float add + multiply"
-    peak = cores * per_cycle * mhz * 1e6
-    return peak, (f"{cores} cores x {per_cycle} FLOP/cycle ({unit}) x {mhz / 1000:.2f} GHz "
-                  f"(/proc/cpuinfo's current clock) = {peak / 1e9:.0f} GFLOP/s")
-
-
 # --- PyTorch, in a child process ---------------------------------------------------------
+
+TORCH_RESNETS = {  # name: (stage depths, cardinality, width per group)
+    "resnet50": ((3, 4, 6, 3), 1, 64),
+    "resnet101": ((3, 4, 23, 3), 1, 64),
+    "resnext50_32x4d": ((3, 4, 6, 3), 32, 4),
+    "resnext101_32x8d": ((3, 4, 23, 3), 32, 8),
+    "wide_resnet50_2": ((3, 4, 6, 3), 1, 128),
+}
+
+
+def torch_resnet(name, classes):
+    """torchvision's bottleneck ResNet/ResNeXt (v1.5), for a torch without torchvision.
+
+    The same layers, order and parameter count as ``torchvision.models.<name>``
+    (the worker reports the count, so a mismatch shows).
+    """
+    from torch import nn
+
+    depths, groups, width_per_group = TORCH_RESNETS[name]
+
+    def conv_bn(cin, cout, k, stride=1, groups=1):
+        return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+                nn.BatchNorm2d(cout)]
+
+    class Bottleneck(nn.Module):
+        def __init__(self, cin, planes, stride):
+            super().__init__()
+            width = planes * width_per_group // 64 * groups
+            self.branch = nn.Sequential(
+                *conv_bn(cin, width, 1), nn.ReLU(inplace=True),
+                *conv_bn(width, width, 3, stride, groups), nn.ReLU(inplace=True),
+                *conv_bn(width, planes * 4, 1))
+            self.shortcut = (nn.Sequential(*conv_bn(cin, planes * 4, 1, stride))
+                             if stride != 1 or cin != planes * 4 else nn.Identity())
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            return self.relu(self.branch(x) + self.shortcut(x))
+
+    stages, cin = [], 64
+    for i, depth in enumerate(depths):
+        planes = 64 * 2 ** i
+        for j in range(depth):
+            stages.append(Bottleneck(cin, planes, 2 if j == 0 and i > 0 else 1))
+            cin = planes * 4
+    return nn.Sequential(*conv_bn(3, 64, 7, 2), nn.ReLU(inplace=True),
+                         nn.MaxPool2d(3, 2, 1), *stages, nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(cin, classes))
+
 
 def torch_worker(spec):
     """Times one torchvision model; prints a JSON line. Runs under --torch-python."""
     import torch
-    import torchvision
 
     torch.manual_seed(0)
-    model = getattr(torchvision.models, spec["model"])(num_classes=spec["classes"])
+    try:
+        import torchvision
+
+        model = getattr(torchvision.models, spec["model"])(num_classes=spec["classes"])
+        source = f"torchvision {torchvision.__version__}"
+    except ImportError:
+        model = torch_resnet(spec["model"], spec["classes"])
+        source = "benchmarks/models.py's torch_resnet (no torchvision)"
     size = spec["size"]
     x = torch.randn(spec["batch"], 3, size, size)
     y = torch.randint(0, spec["classes"], (spec["batch"],))
     if spec["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    result = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "source": source,
+              "params": sum(p.numel() for p in model.parameters())}
     if spec["mode"] == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
@@ -127,7 +168,8 @@ class TorchModel:
         out = subprocess.run([self.python, __file__, "--torch-worker", json.dumps(spec)],
                              check=True, capture_output=True, text=True).stdout
         result = json.loads(out.strip().splitlines()[-1])
-        self.version = result["torch"]
+        self.version = (f"PyTorch {result['torch']}, {result['threads']} threads, model from "
+                        f"{result['source']}, {result['params']:,} parameters")
         return result["seconds_per_step"]
 
 
@@ -140,6 +182,8 @@ class KerasModel:
         import tensorflow as tf
 
         import kres
+        from kres import layers
+        from kres.weights import KERAS_RESNET_V1
 
         self.name = name
         kind, _, model_name = name.rpartition(":")
@@ -150,9 +194,9 @@ class KerasModel:
             self.model = keras.applications.ResNet50(weights=None, input_shape=shape,
                                                      classes=classes)
         else:
-            self.model = kres.build_model(model_name, classes=classes, input_shape=shape)
-            from kres import layers
-
+            overrides = KERAS_RESNET_V1 if kind == "keras-layout" else {}
+            self.model = kres.build_model(model_name, classes=classes, input_shape=shape,
+                                          **overrides)
             if kind == "keras-layers":  # the plain Keras network
                 self.model = with_keras_layers(
                     self.model, (layers.GroupedConv2D, layers.BatchNormalization))
@@ -160,7 +204,7 @@ class KerasModel:
                 self.model = with_keras_layers(self.model, (layers.BatchNormalization,))
             elif kind == "keras-groups":
                 self.model = with_keras_layers(self.model, (layers.GroupedConv2D,))
-            elif kind:
+            elif kind and kind not in (*layers.FORMULATIONS, "keras-layout"):
                 raise ValueError(f"Unknown model kind {kind!r}. Received: {name!r}")
         self.macs = kres.count_macs(self.model)
         self.model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
@@ -169,6 +213,19 @@ class KerasModel:
         # Tensors made once (on the GPU when there is one): no copies in the timed steps.
         self.batches = {b: (tf.constant(rng.normal(size=(b, *shape)).astype("float32")),
                             tf.constant(rng.integers(0, classes, b))) for b in batch_sizes}
+        if kind in layers.FORMULATIONS:
+            # GroupedConv2D reads its formulation when traced: trace every step now.
+            saved = os.environ.get(layers.FORMULATION_VARIABLE)
+            os.environ[layers.FORMULATION_VARIABLE] = kind
+            try:
+                for x, y in self.batches.values():
+                    self.model.train_on_batch(x, y)
+                    self.model.predict_on_batch(x)
+            finally:
+                if saved is None:
+                    del os.environ[layers.FORMULATION_VARIABLE]
+                else:
+                    os.environ[layers.FORMULATION_VARIABLE] = saved
 
     def seconds_per_step(self, mode, batch, steps, warmup):
         x, y = self.batches[batch]
@@ -218,11 +275,9 @@ def measure(args):
     if args.gpu:
         keras.mixed_precision.set_global_policy("mixed_float16")
     modes = ["train", "infer"] if args.mode == "both" else [args.mode]
-    peak, derivation = (None, "GPU run") if args.gpu else cpu_peak()
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, TF_ENABLE_ONEDNN_OPTS="
-          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset: on)')}, inter-op threads "
-          f"{tf.config.threading.get_inter_op_parallelism_threads() or '(TF default)'}, "
-          f"devices {[d.name for d in tf.config.list_logical_devices()]}")
+    peak, derivation = (None, "GPU run") if args.gpu else machine.cpu_peak()
+    print(f"{machine.describe(tf)}; Keras {keras.__version__}; inter-op threads "
+          f"{tf.config.threading.get_inter_op_parallelism_threads() or '(TF default)'}")
     print(f"CPU peak estimate: {derivation}" if peak else derivation)
     models = []
     for name in args.models:
@@ -258,7 +313,7 @@ def measure(args):
     print()
     for m in models:
         if isinstance(m, TorchModel):
-            print(f"{m.name}: PyTorch {m.version}")
+            print(f"{m.name}: {m.version}")
     print("| model | mode | batch | img/s (median) | rounds | GFLOP/s | of peak |")
     print("|---|---|---:|---:|---:|---:|---:|")
     table = {}

@@ -27,6 +27,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import machine  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kres  # noqa: E402
@@ -107,9 +108,7 @@ def main():
     parser.add_argument("--imagenet-steps", type=int, default=3)
     args = parser.parse_args()
 
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)")
-    print(f"TensorFlow {tf.__version__}, TF_ENABLE_ONEDNN_OPTS={onednn}, "
-          f"{len(os.sched_getaffinity(0))} CPUs\n")
+    print(f"{machine.describe(tf)}\n")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in args.recipes:

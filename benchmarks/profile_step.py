@@ -23,6 +23,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import machine  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -108,8 +109,8 @@ def main():
         by_type_phase[(op, phase(name))] += micros
     total = sum(by_type.values())
     per_step = total / args.steps / 1e6
-    print(f"{args.model} {size}x{size}, batch {args.batch_size}, TF_ENABLE_ONEDNN_OPTS="
-          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset: on)')}, "
+    print(machine.describe(tf))
+    print(f"{args.model} {size}x{size}, batch {args.batch_size}, "
           f"{'Keras' if args.keras_bn else 'kres fused'} batch norm")
     print(f"one step: {step:.2f} s wall ({args.batch_size / step:.2f} img/s); "
           f"op time summed: {per_step:.2f} s per step\n")

@@ -1,0 +1,68 @@
+"""What the benchmarks print about the machine and TensorFlow they ran on.
+
+Imported by the scripts beside it (``python benchmarks/<script>.py`` puts this
+folder on the import path).
+"""
+
+import os
+import re
+
+
+def _cpuinfo():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_peak():
+    """(fp32 FLOP/s, how it was derived) for this machine's CPU; (None, why) if unknown."""
+    cores = len(os.sched_getaffinity(0))
+    info = _cpuinfo()
+    flags_line = re.search(r"^flags\s*:(.*)$", info, re.M)
+    mhz_line = re.search(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)
+    if not (flags_line and mhz_line):
+        return None, "no flags or clock in /proc/cpuinfo"
+    flags = set(flags_line.group(1).split())
+    mhz = float(mhz_line.group(1))
+    if "avx512f" in flags:
+        per_cycle, unit = 64, "AVX-512 FMA: 2 units x 16 floats x 2"
+    elif {"avx2", "fma"} <= flags:
+        per_cycle, unit = 32, "AVX2 FMA: 2 units x 8 floats x 2"
+    elif "avx" in flags:
+        per_cycle, unit = 16, "AVX: 8-float add + multiply"
+    else:
+        per_cycle, unit = 8, "SSE: 4-float add + multiply"
+    peak = cores * per_cycle * mhz * 1e6
+    return peak, (f"{cores} cores x {per_cycle} FLOP/cycle ({unit}) x {mhz / 1000:.2f} GHz "
+                  f"(/proc/cpuinfo's current clock) = {peak / 1e9:.0f} GFLOP/s")
+
+
+def cpu_name():
+    """The CPU's model name and its vector extensions, from /proc/cpuinfo."""
+    info = _cpuinfo()
+    name = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
+    flags_line = re.search(r"^flags\s*:(.*)$", info, re.M)
+    flags = set(flags_line.group(1).split()) if flags_line else set()
+    extensions = [label for flag, label in (("avx2", "AVX2"), ("fma", "FMA"),
+                                            ("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"),
+                                            ("amx_tile", "AMX")) if flag in flags]
+    return (f"{name.group(1).strip() if name else 'unknown CPU'}, "
+            f"{len(os.sched_getaffinity(0))} CPUs, {' '.join(extensions) or 'no AVX2'}")
+
+
+def onednn_state():
+    """Whether TensorFlow's oneDNN optimisations are on in this process, and why."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    source = f"TF_ENABLE_ONEDNN_OPTS={setting}" if setting is not None else (
+        "TF_ENABLE_ONEDNN_OPTS unset: TensorFlow's default for this CPU")
+    return f"oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'} ({source})"
+
+
+def describe(tf):
+    """One line: TensorFlow's version, oneDNN, the CPU and the devices."""
+    devices = [d.name for d in tf.config.list_logical_devices()]
+    return f"TensorFlow {tf.__version__}, {onednn_state()}; {cpu_name()}; devices {devices}"
