@@ -199,7 +199,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
       the biased batch variance);
     - in inference (the moving statistics), the op is one TensorFlow's graph
       optimiser folds into the convolution before it, as it does not fold
-      Keras's element-wise ops.
+      Keras's element-wise ops; after a convolution with a bias (which stops
+      that folding), Keras's own ops, which measured faster there.
 
     Measurements in ``docs/benchmarks.md``. Everything else (renorm,
     synchronized, masks, other layouts and backends) is the Keras layer's
@@ -223,6 +224,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
         offset = (ops.cast(self.beta, "float32") if self.center
                   else tf.zeros((channels,), "float32"))
         if not (training and self.trainable):
+            if _is_biased_convolution(inputs):
+                # Measured: Keras's multiply-add folds better after a bias add.
+                return super().call(inputs, training=training, mask=mask)
             outputs, *_ = tf.raw_ops.FusedBatchNormV3(
                 x=inputs, scale=scale, offset=offset,
                 mean=ops.cast(self.moving_mean, "float32"),
@@ -252,6 +256,17 @@ class BatchNormalization(keras.layers.BatchNormalization):
                 and not self.renorm and not self.synchronized
                 and keras.backend.standardize_dtype(inputs.dtype) in (
                     "float32", "float16", "bfloat16"))
+
+
+def _is_biased_convolution(tensor):
+    """Whether `tensor`, in a graph being traced, is a convolution's output plus a bias."""
+    op = getattr(tensor, "op", None)  # eager tensors have none
+    if op is None or op.type not in ("AddV2", "Add", "BiasAdd") or len(op.inputs) != 2:
+        return False
+    a, b = op.inputs
+    return any(conv.op.type in ("Conv2D", "DepthwiseConv2dNative")
+               and bias.shape.num_elements() == conv.shape[-1]  # not a residual sum
+               for conv, bias in ((a, b), (b, a)))
 
 
 @keras.saving.register_keras_serializable(package="kres")

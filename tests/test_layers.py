@@ -307,6 +307,31 @@ def test_fused_batch_norm_inference_and_frozen_equal_keras(dtype, tolerance, jit
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.parametrize("producer, fused", [("conv", True), ("biased conv", False),
+                                              ("residual sum", True)])
+def test_fused_batch_norm_inference_after_what(producer, fused):
+    # In inference the fused op is taken where TensorFlow folds it into the
+    # convolution before it; after a bias add Keras's multiply-add measured faster.
+    conv = keras.layers.Conv2D(6, 3, padding="same", use_bias=producer == "biased conv")
+    ours = BatchNormalization()
+    theirs = keras.layers.BatchNormalization()
+    x = tf.random.normal((2, 5, 5, 6), seed=8)
+
+    def net(bn):
+        def f(x):
+            y = conv(x)
+            return bn(y + x if producer == "residual sum" else y, training=False)
+        return f
+
+    for bn in (ours, theirs):
+        bn.build((None, 5, 5, 6))
+        bn.set_weights([np.linspace(0.5, 1.5, 6), np.linspace(-1, 1, 6), np.linspace(0, 1, 6),
+                        np.linspace(1, 3, 6)])
+    traced = tf.function(net(ours)).get_concrete_function(x).graph
+    assert ("FusedBatchNormV3" in {op.type for op in traced.get_operations()}) == fused
+    np.testing.assert_allclose(tf.function(net(ours))(x), net(theirs)(x), rtol=1e-5, atol=1e-5)
+
+
 def test_fused_batch_norm_keeps_keras_paths_it_does_not_fuse():
     # A 2D input (after a Dense layer) and a mask go through Keras's own code.
     x = tf.random.normal((8, 3), seed=5)
