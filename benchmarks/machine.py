@@ -6,6 +6,7 @@ folder on the import path).
 
 import os
 import re
+import time
 
 
 def _cpuinfo():
@@ -66,3 +67,21 @@ def describe(tf):
     """One line: TensorFlow's version, oneDNN, the CPU and the devices."""
     devices = [d.name for d in tf.config.list_logical_devices()]
     return f"TensorFlow {tf.__version__}, {onednn_state()}; {cpu_name()}; devices {devices}"
+
+
+def matmul_flops(tf, n=4096, repeats=5):
+    """The best fp32 FLOP/s of an n x n matrix product here: a measured ceiling.
+
+    A virtual machine's /proc/cpuinfo gives the nominal clock; the cores may
+    run faster, so a dense matrix product can beat `cpu_peak`'s estimate.
+    """
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    product = tf.function(lambda a, b: tf.matmul(a, b))
+    product(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best

@@ -26,7 +26,9 @@ compiles it (SGD with momentum, cross-entropy), on a fixed random batch; an
 inference step is ``predict_on_batch``. Figures are medians over rounds.
 Achieved FLOP/s counts 2 FLOPs per multiply-accumulate, and 3 forward
 passes' worth for a training step (the backward pass costs about twice the
-forward); the peak is cores x FLOPs per cycle x clock, from ``/proc/cpuinfo``.
+forward); the peak is cores x FLOPs per cycle x clock, from ``/proc/cpuinfo``,
+and the measured ceiling the FLOP/s of a large fp32 matrix product in the
+same run (a virtual machine's nominal clock can understate the real one).
 
     python benchmarks/models.py                                   # ~25 min on 2 CPU cores
     python benchmarks/models.py --models resnet50 keras:resnet50 --rounds 5
@@ -279,6 +281,10 @@ def measure(args):
     print(f"{machine.describe(tf)}; Keras {keras.__version__}; inter-op threads "
           f"{tf.config.threading.get_inter_op_parallelism_threads() or '(TF default)'}")
     print(f"CPU peak estimate: {derivation}" if peak else derivation)
+    ceiling = None if args.gpu else machine.matmul_flops(tf)
+    if ceiling:
+        print(f"measured ceiling: a 4096x4096 fp32 matrix product, {ceiling / 1e9:.0f} GFLOP/s"
+              + (f" ({ceiling / peak:.0%} of the estimate)" if peak else ""))
     models = []
     for name in args.models:
         cifar = is_cifar(name)
@@ -314,8 +320,8 @@ def measure(args):
     for m in models:
         if isinstance(m, TorchModel):
             print(f"{m.name}: {m.version}")
-    print("| model | mode | batch | img/s (median) | rounds | GFLOP/s | of peak |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| model | mode | batch | img/s (median) | rounds | GFLOP/s | of peak | of matmul |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     table = {}
     for m in models:
         for mode in modes:
@@ -325,7 +331,8 @@ def measure(args):
                 flops = rate * 2 * m.macs * (3 if mode == "train" else 1) if m.macs else None
                 print(f"| {m.name} | {mode} | {batch} | {rate:.2f} | {args.rounds} | "
                       f"{'' if flops is None else f'{flops / 1e9:.1f}'} | "
-                      f"{'' if not (flops and peak) else f'{flops / peak:.0%}'} |")
+                      f"{'' if not (flops and peak) else f'{flops / peak:.0%}'} | "
+                      f"{'' if not (flops and ceiling) else f'{flops / ceiling:.0%}'} |")
     ratios = [(a, b) for a, b in args.ratios]
     if ratios:
         print()
