@@ -31,8 +31,6 @@ are each candidate's time over the fastest one's.
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 import machine
@@ -181,15 +179,7 @@ def main():
     parser.add_argument("--onednn", choices=("on", "off", "both", "inherit"), default="inherit",
                         help="run with TF_ENABLE_ONEDNN_OPTS=1/0 (in a child process)")
     args = parser.parse_args()
-    if args.onednn == "inherit":
-        measure(args)
-        return
-    i = sys.argv.index("--onednn")
-    child = sys.argv[1:i] + sys.argv[i + 2:]
-    for setting in (("on", "off") if args.onednn == "both" else (args.onednn,)):
-        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if setting == "on" else "0"}
-        print(f"\n## oneDNN {setting}\n", flush=True)
-        subprocess.run([sys.executable, __file__, *child], env=env, check=True)
+    machine.main_per_onednn(__file__, args.onednn, measure, args)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ folder on the import path).
 
 import os
 import re
+import subprocess
+import sys
 import time
 
 
@@ -85,3 +87,21 @@ def matmul_flops(tf, n=4096, repeats=5):
         product(a, b).numpy()
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best
+
+
+def main_per_onednn(script, setting, measure, args):
+    """Runs `measure(args)` here (``setting="inherit"``) or `script` again in child processes.
+
+    ``TF_ENABLE_ONEDNN_OPTS`` must be set before TensorFlow is imported, so
+    ``on``, ``off`` and ``both`` rerun the script without its ``--onednn``
+    option, with the variable set, once per setting.
+    """
+    if setting == "inherit":
+        measure(args)
+        return
+    i = sys.argv.index("--onednn")
+    child = sys.argv[1:i] + sys.argv[i + 2:]
+    for value in (("on", "off") if setting == "both" else (setting,)):
+        print(f"\n## oneDNN {value}\n", flush=True)
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if value == "on" else "0"}
+        subprocess.run([sys.executable, script, *child], env=env, check=True)

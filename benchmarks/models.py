@@ -377,15 +377,7 @@ def main():
         if args.cifar_batch_sizes == [32]:
             args.cifar_batch_sizes = [128, 256, 512]
         args.steps = max(args.steps, 20)
-    if args.onednn == "inherit":
-        measure(args)
-        return
-    i = sys.argv.index("--onednn")
-    child = sys.argv[1:i] + sys.argv[i + 2:]
-    for setting in (("on", "off") if args.onednn == "both" else (args.onednn,)):
-        print(f"\n## oneDNN {setting}\n", flush=True)
-        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if setting == "on" else "0"}
-        subprocess.run([sys.executable, __file__, *child], env=env, check=True)
+    machine.main_per_onednn(__file__, args.onednn, measure, args)
 
 
 if __name__ == "__main__":

@@ -227,6 +227,18 @@ def test_local_response_normalization_equals_tensorflow():
         LocalResponseNormalization(depth_radius=-1)
 
 
+def bn_step(layer, training, jit_compile):
+    """A compiled step: the layer's output and the gradients for its input and weights."""
+    @tf.function(jit_compile=jit_compile)
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(tf.cast(y, "float32") * tf.sin(tf.cast(y, "float32")))
+        return y, tape.gradient(loss, [x, *layer.trainable_weights])
+    return step
+
+
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("mixed_float16", 2e-2)])
 @pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("kwargs", [{}, {"center": False, "scale": False, "epsilon": 1e-3}])
@@ -244,13 +256,7 @@ def test_fused_batch_norm_equals_keras(dtype, tolerance, jit_compile, kwargs):
         theirs.set_weights(ours.get_weights())
 
         def run(layer):
-            @tf.function(jit_compile=jit_compile)
-            def step(x):
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    y = layer(x, training=True)
-                    loss = tf.reduce_sum(tf.cast(y, "float32") * tf.sin(tf.cast(y, "float32")))
-                return y, tape.gradient(loss, [x, *layer.trainable_weights])
+            step = bn_step(layer, training=True, jit_compile=jit_compile)
             y, grads = step(x)
             step(x)  # the moving statistics move twice
             return [y, *grads, layer.moving_mean, layer.moving_variance]
@@ -285,14 +291,8 @@ def test_fused_batch_norm_inference_and_frozen_equal_keras(dtype, tolerance, jit
             layer.set_weights([w.astype("float32") for w in weights])
 
         def run(layer, training):
-            @tf.function(jit_compile=jit_compile)
-            def step(x):
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    y = layer(x, training=training)
-                    loss = tf.reduce_sum(tf.cast(y, "float32") * tf.sin(tf.cast(y, "float32")))
-                return y, tape.gradient(loss, x)
-            return step(x)
+            y, (dx, *_) = bn_step(layer, training, jit_compile)(x)
+            return y, dx
 
         for training, trainable in ((False, True), (True, False)):
             ours.trainable = theirs.trainable = trainable
