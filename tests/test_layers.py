@@ -161,8 +161,15 @@ def test_grouped_conv_rejects_groups_that_do_not_divide_the_channels():
         GroupedConv2D(64, 3, groups=4).build((1, 8, 8, 6))
 
 
+@pytest.mark.parametrize("formulation", ["auto", "native", "split"])
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_grouped_conv_trains_mixed_precision_under_mirrored_strategy(jit_compile):
+def test_grouped_conv_trains_mixed_precision_under_mirrored_strategy(monkeypatch, jit_compile,
+                                                                     formulation):
+    if formulation == "native" and not layers.cpu_runs_grouped_backward("float16"):
+        pytest.skip("TensorFlow has no grouped-convolution backward on this CPU (oneDNN off)")
+    if formulation == "native" and jit_compile:
+        pytest.skip("XLA's own grouped convolution: what the layer avoids on a CPU")
+    monkeypatch.setenv("KRES_GROUPED_CONV", formulation)
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
