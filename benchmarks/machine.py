@@ -11,24 +11,27 @@ import sys
 import time
 
 
-def _cpuinfo():
+def _cpuinfo(field):
+    """The first value of `field` in /proc/cpuinfo, or None."""
     try:
         with open("/proc/cpuinfo") as f:
-            return f.read()
+            match = re.search(rf"^{field}\s*:\s*(.*)$", f.read(), re.M)
     except OSError:
-        return ""
+        return None
+    return match.group(1).strip() if match else None
+
+
+def _flags():
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_peak():
     """(fp32 FLOP/s, how it was derived) for this machine's CPU; (None, why) if unknown."""
     cores = len(os.sched_getaffinity(0))
-    info = _cpuinfo()
-    flags_line = re.search(r"^flags\s*:(.*)$", info, re.M)
-    mhz_line = re.search(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)
-    if not (flags_line and mhz_line):
+    flags, mhz = _flags(), _cpuinfo("cpu MHz")
+    if not (flags and mhz):
         return None, "no flags or clock in /proc/cpuinfo"
-    flags = set(flags_line.group(1).split())
-    mhz = float(mhz_line.group(1))
+    mhz = float(mhz)
     if "avx512f" in flags:
         per_cycle, unit = 64, "AVX-512 FMA: 2 units x 16 floats x 2"
     elif {"avx2", "fma"} <= flags:
@@ -44,14 +47,11 @@ def cpu_peak():
 
 def cpu_name():
     """The CPU's model name and its vector extensions, from /proc/cpuinfo."""
-    info = _cpuinfo()
-    name = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
-    flags_line = re.search(r"^flags\s*:(.*)$", info, re.M)
-    flags = set(flags_line.group(1).split()) if flags_line else set()
+    flags = _flags()
     extensions = [label for flag, label in (("avx2", "AVX2"), ("fma", "FMA"),
                                             ("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"),
                                             ("amx_tile", "AMX")) if flag in flags]
-    return (f"{name.group(1).strip() if name else 'unknown CPU'}, "
+    return (f"{_cpuinfo('model name') or 'unknown CPU'}, "
             f"{len(os.sched_getaffinity(0))} CPUs, {' '.join(extensions) or 'no AVX2'}")
 
 

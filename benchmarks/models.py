@@ -15,8 +15,8 @@ times every model once, so drifts of the machine's speed hit all of them):
   epsilon), which for ``resnet50`` is ``keras.applications.ResNet50`` layer
   for layer,
 - ``split:<kres name>`` and ``native:<kres name>``: the kres model with its
-  grouped convolutions' formulation forced (``KRES_GROUPED_CONV``; a plain
-  name is ``auto``, the layer's own choice),
+  grouped convolutions' formulation forced (`kres.layers.formulation`; a
+  set ``KRES_GROUPED_CONV`` still wins; a plain name is the layer's own choice),
 - ``torch:<torchvision name>`` and ``torch-cl:<name>`` (channels-last), run
   by ``--torch-python`` (a Python that has torch, with or without torchvision; they are
   never a dependency of kres) in a child process each round.
@@ -217,17 +217,10 @@ class KerasModel:
                             tf.constant(rng.integers(0, classes, b))) for b in batch_sizes}
         if kind in layers.FORMULATIONS:
             # GroupedConv2D reads its formulation when traced: trace every step now.
-            saved = os.environ.get(layers.FORMULATION_VARIABLE)
-            os.environ[layers.FORMULATION_VARIABLE] = kind
-            try:
+            with layers.formulation(kind):
                 for x, y in self.batches.values():
                     self.model.train_on_batch(x, y)
                     self.model.predict_on_batch(x)
-            finally:
-                if saved is None:
-                    del os.environ[layers.FORMULATION_VARIABLE]
-                else:
-                    os.environ[layers.FORMULATION_VARIABLE] = saved
 
     def seconds_per_step(self, mode, batch, steps, warmup):
         x, y = self.batches[batch]

@@ -7,7 +7,7 @@ same), compiles and fits it with plain Keras, evaluates it, saves it to
 ``.keras`` and loads it back with ``safe_mode=True``. Nothing else of kres
 is involved.
 
-    python examples/resnext_in_a_keras_script.py   # 3 epochs of 10,000 images: 11 min (2-core Intel)
+    python examples/resnext_in_a_keras_script.py   # 3 x 10,000 images: 11 min (2-core Intel)
     python examples/resnext_in_a_keras_script.py --smoke --out /tmp/r
 """
 

@@ -107,8 +107,8 @@ def test_resnext_native_and_split_agree_in_inference_and_training():
     for got, expected in zip(native, split, strict=True):
         scale = float(tf.reduce_max(tf.abs(expected))) or 1.0
         np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * scale)
-    with pytest.raises(ValueError, match=r"name='fast'"):
-        layers.formulation("fast").__enter__()
+    with pytest.raises(ValueError, match=r"name='fast'"), layers.formulation("fast"):
+        pass
 
 
 def test_grouped_conv_without_onednn_splits_and_trains():
