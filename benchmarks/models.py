@@ -15,7 +15,7 @@ times every model once, so drifts of the machine's speed hit all of them):
   epsilon), which for ``resnet50`` is ``keras.applications.ResNet50`` layer
   for layer,
 - ``split:<kres name>`` and ``native:<kres name>``: the kres model with its
-  grouped convolutions' formulation forced (`kres.layers.formulation`; a
+  grouped convolutions' formulation forced (`kres.layers.use_formulation`; a
   set ``KRES_GROUPED_CONV`` still wins; a plain name is the layer's own choice),
 - ``torch:<torchvision name>`` and ``torch-cl:<name>`` (channels-last), run
   by ``--torch-python`` (a Python that has torch, with or without torchvision; they are
@@ -217,7 +217,7 @@ class KerasModel:
                             tf.constant(rng.integers(0, classes, b))) for b in batch_sizes}
         if kind in layers.FORMULATIONS:
             # GroupedConv2D reads its formulation when traced: trace every step now.
-            with layers.formulation(kind):
+            with layers.use_formulation(self.model, kind):
                 for x, y in self.batches.values():
                     self.model.train_on_batch(x, y)
                     self.model.predict_on_batch(x)

@@ -31,8 +31,7 @@ import machine  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kres  # noqa: E402
-from kres import data as kdata  # noqa: E402
-from kres import train as ktrain  # noqa: E402
+from kres import augment, datasets, recipes  # noqa: E402
 
 
 def pipeline_rate(ds, batches):
@@ -46,7 +45,7 @@ def pipeline_rate(ds, batches):
 
 def model_rate(name, batches, size, channels, classes):
     model = kres.build_model(name, classes=classes, input_shape=(size, size, channels))
-    ktrain.apply_weight_decay(model, 1e-4)
+    recipes.apply_weight_decay(model, 1e-4)
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                   loss="categorical_crossentropy")
     for x, y in batches[:2]:  # trace and warm up
@@ -59,7 +58,7 @@ def model_rate(name, batches, size, channels, classes):
 
 def write_folder(root, images_per_split, size=320):
     """An ImageFolder of JPEGs (train/ and test/, one folder per class) from Fashion-MNIST."""
-    source = kdata.load("fashion_mnist")
+    source = datasets.load("fashion_mnist")
     for split, ds in (("train", source.train), ("test", source.test)):
         for i, (image, label) in enumerate(ds.take(images_per_split)):
             folder = os.path.join(root, split, str(int(label)))
@@ -73,10 +72,10 @@ def write_folder(root, images_per_split, size=320):
 
 
 def measure(recipe, dataset, model_name, batch_size, steps, image_size=None):
-    d = kdata.load(dataset)
+    d = datasets.load(dataset)
     spec = d.spec
     size = image_size or spec.image_size or kres.get_spec(model_name).default_size
-    ds = kdata.pipeline(d.train, spec, training=True, batch_size=batch_size,
+    ds = augment.pipeline(d.train, spec, training=True, batch_size=batch_size,
                         image_size=size, channels=spec.channels, augment=recipe,
                         num_classes=spec.num_classes, seed=0)
     full = max(1, d.sizes["train"] // batch_size)
@@ -91,8 +90,8 @@ def measure(recipe, dataset, model_name, batch_size, steps, image_size=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=list(kdata.AUGMENTATIONS),
-                        choices=kdata.AUGMENTATIONS)
+    parser.add_argument("--recipes", nargs="+", default=list(augment.AUGMENTATIONS),
+                        choices=augment.AUGMENTATIONS)
     parser.add_argument("--dataset", default="fashion_mnist",
                         help="dataset of the crop_flip, crop and none recipes")
     parser.add_argument("--model", default="cifar_resnet20",

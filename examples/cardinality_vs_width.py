@@ -20,7 +20,8 @@ cardinality, with each network's width, MACs and parameters.
 import argparse
 import os
 
-from kres import tune as ktune
+import kres
+from kres import tuning
 
 
 def parse_args(argv=None):
@@ -75,13 +76,13 @@ def plot(rows, path, title):
 
 def main(argv=None):
     args = parse_args(argv)
-    config = ktune.SearchConfig(
+    config = tuning.SearchConfig(
         space="resnext-cifar", dataset=args.dataset, tuner="grid",
         max_trials=len(args.cardinalities), max_epochs=args.epochs, depths=(args.depth,),
         cardinalities=tuple(args.cardinalities), equal_complexity=True,
         recipe_overrides={"augment": "none", **({"batch_size": 64} if args.smoke else {})},
         subset=args.subset, val_size=args.val_size, data_dir=args.data_dir)
-    rows = ktune.search(config, args.out, verbose=0 if args.smoke else "auto")
+    rows = kres.tune(config, out_dir=args.out, verbose=0 if args.smoke else "auto")
     done = sorted((r for r in rows if r["best_val_accuracy"] is not None),
                   key=lambda r: r["cardinality"])
     title = (f"ResNeXt-{args.depth}, {args.dataset}, {args.subset:,} images, "

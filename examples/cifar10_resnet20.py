@@ -19,8 +19,8 @@ one epoch, offline.
 import argparse
 import os
 
-from kres import export as kexport
-from kres import train as ktrain
+import kres
+from kres import training
 
 PAPER_TEST_ERROR = 8.75  # He et al. 2015, Table 6, ResNet-20
 
@@ -37,19 +37,19 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.smoke:
-        config = ktrain.TrainConfig(args.model, "fashion_mnist", recipe="he2015-cifar",
+        config = training.TrainConfig(args.model, "fashion_mnist", recipe="he2015-cifar",
                                     recipe_overrides={"epochs": 1, "batch_size": 64},
                                     model_overrides={"depths": (1, 1, 1)}, subset=256,
                                     val_size=128, data_dir=args.data_dir)
     else:
-        config = ktrain.TrainConfig(args.model, "cifar10", recipe="he2015-cifar",
+        config = training.TrainConfig(args.model, "cifar10", recipe="he2015-cifar",
                                     data_dir=args.data_dir)
     run_dir = os.path.join(args.out, "run")
-    results = ktrain.train(config, run_dir, verbose=2 if args.smoke else "auto")
+    results = kres.train(config, run_dir=run_dir, verbose=2 if args.smoke else "auto")
     error = 100 * (1 - results["test_accuracy"])
     print(f"{config.model} on {config.dataset}: test error {error:.2f}% "
           f"(paper, CIFAR-10, full recipe: {PAPER_TEST_ERROR}%)")
-    version = kexport.export_run(os.path.join(run_dir, "best.keras"),
+    version = kres.export(os.path.join(run_dir, "best.keras"),
                                  os.path.join(args.out, "saved_model"))
     print(f"exported to {version}")
     return results

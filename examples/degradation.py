@@ -32,7 +32,8 @@ import json
 import os
 import time
 
-from kres import train as ktrain
+import kres
+from kres import training
 
 
 def parse_args(argv=None):
@@ -46,7 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--val-size", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--augment", default="none",
-                        help="training augmentation (kres.data.AUGMENTATIONS): none, or "
+                        help="training augmentation (kres.augment.AUGMENTATIONS): none, or "
                              "crop_flip for the paper's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/degradation")
@@ -69,7 +70,7 @@ def run(args):
     for depth in args.depths:
         n = (depth - 2) // 6
         for kind in ("plain", "resnet"):
-            config = ktrain.TrainConfig(
+            config = training.TrainConfig(
                 model=f"cifar_{kind}20", dataset=args.dataset,
                 model_overrides={"depths": (n, n, n)},
                 recipe_overrides={"epochs": args.epochs, "batch_size": args.batch_size,
@@ -82,7 +83,7 @@ def run(args):
             else:
                 print(f"training {kind}-{depth} -> {run_dir}", flush=True)
                 start = time.time()
-                ktrain.train(config, run_dir)
+                kres.train(config, run_dir=run_dir)
                 print(f"{kind}-{depth}: {time.time() - start:.0f} s", flush=True)
             with open(os.path.join(run_dir, "history.csv")) as f:
                 history = list(csv.DictReader(f))

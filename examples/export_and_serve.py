@@ -2,7 +2,7 @@
 
 Takes the ``best.keras`` of a `kres train` run (by default it trains a small
 ResNet on Fashion-MNIST first), exports a new version under ``--out`` with
-`kres.export.export_run` (the SavedModel is loaded back through TensorFlow's
+`kres.export` (the SavedModel is loaded back through TensorFlow's
 C API, the loader TF Serving uses, and compared with the Keras model before
 the version is published), then classifies test images through the export
 and prints the REST and gRPC requests a TF Serving client would send for the
@@ -19,9 +19,8 @@ import os
 
 import tensorflow as tf
 
-from kres import data as kdata
-from kres import export as kexport
-from kres import train as ktrain
+import kres
+from kres import training
 
 
 def parse_args(argv=None):
@@ -39,17 +38,17 @@ def parse_args(argv=None):
 def train_small(args):
     """A ResNet-8 on Fashion-MNIST: 1 epoch on a subset (a few hundred images in smoke mode)."""
     subset = 256 if args.smoke else 10_000
-    config = ktrain.TrainConfig(
+    config = training.TrainConfig(
         model="cifar_resnet20", dataset="fashion_mnist", model_overrides={"depths": (1, 1, 1)},
         recipe_overrides={"epochs": 1, "batch_size": 64, "augment": "none"},
         subset=subset, val_size=128 if args.smoke else 2000, data_dir=args.data_dir)
     run_dir = os.path.join(args.out, "_training_run")
-    ktrain.train(config, run_dir, verbose=0 if args.smoke else "auto")
+    kres.train(config, run_dir=run_dir, verbose=0 if args.smoke else "auto")
     return os.path.join(run_dir, "best.keras")
 
 
 def test_images(args):
-    data = kdata.load("fashion_mnist", data_dir=args.data_dir)
+    data = kres.datasets.load("fashion_mnist", data_dir=args.data_dir)
     examples = [(image.numpy(), int(label)) for image, label in data.test.take(args.count)]
     pngs = [tf.io.encode_png(image).numpy() for image, _ in examples]
     return pngs, [label for _, label in examples], data.class_names
@@ -58,14 +57,14 @@ def test_images(args):
 def main(argv=None):
     args = parse_args(argv)
     model_path = args.model or train_small(args)
-    version_dir = kexport.export_run(model_path, os.path.join(args.out, args.name))
+    version_dir = kres.export(model_path, os.path.join(args.out, args.name))
     print(f"exported and verified through the C API: {version_dir}")
     with open(os.path.join(version_dir, "kres.json")) as f:
         meta = json.load(f)
     print(f"preprocessing in the graph: {meta.get('preprocessing')}")
 
     pngs, labels, class_names = test_images(args)
-    outputs = kexport.predict(os.path.join(args.out, args.name), pngs)
+    outputs = kres.serving.predict(os.path.join(args.out, args.name), pngs)
     for i, (classes, scores) in enumerate(zip(outputs["classes"], outputs["scores"])):
         print(f"test image {i}: predicted {class_names[classes[0]]} ({scores[0]:.3f}), "
               f"true {class_names[labels[i]]}")

@@ -2,7 +2,7 @@
 
 `kres.ResNeXt29_32x4d(...)` is an ordinary Functional `keras.Model`: this
 script loads Fashion-MNIST with TensorFlow Datasets (prepared offline from
-Debian's files by `kres.data.ensure_prepared`; any tfds dataset works the
+Debian's files by `kres.datasets.ensure_prepared`; any tfds dataset works the
 same), compiles and fits it with plain Keras, evaluates it, saves it to
 ``.keras`` and loads it back with ``safe_mode=True``. Nothing else of kres
 is involved.
@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import kres
-from kres import data as kdata
+from kres import datasets
 
 
 def parse_args(argv=None):
@@ -38,8 +38,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    data_dir = args.data_dir or kdata.data_dir_for("fashion_mnist")
-    kdata.ensure_prepared("fashion_mnist", data_dir)  # offline copy of tfds's fashion_mnist
+    data_dir = args.data_dir or datasets.data_dir_for("fashion_mnist")
+    datasets.ensure_prepared("fashion_mnist", data_dir)  # offline copy of tfds's fashion_mnist
     train, test = tfds.load("fashion_mnist", split=[f"train[:{args.train_examples}]", "test"],
                             data_dir=data_dir, as_supervised=True)
 

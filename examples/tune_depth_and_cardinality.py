@@ -15,13 +15,14 @@ accuracy against depth, cardinality and MACs) and ``best.keras``.
 import argparse
 import os
 
-from kres import tune as ktune
+import kres
+from kres import tuning
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="fashion_mnist")
-    parser.add_argument("--tuner", default="random", choices=ktune.TUNERS)
+    parser.add_argument("--tuner", default="random", choices=tuning.TUNERS)
     parser.add_argument("--max-trials", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per trial")
     parser.add_argument("--subset", type=int, default=5000)
@@ -39,7 +40,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    config = ktune.SearchConfig(
+    config = tuning.SearchConfig(
         space="resnext-cifar", dataset=args.dataset, tuner=args.tuner,
         max_trials=args.max_trials, max_epochs=args.epochs,
         depths=(11,) if args.smoke else None,
@@ -48,7 +49,7 @@ def main(argv=None):
         recipe_overrides={"augment": "none", **({"batch_size": 64} if args.smoke else {})},
         budget_mmacs=args.budget_mmacs, subset=args.subset, val_size=args.val_size,
         data_dir=args.data_dir)
-    rows = ktune.search(config, args.out, verbose=0 if args.smoke else "auto")
+    rows = kres.tune(config, out_dir=args.out, verbose=0 if args.smoke else "auto")
     with open(os.path.join(args.out, "trials.md")) as f:
         print(f.read())
     return rows

@@ -2,8 +2,9 @@
 
 Every residual unit of every family (ResNet v1/v1.5/v2, ResNeXt, Wide ResNet,
 SE-ResNet(Xt), the CIFAR ResNets and their plain twins) is built by the one
-`residual_block` below; `residual_stage` stacks them and `resnet_stem` and
-`classifier_head` frame them. Layer names follow keras.applications
+`residual_block` below; `residual_stage` stacks them and `resnet_stem`
+starts them (the classifier heads are the model template's, in
+`kres.models.base`). Layer names follow keras.applications
 (``conv1_conv``, ``conv2_block1_1_conv``, ``conv5_block3_out``, ``avg_pool``,
 ``predictions``): they are the weight format and never change once released.
 """
@@ -11,6 +12,7 @@ SE-ResNet(Xt), the CIFAR ResNets and their plain twins) is built by the one
 import keras
 from keras import layers
 
+from kres import checks
 from kres.layers import BatchNormalization, GroupedConv2D, ZeroPadChannels
 
 BLOCKS = ("basic", "bottleneck")
@@ -91,11 +93,11 @@ def conv2d(x, filters, kernel_size, *, name, strides=1, groups=1, use_bias=False
     )(x)
 
 
-def batch_norm(x, *, name, momentum=0.9, epsilon=1e-5, zero_gamma=False):
+def batch_norm(x, *, name, momentum=0.9, epsilon=1e-5, zero_gamma=False, after_bias=False):
     """Batch normalisation over the channel axis (``{name}``), fused in training.
 
     The layer is `kres.layers.BatchNormalization`: Keras's layer with a fused
-    training kernel, same config and weights.
+    training kernel, same weights.
 
     Args:
         x: input tensor.
@@ -105,6 +107,8 @@ def batch_norm(x, *, name, momentum=0.9, epsilon=1e-5, zero_gamma=False):
         epsilon: variance epsilon.
         zero_gamma: start with a zero scale (Bag of Tricks' zero-init of the
             last BN in a residual branch).
+        after_bias: `x` is a convolution with a bias, where Keras's inference
+            ops measured faster than the fused op (``fused_inference=False``).
 
     Returns:
         The output tensor.
@@ -113,6 +117,7 @@ def batch_norm(x, *, name, momentum=0.9, epsilon=1e-5, zero_gamma=False):
         momentum=momentum,
         epsilon=epsilon,
         gamma_initializer="zeros" if zero_gamma else "ones",
+        fused_inference=not after_bias,
         name=name,
     )(x)
 
@@ -174,7 +179,7 @@ def shortcut(x, projection_input, out_channels, *, kind, strides, name, use_bias
         s = conv2d(projection_input, out_channels, 1, strides=strides, use_bias=use_bias,
                    name=f"{name}_0")
         if batch_norm_kwargs is not None:
-            s = batch_norm(s, name=f"{name}_0_bn", **batch_norm_kwargs)
+            s = batch_norm(s, name=f"{name}_0_bn", after_bias=use_bias, **batch_norm_kwargs)
         return s
     if strides > 1:
         x = layers.MaxPooling2D(1, strides=strides, name=f"{name}_0_pool")(x)
@@ -250,10 +255,9 @@ def residual_block(
         ValueError: for an unknown `block`, `stride_on` or `shortcut_kind`,
             or a width that `cardinality` cannot split.
     """
-    for arg, value, allowed in (("block", block, BLOCKS), ("stride_on", stride_on, STRIDE_ON),
-                                ("shortcut_kind", shortcut_kind, SHORTCUTS)):
-        if value not in allowed:
-            raise ValueError(f"{arg} must be one of {allowed}. Received: {arg}={value!r}")
+    checks.choice("block", block, BLOCKS)
+    checks.choice("stride_on", stride_on, STRIDE_ON)
+    checks.choice("shortcut_kind", shortcut_kind, SHORTCUTS)
     bn = {"momentum": bn_momentum, "epsilon": bn_epsilon}
     # In v2 a convolution feeding straight into a sum carries the bias instead
     # of the batch norm that v1 would put there.
@@ -272,11 +276,11 @@ def residual_block(
         width = bottleneck_width(planes, cardinality, width_per_group)
         s1, s3 = (strides, 1) if stride_on == "1x1" else (1, strides)
         x = conv2d(x, width, 1, strides=s1, use_bias=mid_bias, name=f"{name}_1")
-        x = batch_norm(x, name=f"{name}_1_bn", **bn)
+        x = batch_norm(x, name=f"{name}_1_bn", after_bias=mid_bias, **bn)
         x = layers.Activation("relu", name=f"{name}_1_relu")(x)
         x = conv2d(x, width, 3, strides=s3, groups=cardinality, use_bias=mid_bias,
                    name=f"{name}_2")
-        x = batch_norm(x, name=f"{name}_2_bn", **bn)
+        x = batch_norm(x, name=f"{name}_2_bn", after_bias=mid_bias, **bn)
         x = layers.Activation("relu", name=f"{name}_2_relu")(x)
         last = f"{name}_3"
         x = conv2d(x, out_channels, 1, use_bias=last_bias, kernel_initializer=last_init,
@@ -288,13 +292,14 @@ def residual_block(
                 f"convolution). Received: cardinality={cardinality} with block='basic'"
             )
         x = conv2d(x, planes, 3, strides=strides, use_bias=mid_bias, name=f"{name}_1")
-        x = batch_norm(x, name=f"{name}_1_bn", **bn)
+        x = batch_norm(x, name=f"{name}_1_bn", after_bias=mid_bias, **bn)
         x = layers.Activation("relu", name=f"{name}_1_relu")(x)
         last = f"{name}_2"
         x = conv2d(x, out_channels, 3, use_bias=last_bias, kernel_initializer=last_init,
                    name=last)
     if not preact:
-        x = batch_norm(x, name=f"{last}_bn", zero_gamma=zero_init_last, **bn)
+        x = batch_norm(x, name=f"{last}_bn", zero_gamma=zero_init_last, after_bias=last_bias,
+                       **bn)
     if se_ratio:
         x = squeeze_excite(x, ratio=se_ratio, name=name)
     if drop_path_rate > 0:
@@ -362,7 +367,8 @@ def resnet_stem(x, *, kind, width, preact=False, use_bias=False, bn_momentum=0.9
     else:
         x = conv2d(x, width, 3, use_bias=use_bias, name="conv1")
     if not preact:
-        x = batch_norm(x, name="conv1_bn", momentum=bn_momentum, epsilon=bn_epsilon)
+        x = batch_norm(x, name="conv1_bn", momentum=bn_momentum, epsilon=bn_epsilon,
+                       after_bias=use_bias)
         x = layers.Activation("relu", name="conv1_relu")(x)
     if kind == "imagenet":
         # Zero padding equals PyTorch's -inf padding after a ReLU; before one
@@ -370,98 +376,3 @@ def resnet_stem(x, *, kind, width, preact=False, use_bias=False, bn_momentum=0.9
         x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     return x
-
-
-def classifier_head(x, *, include_top, pooling, classes, classifier_activation):
-    """Global pooling and the ``predictions`` layer, as in keras.applications.
-
-    Args:
-        x: the last feature map.
-        include_top: add the classifier.
-        pooling: ``None``, ``"avg"`` or ``"max"``; with `include_top` the
-            global pooling before the classifier (``None`` means ``"avg"``).
-        classes: number of classes.
-        classifier_activation: activation of the classifier, ``None`` for
-            logits.
-
-    Returns:
-        The model's output tensor.
-    """
-    if pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-    elif pooling == "avg" or include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if include_top:
-        x = predictions(x, classes=classes, activation=classifier_activation)
-    return x
-
-
-def predictions(x, *, classes, activation, name="predictions"):
-    """The classifier layer (``predictions``), float32 under mixed precision.
-
-    Args:
-        x: the pooled or flattened features.
-        classes: number of classes.
-        activation: activation of the classifier, ``None`` for logits.
-        name: the layer's name.
-
-    Returns:
-        The class scores.
-    """
-    # Under a mixed-precision policy the probabilities stay float32.
-    mixed = keras.config.dtype_policy().name.startswith("mixed")
-    return layers.Dense(classes, activation=activation, name=name,
-                        dtype="float32" if mixed else None)(x)
-
-
-def flatten(x, model_name, adaptive_pool=None):
-    """Flattens the last feature map for a fully connected classifier.
-
-    Args:
-        x: the last feature map.
-        model_name: the model's name, for the error message.
-        adaptive_pool: ``(height, width)`` to average-pool the map to first
-            (torchvision's ``AdaptiveAvgPool2d``, layer ``adaptive_pool``), or
-            ``None``.
-
-    Returns:
-        The flat features (layer ``flatten``).
-
-    Raises:
-        ValueError: if the map's height or width is unknown (an input_shape
-            with ``None``), which a fully connected layer cannot take.
-    """
-    if any(d is None for d in x.shape[1:]):
-        raise ValueError(
-            f"{model_name} with include_top=True flattens its features into fully connected "
-            f"layers, so the input height and width must be known; build with e.g. "
-            f"input_shape=(224, 224, 3), or include_top=False. Received: a feature map of "
-            f"shape {tuple(x.shape)}"
-        )
-    if adaptive_pool is not None:
-        x = layers.AdaptiveAveragePooling2D(adaptive_pool, name="adaptive_pool")(x)
-    return layers.Flatten(name="flatten")(x)
-
-
-def fully_connected_head(x, names, *, width, dropout_rate, dropout_first=True):
-    """Hidden fully connected layers with ReLU and dropout (AlexNet, VGG).
-
-    Args:
-        x: the flattened features.
-        names: one layer name per hidden layer (``("fc1", "fc2")``).
-        width: units of each hidden layer.
-        dropout_rate: dropout rate; 0 for none.
-        dropout_first: dropout on each layer's input (torchvision's AlexNet)
-            instead of its output (the papers, torchvision's VGG).
-
-    Returns:
-        The last hidden layer's output.
-    """
-    for name in names:
-        if dropout_rate and dropout_first:
-            x = layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
-        x = layers.Dense(width, activation="relu", name=name)(x)
-        if dropout_rate and not dropout_first:
-            x = layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
-    return x
-

@@ -9,13 +9,22 @@
     kres tune --resume DIR
     kres export --model MODEL.keras --name NAME [--version N]
     kres predict --saved-model saved_models/NAME IMAGE ...
+
+TensorFlow is imported only by the commands that need it (``kres --help`` and
+``kres models`` never load it), and its start-up logging is hidden unless
+``--verbose`` (or ``KRES_VERBOSE=1``) asks for it; if TensorFlow fails to
+load, what it printed is shown with the error.
 """
 
 import argparse
 import ast
-import json
+import contextlib
+import logging
 import os
 import sys
+import tempfile
+
+from kres import commands
 
 
 def _parse_override(text):
@@ -29,20 +38,34 @@ def _parse_override(text):
         return key, value
 
 
+def _output_flags():
+    """The flags every command takes: how much it prints."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--quiet", action="store_true",
+                       help="no progress bars, only the command's result")
+    flags.add_argument("--verbose", action="store_true",
+                       default=os.environ.get("KRES_VERBOSE", "") not in ("", "0"),
+                       help="also show TensorFlow's start-up logging (or KRES_VERBOSE=1)")
+    return flags
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="kres", description="Classic image-classification networks for Keras 3.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command")
+    output = _output_flags()
 
-    models = commands.add_parser(
+    def add(name, **kwargs):
+        return commands.add_parser(name, parents=[output], **kwargs)
+
+    models = add(
         "models", help="list the models with their parameters and multiply-accumulates")
     models.add_argument("patterns", nargs="*", default=["*"],
                         help="shell-style name filters, e.g. 'resnext*' (default: all)")
-    models.add_argument("--names-only", action="store_true",
-                        help="print names only, without building the models")
+    models.add_argument("--names-only", action="store_true", help="print names only")
 
-    summary = commands.add_parser("summary", help="print the Keras summary of one model")
+    summary = add("summary", help="print the Keras summary of one model")
     summary.add_argument("name", help="a registry name, e.g. cifar_resnet20")
     summary.add_argument("--classes", type=int, default=None, help="number of classes")
     summary.add_argument("--input-size", type=int, default=None,
@@ -51,7 +74,7 @@ def _parser():
     summary.add_argument("--set", dest="overrides", action="append", default=[],
                          type=_parse_override, metavar="FIELD=VALUE",
                          help="override a spec field, e.g. --set depths=(5,5,5)")
-    train = commands.add_parser("train", help="train a model on a dataset (model.fit)")
+    train = add("train", help="train a model on a dataset (model.fit)")
     train.add_argument("--model", help="registry name, e.g. cifar_resnet20")
     train.add_argument("--dataset", help="tfds name (fashion_mnist, cifar10, ...) or a folder "
                                          "root/<split>/<class>/*.jpg")
@@ -72,7 +95,8 @@ def _parser():
                        help="training augmentation (default: the dataset's)")
     _add_data_flags(train)
     train.add_argument("--precision", default="auto",
-                       help="auto (mixed_float16 on GPU), float32, mixed_float16, mixed_bfloat16")
+                       help="auto (mixed_float16 on GPU, float32 on CPU), float32, "
+                            "mixed_float16, mixed_bfloat16")
     train.add_argument("--xla", dest="jit_compile", action="store_const", const=True,
                        default="auto", help="compile with XLA")
     train.add_argument("--no-xla", dest="jit_compile", action="store_const", const=False,
@@ -82,14 +106,13 @@ def _parser():
     train.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the unfinished run in RUN_DIR with its saved config")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    evaluate = commands.add_parser("evaluate", help="score a saved .keras model on a dataset")
+    evaluate = add("evaluate", help="score a saved .keras model on a dataset")
     evaluate.add_argument("model_path", help="a .keras file, e.g. runs/.../best.keras")
     evaluate.add_argument("--dataset", required=True, help="dataset name or image folder")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--data-dir", help="the dataset's tfds data directory")
-    tune = commands.add_parser("tune", help="keras-tuner search over depth and cardinality")
+    tune = add("tune", help="keras-tuner search over depth and cardinality")
     tune.add_argument("--space", help="cifar-resnet, resnext-cifar, resnext-imagenet, wrn-cifar")
     tune.add_argument("--dataset", help="dataset name or image folder")
     tune.add_argument("--tuner", default="random", help="random, hyperband, bayesian, grid")
@@ -119,20 +142,23 @@ def _parser():
     tune.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address (workers)")
     tune.add_argument("--port", type=int, default=8000, help="the chief's port (default 8000)")
 
-    export = commands.add_parser("export", help="export a .keras model for TF Serving")
+    export = add("export", help="export a .keras model for TF Serving")
     export.add_argument("--model", required=True, help="a .keras file, e.g. runs/.../best.keras")
     export.add_argument("--name", required=True, help="the served model's name")
     export.add_argument("--version", type=int, help="version number (default: the next one)")
     export.add_argument("--out", default="saved_models", help="root folder (default saved_models)")
     export.add_argument("--top-k", type=int, default=None,
                         help="classes returned per image (default 5, or all if fewer)")
+    export.add_argument("--grouped-conv", choices=("split", "native", "auto"), default="split",
+                        help="how grouped convolutions are written: split (the default, runs "
+                             "on every server), native, auto")
     export.add_argument("--verify", dest="verify", action="store_true", default=True,
                         help="load the new version through TF's C API and compare it with "
                              "the model before publishing it (the default)")
     export.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip that check")
 
-    predict = commands.add_parser("predict", help="classify images with an exported model")
+    predict = add("predict", help="classify images with an exported model")
     predict.add_argument("images", nargs="*", help="image files (JPEG, PNG, BMP, GIF)")
     predict.add_argument("--saved-model", required=True, help="saved_models/<name>")
     predict.add_argument("--version", type=int, help="version (default: the highest)")
@@ -161,209 +187,79 @@ def _int_list(text):
             f"expected integers such as 1,2,4. Received: {text!r}") from None
 
 
-def _tune(kres, args):
-    from kres import tune
+@contextlib.contextmanager
+def _tensorflow_logs_hidden(verbose):
+    """Within the block, TensorFlow's C++ start-up logging goes to a buffer, not the terminal.
 
-    if args.chief and args.worker:
-        raise ValueError("A process is either the chief or a worker. Received: --chief and "
-                         f"--worker {args.worker}")
-    if args.chief:
-        os.environ.update(KERASTUNER_TUNER_ID="chief", KERASTUNER_ORACLE_IP="0.0.0.0",
-                          KERASTUNER_ORACLE_PORT=str(args.port))
-    elif args.worker:
-        host, _, port = (args.oracle or "").rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"A worker needs --oracle HOST:PORT. Received: --oracle {args.oracle}")
-        os.environ.update(KERASTUNER_TUNER_ID=args.worker, KERASTUNER_ORACLE_IP=host,
-                          KERASTUNER_ORACLE_PORT=port)
-    if args.resume:
-        config, out = _saved(tune.SearchConfig, args.resume, "search.json"), args.resume
-    else:
-        if not args.space or not args.dataset:
-            raise ValueError("kres tune needs --space and --dataset (or --resume DIR).")
-        config = tune.SearchConfig(
-            space=args.space, dataset=args.dataset, tuner=args.tuner, recipe=args.recipe,
-            recipe_overrides=dict(args.recipe_overrides), max_epochs=args.max_epochs,
-            max_trials=args.max_trials, depths=args.depths, cardinalities=args.cardinalities,
-            widths_per_group=args.widths_per_group, widen_factors=args.widen_factors,
-            tune_training=args.tune_training, batch_sizes=args.batch_sizes,
-            budget_mmacs=args.budget_mmacs, budget_mparams=args.budget_mparams,
-            equal_complexity=args.equal_complexity, subset=args.subset,
-            val_size=args.val_size, image_size=args.image_size, channels=args.channels,
-            seed=args.seed, data_dir=args.data_dir)
-        out = args.out or tune.default_out_dir(config)
-    print(f"kres tune: {config.space} on {config.dataset} with {config.tuner}; "
-          f"search directory {out}", flush=True)
-    rows = tune.search(config, out, verbose="auto")
-    if rows:
-        best = rows[0]
-        point = ", ".join(f"{k} {best[k]}" for k in ("depths", "cardinality",
-                                                      "width_per_group", "widen_factor")
-                          if best.get(k) is not None)
-        print(f"best trial {best['trial_id']} ({point}): val accuracy "
-              f"{best['best_val_accuracy']:.4f}; report {os.path.join(out, 'trials.md')}, "
-              f"model {os.path.join(out, 'best.keras')}")
+    TensorFlow and CUDA write their start-up lines (CUDA stubs, ``cuInit``,
+    the oneDNN notice, the CPU feature guard) to file descriptor 2 from C++,
+    where no Python setting reaches. They are redirected while TensorFlow
+    loads and finds its devices; if that fails, the buffer is shown with the
+    error.
+    """
+    if verbose:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buffer:
+        os.dup2(buffer.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            buffer.seek(0)
+            sys.stderr.write(buffer.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
-def _export(kres, args):
-    from kres.export import export_run
+def _load_tensorflow(verbose):
+    """Imports TensorFlow and Keras, and initialises the devices, quietly unless `verbose`.
 
-    path = export_run(args.model, os.path.join(args.out, args.name), args.version,
-                      top_k=args.top_k, verify=args.verify)
-    print(f"kres export: wrote {path}{' (verified through the C API)' if args.verify else ''}; "
-          f"TF Serving config {os.path.join(args.out, 'models.config')}")
-
-
-def _predict(kres, args):
-    from kres.export import predict
-
-    names, images, truth = [], [], []
-    for path in args.images:
-        if not os.path.isfile(path):
-            raise ValueError(f"No image file. Received: {path!r}")
-        with open(path, "rb") as f:
-            images.append(f.read())
-        names.append(path)
-        truth.append(None)
-    if args.from_dataset:
+    Quiet also means the Python-side warnings of absl's logger (TensorFlow
+    Datasets' notes on its folders) are not shown; errors still are.
+    """
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        logging.getLogger("absl").setLevel(logging.ERROR)
+    with _tensorflow_logs_hidden(verbose):
+        import keras  # noqa: F401
         import tensorflow as tf
 
-        from kres import data
-
-        d = data.load(args.from_dataset, data_dir=args.data_dir)
-        for i, (image, label) in enumerate(d.test.take(args.count)):
-            images.append(tf.io.encode_png(image).numpy())
-            names.append(f"{args.from_dataset} test image {i}")
-            truth.append(d.class_names[int(label)])
-    if not images:
-        raise ValueError("Give image files or --from-dataset. Received: no images")
-    outputs = predict(args.saved_model, images, version=args.version)
-    right = 0
-    for name, labels, scores, true in zip(names, outputs["labels"], outputs["scores"], truth):
-        top = ", ".join(f"{label.decode()} {score:.3f}" for label, score in
-                        zip(labels[:3], scores[:3]))
-        note = "" if true is None else f" (true: {true})"
-        right += true is not None and labels[0].decode() == true
-        print(f"{name}{note}: {top}")
-    if any(t is not None for t in truth):
-        known = sum(t is not None for t in truth)
-        print(f"{right} of {known} dataset images right through the export")
+        tf.config.list_physical_devices("GPU")
+        import kres.layers  # noqa: F401  (registers kres's layers)
 
 
-def _saved(config_class, directory, filename):
-    """The config saved in a run or search directory, for --resume."""
-    path = os.path.join(directory, filename)
-    if not os.path.isfile(path):
-        raise ValueError(f"No {filename} in the directory to resume. Received: --resume "
-                         f"{directory}")
-    with open(path) as f:
-        return config_class(**json.load(f))
-
-
-def _train_config(args):
-    """The TrainConfig of `kres train`'s flags (or of the run to resume)."""
-    from kres.train import TrainConfig
-
-    if args.resume:
-        return _saved(TrainConfig, args.resume, "config.json"), args.resume
-    if not args.model or not args.dataset:
-        raise ValueError("kres train needs --model and --dataset (or --resume RUN_DIR).")
-    recipe = dict(args.recipe_overrides)
-    for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"),
-                        ("lr", "learning_rate"), ("weight_decay", "weight_decay"),
-                        ("patience", "patience"), ("augment", "augment")):
-        if getattr(args, flag) is not None:
-            recipe[field] = getattr(args, flag)
-    config = TrainConfig(
-        model=args.model, dataset=args.dataset, recipe=args.recipe or "he2015-cifar",
-        recipe_overrides=recipe, model_overrides=dict(args.model_overrides),
-        image_size=args.image_size, channels=args.channels, subset=args.subset,
-        val_size=args.val_size, seed=args.seed, precision=args.precision,
-        jit_compile=args.jit_compile, strategy=args.strategy, data_dir=args.data_dir)
-    return config, args.out
-
-
-def _train(kres, args):
-    from kres.train import default_run_dir, train
-
-    config, run_dir = _train_config(args)
-    run_dir = run_dir or default_run_dir(config)
-    print(f"kres train: {config.model} on {config.dataset}, recipe {config.recipe}; "
-          f"run directory {run_dir}", flush=True)
-    results = train(config, run_dir, verbose=0 if args.quiet else "auto")
-    print(f"test accuracy {results['test_accuracy']:.4f} after {results['epochs_run']} epochs "
-          f"({results['train_images_per_second']:.0f} training images/s); best model "
-          f"{os.path.join(run_dir, 'best.keras')}, curves {os.path.join(run_dir, 'curves.png')}")
-
-
-def _evaluate(kres, args):
-    from kres.train import evaluate
-
-    scores = evaluate(args.model_path, args.dataset, split=args.split, data_dir=args.data_dir)
-    order = [k for k in ("accuracy", "top5", "loss") if k in scores]
-    print(" ".join(f"{k} {scores[k]:.4f}" for k in order))
-
-
-def _build(kres, name, args=None):
-    kwargs = {}
-    if args is not None:
-        spec = kres.get_spec(name)
-        size = args.input_size or spec.default_size
-        kwargs = {"input_shape": (size, size, args.channels), **dict(args.overrides)}
-        if args.classes is not None:
-            kwargs["classes"] = args.classes
-    return kres.build_model(name, **kwargs)
-
-
-def _models(kres, args):
-    names = sorted({n for p in args.patterns for n in kres.list_models(p)})
-    if not names:
-        raise ValueError(f"No model matches. Received: patterns={args.patterns}")
-    if args.names_only:
-        print("\n".join(names))
-        return
-    print(f"{'model':<26}{'params':>14}{'MMACs':>12}  input  classes")
-    for name in names:
-        spec = kres.get_spec(name)
-        model = _build(kres, name)
-        print(f"{name:<26}{kres.count_params(model):>14,}{kres.count_macs(model) / 1e6:>12,.1f}"
-              f"  {spec.default_size:>5}  {spec.default_classes:>7}", flush=True)
-        del model
-        import keras
-
-        keras.backend.clear_session()
-
-
-def _summary(kres, args):
-    model = _build(kres, args.name, args)
-    model.summary(line_length=110)
-    print(f"{args.name}: {kres.count_params(model):,} trainable parameters, "
-          f"{kres.count_macs(model) / 1e6:,.1f} million multiply-accumulates per image "
-          f"at {model.input_shape[1]}x{model.input_shape[2]}")
+COMMANDS = {name: getattr(commands, name) for name in
+            ("models", "summary", "train", "evaluate", "export", "predict", "tune")}
+# The commands that run without TensorFlow.
+WITHOUT_TENSORFLOW = {"models"}
 
 
 def main(argv=None):
     """Entry point of the ``kres`` console script."""
     args = _parser().parse_args(argv)
     if args.version or args.command is None:
-        import kres
-
         if args.version:
-            print(f"kres {kres.__version__}")
+            from kres.version import __version__
+
+            print(f"kres {__version__}")
         else:
             _parser().print_help()
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import kres
-
     try:
-        commands = {"models": _models, "summary": _summary, "train": _train,
-                    "evaluate": _evaluate, "export": _export, "predict": _predict,
-                    "tune": _tune}
-        commands[args.command](kres, args)
+        if args.command not in WITHOUT_TENSORFLOW:
+            _load_tensorflow(args.verbose)
+        COMMANDS[args.command](args)
     except (ValueError, RuntimeError) as error:
         print(f"kres {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `kres models | head`: the reader has all it wants
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (Python flushes stderr at exit)
+        return 0
     return 0
 
 

@@ -5,12 +5,13 @@ that use it save to ``.keras`` and load back with ``safe_mode=True``.
 """
 
 import contextlib
-import contextvars
 import functools
 import os
 
 import keras
 from keras import ops
+
+from kres import checks
 
 FORMULATION_VARIABLE = "KRES_GROUPED_CONV"
 FORMULATIONS = ("auto", "native", "split")
@@ -21,12 +22,12 @@ class GroupedConv2D(keras.layers.Conv2D):
     """A grouped 2D convolution that is exact, fast and trainable on every device.
 
     It is `keras.layers.Conv2D(groups=g)` with the same arguments, the same
-    config and the same kernel layout ``(kh, kw, in_channels // g, filters)``,
-    so weights and configs move freely between the two. Only the computation
-    differs: ``Conv2D`` sends every grouped convolution on a CPU through XLA,
-    which is tens to hundreds of times slower there, while this layer picks,
-    when it is traced, the fastest formulation that can run forward and
-    backward (measurements in ``docs/benchmarks.md``):
+    config (plus `formulation`) and the same kernel layout ``(kh, kw,
+    in_channels // g, filters)``, so weights move freely between the two.
+    Only the computation differs: ``Conv2D`` sends every grouped convolution
+    on a CPU through XLA, which is tens to hundreds of times slower there,
+    while this layer computes it in one of two ways (measurements in
+    ``docs/benchmarks.md``):
 
     - ``native``: TensorFlow's own grouped convolution, called directly. On a
       GPU that is cuDNN's; on a CPU it is oneDNN's, whose backward pass
@@ -34,21 +35,29 @@ class GroupedConv2D(keras.layers.Conv2D):
       many x86 CPUs; ``TF_ENABLE_ONEDNN_OPTS`` sets them) and refuses to run
       when they are off;
     - ``split``: one ordinary convolution per group, concatenated. Exact and
-      trainable everywhere; used on a CPU where the native backward pass is
-      missing, and inside XLA-compiled functions on a CPU (XLA's CPU grouped
-      convolution is the slow one).
+      trainable everywhere.
+
+    Which one, when the layer is traced, in this order:
+
+    1. the layer's `formulation` argument, when not ``"auto"``;
+    2. the environment variable ``KRES_GROUPED_CONV`` (``native`` or
+       ``split``), when set;
+    3. otherwise a probe: native on a GPU; split inside an XLA-compiled
+       function on a CPU (XLA's CPU grouped convolution is the slow one);
+       native on a CPU where TensorFlow runs the grouped backward pass
+       (`cpu_runs_grouped_backward`), else split.
 
     A graph traced with the native op is not portable to every CPU: where
     oneDNN is off, TensorFlow's graph optimiser fuses a grouped convolution
     with the bias, batch norm or ReLU after it into a kernel that refuses
     groups ("Fused conv implementation does not support grouped
-    convolutions"). `kres.export` therefore traces the split formulation,
-    which every CPU and GPU runs (see `formulation`).
+    convolutions"). `kres.export` therefore traces its SavedModel with every
+    grouped convolution set to ``split`` (`use_formulation`). Under other
+    Keras backends the layer is ``Conv2D``.
 
-    The environment variable ``KRES_GROUPED_CONV`` (``auto``, the default;
-    ``native``; ``split``), read when a model is traced, overrides every
-    choice, `kres.export`'s included. Under other Keras backends the layer
-    is ``Conv2D``.
+    Args:
+        *args, **kwargs: those of `keras.layers.Conv2D`.
+        formulation: ``"auto"`` (the default), ``"native"`` or ``"split"``.
 
     Example:
 
@@ -57,12 +66,20 @@ class GroupedConv2D(keras.layers.Conv2D):
     (1, 8, 8, 64)
     """
 
+    def __init__(self, *args, formulation="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        checks.choice("formulation", formulation, FORMULATIONS)
+        self.formulation = formulation
+
+    def get_config(self):
+        return {**super().get_config(), "formulation": self.formulation}
+
     def convolution_op(self, inputs, kernel):
         if self.groups == 1 or keras.backend.backend() != "tensorflow":
             return super().convolution_op(inputs, kernel)
         import tensorflow as tf
 
-        if grouped_formulation(tf, inputs) == "native":
+        if grouped_formulation(tf, inputs, self.formulation) == "native":
             return tf.nn.convolution(
                 inputs, kernel, strides=list(self.strides), padding=self.padding.upper(),
                 dilations=list(self.dilation_rate),
@@ -88,52 +105,67 @@ class GroupedConv2D(keras.layers.Conv2D):
         )
 
 
-_chosen = contextvars.ContextVar("kres_grouped_conv_formulation", default="auto")
-
-
 @contextlib.contextmanager
-def formulation(name):
-    """Within the block, `GroupedConv2D` layers traced use formulation `name`.
+def use_formulation(model, formulation):
+    """Within the block, every `GroupedConv2D` of `model` is traced as `formulation`.
 
-    `name` is ``"native"``, ``"split"`` or ``"auto"`` (the layer's own
-    choice); the environment variable ``KRES_GROUPED_CONV``, when set to
-    ``native`` or ``split``, still wins. `kres.export` traces its SavedModel
-    under ``formulation("split")``, the one every server runs.
+    Sets the layers' `formulation` argument (which wins over
+    ``KRES_GROUPED_CONV`` and the probe) and restores each layer's own value
+    on leaving. Functions traced before the block keep their formulation.
+    `kres.export` traces its SavedModel under ``use_formulation(model,
+    "split")``, the form every server runs.
+
+    Args:
+        model: a Keras model (nested models included) or layer.
+        formulation: ``"auto"``, ``"native"`` or ``"split"``.
 
     Example:
 
-    >>> with formulation("split"):
-    ...     y = GroupedConv2D(8, 3, groups=2)(keras.ops.ones((1, 4, 4, 4)))
+    >>> model = kres.ResNeXt29_32x4d(depths=(1, 1, 1))
+    >>> with use_formulation(model, "split"):
+    ...     probabilities = model(keras.ops.ones((1, 32, 32, 3)))
     """
-    if name not in FORMULATIONS:
-        raise ValueError(f"name must be one of {', '.join(FORMULATIONS)}. Received: name={name!r}")
-    token = _chosen.set(name)
+    checks.choice("formulation", formulation, FORMULATIONS)
+    layers = [layer for layer in _flat_layers(model) if isinstance(layer, GroupedConv2D)]
+    saved = [layer.formulation for layer in layers]
+    for layer in layers:
+        layer.formulation = formulation
     try:
         yield
     finally:
-        _chosen.reset(token)
+        for layer, value in zip(layers, saved):
+            layer.formulation = value
 
 
-def grouped_formulation(tf, inputs):
+def _flat_layers(layer):
+    yield layer
+    for child in getattr(layer, "layers", ()):
+        yield from _flat_layers(child)
+
+
+def grouped_formulation(tf, inputs, formulation="auto"):
     """``"native"`` or ``"split"``: how `GroupedConv2D` computes on `inputs` here and now.
 
-    ``KRES_GROUPED_CONV`` when set to ``native`` or ``split``; else the
-    enclosing `formulation` block's choice; otherwise the native op on a
-    GPU, and on a CPU wherever TensorFlow can run its backward pass there
-    (outside XLA-compiled functions), else ``split``.
+    In order: `formulation` when not ``"auto"``; ``KRES_GROUPED_CONV`` when
+    set to ``native`` or ``split``; otherwise the native op on a GPU, and on
+    a CPU wherever TensorFlow can run its backward pass there (outside
+    XLA-compiled functions), else ``split``.
+
+    Raises:
+        ValueError: for a ``KRES_GROUPED_CONV`` that is none of these.
     """
-    choice = os.environ.get(FORMULATION_VARIABLE, "auto").strip().lower() or "auto"
-    if choice not in FORMULATIONS:
+    if formulation != "auto":
+        return formulation
+    variable = os.environ.get(FORMULATION_VARIABLE, "auto").strip().lower() or "auto"
+    if variable not in FORMULATIONS:
         raise ValueError(
             f"{FORMULATION_VARIABLE} must be one of {', '.join(FORMULATIONS)}. "
             f"Received: {FORMULATION_VARIABLE}={os.environ[FORMULATION_VARIABLE]!r}")
-    if choice == "auto":
-        choice = _chosen.get()
-    if choice != "auto":
-        return choice
+    if variable != "auto":
+        return variable
     if _placed_on_gpu(tf, inputs):
         return "native"
-    if _in_xla_function(tf):
+    if tf.__internal__.get_enclosing_xla_context() is not None:
         return "split"
     dtype = keras.backend.standardize_dtype(inputs.dtype)
     return "native" if cpu_runs_grouped_backward(dtype) else "split"
@@ -145,13 +177,6 @@ def _placed_on_gpu(tf, tensor):
     if device:
         return "GPU" in device.upper()
     return bool(tf.config.list_logical_devices("GPU"))
-
-
-def _in_xla_function(tf):
-    """Whether the graph being traced is compiled by XLA (``jit_compile=True``)."""
-    from tensorflow.python.ops import control_flow_util
-
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 @functools.cache
@@ -186,11 +211,10 @@ def cpu_runs_grouped_backward(dtype):
 class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` computed by TensorFlow's fused batch-norm op.
 
-    Same arguments, config, weights and maths as the Keras layer (whose
-    config it keeps, so the two swap freely). Under the TensorFlow backend,
-    for a 4D channels-last input without a mask, it normalises with
-    ``FusedBatchNormV3`` instead of Keras's chain of separate reductions and
-    element-wise ops:
+    Same arguments, weights and maths as the Keras layer, and its config plus
+    `fused_inference`. Under the TensorFlow backend, for a 4D channels-last
+    input without a mask, it normalises with ``FusedBatchNormV3`` instead of
+    Keras's chain of separate reductions and element-wise ops:
 
     - in training, the batch statistics, the normalisation and their
       gradients are one pass over the activations where Keras makes several,
@@ -199,12 +223,19 @@ class BatchNormalization(keras.layers.BatchNormalization):
       the biased batch variance);
     - in inference (the moving statistics), the op is one TensorFlow's graph
       optimiser folds into the convolution before it, as it does not fold
-      Keras's element-wise ops; after a convolution with a bias (which stops
-      that folding), Keras's own ops, which measured faster there.
+      Keras's element-wise ops. After a convolution with a bias, which stops
+      that folding, Keras's own multiply-add measured faster: the builders
+      pass ``fused_inference=False`` there.
 
     Measurements in ``docs/benchmarks.md``. Everything else (renorm,
     synchronized, masks, other layouts and backends) is the Keras layer's
     own code.
+
+    Args:
+        *args, **kwargs: those of `keras.layers.BatchNormalization`.
+        fused_inference: use the fused op in inference too (True, the
+            default); False keeps Keras's ops there (after a biased
+            convolution).
 
     Example:
 
@@ -213,10 +244,17 @@ class BatchNormalization(keras.layers.BatchNormalization):
     (2, 4, 4, 8)
     """
 
+    def __init__(self, *args, fused_inference=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        checks.boolean("fused_inference", fused_inference)
+        self.fused_inference = fused_inference
+
+    def get_config(self):
+        return {**super().get_config(), "fused_inference": self.fused_inference}
+
     def call(self, inputs, training=None, mask=None):
         inference = not (training and self.trainable)
-        # After a bias add Keras's multiply-add measured faster: it folds there, ours not.
-        if not self._fusable(inputs, mask) or (inference and _is_biased_convolution(inputs)):
+        if not self._fusable(inputs, mask) or (inference and not self.fused_inference):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
@@ -257,17 +295,6 @@ class BatchNormalization(keras.layers.BatchNormalization):
                     "float32", "float16", "bfloat16"))
 
 
-def _is_biased_convolution(tensor):
-    """Whether `tensor`, in a graph being traced, is a convolution's output plus a bias."""
-    op = getattr(tensor, "op", None)  # eager tensors have none
-    if op is None or op.type not in ("AddV2", "Add", "BiasAdd") or len(op.inputs) != 2:
-        return False
-    a, b = op.inputs
-    return any(conv.op.type in ("Conv2D", "DepthwiseConv2dNative")
-               and bias.shape.num_elements() == conv.shape[-1]  # not a residual sum
-               for conv, bias in ((a, b), (b, a)))
-
-
 @keras.saving.register_keras_serializable(package="kres")
 class ZeroPadChannels(keras.layers.Layer):
     """Appends all-zero channels to a channels-last tensor.
@@ -287,12 +314,11 @@ class ZeroPadChannels(keras.layers.Layer):
 
     def __init__(self, padding, **kwargs):
         super().__init__(**kwargs)
-        before, after = (int(p) for p in padding)
-        if before < 0 or after < 0:
-            raise ValueError(
-                f"padding must be two non-negative integers. Received: padding={padding}"
-            )
-        self.padding = (before, after)
+        padding = checks.as_tuple(padding)
+        checks.int_tuple("padding", padding, minimum=0)
+        if len(padding) != 2:
+            checks.fail("padding", padding, "must be a pair (before, after)")
+        self.padding = padding
 
     def call(self, inputs):
         return ops.pad(inputs, [[0, 0], [0, 0], [0, 0], list(self.padding)])
@@ -331,11 +357,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(depth_radius, bool) or not isinstance(depth_radius, int) or depth_radius < 0:
-            raise ValueError(
-                "depth_radius must be a non-negative integer. "
-                f"Received: depth_radius={depth_radius!r}"
-            )
+        checks.integer("depth_radius", depth_radius, minimum=0)
         self.depth_radius = depth_radius
         self.bias, self.alpha, self.beta = float(bias), float(alpha), float(beta)
 

@@ -1,27 +1,49 @@
 """The registry of named models: list, look up, build.
 
-Each family module in `kres.models` contributes a `SPECS` table and a builder;
-this module merges them. Keyword arguments of `build_model` that are spec
-fields override the row; the others go to the builder.
+Each family module in `kres.models` contributes a `VARIANTS` table (registry
+name: constructor name and spec) and a builder; this module merges them.
+Keyword arguments of `build_model` that are spec fields override the row;
+the others go to the builder.
+
+`kres.catalog` and `kres.constructors` are generated from this registry
+(``python -m kres.registry``) so that the command line and ``import kres``
+know the models without building them; the tests check that they agree.
 """
 
 import dataclasses
 import fnmatch
+import json
+import os
+import sys
+import textwrap
 
+from kres import checks
 from kres import weights as kweights
-from kres.errors import did_you_mean
 from kres.models import alexnet, densenet, googlenet, resnet, vgg
 
-_FAMILIES = (
-    (resnet.SPECS, resnet.build_resnet),
-    (densenet.SPECS, densenet.build_densenet),
-    (vgg.SPECS, vgg.build_vgg),
-    (googlenet.SPECS, googlenet.build_googlenet),
-    (alexnet.SPECS, alexnet.build_alexnet),
-)
-_MODELS = {name: (spec, build) for specs, build in _FAMILIES for name, spec in specs.items()}
+
+@dataclasses.dataclass(frozen=True)
+class Registered:
+    """One registered model: its family, constructor name, spec and builder."""
+
+    family: str
+    constructor: str
+    spec: object
+    build: object
+
+
+_FAMILIES = {
+    "resnet": (resnet.VARIANTS, resnet.build_resnet),
+    "densenet": (densenet.VARIANTS, densenet.build_densenet),
+    "vgg": (vgg.VARIANTS, vgg.build_vgg),
+    "googlenet": (googlenet.VARIANTS, googlenet.build_googlenet),
+    "alexnet": (alexnet.VARIANTS, alexnet.build_alexnet),
+}
+_MODELS = {name: Registered(family, constructor, spec, build)
+           for family, (variants, build) in _FAMILIES.items()
+           for name, (constructor, spec) in variants.items()}
 BUILD_ARGS = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
-              "classifier_activation", "name")
+              "classifier_activation", "name", "dtype")
 
 
 def list_models(pattern="*"):
@@ -52,7 +74,7 @@ def get_spec(name):
     >>> kres.get_spec("resnext50_32x4d").cardinality
     32
     """
-    return _lookup(name)[0]
+    return lookup(name).spec
 
 
 def build_model(name, /, **kwargs):
@@ -62,9 +84,9 @@ def build_model(name, /, **kwargs):
         name: a registry name (see `list_models`).
         **kwargs: constructor arguments (`include_top`, `weights`,
             `input_tensor`, `input_shape`, `pooling`, `classes`,
-            `classifier_activation`, `name`) and spec fields to override
-            (`depths`, `cardinality`, `width_per_group`, `se_ratio`,
-            `drop_path_rate`, ...).
+            `classifier_activation`, `name`, `dtype`) and spec fields to
+            override (`depths`, `cardinality`, `width_per_group`,
+            `se_ratio`, `drop_path_rate`, ...).
 
     Returns:
         A Functional `keras.Model` named `name` unless `name` is given.
@@ -89,7 +111,7 @@ def build_model(name, /, **kwargs):
         build_args["weights"] = None
     spec = resolve_spec(name, **overrides)
     build_args["name"] = build_args.get("name") or name
-    model = _lookup(name)[1](spec, **build_args)
+    model = lookup(name).build(spec, **build_args)
     if imagenet:
         include_top = build_args.get("include_top", True)
         kweights.load_keras_weights(model, kweights.fetch_keras_weights(name, include_top))
@@ -107,11 +129,11 @@ def resolve_spec(name, /, **overrides):
     >>> kres.registry.resolve_spec("resnet50", cardinality=32, width_per_group=4).cardinality
     32
     """
-    spec = _lookup(name)[0]
+    spec = lookup(name).spec
     fields = {f.name for f in dataclasses.fields(spec)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        hint = did_you_mean(unknown[0], sorted(fields | set(BUILD_ARGS)), cutoff=0.6)
+        hint = checks.did_you_mean(unknown[0], sorted(fields | set(BUILD_ARGS)), cutoff=0.6)
         raise ValueError(
             f"Unknown argument {unknown[0]!r} for model {name!r}.{hint} Spec fields: "
             f"{', '.join(sorted(fields))}. Received: {unknown[0]}={overrides[unknown[0]]!r}"
@@ -119,65 +141,107 @@ def resolve_spec(name, /, **overrides):
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
-def _lookup(name):
+def lookup(name):
+    """The `Registered` entry of a model name.
+
+    Raises:
+        ValueError: for an unknown name, suggesting the closest ones.
+    """
     if name not in _MODELS:
         raise ValueError(
-            f"Unknown model name.{did_you_mean(name, _MODELS)} See kres.list_models() for all "
-            f"{len(_MODELS)}. Received: name={name!r}"
+            f"Unknown model name.{checks.did_you_mean(name, _MODELS)} See kres.list_models() "
+            f"for all {len(_MODELS)}. Received: name={name!r}"
         )
     return _MODELS[name]
 
 
-def constructor(model_name, public_name):
-    """Makes a keras.applications-style constructor for a registered model."""
-    spec = get_spec(model_name)
+# --- The generated files ------------------------------------------------------------
 
-    def build(include_top=True, weights=None, input_tensor=None, input_shape=None,
-              pooling=None, classes=spec.default_classes, classifier_activation="softmax",
-              name=model_name, **overrides):
-        return build_model(model_name, include_top=include_top, weights=weights,
-                           input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                           classes=classes, classifier_activation=classifier_activation,
-                           name=name, **overrides)
+def catalog_source():
+    """The text of ``kres/catalog.py``: every model's row, counted from the built model."""
+    from kres import stats
 
-    if model_name in kweights.KERAS_WEIGHTS:
-        layout = dict(kweights.KERAS_WEIGHTS[model_name].layout)
-        published = "this model"
-        layout = f", {', '.join(f'{k}={v!r}' for k, v in layout.items())}" if layout else ""
-    else:
-        published = f"{', '.join(kweights.KERAS_WEIGHTS)} only"
-        layout = ""
-    build.__name__ = build.__qualname__ = public_name
-    build.__doc__ = f"""Instantiates `{model_name}`: {spec.describe()}.
+    lines = ['"""Every registered model at a glance, without building any (generated).',
+             "",
+             "``python -m kres.registry`` writes this file from the registry; the tests",
+             "check each row against the model it describes. Counts are at the default",
+             "input size with the default classes, as `kres.count_params` and",
+             "`kres.count_macs` give them.",
+             '"""',
+             "",
+             "from collections import namedtuple",
+             "",
+             'Entry = namedtuple("Entry", "constructor family default_size default_classes '
+             'params macs description")',
+             "",
+             "MODELS = {"]
+    for name in list_models():
+        entry = _MODELS[name]
+        model = build_model(name)
+        row = (entry.constructor, entry.family, entry.spec.default_size,
+               entry.spec.default_classes, stats.count_params(model), stats.count_macs(model),
+               entry.spec.describe())
+        lines.append(f'    "{name}": Entry(')
+        lines.append(f"        {', '.join(json.dumps(v) for v in row[:-1])},")
+        lines.append(f"        {json.dumps(row[-1])}),")
+        del model
+        import keras
 
-    Args:
-        include_top: whether to add the global pooling and the ``predictions``
-            classifier.
-        weights: ``None`` (random initialisation), ``"imagenet"`` (the
-            weights keras.applications publishes, for {published}; the model
-            is then built in Keras's layout{layout}), or the path of a weights
-            file: ``.weights.h5`` saved from the same architecture, a
-            keras.applications ``.h5``, or a timm ``.safetensors``.
-        input_tensor: optional Keras tensor to use as the model's input.
-        input_shape: ``(height, width, channels)``, default
-            ``({spec.default_size}, {spec.default_size}, 3)``; height and width
-            may be ``None``.
-        pooling: ``None``, ``"avg"`` or ``"max"``: global pooling of the
-            features (before the classifier when `include_top`).
-        classes: number of classes (default {spec.default_classes}).
-        classifier_activation: activation of the classifier; ``None`` for logits.
-        name: the model's name.
-        **overrides: spec fields to change, e.g. ``drop_path_rate=0.1`` (see
-            `kres.get_spec("{model_name}")`).
+        keras.backend.clear_session()
+    lines += ["}", ""]
+    return "\n".join(lines)
 
-    Returns:
-        A Functional `keras.Model`.
 
-    Raises:
-        ValueError: for an invalid argument, naming it and the value received.
+def constructors_source():
+    """The text of ``kres/constructors.py``: one explicit function per model."""
+    lines = ['"""The keras.applications-style constructors, one per registered model (generated).',
+             "",
+             "``python -m kres.registry`` writes this file from the registry; the tests check",
+             "that it matches. Importing it imports neither Keras nor TensorFlow: each",
+             "function builds its model through `kres.build_model` when called.",
+             '"""',
+             "",
+             "from kres.constructor_template import build, document",
+             "",
+             "__all__ = [",
+             *textwrap.wrap(", ".join(f'"{e.constructor}"' for e in
+                                      sorted(_MODELS.values(), key=lambda e: e.constructor)),
+                            96, initial_indent="    ", subsequent_indent="    "),
+             "]",
+             ""]
+    for name in list_models():
+        entry = _MODELS[name]
+        indent = " " * (len(entry.constructor) + 5)
+        lines += ["",
+                  f"def {entry.constructor}(include_top=True, weights=None, input_tensor=None, "
+                  "input_shape=None,",
+                  f"{indent}pooling=None, classes={entry.spec.default_classes}, "
+                  'classifier_activation="softmax",',
+                  f'{indent}name="{name}", **overrides):',
+                  f'    return build("{name}", locals())',
+                  ""]
+    lines += ["", "document(globals(), __all__)", ""]
+    return "\n".join(lines)
 
-    Example:
 
-    >>> model = kres.{public_name}(classes=10, input_shape=(64, 64, 3))
-    """
-    return build
+def main(argv=None):
+    """``python -m kres.registry [--check]``: write (or check) the generated files."""
+    argv = sys.argv[1:] if argv is None else argv
+    folder = os.path.dirname(os.path.abspath(__file__))
+    files = {"constructors.py": constructors_source(), "catalog.py": catalog_source()}
+    stale = []
+    for filename, text in files.items():
+        path = os.path.join(folder, filename)
+        current = open(path).read() if os.path.isfile(path) else None
+        if current != text:
+            stale.append(filename)
+            if "--check" not in argv:
+                with open(path, "w") as f:
+                    f.write(text)
+    verb = "out of date" if "--check" in argv else "rewritten"
+    print(f"{', '.join(stale)} {verb}" if stale else "generated files up to date")
+    return 1 if stale and "--check" in argv else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

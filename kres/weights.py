@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from kres import checks
+
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 # keras.applications v1 ResNets: stride on the first 1x1 convolution, biases on
 # every convolution, Keras's batch-norm epsilon.
@@ -348,8 +350,7 @@ def decode_predictions(preds, top=5, class_index=None):
     if preds.ndim != 2 or preds.shape[1] != IMAGENET_CLASSES:
         raise ValueError("decode_predictions expects a batch of ImageNet predictions of shape "
                          f"(samples, 1000). Received: preds.shape={preds.shape}")
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= IMAGENET_CLASSES:
-        raise ValueError(f"top must be an integer from 1 to 1000. Received: top={top!r}")
+    checks.integer("top", top, minimum=1, maximum=IMAGENET_CLASSES)
     if class_index is None:
         class_index = keras.utils.get_file("imagenet_class_index.json", CLASS_INDEX_URL,
                                            cache_subdir="models", file_hash=CLASS_INDEX_HASH)

@@ -19,13 +19,13 @@ def fashion_mnist_dir(tmp_path_factory):
     Parallel workers share the directory; kres's preparation lock makes one of
     them write it while the others wait.
     """
-    from kres import data
+    from kres import datasets, offline
 
-    if not os.path.isdir(data.DEBIAN_FASHION_MNIST):
+    if not os.path.isdir(offline.DEBIAN_FASHION_MNIST):
         pytest.fail("Debian's dataset-fashion-mnist is not installed; `make test` installs it.")
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent
     path = str(root / "fashion_mnist")
-    data.ensure_prepared("fashion_mnist", path)
+    datasets.ensure_prepared("fashion_mnist", path)
     return path

@@ -1,5 +1,10 @@
 """The Keras user's view: constructors, plain Functional models, fit, saving."""
 
+import inspect
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -66,3 +71,127 @@ def test_keras_file_round_trip_in_safe_mode(tmp_path, name, kwargs):
     for got, expected in zip(keras.tree.flatten(loaded(x)), keras.tree.flatten(model(x))):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert [la.name for la in loaded.layers] == [la.name for la in model.layers]
+
+
+def test_import_kres_loads_neither_keras_nor_tensorflow():
+    script = ("import sys, inspect, kres\n"
+              "assert not {'keras', 'tensorflow'} & set(sys.modules), 'loaded too early'\n"
+              "assert inspect.getsourcefile(kres.ResNeXt50).endswith('constructors.py')\n"
+              "print(sorted(inspect.signature(kres.ResNeXt50).parameters))\n"
+              "model = kres.ResNeXt50(classes=3, input_shape=(32, 32, 3), depths=(1, 1, 1, 1))\n"
+              "print(model.output_shape)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parameters, shape = done.stdout.splitlines()
+    assert parameters == str(sorted(["include_top", "weights", "input_tensor", "input_shape",
+                                     "pooling", "classes", "classifier_activation", "name",
+                                     "overrides"]))
+    assert shape == "(None, 3)"
+
+
+def test_generated_constructors_and_catalog_match_the_registry():
+    # The counts of each row are checked against the built model in test_models.
+    from kres import catalog, registry
+
+    with open(os.path.join(os.path.dirname(kres.__file__), "constructors.py")) as f:
+        assert f.read() == registry.constructors_source(), "run python -m kres.registry"
+    assert sorted(catalog.MODELS) == kres.list_models()
+    for name, entry in catalog.MODELS.items():
+        registered = registry.lookup(name)
+        spec = registered.spec
+        assert (entry.constructor, entry.family, entry.default_size, entry.default_classes,
+                entry.description) == (registered.constructor, registered.family,
+                                       spec.default_size, spec.default_classes, spec.describe())
+        constructor = getattr(kres, entry.constructor)
+        assert inspect.signature(constructor).parameters["classes"].default == \
+            spec.default_classes
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "tune", "export", "load_model",
+                                  "build_model"])
+def test_top_level_functions_are_documented(name):
+    function = getattr(kres, name)
+    assert callable(function) and name in dir(kres) and name in kres.__all__
+    assert "Example:" in function.__doc__ and "Args:" in function.__doc__
+
+
+def test_dtype_is_an_argument_and_the_global_policy_stays():
+    before = keras.config.dtype_policy().name
+    model = kres.CifarResNet20(depths=(1, 1, 1), dtype="mixed_float16")
+    assert model.get_layer("conv1_conv").compute_dtype == "float16"
+    assert model.get_layer("predictions").dtype_policy.name == "float32"
+    assert keras.config.dtype_policy().name == before
+    with pytest.raises(ValueError, match=r"dtype must be a Keras dtype policy.*dtype='fp8'"):
+        kres.CifarResNet20(dtype="fp8")
+    assert keras.config.dtype_policy().name == before
+    loaded = kres.load_model(_saved(model))
+    assert loaded.get_layer("conv1_conv").compute_dtype == "float16"
+
+
+def _saved(model):
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "m.keras")
+    model.save(path)
+    return path
+
+
+def test_deep_graphs_restores_the_recursion_limit():
+    from kres.models.base import deep_graphs
+
+    before = sys.getrecursionlimit()
+    with pytest.raises(RuntimeError, match="inside"), deep_graphs():
+        assert sys.getrecursionlimit() >= 20_000
+        raise RuntimeError("inside")
+    assert sys.getrecursionlimit() == before
+    kres.build_model("cifar_resnet20", depths=(1, 1, 1))
+    assert sys.getrecursionlimit() == before
+
+
+# The one-way flow spec -> model -> data + fit -> tune -> export: what each module
+# may import from kres at its top level (imports inside functions are not loads).
+LOWER_LAYERS_NEVER_IMPORT = {
+    "kres.layers": {"kres.blocks", "kres.models", "kres.registry", "kres.training"},
+    "kres.blocks": {"kres.models", "kres.registry", "kres.datasets", "kres.training"},
+    "kres.models": {"kres.registry", "kres.datasets", "kres.augment", "kres.training",
+                    "kres.tuning", "kres.serving"},
+    "kres.datasets": {"kres.training", "kres.tuning", "kres.serving", "kres.recipes"},
+    "kres.training": {"kres.tuning", "kres.spaces", "kres.serving"},
+    "kres.serving": {"kres.training", "kres.recipes", "kres.fitting", "kres.tuning",
+                     "kres.spaces", "kres.datasets", "kres.augment", "kres.offline"},
+}
+
+
+def _top_level_imports(path):
+    import ast
+
+    tree = ast.parse(open(path).read())
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield from ((node.module, alias.name) for alias in node.names)
+
+
+def test_modules_import_downwards_and_never_the_package_root():
+    root = os.path.dirname(kres.__file__)
+    submodules = set(kres._SUBMODULES)
+    checked = 0
+    for folder, _, files in os.walk(root):
+        for file in files:
+            if not file.endswith(".py") or file == "__init__.py" and folder == root:
+                continue
+            path = os.path.join(folder, file)
+            module = "kres." + os.path.relpath(path, root)[:-3].replace(os.sep, ".")
+            module = module.removesuffix(".__init__")
+            for imported, name in _top_level_imports(path):
+                assert imported != "kres" or name in submodules, \
+                    f"{module} imports {name} from the package root"
+                target = f"{imported}.{name}" if imported == "kres" else imported
+                for lower, forbidden in LOWER_LAYERS_NEVER_IMPORT.items():
+                    if module == lower or module.startswith(lower + "."):
+                        assert not any(target == f or target.startswith(f + ".")
+                                       for f in forbidden), f"{module} imports {target}"
+            checked += 1
+    assert checked > 30

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import kres
-from kres import train as ktrain
+from kres import training
 from tests.reference import copy_weights_by_name
 
 
@@ -39,10 +39,10 @@ def test_googlenet_auxiliary_classifiers_refused_where_they_cannot_be():
         kres.GoogLeNet(aux_classifiers=True, include_top=False)
     with pytest.raises(ValueError, match=r"at least 80.*input_shape=\(64, 64, 3\)"):
         kres.GoogLeNet(aux_classifiers=True, input_shape=(64, 64, 3))
-    config = ktrain.TrainConfig(model="googlenet_bn", dataset="fashion_mnist",
-                                model_overrides={"aux_classifiers": True})
+    config = training.TrainConfig(model="googlenet_bn", dataset="fashion_mnist",
+                                  model_overrides={"aux_classifiers": True})
     with pytest.raises(ValueError, match=r"loss_weights.*Received: aux_classifiers=True"):
-        ktrain.prepare(config)
+        training.prepare(config)
 
 
 @pytest.mark.parametrize("name, size", [("vgg11", 224), ("alexnet", 224)])

@@ -1,6 +1,7 @@
 """The kres command line."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -66,9 +67,71 @@ def test_tune_command(fashion_mnist_dir, tmp_path, capsys):
     assert main(["tune", "--space", "cifar-resnet", "--dataset", "fashion_mnist",
                  "--data-dir", fashion_mnist_dir, "--tuner", "grid", "--max-trials", "1",
                  "--max-epochs", "1", "--depths", "8", "--subset", "256", "--val-size", "128",
-                 "--set-recipe", "batch_size=64", "--out", out]) == 0
+                 "--set-recipe", "batch_size=64", "--out", out, "--quiet"]) == 0
     assert "best trial 0 (depths 8)" in capsys.readouterr().out
     assert main(["tune", "--resume", out]) == 0  # nothing left to do: the report again
     assert main(["tune", "--space", "cifar-resnet", "--dataset", "fashion_mnist",
                  "--worker", "tuner0"]) == 2
     assert "--oracle HOST:PORT" in capsys.readouterr().err
+
+
+def _kres(*args, env=None):
+    """Runs the kres command line in a fresh interpreter (the console script's code path)."""
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("TF_CPP_MIN_LOG_LEVEL", "KRES_VERBOSE")}
+    return subprocess.run([sys.executable, "-m", "kres.cli", *args], capture_output=True,
+                          text=True, env={**environment, **(env or {})}, timeout=300)
+
+
+NOT_LOADED = """
+import runpy, sys
+sys.argv = ["kres", *sys.argv[1:]]
+try:
+    runpy.run_module("kres.cli", run_name="__main__")
+except SystemExit as exit:
+    assert exit.code in (0, None), exit.code
+print("LOADED", sorted(m for m in ("tensorflow", "keras", "keras_tuner") if m in sys.modules))
+"""
+
+
+def test_help_and_models_never_import_tensorflow():
+    for args in (["--help"], ["models"], ["models", "--names-only", "vgg*"], ["--version"]):
+        done = subprocess.run([sys.executable, "-c", NOT_LOADED, *args], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.splitlines()[-1] == "LOADED []", (args, done.stdout[-500:])
+
+
+# TensorFlow's and absl's C++ log lines: "I0000 00:00:... file.cc:12] message".
+TF_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d|absl::InitializeLog|cudart_stub|oneDNN custom",
+                    re.M)
+
+
+def test_tensorflow_start_up_logging_is_hidden_unless_verbose():
+    quiet = _kres("summary", "cifar_resnet20", "--set", "depths=(1,1,1)")
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "trainable parameters" in quiet.stdout
+    assert not TF_LOG.search(quiet.stderr), quiet.stderr[-2000:]
+    assert not TF_LOG.search(quiet.stdout)
+    verbose = _kres("summary", "cifar_resnet20", "--set", "depths=(1,1,1)", "--verbose")
+    assert verbose.returncode == 0 and "trainable parameters" in verbose.stdout
+    by_variable = _kres("summary", "cifar_resnet20", "--set", "depths=(1,1,1)",
+                        env={"KRES_VERBOSE": "1"})
+    # What --verbose lets through (on this machine, TensorFlow's start-up lines).
+    assert TF_LOG.search(verbose.stderr) is not None or verbose.stderr == ""
+    assert bool(TF_LOG.search(by_variable.stderr)) == bool(TF_LOG.search(verbose.stderr))
+
+
+def test_tensorflow_that_fails_to_load_is_shown(tmp_path):
+    # A broken install (the real one cannot be broken here): it writes to the C-level
+    # stderr, as a failing shared library does, then fails to import.
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "os.write(2, b'libtensorflow_framework.so.2: cannot open shared object file\\n')\n"
+        "raise ImportError('the fake TensorFlow is broken')\n")
+    done = _kres("summary", "cifar_resnet20", env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode != 0
+    assert "cannot open shared object file" in done.stderr
+    assert "the fake TensorFlow is broken" in done.stderr

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kres import data
+from kres import augment, datasets, offline, preprocessing
 
 
 def _labels(ds):
@@ -29,8 +29,8 @@ def test_prepared_fashion_mnist_is_the_original(fashion_mnist_dir):
     assert images.shape == (10000, 28, 28, 1) and images.dtype == tf.uint8
     assert np.bincount(labels.numpy()).tolist() == [1000] * 10
     # The same pixels as the IDX file (tfds stored them losslessly, as PNG).
-    raw = data.read_idx(os.path.join(data.DEBIAN_FASHION_MNIST, "t10k-images-idx3-ubyte.gz"))
-    raw_labels = data.read_idx(os.path.join(data.DEBIAN_FASHION_MNIST,
+    raw = offline.read_idx(os.path.join(offline.DEBIAN_FASHION_MNIST, "t10k-images-idx3-ubyte.gz"))
+    raw_labels = offline.read_idx(os.path.join(offline.DEBIAN_FASHION_MNIST,
                                             "t10k-labels-idx1-ubyte.gz"))
     stored = {(int(y), images[i, :, :, 0].numpy().tobytes()) for i, y in
               enumerate(labels.numpy()[:200])}
@@ -39,15 +39,15 @@ def test_prepared_fashion_mnist_is_the_original(fashion_mnist_dir):
 
 
 def test_load_splits_train_val_test(fashion_mnist_dir):
-    d = data.load("fashion_mnist", data_dir=fashion_mnist_dir, subset=3000, val_size=1000)
+    d = datasets.load("fashion_mnist", data_dir=fashion_mnist_dir, subset=3000, val_size=1000)
     assert d.sizes == {"train": 3000, "val": 1000, "test": 10000}
     assert d.class_names[0] == "T-shirt/top" and len(d.class_names) == 10
     assert len(_labels(d.train)) == 3000 and len(_labels(d.val)) == 1000
 
 
 def test_pipeline_normalises_real_data(fashion_mnist_dir):
-    d = data.load("fashion_mnist", data_dir=fashion_mnist_dir, val_size=5000)
-    ds = data.pipeline(d.val, d.spec, training=False, batch_size=5000, image_size=28,
+    d = datasets.load("fashion_mnist", data_dir=fashion_mnist_dir, val_size=5000)
+    ds = augment.pipeline(d.val, d.spec, training=False, batch_size=5000, image_size=28,
                        channels=1, num_classes=10)
     x, y = next(iter(ds))
     assert x.shape == (5000, 28, 28, 1) and y.shape == (5000, 10)
@@ -56,18 +56,18 @@ def test_pipeline_normalises_real_data(fashion_mnist_dir):
 
 
 def test_grayscale_feeds_rgb_models(fashion_mnist_dir):
-    d = data.load("fashion_mnist", data_dir=fashion_mnist_dir, subset=64)
-    x, _ = next(iter(data.pipeline(d.train, d.spec, training=True, batch_size=8, image_size=32,
+    d = datasets.load("fashion_mnist", data_dir=fashion_mnist_dir, subset=64)
+    x, _ = next(iter(augment.pipeline(d.train, d.spec, training=True, batch_size=8, image_size=32,
                                    channels=3, num_classes=10, seed=1)))
     assert x.shape == (8, 32, 32, 3)
     np.testing.assert_array_equal(x[..., 0], x[..., 2])
 
 
 def test_seeded_pipelines_repeat_exactly():
-    d = data.from_arrays(*_random_arrays(), augment="crop_flip")
+    d = datasets.from_arrays(*_random_arrays(), augment="crop_flip")
 
     def first_batches(seed):
-        ds = data.pipeline(d.train, d.spec, training=True, batch_size=16, image_size=16,
+        ds = augment.pipeline(d.train, d.spec, training=True, batch_size=16, image_size=16,
                            channels=3, num_classes=4, seed=seed, mixup_alpha=0.2,
                            random_erasing=0.5)
         return [x.numpy() for x, _ in ds.take(3)]
@@ -87,9 +87,9 @@ def _random_arrays(n=96, size=16, classes=4):
 def test_crop_flip_augmentation_moves_pixels_but_keeps_content():
     image = np.zeros((1, 16, 16, 3), np.uint8)
     image[0, 6:10, 6:10] = 255  # a bright square, fully inside any 4-pixel shift
-    d = data.from_arrays(np.repeat(image, 40, 0), np.zeros(40, int), image, [0],
+    d = datasets.from_arrays(np.repeat(image, 40, 0), np.zeros(40, int), image, [0],
                          num_classes=2, val_size=8, augment="crop_flip")
-    ds = data.pipeline(d.train, d.spec, training=True, batch_size=32, image_size=16,
+    ds = augment.pipeline(d.train, d.spec, training=True, batch_size=32, image_size=16,
                        channels=3, num_classes=2, seed=0)
     x = next(iter(ds))[0].numpy()
     bright = x[..., 0] > x.min() + 1
@@ -98,25 +98,25 @@ def test_crop_flip_augmentation_moves_pixels_but_keeps_content():
 
 
 def test_imagenet_eval_resizes_and_center_crops():
-    spec = data.DatasetSpec(None, None, 3, 2, data.IMAGENET_MEAN, data.IMAGENET_STD,
-                            augment="imagenet")
+    spec = datasets.DatasetSpec(None, None, 3, 2, preprocessing.IMAGENET_MEAN,
+                                preprocessing.IMAGENET_STD, augment="imagenet")
     wide = np.zeros((60, 120, 3), np.uint8)
     wide[:, 55:65] = 255  # a bright central stripe
     ds = tf.data.Dataset.from_tensors((wide, np.int64(1)))
-    x, y = next(iter(data.pipeline(ds, spec, training=False, batch_size=1, image_size=28,
+    x, y = next(iter(augment.pipeline(ds, spec, training=False, batch_size=1, image_size=28,
                                    channels=3, num_classes=2)))
     assert x.shape == (1, 28, 28, 3)
     column_means = x[0, :, :, 0].numpy().mean(axis=0)
     assert column_means[12:16].min() > column_means[:4].max()  # stripe stays central
-    x, _ = next(iter(data.pipeline(ds, spec, training=True, batch_size=1, image_size=28,
+    x, _ = next(iter(augment.pipeline(ds, spec, training=True, batch_size=1, image_size=28,
                                    channels=3, num_classes=2, seed=0, color_jitter=0.4)))
     assert x.shape == (1, 28, 28, 3)
 
 
 def test_mixup_and_cutmix_mix_labels():
-    d = data.from_arrays(*_random_arrays(n=128), augment="none")
+    d = datasets.from_arrays(*_random_arrays(n=128), augment="none")
     for kwargs in ({"mixup_alpha": 1.0}, {"cutmix_alpha": 1.0}):
-        ds = data.pipeline(d.train, d.spec, training=True, batch_size=32, image_size=16,
+        ds = augment.pipeline(d.train, d.spec, training=True, batch_size=32, image_size=16,
                            channels=3, num_classes=4, seed=0, **kwargs)
         _, y = next(iter(ds))
         np.testing.assert_allclose(tf.reduce_sum(y, axis=1), 1.0, rtol=1e-5)
@@ -130,13 +130,13 @@ def test_offline_without_files_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(socket, "create_connection", no_network)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"network is unreachable.*tfds build cifar10"):
-        data.ensure_prepared("cifar10", str(tmp_path / "cifar10"))
+        datasets.ensure_prepared("cifar10", str(tmp_path / "cifar10"))
     assert time.monotonic() - start < 10
 
 
 def test_missing_debian_files_say_what_to_install(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
-        data.prepare_fashion_mnist(str(tmp_path / "out"), source=str(tmp_path))
+        offline.prepare_fashion_mnist(str(tmp_path / "out"), source=str(tmp_path))
 
 
 def test_corrupt_idx_files_are_refused(tmp_path):
@@ -144,7 +144,7 @@ def test_corrupt_idx_files_are_refused(tmp_path):
     with gzip.open(bad, "wb") as f:
         f.write(b"\0\0\x08\x01" + (100).to_bytes(4, "big") + bytes(50))
     with pytest.raises(ValueError, match="header announces"):
-        data.read_idx(str(bad))
+        offline.read_idx(str(bad))
 
 
 def _write_metadata(name, data_dir, sizes):
@@ -168,10 +168,10 @@ def test_other_datasets_with_tfds_mock(name, size, channels, classes, tmp_path):
     _write_metadata(name, data_dir, {"train": 6000, "test": 1000})
     with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_FILES,
                                 data_dir=data_dir):
-        d = data.load(name, data_dir=data_dir, val_size=1000)
+        d = datasets.load(name, data_dir=data_dir, val_size=1000)
         assert d.sizes == {"train": 5000, "val": 1000, "test": 1000}
         assert d.spec.num_classes == classes == len(d.class_names)
-        ds = data.pipeline(d.train, d.spec, training=True, batch_size=8, image_size=size,
+        ds = augment.pipeline(d.train, d.spec, training=True, batch_size=8, image_size=size,
                            channels=channels, num_classes=classes, seed=0)
         x, y = next(iter(ds))
     assert x.shape == (8, size, size, channels) and y.shape == (8, classes)
@@ -186,16 +186,16 @@ def test_image_folder(tmp_path):
             for i in range(count):
                 png = tf.io.encode_png(rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8))
                 (folder / f"{i}.png").write_bytes(png.numpy())
-    d = data.load(str(tmp_path), val_size=4)
+    d = datasets.load(str(tmp_path), val_size=4)
     assert d.class_names == ["cat", "dog"] and d.sizes == {"train": 20, "val": 4, "test": 8}
-    x, y = next(iter(data.pipeline(d.train, d.spec, training=True, batch_size=4,
+    x, y = next(iter(augment.pipeline(d.train, d.spec, training=True, batch_size=4,
                                    image_size=16, channels=3, num_classes=2, seed=0)))
     assert x.shape == (4, 16, 16, 3)
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: data.get_dataset_spec("fashion-mnist"), r"Did you mean 'fashion_mnist'"),
-    (lambda: data.from_arrays(np.zeros((10, 8, 8), np.uint8), np.arange(10),
+    (lambda: datasets.get_dataset_spec("fashion-mnist"), r"Did you mean 'fashion_mnist'"),
+    (lambda: datasets.from_arrays(np.zeros((10, 8, 8), np.uint8), np.arange(10),
                               np.zeros((2, 8, 8), np.uint8), [0, 1], num_classes=5,
                               val_size=2),
      r"labels outside 0..4.*num_classes=5"),
@@ -207,10 +207,10 @@ def test_bad_input(call, message):
 
 def test_subset_larger_than_data(fashion_mnist_dir):
     with pytest.raises(ValueError, match=r"subset must be between 1 and 55000.*subset=60000"):
-        data.load("fashion_mnist", data_dir=fashion_mnist_dir, subset=60000)
+        datasets.load("fashion_mnist", data_dir=fashion_mnist_dir, subset=60000)
 
 
 def test_only_small_datasets_are_cached():
-    assert data.fits_in_memory(data.DATASETS["cifar10"], 45_000)
-    assert not data.fits_in_memory(data.DATASETS["imagenet2012"], 1_271_167)
-    assert not data.fits_in_memory(data.DATASETS["cifar10"], 10_000_000)
+    assert augment.fits_in_memory(datasets.DATASETS["cifar10"], 45_000)
+    assert not augment.fits_in_memory(datasets.DATASETS["imagenet2012"], 1_271_167)
+    assert not augment.fits_in_memory(datasets.DATASETS["cifar10"], 10_000_000)

@@ -69,3 +69,29 @@ def test_matching_weights_load(resnet20_weights):
     other.load_weights(resnet20_weights)
     for a, b in zip(model.weights, other.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("make, message", [
+    # The shared checks: a bool is no integer, a string no number.
+    (lambda: kres.checks.positive_int("epochs", True), r"^epochs must be a positive integer. "
+                                                       r"Received: epochs=True$"),
+    (lambda: kres.checks.number("lr", "0.1", low=0), r"^lr must be a number >= 0. "
+                                                     r"Received: lr='0.1'$"),
+    (lambda: kres.checks.number("lr", float("nan")), r"Received: lr=nan"),
+    (lambda: kres.checks.choice("tuner", "hyperbnd", ("random", "hyperband")),
+     r"Did you mean 'hyperband'\? Received: tuner='hyperbnd'"),
+    (lambda: kres.checks.int_tuple("depths", (3, True)), r"Received: depths=\(3, True\)"),
+    # Every config dataclass checks itself when made.
+    (lambda: kres.datasets.DatasetSpec("x", 28, 2, 10, (0.5,), (0.5,)), r"channels=2"),
+    (lambda: kres.datasets.DatasetSpec("x", 28, 1, 10, (0.5,), (0.0,)), r"std=\(0.0,\)"),
+    (lambda: kres.preprocessing.Preprocessing(28, 28, 1, (0.5,), (0.5,), "crop"),
+     r"resize='crop'"),
+    (lambda: kres.preprocessing.Preprocessing(28, 0, 1, (0.5,), (0.5,)), r"width=0"),
+    (lambda: kres.spaces.Space("resnet50", {}), r"Received: depths=\{\}"),
+    (lambda: kres.get_spec("densenet121").__class__(depths=(6,), compression=0),
+     r"compression=0"),
+    (lambda: kres.layers.ZeroPadChannels((1, -1)), r"padding=\(1, -1\)"),
+])
+def test_checks_name_the_field_and_the_value(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -17,8 +17,9 @@ import tensorflow as tf
 from PIL import Image
 
 import kres
-from kres import export as kexport
+from kres import datasets, serving
 from kres.cli import main
+from kres.serving import archive, decode
 
 NAMES = [f"class{i}" for i in range(10)]
 
@@ -31,7 +32,7 @@ def gray_model():
 @pytest.fixture(scope="module")
 def exported(gray_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("saved_models")
-    path = kexport.export(gray_model, str(root / "fmnist"), dataset="fashion_mnist",
+    path = serving.export(gray_model, str(root / "fmnist"), dataset="fashion_mnist",
                           class_names=NAMES)
     return path, tf.saved_model.load(path)
 
@@ -60,8 +61,8 @@ def test_bytes_pixels_and_predict_agree(gray_model, exported):
 
 def test_rgb_model_center_crops_and_reads_jpeg(tmp_path):
     model = kres.build_model("resnet18", input_shape=(64, 64, 3), classes=3)
-    prep = kexport.Preprocessing(64, 64, 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "center_crop")
-    path = kexport.export(model, str(tmp_path / "rgb"), preprocessing=prep, top_k=2)
+    prep = serving.Preprocessing(64, 64, 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "center_crop")
+    path = serving.export(model, str(tmp_path / "rgb"), preprocessing=prep, top_k=2)
     loaded = tf.saved_model.load(path)
     image = np.random.default_rng(0).integers(0, 256, (80, 120, 3), np.uint8)
     png = tf.io.encode_png(image).numpy()
@@ -76,19 +77,19 @@ def test_rgb_model_center_crops_and_reads_jpeg(tmp_path):
 
 def test_versions_are_atomic_and_never_overwritten(gray_model, tmp_path, monkeypatch):
     base = str(tmp_path / "m")
-    assert kexport.export(gray_model, base, verify=False).endswith(os.sep + "1")
-    assert kexport.export(gray_model, base, verify=False).endswith(os.sep + "2")
+    assert serving.export(gray_model, base, verify=False).endswith(os.sep + "1")
+    assert serving.export(gray_model, base, verify=False).endswith(os.sep + "2")
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(kexport, "verify_saved_model", broken)
+    monkeypatch.setattr(archive, "verify_saved_model", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        kexport.export(gray_model, base)
+        serving.export(gray_model, base)
     assert sorted(os.listdir(base)) == ["1", "2"]  # no 3, no staging left behind
     monkeypatch.undo()
     with pytest.raises(ValueError, match=r"Version 2 exists already.*version=2"):
-        kexport.export(gray_model, base, version=2)
+        serving.export(gray_model, base, version=2)
     config = (tmp_path / "models.config").read_text()
     assert 'name: "m"' in config and 'base_path: "/models/m"' in config
 
@@ -96,14 +97,14 @@ def test_versions_are_atomic_and_never_overwritten(gray_model, tmp_path, monkeyp
 def test_bad_export_targets(gray_model, tmp_path):
     any_size = kres.build_model("cifar_resnet20", input_shape=(None, None, 3))
     with pytest.raises(ValueError, match=r"known input size"):
-        kexport.export(any_size, str(tmp_path / "a"))
+        serving.export(any_size, str(tmp_path / "a"))
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match=r"is a file"):
-        kexport.export(gray_model, str(tmp_path / "file"))
+        serving.export(gray_model, str(tmp_path / "file"))
     with pytest.raises(ValueError, match=r"version=0"):
-        kexport.export(gray_model, str(tmp_path / "b"), version=0)
+        serving.export(gray_model, str(tmp_path / "b"), version=0)
     with pytest.raises(ValueError, match=r"class_names must name the model's 10 classes"):
-        kexport.export(gray_model, str(tmp_path / "c"), class_names=["a", "b"])
+        serving.export(gray_model, str(tmp_path / "c"), class_names=["a", "b"])
     assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
 
 
@@ -126,7 +127,7 @@ def test_hostile_inputs_fail_fast(exported, payload):
 
 
 def test_byte_limit(gray_model, tmp_path):
-    path = kexport.export(gray_model, str(tmp_path / "small"), max_image_bytes=100,
+    path = serving.export(gray_model, str(tmp_path / "small"), max_image_bytes=100,
                           verify=False)
     loaded = tf.saved_model.load(path)
     big = tf.io.encode_png(np.random.default_rng(0).integers(0, 256, (28, 28, 1),
@@ -144,7 +145,7 @@ def test_animated_gif_gives_its_first_frame(exported):
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:])
     gif = buffer.getvalue()
     assert tf.io.decode_gif(gif).shape[0] == 5
-    cut = kexport._gif_first_frame(tf.constant(gif))
+    cut = decode.gif_first_frame(tf.constant(gif))
     assert tf.io.decode_gif(cut).shape[0] == 1
     np.testing.assert_array_equal(tf.io.decode_gif(cut)[0], tf.io.decode_gif(gif)[0])
     out = loaded.signatures["serving_default"](images=tf.constant([gif]))
@@ -155,7 +156,7 @@ def test_animated_gif_gives_its_first_frame(exported):
 
 def test_warmup_records_replay(exported):
     path, loaded = exported
-    requests = kexport.read_warmup_requests(
+    requests = serving.read_warmup_requests(
         os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
     assert len(requests) == 3
     for images in requests:
@@ -166,7 +167,7 @@ def test_warmup_records_replay(exported):
 def test_c_api_loads_and_runs_like_the_model(gray_model, exported):
     path, _ = exported
     pixels = np.random.default_rng(5).integers(0, 256, (3, 28, 28, 1), np.uint8)
-    out = kexport.c_api_run(path, "serving_pixels", {"pixels": pixels})
+    out = serving.c_api_run(path, "serving_pixels", {"pixels": pixels})
     expected = gray_model.predict(_normalise(pixels, 0.2860, 0.3530), verbose=0)
     assert np.abs(out["probabilities"] - expected).max() < 1e-5
     np.testing.assert_array_equal(out["classes"], np.argsort(-expected, axis=1)[:, :5])
@@ -177,14 +178,14 @@ def test_missing_variables_are_refused(gray_model, exported, tmp_path):
     broken = tmp_path / "1"
     shutil.copytree(path, broken)
     shutil.rmtree(broken / "variables")
-    prep = kexport.Preprocessing.for_dataset(gray_model, "fashion_mnist")
+    prep = datasets.get_dataset_spec("fashion_mnist").preprocessing(gray_model.input_shape[1:])
     with pytest.raises(ValueError, match="has no variables"):
-        kexport.verify_saved_model(str(broken), gray_model, prep)
+        serving.verify_saved_model(str(broken), gray_model, prep)
     # The C++ loader alone accepts the directory: loading succeeds, and only
     # the first request fails, so loading is no proof of a complete version.
     pixels = np.zeros((1, 28, 28, 1), np.uint8)
     with pytest.raises(RuntimeError, match=r"TF_SessionRun\(serving_pixels\).*variable"):
-        kexport.c_api_run(str(broken), "serving_pixels", {"pixels": pixels})
+        serving.c_api_run(str(broken), "serving_pixels", {"pixels": pixels})
 
 
 def _saved_ops(path):
@@ -194,23 +195,26 @@ def _saved_ops(path):
 
 @pytest.mark.parametrize("formulation", ["native", "split"])
 def test_resnext_export_is_split_unless_asked(tmp_path, monkeypatch, formulation):
-    # Traced in the layer's own choice here (native where oneDNN runs its backward
-    # pass), the export is per-group convolutions unless KRES_GROUPED_CONV says.
+    # The model is traced in another formulation first, and the environment asks
+    # for native: the export's own argument still decides, and the layers keep theirs.
     model = kres.build_model("resnext29_32x4d", depths=(1, 1, 1), classes=10)
     model.predict_on_batch(np.zeros((1, 32, 32, 3), np.float32))
-    monkeypatch.setenv("KRES_GROUPED_CONV", formulation)
-    asked = kexport.export(model, str(tmp_path / "asked"), dataset="cifar10")
+    monkeypatch.setenv("KRES_GROUPED_CONV", "native")
+    default = serving.export(model, str(tmp_path / "default"), dataset="cifar10")
     monkeypatch.delenv("KRES_GROUPED_CONV")
-    default = kexport.export(model, str(tmp_path / "default"), dataset="cifar10")
+    asked = serving.export(model, str(tmp_path / "asked"), dataset="cifar10",
+                           grouped_conv=formulation)
     assert "Split" in _saved_ops(default)
     assert ("Split" in _saved_ops(asked)) == (formulation == "split")
+    grouped = [la for la in model.layers if isinstance(la, kres.layers.GroupedConv2D)]
+    assert grouped and {la.formulation for la in grouped} == {"auto"}
 
 
 def test_resnext_export_runs_on_a_cpu_server_without_onednn(tmp_path):
     # A CPU whose TensorFlow has no oneDNN: its graph optimiser fuses a native
     # grouped convolution into a kernel that refuses groups; the export must run.
     model = kres.build_model("resnext29_32x4d", depths=(1, 1, 1), classes=10)
-    path = kexport.export(model, str(tmp_path / "resnext"), dataset="cifar10")
+    path = serving.export(model, str(tmp_path / "resnext"), dataset="cifar10")
     pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), np.uint8)
     np.save(tmp_path / "pixels.npy", pixels)
     with tf.device("/CPU:0"):
@@ -280,10 +284,10 @@ def test_export_and_predict_commands(tmp_path, capsys):
 KILL_SCRIPT = """
 import os, sys
 import kres
-from kres import export
+from kres.serving import archive
 model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
-export.verify_saved_model = lambda *args, **kwargs: os._exit(9)  # killed while verifying
-export.export(model, sys.argv[1])
+archive.verify_saved_model = lambda *args, **kwargs: os._exit(9)  # killed while verifying
+kres.export(model, sys.argv[1])
 """
 
 
@@ -292,7 +296,7 @@ def test_a_killed_export_leaves_no_version(tmp_path):
     done = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(base)], capture_output=True,
                           text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert done.returncode == 9, done.stderr[-1000:]
-    assert kexport.versions(str(base)) == []
+    assert serving.versions(str(base)) == []
     left = os.listdir(base)
     assert len(left) == 1 and left[0].startswith(".staging-1-")  # ignored by TF Serving
 
@@ -300,14 +304,69 @@ def test_a_killed_export_leaves_no_version(tmp_path):
 def test_auxiliary_classifiers_are_not_exported(tmp_path):
     model = kres.build_model("googlenet_bn", aux_classifiers=True, classes=4,
                              input_shape=(96, 96, 3))
-    path = kexport.export(model, str(tmp_path / "googlenet"))
+    path = serving.export(model, str(tmp_path / "googlenet"))
     loaded = tf.saved_model.load(path)
     pixels = np.random.default_rng(1).integers(0, 256, (2, 96, 96, 3), np.uint8)
     out = loaded.signatures["serving_pixels"](pixels=tf.constant(pixels))
     assert out["probabilities"].shape == (2, 4)
     # What the one-output inference network gives on the same preprocessed input.
-    from kres.data import IMAGENET_MEAN, IMAGENET_STD  # the default preprocessing
+    from kres.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # the default preprocessing
 
     images = _normalise(pixels, IMAGENET_MEAN, IMAGENET_STD)
     expected = kres.strip_auxiliary(model).predict(images, verbose=0)
     np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+
+
+SERVING_ALONE = """
+import sys, kres
+from kres.serving import export, predict
+model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
+model.save(sys.argv[1] + "/best.keras")
+path = kres.export(model, sys.argv[1] + "/saved/m")
+image = open(sys.argv[2], "rb").read()
+assert predict(sys.argv[1] + "/saved/m", [image])["probabilities"].shape == (1, 10)
+loaded = [m for m in ("tensorflow_datasets", "kres.datasets", "kres.training", "kres.recipes",
+                      "kres.fitting", "kres.tuning", "keras_tuner") if m in sys.modules]
+print("LOADED", loaded)
+"""
+
+
+def test_serving_needs_no_training_code_nor_tfds(tmp_path):
+    image = tmp_path / "x.png"
+    image.write_bytes(tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)).numpy())
+    done = subprocess.run([sys.executable, "-c", SERVING_ALONE, str(tmp_path), str(image)],
+                          capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "LOADED []" in done.stdout
+
+
+def test_export_of_a_run_uses_its_description(tmp_path):
+    # What kres train writes beside best.keras: the preprocessing and names travel.
+    from kres import runs
+    from kres.preprocessing import Preprocessing
+
+    model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1),
+                             classes=3)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    prep = Preprocessing(28, 28, 1, (0.25,), (0.5,))
+    runs.write_model_description(str(run), model="cifar_resnet20",
+                                 spec=kres.get_spec("cifar_resnet20"), preprocessing=prep,
+                                 class_names=["a", "b", "c"], dataset="shapes")
+    path = kres.export(str(run / "best.keras"), str(tmp_path / "saved" / "shapes"))
+    with open(os.path.join(path, "kres.json")) as f:
+        record = json.load(f)
+    assert record["preprocessing"] == prep.to_json() and record["class_names"] == ["a", "b", "c"]
+    assert record["spec"]["name"] == "cifar_resnet20" and record["dataset"] == "shapes"
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 28, 28, 1), np.uint8)
+    out = tf.saved_model.load(path).signatures["serving_pixels"](pixels=tf.constant(pixels))
+    expected = model.predict(_normalise(pixels, 0.25, 0.5), verbose=0)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    with pytest.raises(ValueError, match=r"preprocessing must give the model's input shape"):
+        kres.export(model, str(tmp_path / "bad"), preprocessing=Preprocessing(32, 32, 1,
+                                                                              (0.5,), (0.5,)))
+    with pytest.raises(ValueError, match=r"grouped_conv must be one of.*grouped_conv='fast'"):
+        kres.export(model, str(tmp_path / "bad"), grouped_conv="fast")
+    assert not (tmp_path / "bad").exists()

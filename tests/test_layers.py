@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import kres
 from kres import layers
 from kres.layers import (
     BatchNormalization,
@@ -19,6 +20,13 @@ from kres.layers import (
 )
 
 NATIVE_BACKWARD_ON_CPU = layers.cpu_runs_grouped_backward("float32")
+
+
+def keras_config(batch_norm):
+    """Our batch norm's config is Keras's plus `fused_inference`."""
+    config = batch_norm.get_config()
+    assert config.pop("fused_inference") in (True, False)
+    return config
 
 
 def traced_ops(layer, x):
@@ -90,7 +98,7 @@ def test_resnext_native_and_split_agree_in_inference_and_training():
 
     def run(formulation):
         model.set_weights(start)
-        with layers.formulation(formulation):
+        with layers.use_formulation(model, formulation):
             @tf.function
             def step(x):
                 with tf.GradientTape() as tape:
@@ -107,7 +115,8 @@ def test_resnext_native_and_split_agree_in_inference_and_training():
     for got, expected in zip(native, split, strict=True):
         scale = float(tf.reduce_max(tf.abs(expected))) or 1.0
         np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * scale)
-    with pytest.raises(ValueError, match=r"name='fast'"), layers.formulation("fast"):
+    with pytest.raises(ValueError, match=r"formulation='fast'"), \
+            layers.use_formulation(model, "fast"):
         pass
 
 
@@ -132,6 +141,21 @@ def test_grouped_conv_without_onednn_splits_and_trains():
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_grouped_conv_formulation_order_argument_variable_probe(monkeypatch):
+    x = tf.random.normal((1, 6, 6, 8), seed=4)
+    probe = "split" if "Split" in traced_ops(GroupedConv2D(8, 3, groups=2), x) else "native"
+    assert probe == ("native" if NATIVE_BACKWARD_ON_CPU else "split")
+    monkeypatch.setenv("KRES_GROUPED_CONV", "native" if probe == "split" else "split")
+    variable = os.environ["KRES_GROUPED_CONV"]
+    assert ("Split" in traced_ops(GroupedConv2D(8, 3, groups=2), x)) == (variable == "split")
+    for argument in ("native", "split"):  # the argument wins over the variable
+        layer = GroupedConv2D(8, 3, groups=2, formulation=argument)
+        assert ("Split" in traced_ops(layer, x)) == (argument == "split")
+        assert GroupedConv2D.from_config(layer.get_config()).formulation == argument
+    with pytest.raises(ValueError, match=r"Received: formulation='fastest'"):
+        GroupedConv2D(8, 3, groups=2, formulation="fastest")
 
 
 def test_grouped_conv_formulation_variable_is_checked(monkeypatch):
@@ -254,7 +278,7 @@ def test_fused_batch_norm_equals_keras(dtype, tolerance, jit_compile, kwargs):
     try:
         x = tf.random.normal((4, 5, 5, 6), mean=3.0, stddev=2.0, seed=4)
         ours = BatchNormalization(momentum=0.9, epsilon=kwargs.pop("epsilon", 1e-5), **kwargs)
-        theirs = keras.layers.BatchNormalization.from_config(ours.get_config())
+        theirs = keras.layers.BatchNormalization.from_config(keras_config(ours))
         for layer in (ours, theirs):
             layer.build(x.shape)
         rng = np.random.default_rng(0)
@@ -288,7 +312,7 @@ def test_fused_batch_norm_inference_and_frozen_equal_keras(dtype, tolerance, jit
     try:
         x = tf.random.normal((4, 5, 5, 6), mean=3.0, stddev=2.0, seed=6)
         ours = BatchNormalization(epsilon=1e-3)
-        theirs = keras.layers.BatchNormalization.from_config(ours.get_config())
+        theirs = keras.layers.BatchNormalization.from_config(keras_config(ours))
         for layer in (ours, theirs):
             layer.build(x.shape)
         rng = np.random.default_rng(1)
@@ -314,29 +338,45 @@ def test_fused_batch_norm_inference_and_frozen_equal_keras(dtype, tolerance, jit
         keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.parametrize("producer, fused", [("conv", True), ("biased conv", False),
-                                              ("residual sum", True)])
-def test_fused_batch_norm_inference_after_what(producer, fused):
-    # In inference the fused op is taken where TensorFlow folds it into the
-    # convolution before it; after a bias add Keras's multiply-add measured faster.
-    conv = keras.layers.Conv2D(6, 3, padding="same", use_bias=producer == "biased conv")
-    ours = BatchNormalization()
+@pytest.mark.parametrize("fused_inference", [True, False])
+def test_fused_batch_norm_inference_as_the_builder_says(fused_inference):
+    # In inference the fused op is taken where TensorFlow folds it into the bias-free
+    # convolution before it; after a biased convolution, where Keras's multiply-add
+    # measured faster, the builders ask for Keras's ops. The argument decides, not
+    # the graph around the layer.
+    conv = keras.layers.Conv2D(6, 3, padding="same", use_bias=not fused_inference)
+    ours = BatchNormalization(fused_inference=fused_inference)
     theirs = keras.layers.BatchNormalization()
     x = tf.random.normal((2, 5, 5, 6), seed=8)
 
     def net(bn):
-        def f(x):
-            y = conv(x)
-            return bn(y + x if producer == "residual sum" else y, training=False)
-        return f
+        return lambda x: bn(conv(x), training=False)
 
     for bn in (ours, theirs):
         bn.build((None, 5, 5, 6))
         bn.set_weights([np.linspace(0.5, 1.5, 6), np.linspace(-1, 1, 6), np.linspace(0, 1, 6),
                         np.linspace(1, 3, 6)])
     traced = tf.function(net(ours)).get_concrete_function(x).graph
-    assert ("FusedBatchNormV3" in {op.type for op in traced.get_operations()}) == fused
+    assert ("FusedBatchNormV3" in {op.type for op in traced.get_operations()}) == fused_inference
     np.testing.assert_allclose(tf.function(net(ours))(x), net(theirs)(x), rtol=1e-5, atol=1e-5)
+    clone = BatchNormalization.from_config(ours.get_config())
+    assert clone.fused_inference is fused_inference
+    with pytest.raises(ValueError, match=r"Received: fused_inference='yes'"):
+        BatchNormalization(fused_inference="yes")
+
+
+@pytest.mark.parametrize("name, overrides, after_bias", [
+    ("resnet50", {}, set()),
+    # keras.applications' v1 layout: a bias on every convolution, so no batch norm fuses.
+    ("resnet50", {"stride_on": "1x1", "conv_bias": True, "bn_epsilon": 1.001e-5}, "all"),
+    ("vgg11_bn", {}, "all"),
+    ("googlenet_bn", {}, set()),
+])
+def test_builders_tell_batch_norm_what_precedes_it(name, overrides, after_bias):
+    model = kres.build_model(name, input_shape=(64, 64, 3), **overrides)
+    norms = [la for la in model.layers if isinstance(la, BatchNormalization)]
+    unfused = {la.name for la in norms if not la.fused_inference}
+    assert unfused == ({la.name for la in norms} if after_bias == "all" else after_bias)
 
 
 def test_fused_batch_norm_keeps_keras_paths_it_does_not_fuse():

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import kres
+from kres import catalog
 from kres.models.base import deep_graphs
 from tests.golden import PUBLISHED
 
@@ -19,6 +20,10 @@ def test_model(name):
     size = spec.default_size
     assert model.input_shape == (None, size, size, 3)
     assert model.output_shape == (None, spec.default_classes)
+
+    # The catalog that `kres models` prints without building anything.
+    entry = catalog.MODELS[name]
+    assert (entry.params, entry.macs) == (kres.count_params(model), kres.count_macs(model))
 
     if name in PUBLISHED:
         params, gmacs = PUBLISHED[name]

@@ -19,7 +19,8 @@ import pytest
 from keras import layers
 
 import kres
-from kres.timm import load_timm_weights, read_safetensors
+from kres.safetensors import read_safetensors
+from kres.timm import load_timm_weights
 
 INPUT = 64
 CLASSES = 5

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 import kres
-from kres import data
-from kres import train as ktrain
+from kres import datasets, recipes, training
 
 TINY = {"depths": (1, 1, 1)}  # a CIFAR ResNet-8: the same code, fast
 
@@ -25,23 +24,23 @@ def _lr(schedule, step):
 
 
 def test_step_schedules_at_their_boundaries():
-    he = ktrain.learning_rate_schedule(ktrain.RECIPES["he2015-cifar"], steps_per_epoch=100)
+    he = recipes.learning_rate_schedule(recipes.RECIPES["he2015-cifar"], steps_per_epoch=100)
     total = 164 * 100
     assert _lr(he, 0) == pytest.approx(0.1)
     assert _lr(he, total // 2) == pytest.approx(0.1)
     assert _lr(he, total // 2 + 1) == pytest.approx(0.01)
     assert _lr(he, int(total * 0.75) + 1) == pytest.approx(0.001)
-    wrn = ktrain.learning_rate_schedule(ktrain.RECIPES["wrn-cifar"], steps_per_epoch=10)
+    wrn = recipes.learning_rate_schedule(recipes.RECIPES["wrn-cifar"], steps_per_epoch=10)
     assert [_lr(wrn, e * 10 + 1) for e in (59, 60, 120, 160)] == pytest.approx(
         [0.1, 0.02, 0.004, 0.0008])
-    imagenet = ktrain.resolve_recipe("imagenet-step", batch_size=512)
-    step = ktrain.learning_rate_schedule(imagenet, steps_per_epoch=10)
+    imagenet = recipes.resolve_recipe("imagenet-step", batch_size=512)
+    step = recipes.learning_rate_schedule(imagenet, steps_per_epoch=10)
     assert [_lr(step, e * 10 + 1) for e in (0, 30, 60)] == pytest.approx([0.2, 0.02, 0.002])
 
 
 def test_cosine_schedule_warms_up_then_decays():
-    recipe = ktrain.resolve_recipe("imagenet-cosine", batch_size=256, epochs=20)
-    schedule = ktrain.learning_rate_schedule(recipe, steps_per_epoch=10)
+    recipe = recipes.resolve_recipe("imagenet-cosine", batch_size=256, epochs=20)
+    schedule = recipes.learning_rate_schedule(recipe, steps_per_epoch=10)
     assert _lr(schedule, 0) == pytest.approx(0.0)
     assert _lr(schedule, 25) == pytest.approx(0.05)
     assert _lr(schedule, 50) == pytest.approx(0.1)
@@ -51,56 +50,58 @@ def test_cosine_schedule_warms_up_then_decays():
 
 def test_coupled_weight_decay():
     model = kres.build_model("cifar_resnet20", **TINY)
-    n_all = ktrain.apply_weight_decay(model, 1e-4, decay_all=True)
+    n_all = recipes.apply_weight_decay(model, 1e-4, decay_all=True)
     assert n_all == len(model.trainable_weights)
     expected = 1e-4 / 2 * sum(float(np.sum(w.numpy() ** 2)) for w in model.trainable_weights)
     assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
     fresh = kres.build_model("cifar_resnet20", **TINY)
-    n_kernels = ktrain.apply_weight_decay(fresh, 1e-4, decay_all=False)
+    n_kernels = recipes.apply_weight_decay(fresh, 1e-4, decay_all=False)
     assert n_kernels == sum(len(w.shape) > 1 for w in fresh.trainable_weights) < n_all
     # Decay is a training setting, not part of the saved architecture.
     assert "L2" not in json.dumps(fresh.get_config())
 
 
 def test_short_run_on_real_fashion_mnist_learns(fashion_mnist_dir, tmp_path):
-    config = ktrain.TrainConfig(
+    config = training.TrainConfig(
         "cifar_resnet20", "fashion_mnist", model_overrides=TINY, subset=4000, val_size=1000,
         recipe_overrides={"epochs": 2, "batch_size": 64}, data_dir=fashion_mnist_dir)
     run = tmp_path / "run"
-    results = ktrain.train(config, str(run), verbose=0)
+    results = training.train(config, run_dir=str(run), verbose=0)
     assert results["test_accuracy"] > 0.6  # chance is 0.1
     assert results["epochs_run"] == 2 and len(results["epoch_times"]) == 2
     assert results["params"] == kres.count_params(kres.build_model(
         "cifar_resnet20", classes=10, input_shape=(28, 28, 1), **TINY))
     assert results["train_images_per_second"] > 0
     assert sorted(os.listdir(run)) == ["best.keras", "config.json", "curves.png",
-                                       "history.csv", "results.json", "tensorboard"]
+                                       "history.csv", "model.json", "results.json",
+                                       "tensorboard"]
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert float(rows[1]["learning_rate"]) == pytest.approx(0.001)  # /10 twice by the end
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     best = keras.saving.load_model(run / "best.keras", safe_mode=True)
-    scores = ktrain.evaluate(str(run / "best.keras"), "fashion_mnist",
+    scores = training.evaluate(str(run / "best.keras"), "fashion_mnist",
                              data_dir=fashion_mnist_dir)
     assert scores["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
     assert best.input_shape == (None, 28, 28, 1)
     with pytest.raises(ValueError, match="has finished already"):
-        ktrain.train(config, str(run), verbose=0)
+        training.train(config, run_dir=str(run), verbose=0)
 
 
 RESUME_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import numpy as np, keras
-    from kres import data, train
+    from kres import datasets, training
 
     run_dir, kill_at = sys.argv[1], int(sys.argv[2])
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (160, 8, 8, 1), dtype=np.uint8)
     y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
-    arrays = data.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
-    config = train.TrainConfig("cifar_resnet20", "arrays", model_overrides={"depths": [1, 1, 1]},
-                               recipe_overrides={"epochs": 4, "batch_size": 32})
+    arrays = datasets.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+    config = training.TrainConfig("cifar_resnet20", "arrays",
+                                  model_overrides={"depths": [1, 1, 1]},
+                                  recipe_overrides={"epochs": 4, "batch_size": 32})
 
     class Probe(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -111,7 +112,7 @@ RESUME_SCRIPT = textwrap.dedent("""
             if epoch == kill_at:
                 os._exit(3)  # a crash: no callback, no cleanup
 
-    train.train(config, run_dir, data=arrays, callbacks=[Probe()], verbose=0)
+    training.train(config, run_dir=run_dir, data=arrays, callbacks=[Probe()], verbose=0)
 """)
 
 
@@ -148,7 +149,7 @@ def _arrays(n=96):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
     y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
-    return data.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+    return datasets.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
 
 
 class _PoisonAt(keras.callbacks.Callback):
@@ -163,10 +164,11 @@ class _PoisonAt(keras.callbacks.Callback):
 
 
 def test_nan_stops_with_an_error_and_keeps_the_last_good_backup(tmp_path):
-    config = ktrain.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
-                                recipe_overrides={"epochs": 4, "batch_size": 32})
+    config = training.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
+                                  recipe_overrides={"epochs": 4, "batch_size": 32})
     with pytest.raises(RuntimeError, match="NaN or Inf"):
-        ktrain.train(config, str(tmp_path), data=_arrays(), callbacks=[_PoisonAt(2)], verbose=0)
+        training.train(config, run_dir=str(tmp_path), data=_arrays(), callbacks=[_PoisonAt(2)],
+                       verbose=0)
     with open(tmp_path / "backup" / "training_metadata.json") as f:
         assert json.load(f)["epoch"] == 2
     with h5py.File(tmp_path / "backup" / "latest.weights.h5") as f:
@@ -179,11 +181,11 @@ def test_early_stopping_stops_when_validation_stalls(tmp_path):
     # A learning rate too small to change anything and frozen batch-norm
     # statistics (momentum 1): validation accuracy never improves after the
     # first epoch, so patience 1 stops after the second.
-    config = ktrain.TrainConfig("cifar_resnet20", "arrays",
-                                model_overrides={**TINY, "bn_momentum": 1.0},
-                                recipe_overrides={"epochs": 10, "batch_size": 32,
-                                                  "learning_rate": 1e-12, "patience": 1})
-    results = ktrain.train(config, str(tmp_path), data=_arrays(), verbose=0)
+    config = training.TrainConfig("cifar_resnet20", "arrays",
+                                  model_overrides={**TINY, "bn_momentum": 1.0},
+                                  recipe_overrides={"epochs": 10, "batch_size": 32,
+                                                    "learning_rate": 1e-12, "patience": 1})
+    results = training.train(config, run_dir=str(tmp_path), data=_arrays(), verbose=0)
     assert results["epochs_run"] == 2
     with open(tmp_path / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -204,18 +206,77 @@ def test_early_stopping_stops_when_validation_stalls(tmp_path):
     ({"model_overrides": {"cardinalty": 4}}, r"Did you mean 'cardinality'"),
 ])
 def test_bad_configs_fail_before_training(kwargs, message, fashion_mnist_dir, tmp_path):
-    config = ktrain.TrainConfig(**{"model": "cifar_resnet20", "dataset": "fashion_mnist",
-                                   "data_dir": fashion_mnist_dir, **kwargs})
+    # Most fail when the config is made, the others when training starts: before any work.
     with pytest.raises(ValueError, match=message):
-        ktrain.train(config, str(tmp_path / "run"), verbose=0)
+        config = training.TrainConfig(**{"model": "cifar_resnet20", "dataset": "fashion_mnist",
+                                         "data_dir": fashion_mnist_dir, **kwargs})
+        training.train(config, run_dir=str(tmp_path / "run"), verbose=0)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("fields, message", [
+    ({"epochs": True}, r"epochs must be a positive integer. Received: epochs=True"),
+    ({"epochs": 0}, r"Received: epochs=0"),
+    ({"momentum": -3}, r"momentum must be a number in \[0, 1\). Received: momentum=-3"),
+    ({"learning_rate": "0.1"}, r"learning_rate must be a number > 0. Received: "
+                               r"learning_rate='0.1'"),
+    ({"milestones": (0.75, 0.5)}, r"increasing.*Received: milestones=\(0.75, 0.5\)"),
+    ({"label_smoothing": 1.0}, r"Received: label_smoothing=1.0"),
+    ({"warmup_epochs": 200}, r"Received: warmup_epochs=200"),
+    ({"augment": "flip"}, r"augment must be one of.*Received: augment='flip'"),
+    ({"nesterov": 1}, r"nesterov must be True or False. Received: nesterov=1"),
+    ({"patience": -1}, r"Received: patience=-1"),
+    ({"batch_size": 64.0}, r"Received: batch_size=64.0"),
+])
+def test_recipes_check_every_field_when_made(fields, message):
+    with pytest.raises(ValueError, match=message):
+        recipes.Recipe(**fields)
+    with pytest.raises(ValueError, match=message):
+        recipes.resolve_recipe("he2015-cifar", **fields)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"image_size": 0}, r"Received: image_size=0"),
+    ({"channels": 2}, r"Received: channels=2"),
+    ({"subset": True}, r"Received: subset=True"),
+    ({"seed": -1}, r"Received: seed=-1"),
+    ({"jit_compile": "yes"}, r"Received: jit_compile='yes'"),
+    ({"strategy": "tpu"}, r"Received: strategy='tpu'"),
+    ({"recipe_overrides": {"epochs": "3"}}, r"Received: epochs='3'"),
+    ({"recipe_overrides": ["epochs"]}, r"Received: recipe_overrides=\['epochs'\]"),
+])
+def test_train_configs_check_every_field_when_made(fields, message):
+    with pytest.raises(ValueError, match=message):
+        training.TrainConfig("cifar_resnet20", "fashion_mnist", **fields)
+
+
+def test_kres_train_takes_settings_and_leaves_the_dtype_policy_alone(tmp_path):
+    before = keras.config.dtype_policy().name
+    results = kres.train("cifar_resnet20", "arrays", run_dir=str(tmp_path / "run"),
+                         data=_arrays(), model_overrides=TINY, epochs=1, batch_size=32,
+                         precision="mixed_bfloat16", verbose=0)
+    assert results["precision"] == "mixed_bfloat16" and results["epochs_run"] == 1
+    # The run's model was mixed; nothing built afterwards is.
+    best = kres.load_model(tmp_path / "run" / "best.keras")
+    assert best.get_layer("conv1_conv").dtype_policy.name == "mixed_bfloat16"
+    assert best.get_layer("predictions").dtype_policy.name == "float32"
+    assert keras.config.dtype_policy().name == before == "float32"
+    later = kres.build_model("cifar_resnet20", **TINY)
+    assert {layer.dtype_policy.name for layer in later.layers} == {"float32"}
+    assert later.get_layer("conv1_conv").compute_dtype == "float32"
+    with open(tmp_path / "run" / "model.json") as f:
+        described = json.load(f)
+    assert described["spec"]["depths"] == [1, 1, 1] and described["class_names"] == ["0", "1"]
+    assert described["preprocessing"]["height"] == 8
+    with pytest.raises(ValueError, match=r"Did you mean 'epochs'.*Received: epoch=1"):
+        kres.train("cifar_resnet20", "arrays", data=_arrays(), epoch=1)
+
+
 def test_resume_refuses_another_config(tmp_path):
-    config = ktrain.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
-                                recipe_overrides={"epochs": 1, "batch_size": 32})
+    config = training.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
+                                  recipe_overrides={"epochs": 1, "batch_size": 32})
     (tmp_path / "config.json").write_text(json.dumps(config.to_json()))
-    other = ktrain.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
-                               recipe_overrides={"epochs": 1, "batch_size": 16})
+    other = training.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY,
+                                 recipe_overrides={"epochs": 1, "batch_size": 16})
     with pytest.raises(ValueError, match=r"another configuration \(differs in recipe_overrides"):
-        ktrain.train(other, str(tmp_path), data=_arrays(), verbose=0)
+        training.train(other, run_dir=str(tmp_path), data=_arrays(), verbose=0)

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from kres import data, tune
+from kres import datasets, spaces, tuning
 
 FAST = {"batch_size": 32, "augment": "none"}
 
@@ -23,7 +23,7 @@ def _arrays():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
     y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
-    return data.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+    return datasets.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
 
 
 def _trials(out_dir):
@@ -32,13 +32,13 @@ def _trials(out_dir):
 
 
 def test_real_search_writes_the_report(fashion_mnist_dir, tmp_path):
-    config = tune.SearchConfig(
+    config = tuning.SearchConfig(
         "resnext-cifar", "fashion_mnist", tuner="random", max_trials=3, max_epochs=1,
         depths=(11, 20), cardinalities=(1, 4), widths_per_group=(4,), subset=256,
         val_size=128, recipe_overrides={"batch_size": 64, "augment": "none"},
         data_dir=fashion_mnist_dir)
     out = str(tmp_path / "search")
-    rows = tune.search(config, out)
+    rows = tuning.search(config, out)
     assert len(rows) == 3 and all(r["status"] == "COMPLETED" for r in rows)
     assert len({r["depths"] for r in rows}) > 1 and len({r["cardinality"] for r in rows}) > 1
     for r in rows:
@@ -58,27 +58,28 @@ def test_real_search_writes_the_report(fashion_mnist_dir, tmp_path):
 SEARCH = textwrap.dedent("""
     import os, sys
     import numpy as np
-    from kres import data, train, tune
+    from kres import datasets, spaces, tuning
 
     out, mode = sys.argv[1], sys.argv[2]
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
     y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
-    arrays = data.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
-    config = tune.SearchConfig("cifar-resnet", "arrays", tuner="random", max_trials=4,
-                               max_epochs=1, depths=(8, 14, 20, 32),
-                               recipe_overrides={"batch_size": 32, "augment": "none"})
+    arrays = datasets.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="random", max_trials=4,
+                                 max_epochs=1, depths=(8, 14, 20, 32),
+                                 recipe_overrides={"batch_size": 32, "augment": "none"})
     if mode == "kill-in-second-trial":
-        fit, calls = train.fit, []
+        fit, calls = spaces.fit, []
         def dying_fit(*args, **kwargs):
             calls.append(1)
             if len(calls) == 2:
                 os._exit(7)  # killed mid-search: no cleanup, no report
             return fit(*args, **kwargs)
-        train.fit = dying_fit
-    rows = tune.search(config, out, data=arrays)
+        spaces.fit = dying_fit
+    rows = tuning.search(config, out, data=arrays)
     print("ROWS", len(rows))
 """)
+
 
 
 def _python(script, *args, env=None):
@@ -104,6 +105,20 @@ def test_killed_search_resumes_without_rerunning_trials(tmp_path):
     assert os.path.getmtime(done) == stamp  # the completed trial was not run again
 
 
+def _wait_for_port(port, process, timeout=300):
+    """Returns once something listens on 127.0.0.1:`port`; fails if `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode} before serving: "
+                                 f"{process.stderr.read()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {timeout} s")
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -115,7 +130,7 @@ def test_chief_and_two_workers_share_a_search(tmp_path):
     port = str(_free_port())
     env = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
     chief = _python(SEARCH, out, "normal", env={**env, "KERASTUNER_TUNER_ID": "chief"})
-    time.sleep(8)  # the chief clears the project and starts serving the oracle first
+    _wait_for_port(int(port), chief)  # the chief clears the project and serves the oracle
     workers = [_python(SEARCH, out, "normal", env={**env, "KERASTUNER_TUNER_ID": f"tuner{i}"})
                for i in range(2)]
     for worker in workers:
@@ -135,38 +150,38 @@ def test_chief_and_two_workers_share_a_search(tmp_path):
 # default (56 first) must not end the search before it starts.
 @pytest.mark.parametrize("depths", [(8, 56), (56, 8)])
 def test_over_budget_trials_fail_once_and_are_not_retried(tmp_path, depths):
-    config = tune.SearchConfig("cifar-resnet", "arrays", tuner="grid", max_trials=2,
-                               max_epochs=1, depths=depths, budget_mmacs=1.0,
-                               recipe_overrides=FAST)
+    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="grid", max_trials=2,
+                                 max_epochs=1, depths=depths, budget_mmacs=1.0,
+                                 recipe_overrides=FAST)
     out = str(tmp_path / "search")
-    rows = tune.search(config, out, data=_arrays())
+    rows = tuning.search(config, out, data=_arrays())
     by_depth = {r["depths"]: r for r in rows}
     assert by_depth["8"]["status"] == "COMPLETED"
     assert by_depth["56"]["status"] == "FAILED"
     assert "Over budget" in by_depth["56"]["message"][0]
     assert len(rows) == 2  # one attempt at the over-budget point, no retry
-    assert not os.path.exists(tune.trial_run_dir(out, by_depth["56"]["trial_id"]))
+    assert not os.path.exists(spaces.trial_run_dir(out, by_depth["56"]["trial_id"]))
 
 
 def test_random_search_does_not_spend_trials_on_points_over_budget(tmp_path):
     # ResNet-8 and -14 fit in 2 MMACs at 8x8; ResNet-56 does not.
-    config = tune.SearchConfig("cifar-resnet", "arrays", tuner="random", max_trials=2,
-                               max_epochs=1, depths=(56, 8, 14), budget_mmacs=2.0,
-                               recipe_overrides=FAST)
+    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="random", max_trials=2,
+                                 max_epochs=1, depths=(56, 8, 14), budget_mmacs=2.0,
+                                 recipe_overrides=FAST)
     out = str(tmp_path / "search")
-    rows = tune.search(config, out, data=_arrays())
+    rows = tuning.search(config, out, data=_arrays())
     assert sorted(r["depths"] for r in rows) == ["14", "8"]
     assert all(r["status"] == "COMPLETED" for r in rows)
     # More trials than trainable points: the search stops when they are all tried.
     config = dataclasses.replace(config, max_trials=5)
-    rows = tune.search(config, str(tmp_path / "search-5"), data=_arrays())
+    rows = tuning.search(config, str(tmp_path / "search-5"), data=_arrays())
     assert sorted(r["depths"] for r in rows) == ["14", "8"]
 
 
 def test_equal_complexity_widths():
-    config = tune.SearchConfig("resnext-cifar", "arrays", equal_complexity=True)
-    space = tune.get_space(config)
-    hypermodel = tune.ResidualHyperModel(config, space, _arrays(), 32, 3, "/nonexistent")
+    config = tuning.SearchConfig("resnext-cifar", "arrays", equal_complexity=True)
+    space = spaces.get_space(config)
+    hypermodel = spaces.ResidualHyperModel(config, space, _arrays(), 32, 3, "/nonexistent")
     reference, _ = hypermodel.cost({"depths": (1, 1, 1), "cardinality": 1,
                                     "width_per_group": 64})
     for cardinality in (2, 8):
@@ -185,8 +200,8 @@ def test_equal_complexity_gives_the_resnext_papers_widths():
     # Xie et al. 2017, Table 2: ResNeXt-50 at ResNet-50's complexity is 2x40d,
     # 4x24d, 8x14d, 32x4d. For 8 groups, 13 is slightly closer by MACs (3.95 and
     # 4.27 GMACs at 224x224 around ResNet-50's 4.09); the paper rounded up.
-    config = tune.SearchConfig("resnext-imagenet", "arrays", equal_complexity=True)
-    hypermodel = tune.ResidualHyperModel(config, tune.get_space(config), _arrays(), 64, 3,
+    config = tuning.SearchConfig("resnext-imagenet", "arrays", equal_complexity=True)
+    hypermodel = spaces.ResidualHyperModel(config, spaces.get_space(config), _arrays(), 64, 3,
                                          "/nonexistent")
     widths = {c: hypermodel.equal_complexity_width((3, 4, 6, 3), c) for c in (2, 4, 8, 32)}
     assert {c: widths[c] for c in (2, 4, 32)} == {2: 40, 4: 24, 32: 4}
@@ -200,31 +215,41 @@ def test_equal_complexity_gives_the_resnext_papers_widths():
     ({"space": "cifar-resnet", "cardinalities": (4,)}, r"does not search cardinality"),
     ({"depths": (30,)}, r"depths must be a non-empty selection"),
     ({"budget_mmacs": 0.001}, r"No point of the search space meets the budget"),
+    # The checks of kres train, shared.
+    ({"recipe_overrides": {"batch_size": 128}},
+     r"batch_size is larger than the 64 training examples. Received: batch_size=128"),
+    ({"batch_sizes": (16, 100)}, r"Received: batch_size=100"),
+    ({"space": "resnext-imagenet"}, r"image_size is too small for resnext50_32x4d"),
+    ({"max_trials": True}, r"max_trials must be a positive integer. Received: max_trials=True"),
+    ({"budget_mmacs": -1}, r"Received: budget_mmacs=-1"),
+    ({"space": "wrn-cifar", "equal_complexity": True}, r"does not search"),
 ])
 def test_bad_searches_fail_before_any_trial(kwargs, message, tmp_path):
-    config = tune.SearchConfig(**{"space": "resnext-cifar", "dataset": "arrays",
-                                  "max_trials": 1, "max_epochs": 1, **kwargs})
+    # Most fail when the config is made, the budget when the search starts.
     with pytest.raises(ValueError, match=message):
-        tune.search(config, str(tmp_path / "s"), data=_arrays())
+        config = tuning.SearchConfig(**{"space": "resnext-cifar", "dataset": "arrays",
+                                        "max_trials": 1, "max_epochs": 1,
+                                        "recipe_overrides": FAST, **kwargs})
+        tuning.search(config, str(tmp_path / "s"), data=_arrays())
     assert not (tmp_path / "s" / "project").exists()
 
 
 def test_resume_refuses_another_search(tmp_path):
-    config = tune.SearchConfig("cifar-resnet", "arrays", max_trials=1)
+    config = tuning.SearchConfig("cifar-resnet", "arrays", max_trials=1)
     os.makedirs(tmp_path / "s")
     (tmp_path / "s" / "search.json").write_text(json.dumps(config.to_json()))
-    other = tune.SearchConfig("cifar-resnet", "arrays", max_trials=2)
+    other = tuning.SearchConfig("cifar-resnet", "arrays", max_trials=2)
     with pytest.raises(ValueError, match=r"another configuration \(differs in max_trials\)"):
-        tune.search(other, str(tmp_path / "s"), data=_arrays())
+        tuning.search(other, str(tmp_path / "s"), data=_arrays())
 
 
 def test_corrupted_tuner_state_names_the_project(tmp_path):
-    config = tune.SearchConfig("cifar-resnet", "arrays", tuner="grid", max_trials=1,
-                               max_epochs=1, depths=(8,), recipe_overrides=FAST)
+    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="grid", max_trials=1,
+                                 max_epochs=1, depths=(8,), recipe_overrides=FAST)
     out = str(tmp_path / "search")
-    tune.search(config, out, data=_arrays())
+    tuning.search(config, out, data=_arrays())
     oracle = os.path.join(out, "project", "oracle.json")
     with open(oracle, "w") as f:
         f.write('{"ongoing_trials": ')  # a crash in the middle of a write
     with pytest.raises(ValueError, match=r"tuner state in .*project cannot be read"):
-        tune.search(config, out, data=_arrays())
+        tuning.search(config, out, data=_arrays())

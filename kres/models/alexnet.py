@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from keras import layers
 
-from kres import blocks
+from kres import checks
 from kres.layers import GroupedConv2D, LocalResponseNormalization
-from kres.models import base
+from kres.models import base, heads
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,9 @@ class AlexNetSpec:
     default_classes: int = 1000
 
     def __post_init__(self):
-        for field in ("widths", "groups", "adaptive_pool"):
-            if isinstance(getattr(self, field), list):
-                object.__setattr__(self, field, tuple(getattr(self, field)))
+        checks.tuples(self, "widths", "groups", "adaptive_pool")
         for field in ("widths", "groups"):
-            base.check_int_tuple(field, getattr(self, field))
+            checks.int_tuple(field, getattr(self, field))
             if len(getattr(self, field)) != 5:
                 raise ValueError(f"{field} must give one value for each of the 5 convolutions. "
                                  f"Received: {field}={getattr(self, field)!r}")
@@ -64,14 +62,13 @@ class AlexNetSpec:
                 raise ValueError(
                     f"groups[{i}] must divide the input and output channels of conv{i + 1} "
                     f"({channels[i]} -> {channels[i + 1]}). Received: groups={self.groups!r}")
-        if not base.is_int(self.conv1_padding) or self.conv1_padding < 0:
-            raise ValueError("conv1_padding must be a non-negative integer. "
-                             f"Received: conv1_padding={self.conv1_padding!r}")
-        if self.adaptive_pool is not None:
-            base.check_int_tuple("adaptive_pool", self.adaptive_pool)
-        for field in ("fc_width", "default_size", "default_classes"):
-            base.check_positive_int(field, getattr(self, field))
-        base.check_rate("dropout_rate", self.dropout_rate)
+        checks.integer("conv1_padding", self.conv1_padding, minimum=0)
+        checks.int_tuple("adaptive_pool", self.adaptive_pool, optional=True)
+        for field in ("lrn", "dropout_first"):
+            checks.boolean(field, getattr(self, field))
+        checks.positive_int("fc_width", self.fc_width)
+        base.check_common_fields(self)
+        checks.rate("dropout_rate", self.dropout_rate)
 
     @property
     def min_size(self):
@@ -89,48 +86,23 @@ class AlexNetSpec:
                 f"{self.default_size}x{self.default_size} input")
 
 
-SPECS = {
+# Registry name: (constructor name, spec).
+VARIANTS = {
     # torchvision's single-tower AlexNet (arXiv:1404.5997): 61,100,840 parameters.
-    "alexnet": AlexNetSpec(),
+    "alexnet": ("AlexNet", AlexNetSpec()),
     # Krizhevsky et al. 2012, Fig. 2: 96-256-384-384-256 filters, conv2/4/5
     # within a tower, LRN after conv1 and conv2, 227x227 input.
-    "alexnet_original": AlexNetSpec(widths=(96, 256, 384, 384, 256), groups=(1, 2, 1, 2, 2),
-                                    conv1_padding=0, lrn=True, adaptive_pool=None,
-                                    dropout_first=False, default_size=227),
+    "alexnet_original": ("AlexNetOriginal",
+                         AlexNetSpec(widths=(96, 256, 384, 384, 256), groups=(1, 2, 1, 2, 2),
+                                     conv1_padding=0, lrn=True, adaptive_pool=None,
+                                     dropout_first=False, default_size=227)),
 }
+SPECS = {name: spec for name, (_, spec) in VARIANTS.items()}
 
 
-def build_alexnet(spec, *, include_top=True, weights=None, input_tensor=None,
-                  input_shape=None, pooling=None, classes=None, classifier_activation="softmax",
-                  name="alexnet"):
-    """Builds an AlexNet from its spec.
-
-    Convolutions carry biases and ReLUs; max-pools are 3x3 with stride 2
-    ("overlapping pooling"). With `include_top` the features are flattened
-    into fc6 and fc7 (ReLU, dropout) and the ``predictions`` layer; without
-    adaptive pooling that needs a known input size.
-
-    Args:
-        spec: an `AlexNetSpec`.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `kres.models.resnet.build_resnet`.
-
-    Returns:
-        A Functional `keras.Model`.
-
-    Raises:
-        ValueError: for any invalid argument, naming it and the value
-            received.
-
-    Example:
-
-    >>> model = build_alexnet(SPECS["alexnet"], classes=10)
-    >>> model.output_shape
-    (None, 10)
-    """
-    classes, image, inputs = base.start(
-        spec, AlexNetSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes)
+def _body(spec, image, head):
+    """Convolutions carry biases and ReLUs; max-pools are 3x3 with stride 2
+    ("overlapping pooling")."""
     if spec.groups[0] > 1 and image.shape[-1] % spec.groups[0]:
         raise ValueError(f"groups[0] must divide the {image.shape[-1]} input channels. "
                          f"Received: groups={spec.groups!r}")
@@ -147,13 +119,17 @@ def build_alexnet(spec, *, include_top=True, weights=None, input_tensor=None,
             x = LocalResponseNormalization(name=f"conv{n}_lrn")(x)
         if n in (1, 2, 5):
             x = layers.MaxPooling2D(3, strides=2, name=f"pool{n}")(x)
-    if not include_top:
-        x = blocks.classifier_head(x, include_top=False, pooling=pooling, classes=classes,
-                                   classifier_activation=classifier_activation)
-        return base.finish_model(inputs, x, name=name, weights=weights)
-    x = blocks.flatten(x, name, spec.adaptive_pool)
-    x = blocks.fully_connected_head(x, ("fc6", "fc7"), width=spec.fc_width,
-                             dropout_rate=spec.dropout_rate, dropout_first=spec.dropout_first)
-    x = blocks.predictions(x, classes=classes, activation=classifier_activation)
-    return base.finish_model(inputs, x, name=name, weights=weights)
+    return x
 
+
+def _top(spec, x, head, model_name):
+    """fc6 and fc7 (ReLU, dropout) and ``predictions``; without adaptive
+    pooling that needs a known input size."""
+    x = heads.flatten(x, model_name, spec.adaptive_pool)
+    x = heads.fully_connected_head(x, ("fc6", "fc7"), width=spec.fc_width,
+                                  dropout_rate=spec.dropout_rate,
+                                  dropout_first=spec.dropout_first)
+    return heads.predictions(x, head)
+
+
+build_alexnet = base.builder(AlexNetSpec, _body, _top, family="alexnet")

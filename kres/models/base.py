@@ -1,9 +1,13 @@
-"""What every family's builder shares: argument checks, the input, the weights.
+"""The one model template every family's builder is made from.
 
-Each builder takes the keras.applications arguments (`include_top`,
-`weights`, `input_tensor`, `input_shape`, `pooling`, `classes`,
-`classifier_activation`, `name`); this module validates them the same way for
-all families and finishes the model.
+A family supplies its spec dataclass and the body of its network (and, if its
+classifier is not global pooling plus ``predictions``, its top); `builder`
+turns them into the family's ``build_<family>(spec, ...)`` with the
+keras.applications arguments (`include_top`, `weights`, `input_tensor`,
+`input_shape`, `pooling`, `classes`, `classifier_activation`, `name`) and
+`dtype`, validated the same way for all families (the classifier tops are in
+`kres.models.heads`). This module also holds the weight-file loading,
+`deep_graphs` and `load_model`.
 """
 
 import contextlib
@@ -13,98 +17,138 @@ import sys
 
 import keras
 
-POOLINGS = (None, "avg", "max")
+from kres import checks
+from kres.models import heads
 
 
-def is_int(value):
-    """Whether `value` is an integer (and not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+def check_common_fields(spec):
+    """The checks every family's spec shares: default input size and classes, and the
+    batch-norm settings of the families that have them."""
+    for field in ("default_size", "default_classes"):
+        checks.positive_int(field, getattr(spec, field))
+    if hasattr(spec, "bn_momentum"):
+        checks.number("bn_momentum", spec.bn_momentum, low=0, high=1)
+        checks.number("bn_epsilon", spec.bn_epsilon, low=0, low_open=True)
 
 
-def check_positive_int(field, value):
-    """Raises a ValueError naming `field` unless `value` is a positive integer."""
-    if not is_int(value) or value < 1:
-        raise ValueError(f"{field} must be a positive integer. Received: {field}={value!r}")
+class StemAndStages:
+    """For specs with a `stem` (``"imagenet"``: 4x downsampling, ``"cifar"``: none)
+    and `depths` (one entry per stage, each stage after the first halving)."""
+
+    @property
+    def total_stride(self):
+        """How much the network downsamples its input."""
+        return (4 if self.stem == "imagenet" else 1) * 2 ** (len(self.depths) - 1)
+
+    @property
+    def min_size(self):
+        """The smallest input height and width the network accepts."""
+        return self.total_stride
 
 
-def check_choice(field, value, allowed):
-    """Raises a ValueError naming `field` unless `value` is one of `allowed`."""
-    if value not in allowed:
-        raise ValueError(f"{field} must be one of {allowed}. Received: {field}={value!r}")
-
-
-def check_int_tuple(field, value, minimum=1):
-    """Raises a ValueError naming `field` unless `value` is a non-empty tuple of
-    integers of at least `minimum`."""
-    if (not isinstance(value, tuple) or not value
-            or not all(is_int(v) and v >= minimum for v in value)):
-        kind = "positive integers" if minimum == 1 else f"integers >= {minimum}"
-        raise ValueError(
-            f"{field} must be a non-empty tuple of {kind}. Received: {field}={value!r}")
-
-
-def check_rate(field, value):
-    """Raises a ValueError naming `field` unless `value` is a rate in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{field} must be in [0, 1). Received: {field}={value!r}")
-
-
-def check_head_args(*, include_top, pooling, classes, weights):
-    """Validates the head and weights arguments of a constructor.
-
-    Raises:
-        ValueError: naming the argument and the value received.
-    """
-    if not isinstance(include_top, bool):
-        raise ValueError(
-            f"include_top must be True or False. Received: include_top={include_top!r}"
-        )
-    if pooling not in POOLINGS:
-        raise ValueError(
-            f"pooling must be None, 'avg' or 'max'"
-            f"{' (the global pooling that feeds the classifier)' if include_top else ''}. "
-            f"Received: pooling={pooling!r}"
-        )
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise ValueError(f"classes must be a positive integer. Received: classes={classes!r}")
-    if weights is None:
-        return
-    if weights == "imagenet":
-        raise ValueError(
-            "weights='imagenet' is resolved by kres.build_model and the constructors "
-            "(kres.ResNet50(weights='imagenet')), not by the family builders. "
-            "Received: weights='imagenet'"
-        )
-    if not isinstance(weights, str | os.PathLike) or not os.path.isfile(weights):
-        raise ValueError(
-            "weights must be None or the path of an existing weights file. "
-            f"Received: weights={weights!r}"
-        )
-
-
-def start(spec, spec_type, *, include_top, weights, input_tensor, input_shape, pooling,
-          classes):
-    """What every builder does first: check its arguments and make the input.
+def builder(spec_type, body, top=None, *, family):
+    """Makes a family's builder from its spec type and network body.
 
     Args:
-        spec: the builder's spec.
-        spec_type: the spec class the builder takes.
-        include_top, weights, input_tensor, input_shape, pooling, classes:
-            the constructor arguments (`classes` ``None``: the spec's default).
+        spec_type: the family's spec dataclass.
+        body: ``body(spec, image, head) -> features`` or ``(features,
+            extra_outputs)``: the network from the input image to its last
+            feature map (and outputs such as auxiliary classifiers).
+        top: ``top(spec, features, head, model_name) -> output``: the
+            classifier when `include_top`; default `kres.models.heads.pooled_top`.
+        family: the family's name, the default model name.
 
     Returns:
-        ``(classes, image_input, model_inputs)``.
+        ``build(spec, *, include_top=True, weights=None, input_tensor=None,
+        input_shape=None, pooling=None, classes=None,
+        classifier_activation="softmax", name=None, dtype=None)``.
+    """
+
+    def build(spec, *, include_top=True, weights=None, input_tensor=None, input_shape=None,
+              pooling=None, classes=None, classifier_activation="softmax", name=None,
+              dtype=None):
+        if not isinstance(spec, spec_type):
+            raise ValueError(f"spec must be a {spec_type.__name__}. Received: spec={spec!r}")
+        check_weights(weights)
+        name = name or family
+        with dtype_policy(dtype) as policy:
+            head = heads.Head(include_top, pooling,
+                              spec.default_classes if classes is None else classes,
+                              classifier_activation, policy.name.startswith("mixed"))
+            image, inputs = make_input(input_tensor=input_tensor, input_shape=input_shape,
+                                       default_size=spec.default_size, min_size=spec.min_size)
+            features = body(spec, image, head)
+            x, extra = features if isinstance(features, tuple) else (features, [])
+            if include_top:
+                x = (top or heads.pooled_top)(spec, x, head, name)
+            else:
+                x = heads.classifier_head(x, head)
+            with deep_graphs():
+                model = keras.Model(inputs, [x, *extra] if extra else x, name=name)
+        if weights is not None:
+            load_weights_file(model, weights)
+        return model
+
+    build.__name__ = build.__qualname__ = f"build_{family}"
+    build.__doc__ = f"""Builds a {family} network from its spec.
+
+    Args:
+        spec: a `{spec_type.__name__}`.
+        include_top: whether to add the classifier.
+        weights: ``None`` (random initialisation) or the path of a weights
+            file (see `load_weights_file`).
+        input_tensor: optional Keras tensor to use as the model's input.
+        input_shape: ``(height, width, channels)``; defaults to
+            ``(spec.default_size, spec.default_size, 3)``. Height and width
+            may be ``None`` where the network allows.
+        pooling: ``None``, ``"avg"`` or ``"max"``: global pooling of the
+            features when `include_top` is False, or before the classifier.
+        classes: number of classes; defaults to ``spec.default_classes``.
+        classifier_activation: activation of ``predictions``; ``None`` for
+            logits.
+        name: the model's name (default ``"{family}"``).
+        dtype: a Keras dtype policy for the layers (``"mixed_bfloat16"``,
+            ...); ``None`` for the global one. The classifier stays float32
+            under a mixed policy. The global policy is left as it was.
+
+    Returns:
+        A Functional `keras.Model`.
 
     Raises:
-        ValueError: for a spec of another type or an invalid argument.
+        ValueError: for any invalid argument, naming it and the value
+            received.
     """
-    if not isinstance(spec, spec_type):
-        raise ValueError(f"spec must be a {spec_type.__name__}. Received: spec={spec!r}")
-    classes = spec.default_classes if classes is None else classes
-    check_head_args(include_top=include_top, pooling=pooling, classes=classes, weights=weights)
-    image, inputs = make_input(input_tensor=input_tensor, input_shape=input_shape,
-                               default_size=spec.default_size, min_size=spec.min_size)
-    return classes, image, inputs
+    return build
+
+
+@contextlib.contextmanager
+def dtype_policy(dtype):
+    """Within the block, layers are made with the dtype policy `dtype`.
+
+    `dtype` ``None`` keeps the current global policy. On leaving, the global
+    policy is what it was before, whatever happened inside.
+
+    Yields:
+        The `keras.DTypePolicy` in force.
+
+    Raises:
+        ValueError: for a dtype that is no Keras dtype policy.
+    """
+    before = keras.config.dtype_policy()
+    if dtype is None:
+        yield before
+        return
+    try:
+        policy = keras.dtype_policies.get(dtype)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "dtype must be a Keras dtype policy such as 'float32', 'mixed_float16' or "
+            f"'mixed_bfloat16'. Received: dtype={dtype!r}") from error
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield policy
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 def make_input(*, input_tensor, input_shape, default_size, min_size):
@@ -137,13 +181,13 @@ def make_input(*, input_tensor, input_shape, default_size, min_size):
             f"input_shape={input_shape!r}"
         )
     *spatial, channels = input_shape
-    if not isinstance(channels, int) or channels < 1:
+    if not checks.is_int(channels) or channels < 1:
         raise ValueError(
             "input_shape must give a positive number of channels (the classifier head and "
             f"the first convolution need it). Received: input_shape={input_shape}"
         )
     for size in spatial:
-        if size is not None and (not isinstance(size, int) or size < min_size):
+        if size is not None and (not checks.is_int(size) or size < min_size):
             raise ValueError(
                 f"input_shape is too small for this network: height and width must be at "
                 f"least {min_size} (or None). "
@@ -159,21 +203,20 @@ def make_input(*, input_tensor, input_shape, default_size, min_size):
     return image, keras.utils.get_source_inputs(image)
 
 
-def finish_model(inputs, outputs, *, name, weights):
-    """Wraps the graph in a `keras.Model` and loads `weights` if given.
+# --- Weights files --------------------------------------------------------------------
 
-    Keras loads a ``.weights.h5`` file by position and accepts a file that
-    holds more variables than the model; kres refuses that, so a file from
-    another architecture is never half-loaded silently.
-
-    Raises:
-        ValueError: if the weights file does not match the architecture.
-    """
-    with deep_graphs():
-        model = keras.Model(inputs, outputs, name=name)
-    if weights is not None:
-        load_weights_file(model, weights)
-    return model
+def check_weights(weights):
+    """`weights` must be ``None`` or an existing file (``"imagenet"`` is the registry's)."""
+    if weights is None:
+        return
+    if isinstance(weights, str) and weights == "imagenet":
+        raise ValueError(
+            "weights='imagenet' is resolved by kres.build_model and the constructors "
+            "(kres.ResNet50(weights='imagenet')), not by the family builders. "
+            "Received: weights='imagenet'"
+        )
+    if not isinstance(weights, str | os.PathLike) or not os.path.isfile(weights):
+        checks.fail("weights", weights, "must be None or the path of an existing weights file")
 
 
 def load_weights_file(model, path):
@@ -200,25 +243,12 @@ def load_weights_file(model, path):
         load_weights_strict(model, path)
 
 
-@contextlib.contextmanager
-def deep_graphs(limit=20_000):
-    """Lets Keras walk graphs thousands of layers deep (ResNet-1202).
-
-    Keras maps a Functional graph recursively, one Python frame per layer, so
-    the default recursion limit of 1000 stops it near 1000 layers deep. Also
-    needed around `keras.Model.from_config` and `keras.saving.load_model` of
-    such models.
-    """
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, limit))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
-
-
 def load_weights_strict(model, path):
-    """Loads a weights file into `model`, refusing any mismatch.
+    """Loads a Keras weights file into `model`, refusing any mismatch.
+
+    Keras loads a ``.weights.h5`` file by position and accepts a file that
+    holds more variables than the model; this refuses that, so a file from
+    another architecture is never half-loaded silently.
 
     Args:
         model: a built Keras model.
@@ -266,3 +296,51 @@ def _count_stored_variables(path):
     with h5py.File(path, "r") as f:
         f.visititems(visit)
     return count
+
+
+@contextlib.contextmanager
+def deep_graphs(limit=20_000):
+    """Within the block, Keras can walk graphs thousands of layers deep (ResNet-1202).
+
+    Keras maps a Functional graph recursively, one Python frame per layer, so
+    the default recursion limit of 1000 stops it near 1000 layers deep. The
+    limit is raised for the block only and restored on leaving. Needed around
+    building, `keras.Model.from_config` and `keras.saving.load_model` of such
+    models (`kres.load_model` uses it).
+    """
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def load_model(path, *, safe_mode=True, **kwargs):
+    """Loads a ``.keras`` file holding a kres model (or any Keras model).
+
+    `keras.saving.load_model` with kres's layers registered and the
+    recursion limit raised for deep graphs (ResNet-1202) while it loads.
+
+    Args:
+        path: a ``.keras`` file, e.g. a run's ``best.keras``.
+        safe_mode: Keras's safe mode (on by default: kres models need no
+            ``Lambda``).
+        **kwargs: other arguments of `keras.saving.load_model`.
+
+    Returns:
+        The Keras model.
+
+    Raises:
+        ValueError: if there is no file at `path`.
+
+    Example:
+
+    >>> model = kres.load_model("runs/demo/best.keras")  # doctest: +SKIP
+    """
+    import kres.layers  # noqa: F401  (registers kres's layers with Keras)
+
+    if not os.path.isfile(path):
+        checks.fail("path", os.fspath(path), "must be an existing .keras file")
+    with deep_graphs():
+        return keras.saving.load_model(path, safe_mode=safe_mode, **kwargs)

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 from keras import layers
 
-from kres import blocks
+from kres import blocks, checks
 from kres.models import base
 
 STEMS = ("imagenet", "cifar")
 
 
 @dataclass(frozen=True)
-class DenseNetSpec:
+class DenseNetSpec(base.StemAndStages):
     """The architecture of one DenseNet.
 
     Attributes:
@@ -50,27 +50,16 @@ class DenseNetSpec:
     default_classes: int = 1000
 
     def __post_init__(self):
-        if isinstance(self.depths, list):
-            object.__setattr__(self, "depths", tuple(self.depths))
-        base.check_int_tuple("depths", self.depths)
-        base.check_choice("stem", self.stem, STEMS)
-        for field in ("growth_rate", "stem_width", "default_size", "default_classes"):
-            base.check_positive_int(field, getattr(self, field))
-        if (isinstance(self.compression, bool) or not isinstance(self.compression, int | float)
-                or not 0.0 < self.compression <= 1.0):
+        checks.tuples(self, "depths")
+        checks.int_tuple("depths", self.depths)
+        checks.choice("stem", self.stem, STEMS)
+        for field in ("growth_rate", "stem_width"):
+            checks.positive_int(field, getattr(self, field))
+        checks.boolean("bottleneck", self.bottleneck)
+        if not checks.is_number(self.compression) or not 0.0 < self.compression <= 1.0:
             raise ValueError("compression is the fraction of channels a transition keeps, in "
                              f"(0, 1]. Received: compression={self.compression!r}")
-
-    @property
-    def total_stride(self):
-        """How much the network downsamples its input."""
-        stem = 4 if self.stem == "imagenet" else 1
-        return stem * 2 ** (len(self.depths) - 1)
-
-    @property
-    def min_size(self):
-        """The smallest input height and width the network accepts."""
-        return self.total_stride
+        base.check_common_fields(self)
 
     def describe(self):
         """A one-line description of the network."""
@@ -89,16 +78,18 @@ def _bc_cifar(depth, growth_rate):
 
 
 _IMAGENET = DenseNetSpec(depths=(6, 12, 24, 16))
-SPECS = {
+# Registry name: (constructor name, spec).
+VARIANTS = {
     # Huang et al. 2017, Table 1: DenseNet-121/169/201 (k = 32, BC).
-    "densenet121": _IMAGENET,
-    "densenet169": dataclasses.replace(_IMAGENET, depths=(6, 12, 32, 32)),
-    "densenet201": dataclasses.replace(_IMAGENET, depths=(6, 12, 48, 32)),
+    "densenet121": ("DenseNet121", _IMAGENET),
+    "densenet169": ("DenseNet169", dataclasses.replace(_IMAGENET, depths=(6, 12, 32, 32))),
+    "densenet201": ("DenseNet201", dataclasses.replace(_IMAGENET, depths=(6, 12, 48, 32))),
     # Table 2: DenseNet-BC on CIFAR (0.8M, 15.3M and 25.6M parameters).
-    "densenet_bc_100_12": _bc_cifar(100, 12),
-    "densenet_bc_250_24": _bc_cifar(250, 24),
-    "densenet_bc_190_40": _bc_cifar(190, 40),
+    "densenet_bc_100_12": ("DenseNetBC100", _bc_cifar(100, 12)),
+    "densenet_bc_250_24": ("DenseNetBC250", _bc_cifar(250, 24)),
+    "densenet_bc_190_40": ("DenseNetBC190", _bc_cifar(190, 40)),
 }
+SPECS = {name: spec for name, (_, spec) in VARIANTS.items()}
 
 
 def dense_layer(x, growth_rate, *, name, bottleneck=True, **bn):
@@ -122,32 +113,7 @@ def transition(x, compression, *, name, **bn):
     return layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
-def build_densenet(spec, *, include_top=True, weights=None, input_tensor=None,
-                   input_shape=None, pooling=None, classes=None,
-                   classifier_activation="softmax", name="densenet"):
-    """Builds a DenseNet from its spec.
-
-    Args:
-        spec: a `DenseNetSpec`.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `kres.models.resnet.build_resnet`.
-
-    Returns:
-        A Functional `keras.Model`.
-
-    Raises:
-        ValueError: for any invalid argument, naming it and the value
-            received.
-
-    Example:
-
-    >>> model = build_densenet(SPECS["densenet_bc_100_12"])
-    >>> kres.count_params(model)
-    769162
-    """
-    classes, image, inputs = base.start(
-        spec, DenseNetSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes)
+def _body(spec, image, head):
     bn = {"momentum": spec.bn_momentum, "epsilon": spec.bn_epsilon}
     if spec.stem == "imagenet":
         x = blocks.conv2d(image, spec.stem_width, 7, strides=2, name="conv1")
@@ -164,7 +130,7 @@ def build_densenet(spec, *, include_top=True, weights=None, input_tensor=None,
         if i < len(spec.depths) - 1:
             x = transition(x, spec.compression, name=f"pool{i + 2}", **bn)
     x = blocks.batch_norm(x, name="bn", **bn)
-    x = layers.Activation("relu", name="relu")(x)
-    x = blocks.classifier_head(x, include_top=include_top, pooling=pooling, classes=classes,
-                               classifier_activation=classifier_activation)
-    return base.finish_model(inputs, x, name=name, weights=weights)
+    return layers.Activation("relu", name="relu")(x)
+
+
+build_densenet = base.builder(DenseNetSpec, _body, family="densenet")

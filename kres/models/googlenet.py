@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from kres import blocks
+from kres import blocks, checks
 from kres.layers import LocalResponseNormalization
-from kres.models import base
+from kres.models import base, heads
 
 # Szegedy et al. 2014, Table 1: module, #1x1, #3x3 reduce, #3x3, #5x5 reduce,
 # #5x5, pool proj. A 3x3/2 max-pool precedes the first module of stages 3-5.
@@ -76,12 +76,11 @@ class GoogLeNetSpec:
     default_classes: int = 1000
 
     def __post_init__(self):
-        if isinstance(self.modules, list):
-            object.__setattr__(self, "modules", tuple(tuple(m) for m in self.modules))
+        checks.tuples(self, "modules")
         stages = []
         for row in self.modules:
             if (not isinstance(row, tuple) or len(row) != 7 or not isinstance(row[0], str)
-                    or not row[0] or not all(base.is_int(c) and c >= 1 for c in row[1:])):
+                    or not row[0] or not all(checks.is_int(c) and c >= 1 for c in row[1:])):
                 raise ValueError(
                     "modules must be rows of (name, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, "
                     f"pool proj) with positive widths. Received: a row {row!r}")
@@ -94,11 +93,12 @@ class GoogLeNetSpec:
             if missing:
                 raise ValueError(f"aux_classifiers needs the modules {AUX_AFTER}; {missing} are "
                                  f"missing. Received: modules={self.modules!r}")
-        base.check_choice("branch3_kernel", self.branch3_kernel, (3, 5))
-        base.check_choice("last_pool_size", self.last_pool_size, (2, 3))
-        for field in ("default_size", "default_classes"):
-            base.check_positive_int(field, getattr(self, field))
-        base.check_rate("dropout_rate", self.dropout_rate)
+        checks.choice("branch3_kernel", self.branch3_kernel, (3, 5))
+        checks.choice("last_pool_size", self.last_pool_size, (2, 3))
+        for field in ("batch_norm", "lrn", "aux_classifiers"):
+            checks.boolean(field, getattr(self, field))
+        checks.rate("dropout_rate", self.dropout_rate)
+        base.check_common_fields(self)
 
     @property
     def total_stride(self):
@@ -120,47 +120,21 @@ class GoogLeNetSpec:
                 f"{self.default_size}x{self.default_size} input")
 
 
-SPECS = {
+# Registry name: (constructor name, spec).
+VARIANTS = {
     # Szegedy et al. 2014, Table 1 and Fig. 3.
-    "googlenet": GoogLeNetSpec(),
+    "googlenet": ("GoogLeNet", GoogLeNetSpec()),
     # torchvision's GoogLeNet: batch norm, 3x3 "5x5" branch, no LRN, 2x2 last pool.
-    "googlenet_bn": GoogLeNetSpec(batch_norm=True, branch3_kernel=3, lrn=False,
-                                  last_pool_size=2, dropout_rate=0.2),
+    "googlenet_bn": ("GoogLeNetBN", GoogLeNetSpec(batch_norm=True, branch3_kernel=3, lrn=False,
+                                                  last_pool_size=2, dropout_rate=0.2)),
 }
+SPECS = {name: spec for name, (_, spec) in VARIANTS.items()}
 
 
-def build_googlenet(spec, *, include_top=True, weights=None, input_tensor=None,
-                    input_shape=None, pooling=None, classes=None,
-                    classifier_activation="softmax", name="googlenet"):
-    """Builds a GoogLeNet from its spec.
-
-    Max-pools use ``same`` padding, which equals the paper's (and
-    torchvision's ceil-mode) pooling grid at every stage.
-
-    Args:
-        spec: a `GoogLeNetSpec`.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `kres.models.resnet.build_resnet`.
-            The auxiliary classifiers need `include_top`.
-
-    Returns:
-        A Functional `keras.Model`; with ``spec.aux_classifiers`` its outputs
-        are ``[predictions, aux1_predictions, aux2_predictions]``.
-
-    Raises:
-        ValueError: for any invalid argument, naming it and the value
-            received.
-
-    Example:
-
-    >>> model = build_googlenet(SPECS["googlenet_bn"], classes=10)
-    >>> model.output_shape
-    (None, 10)
-    """
-    classes, image, inputs = base.start(
-        spec, GoogLeNetSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes)
-    if spec.aux_classifiers and not include_top:
+def _body(spec, image, head):
+    """Max-pools use ``same`` padding, which equals the paper's (and
+    torchvision's ceil-mode) pooling grid at every stage."""
+    if spec.aux_classifiers and not head.include_top:
         raise ValueError("aux_classifiers are classifiers and need include_top=True. "
                          "Received: include_top=False")
 
@@ -201,21 +175,22 @@ def build_googlenet(spec, *, include_top=True, weights=None, input_tensor=None,
         ]
         x = layers.Concatenate(name=f"{prefix}_output")(branches)
         if spec.aux_classifiers and module in AUX_AFTER:
-            aux_outputs.append(_auxiliary_classifier(
-                x, conv, classes, classifier_activation, f"aux{len(aux_outputs) + 1}"))
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if spec.dropout_rate:
-            x = layers.Dropout(spec.dropout_rate, name="dropout")(x)
-        x = blocks.predictions(x, classes=classes, activation=classifier_activation)
-    else:
-        x = blocks.classifier_head(x, include_top=False, pooling=pooling, classes=classes,
-                                   classifier_activation=classifier_activation)
-    return base.finish_model(inputs, [x, *aux_outputs] if aux_outputs else x, name=name,
-                             weights=weights)
+            aux_outputs.append(_auxiliary_classifier(x, conv, head,
+                                                     f"aux{len(aux_outputs) + 1}"))
+    return x, aux_outputs
 
 
-def _auxiliary_classifier(x, conv, classes, activation, name):
+def _top(spec, x, head, model_name):
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if spec.dropout_rate:
+        x = layers.Dropout(spec.dropout_rate, name="dropout")(x)
+    return heads.predictions(x, head)
+
+
+build_googlenet = base.builder(GoogLeNetSpec, _body, _top, family="googlenet")
+
+
+def _auxiliary_classifier(x, conv, head, name):
     """The paper's Sec. 5 side classifier: 5x5/3 average pool, 1x1 convolution
     to 128, fully connected 1024 with ReLU, 70% dropout, the classifier."""
     x = layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)
@@ -223,8 +198,7 @@ def _auxiliary_classifier(x, conv, classes, activation, name):
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
     x = layers.Dropout(0.7, name=f"{name}_dropout")(x)
-    return blocks.predictions(x, classes=classes, activation=activation,
-                              name=f"{name}_predictions")
+    return heads.predictions(x, head, name=f"{name}_predictions")
 
 
 def strip_auxiliary(model):

@@ -1,7 +1,8 @@
 """The residual family: ResNet, ResNet-V2, ResNeXt, Wide ResNet, SE-ResNet(Xt),
 the CIFAR ResNets and their plain twins.
 
-Every named variant is one row of `SPECS`; `build_resnet` turns any
+Every named variant is one row of `VARIANTS` (its constructor name and its
+spec); `build_resnet`, made by the template of `kres.models.base`, turns any
 `ResNetSpec` into a Functional `keras.Model` through `kres.blocks`. Any other
 member of the family is a row with other field values
 (``dataclasses.replace(spec, depths=(2, 2, 2))`` or
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from keras import layers
 
-from kres import blocks
+from kres import blocks, checks
 from kres.models import base
 
 STEMS = ("imagenet", "cifar")
@@ -21,7 +22,7 @@ DOWNSAMPLE = ("first", "last")
 
 
 @dataclass(frozen=True)
-class ResNetSpec:
+class ResNetSpec(base.StemAndStages):
     """The architecture of one residual network.
 
     Attributes:
@@ -73,31 +74,30 @@ class ResNetSpec:
     default_classes: int = 1000
 
     def __post_init__(self):
+        checks.tuples(self, "depths", "widths")
+        checks.choice("block", self.block, blocks.BLOCKS)
+        checks.choice("stem", self.stem, STEMS)
+        checks.choice("stride_on", self.stride_on, blocks.STRIDE_ON)
+        checks.choice("downsample", self.downsample, DOWNSAMPLE)
+        checks.choice("shortcut", self.shortcut, blocks.SHORTCUTS)
         for field in ("depths", "widths"):
-            value = getattr(self, field)
-            if isinstance(value, list):
-                object.__setattr__(self, field, tuple(value))
-        base.check_choice("block", self.block, blocks.BLOCKS)
-        base.check_choice("stem", self.stem, STEMS)
-        base.check_choice("stride_on", self.stride_on, blocks.STRIDE_ON)
-        base.check_choice("downsample", self.downsample, DOWNSAMPLE)
-        base.check_choice("shortcut", self.shortcut, blocks.SHORTCUTS)
-        for field in ("depths", "widths"):
-            base.check_int_tuple(field, getattr(self, field))
+            checks.int_tuple(field, getattr(self, field))
         if len(self.widths) != len(self.depths):
             raise ValueError(
                 f"widths must give one width per stage ({len(self.depths)} stages). "
                 f"Received: widths={self.widths!r}"
             )
-        for field in ("stem_width", "widen_factor", "cardinality", "width_per_group",
-                      "default_size", "default_classes"):
-            base.check_positive_int(field, getattr(self, field))
-        if not base.is_int(self.se_ratio) or self.se_ratio < 0:
+        for field in ("stem_width", "widen_factor", "cardinality", "width_per_group"):
+            checks.positive_int(field, getattr(self, field))
+        if not checks.is_int(self.se_ratio) or self.se_ratio < 0:
             raise ValueError(
                 "se_ratio is the squeeze-and-excitation reduction ratio r (an integer, 16 in "
                 f"the paper; 0 disables it). Received: se_ratio={self.se_ratio!r}"
             )
-        base.check_rate("drop_path_rate", self.drop_path_rate)
+        checks.rate("drop_path_rate", self.drop_path_rate)
+        for field in ("preact", "zero_init_last", "conv_bias"):
+            checks.boolean(field, getattr(self, field))
+        base.check_common_fields(self)
         if self.zero_init_last and self.shortcut == "none":
             raise ValueError(
                 "zero_init_last would make a plain network (shortcut='none') output zeros from "
@@ -134,17 +134,6 @@ class ResNetSpec:
     def strides(self):
         """Stride of each stage: 1 for the first, 2 for the others."""
         return (1,) + (2,) * (len(self.depths) - 1)
-
-    @property
-    def total_stride(self):
-        """How much the network downsamples its input."""
-        stem = 4 if self.stem == "imagenet" else 1
-        return stem * 2 ** (len(self.depths) - 1)
-
-    @property
-    def min_size(self):
-        """The smallest input height and width the network accepts."""
-        return self.total_stride
 
     def describe(self):
         """A one-line description, e.g. ``bottleneck ResNeXt 32x4d, depths 3-4-6-3``."""
@@ -183,96 +172,69 @@ def _cifar_depths(depth, per_block_layers, extra=2):
 
 
 _rep = dataclasses.replace
-SPECS = {
+# Registry name: (constructor name, spec).
+VARIANTS = {
     # He et al. 2015 (arXiv:1512.03385), Table 1, with the stride on the 3x3
     # convolution as in torchvision ("v1.5").
-    "resnet18": _rep(_IMAGENET, block="basic", depths=(2, 2, 2, 2)),
-    "resnet34": _rep(_IMAGENET, block="basic", depths=(3, 4, 6, 3)),
-    "resnet50": _IMAGENET,
-    "resnet101": _rep(_IMAGENET, depths=(3, 4, 23, 3)),
-    "resnet152": _rep(_IMAGENET, depths=(3, 8, 36, 3)),
+    "resnet18": ("ResNet18", _rep(_IMAGENET, block="basic", depths=(2, 2, 2, 2))),
+    "resnet34": ("ResNet34", _rep(_IMAGENET, block="basic", depths=(3, 4, 6, 3))),
+    "resnet50": ("ResNet50", _IMAGENET),
+    "resnet101": ("ResNet101", _rep(_IMAGENET, depths=(3, 4, 23, 3))),
+    "resnet152": ("ResNet152", _rep(_IMAGENET, depths=(3, 8, 36, 3))),
     # He et al. 2016 (arXiv:1603.05027), pre-activation, keras.applications layout.
-    "resnet50v2": _KERAS_V2,
-    "resnet101v2": _rep(_KERAS_V2, depths=(3, 4, 23, 3)),
-    "resnet152v2": _rep(_KERAS_V2, depths=(3, 8, 36, 3)),
+    "resnet50v2": ("ResNet50V2", _KERAS_V2),
+    "resnet101v2": ("ResNet101V2", _rep(_KERAS_V2, depths=(3, 4, 23, 3))),
+    "resnet152v2": ("ResNet152V2", _rep(_KERAS_V2, depths=(3, 8, 36, 3))),
     # Xie et al. 2017 (arXiv:1611.05431), Table 1 and Sec. 5.1.
-    "resnext50_32x4d": _rep(_IMAGENET, cardinality=32, width_per_group=4),
-    "resnext101_32x4d": _rep(_IMAGENET, depths=(3, 4, 23, 3), cardinality=32, width_per_group=4),
-    "resnext101_32x8d": _rep(_IMAGENET, depths=(3, 4, 23, 3), cardinality=32, width_per_group=8),
-    "resnext101_64x4d": _rep(_IMAGENET, depths=(3, 4, 23, 3), cardinality=64, width_per_group=4),
+    "resnext50_32x4d": ("ResNeXt50", _rep(_IMAGENET, cardinality=32, width_per_group=4)),
+    "resnext101_32x4d": ("ResNeXt101", _rep(_IMAGENET, depths=(3, 4, 23, 3), cardinality=32,
+                                            width_per_group=4)),
+    "resnext101_32x8d": ("ResNeXt101_32x8d", _rep(_IMAGENET, depths=(3, 4, 23, 3),
+                                                  cardinality=32, width_per_group=8)),
+    "resnext101_64x4d": ("ResNeXt101_64x4d", _rep(_IMAGENET, depths=(3, 4, 23, 3),
+                                                  cardinality=64, width_per_group=4)),
     # Zagoruyko & Komodakis 2016 (arXiv:1605.07146), ImageNet WRN-50-2 as in
     # torchvision: twice as wide a bottleneck, same outputs.
-    "wide_resnet50_2": _rep(_IMAGENET, width_per_group=128),
-    "wide_resnet101_2": _rep(_IMAGENET, depths=(3, 4, 23, 3), width_per_group=128),
+    "wide_resnet50_2": ("WideResNet50", _rep(_IMAGENET, width_per_group=128)),
+    "wide_resnet101_2": ("WideResNet101", _rep(_IMAGENET, depths=(3, 4, 23, 3),
+                                               width_per_group=128)),
     # Hu et al. 2017 (arXiv:1709.01507), Table 1, r = 16.
-    "se_resnet50": _rep(_IMAGENET, se_ratio=16),
-    "se_resnet101": _rep(_IMAGENET, depths=(3, 4, 23, 3), se_ratio=16),
-    "se_resnet152": _rep(_IMAGENET, depths=(3, 8, 36, 3), se_ratio=16),
-    "se_resnext50_32x4d": _rep(_IMAGENET, cardinality=32, width_per_group=4, se_ratio=16),
-    "se_resnext101_32x4d": _rep(_IMAGENET, depths=(3, 4, 23, 3), cardinality=32,
-                                width_per_group=4, se_ratio=16),
+    "se_resnet50": ("SEResNet50", _rep(_IMAGENET, se_ratio=16)),
+    "se_resnet101": ("SEResNet101", _rep(_IMAGENET, depths=(3, 4, 23, 3), se_ratio=16)),
+    "se_resnet152": ("SEResNet152", _rep(_IMAGENET, depths=(3, 8, 36, 3), se_ratio=16)),
+    "se_resnext50_32x4d": ("SEResNeXt50", _rep(_IMAGENET, cardinality=32, width_per_group=4,
+                                               se_ratio=16)),
+    "se_resnext101_32x4d": ("SEResNeXt101", _rep(_IMAGENET, depths=(3, 4, 23, 3),
+                                                 cardinality=32, width_per_group=4,
+                                                 se_ratio=16)),
     # He et al. 2015, Sec. 4.2: 6n+2 layers, option A shortcuts (Table 6).
-    **{f"cifar_resnet{d}": _rep(_CIFAR, depths=_cifar_depths(d, 2))
+    **{f"cifar_resnet{d}": (f"CifarResNet{d}", _rep(_CIFAR, depths=_cifar_depths(d, 2)))
        for d in (20, 32, 44, 56, 110, 1202)},
     # ... and the plain baselines of Fig. 6.
-    **{f"cifar_plain{d}": _rep(_CIFAR, depths=_cifar_depths(d, 2), shortcut="none")
+    **{f"cifar_plain{d}": (f"CifarPlain{d}", _rep(_CIFAR, depths=_cifar_depths(d, 2),
+                                                  shortcut="none"))
        for d in (20, 32, 44, 56, 110)},
     # He et al. 2016, Table 2: pre-activation ResNet-110 (basic) and -164
     # (bottleneck) on CIFAR, projection shortcuts.
-    "cifar_preact_resnet110": _rep(_CIFAR, depths=_cifar_depths(110, 2), preact=True,
-                                   shortcut="B"),
-    "cifar_preact_resnet164": _rep(_CIFAR, block="bottleneck", depths=_cifar_depths(164, 3),
-                                   preact=True, shortcut="B"),
+    "cifar_preact_resnet110": ("CifarPreActResNet110",
+                               _rep(_CIFAR, depths=_cifar_depths(110, 2), preact=True,
+                                    shortcut="B")),
+    "cifar_preact_resnet164": ("CifarPreActResNet164",
+                               _rep(_CIFAR, block="bottleneck", depths=_cifar_depths(164, 3),
+                                    preact=True, shortcut="B")),
     # Xie et al. 2017, Sec. 5.3 and Table 7: ResNeXt-29 on CIFAR.
-    "resnext29_8x64d": _rep(_RESNEXT29, cardinality=8, width_per_group=64),
-    "resnext29_16x64d": _rep(_RESNEXT29, cardinality=16, width_per_group=64),
-    "resnext29_32x4d": _rep(_RESNEXT29, cardinality=32, width_per_group=4),
+    "resnext29_8x64d": ("ResNeXt29_8x64d", _rep(_RESNEXT29, cardinality=8, width_per_group=64)),
+    "resnext29_16x64d": ("ResNeXt29_16x64d", _rep(_RESNEXT29, cardinality=16,
+                                                  width_per_group=64)),
+    "resnext29_32x4d": ("ResNeXt29_32x4d", _rep(_RESNEXT29, cardinality=32, width_per_group=4)),
     # Zagoruyko & Komodakis 2016, Table 1: WRN-d-k, (d - 4) / 6 blocks per stage.
-    "wrn16_4": _rep(_WRN, depths=_cifar_depths(16, 2, 4), widen_factor=4),
-    "wrn16_8": _rep(_WRN, depths=_cifar_depths(16, 2, 4), widen_factor=8),
-    "wrn28_10": _rep(_WRN, depths=_cifar_depths(28, 2, 4), widen_factor=10),
-    "wrn40_4": _rep(_WRN, depths=_cifar_depths(40, 2, 4), widen_factor=4),
+    **{f"wrn{d}_{k}": (f"WRN{d}_{k}", _rep(_WRN, depths=_cifar_depths(d, 2, 4), widen_factor=k))
+       for d, k in ((16, 4), (16, 8), (28, 10), (40, 4))},
 }
+SPECS = {name: spec for name, (_, spec) in VARIANTS.items()}
 
 
-def build_resnet(spec, *, include_top=True, weights=None, input_tensor=None, input_shape=None,
-                 pooling=None, classes=None, classifier_activation="softmax", name="resnet"):
-    """Builds a residual network from its spec.
-
-    Args:
-        spec: a `ResNetSpec`.
-        include_top: whether to add the global pooling and ``predictions``
-            classifier.
-        weights: ``None`` (random initialisation) or the path of a weights
-            file saved from the same architecture.
-        input_tensor: optional Keras tensor to use as the model's input.
-        input_shape: ``(height, width, channels)``; defaults to
-            ``(spec.default_size, spec.default_size, 3)``. Height and width
-            may be ``None``.
-        pooling: ``None``, ``"avg"`` or ``"max"``: global pooling of the
-            features when `include_top` is False, or before the classifier.
-        classes: number of classes; defaults to ``spec.default_classes``.
-        classifier_activation: activation of ``predictions``; ``None`` for
-            logits.
-        name: the model's name.
-
-    Returns:
-        A Functional `keras.Model`.
-
-    Raises:
-        ValueError: for any invalid argument, naming it and the value
-            received.
-
-    Example:
-
-    >>> from kres.models.resnet import SPECS, build_resnet
-    >>> model = build_resnet(SPECS["cifar_resnet20"])
-    >>> model.output_shape
-    (None, 10)
-    """
-    classes, image, inputs = base.start(
-        spec, ResNetSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes)
+def _body(spec, image, head):
     bn = {"bn_momentum": spec.bn_momentum, "bn_epsilon": spec.bn_epsilon}
     x = blocks.resnet_stem(image, kind=spec.stem, width=spec.stem_width, preact=spec.preact,
                            use_bias=spec.conv_bias, **bn)
@@ -296,6 +258,7 @@ def build_resnet(spec, *, include_top=True, weights=None, input_tensor=None, inp
         x = blocks.batch_norm(x, name="post_bn", momentum=spec.bn_momentum,
                               epsilon=spec.bn_epsilon)
         x = layers.Activation("relu", name="post_relu")(x)
-    x = blocks.classifier_head(x, include_top=include_top, pooling=pooling, classes=classes,
-                               classifier_activation=classifier_activation)
-    return base.finish_model(inputs, x, name=name, weights=weights)
+    return x
+
+
+build_resnet = base.builder(ResNetSpec, _body, family="resnet")

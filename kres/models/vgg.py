@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from keras import layers
 
-from kres import blocks
-from kres.models import base
+from kres import blocks, checks
+from kres.models import base, heads
 
 
 @dataclass(frozen=True)
@@ -49,20 +49,18 @@ class VGGSpec:
     default_classes: int = 1000
 
     def __post_init__(self):
-        for field in ("depths", "widths", "adaptive_pool"):
-            if isinstance(getattr(self, field), list):
-                object.__setattr__(self, field, tuple(getattr(self, field)))
-        base.check_int_tuple("depths", self.depths)
-        base.check_int_tuple("widths", self.widths)
+        checks.tuples(self, "depths", "widths", "adaptive_pool")
+        checks.int_tuple("depths", self.depths)
+        checks.int_tuple("widths", self.widths)
         if len(self.widths) != len(self.depths):
             raise ValueError(
                 f"widths must give one width per stage ({len(self.depths)} stages). "
                 f"Received: widths={self.widths!r}")
-        if self.adaptive_pool is not None:
-            base.check_int_tuple("adaptive_pool", self.adaptive_pool)
-        for field in ("fc_width", "default_size", "default_classes"):
-            base.check_positive_int(field, getattr(self, field))
-        base.check_rate("dropout_rate", self.dropout_rate)
+        checks.int_tuple("adaptive_pool", self.adaptive_pool, optional=True)
+        checks.boolean("batch_norm", self.batch_norm)
+        checks.positive_int("fc_width", self.fc_width)
+        checks.rate("dropout_rate", self.dropout_rate)
+        base.check_common_fields(self)
 
     @property
     def min_size(self):
@@ -82,38 +80,16 @@ class VGGSpec:
 _VGG = VGGSpec(depths=(2, 2, 3, 3, 3))
 # Simonyan & Zisserman 2014, Table 1: configurations A (11), B (13), D (16), E (19).
 _DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
-SPECS = {
-    **{f"vgg{n}": dataclasses.replace(_VGG, depths=d) for n, d in _DEPTHS.items()},
-    **{f"vgg{n}_bn": dataclasses.replace(_VGG, depths=d, batch_norm=True)
+# Registry name: (constructor name, spec).
+VARIANTS = {
+    **{f"vgg{n}": (f"VGG{n}", dataclasses.replace(_VGG, depths=d)) for n, d in _DEPTHS.items()},
+    **{f"vgg{n}_bn": (f"VGG{n}BN", dataclasses.replace(_VGG, depths=d, batch_norm=True))
        for n, d in _DEPTHS.items()},
 }
+SPECS = {name: spec for name, (_, spec) in VARIANTS.items()}
 
 
-def build_vgg(spec, *, include_top=True, weights=None, input_tensor=None, input_shape=None,
-              pooling=None, classes=None, classifier_activation="softmax", name="vgg"):
-    """Builds a VGG network from its spec.
-
-    Args:
-        spec: a `VGGSpec`.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `kres.models.resnet.build_resnet`.
-
-    Returns:
-        A Functional `keras.Model`.
-
-    Raises:
-        ValueError: for any invalid argument, naming it and the value
-            received.
-
-    Example:
-
-    >>> model = build_vgg(SPECS["vgg11"], input_shape=(32, 32, 3), classes=10)
-    >>> model.output_shape
-    (None, 10)
-    """
-    classes, image, inputs = base.start(
-        spec, VGGSpec, include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes)
+def _body(spec, image, head):
     x = image
     for i, (depth, width) in enumerate(zip(spec.depths, spec.widths)):
         for j in range(depth):
@@ -122,18 +98,20 @@ def build_vgg(spec, *, include_top=True, weights=None, input_tensor=None, input_
                 x = layers.Conv2D(width, 3, padding="same", kernel_initializer=blocks.CONV_INIT,
                                   name=conv_name)(x)
                 x = blocks.batch_norm(x, name=f"{conv_name}_bn", momentum=spec.bn_momentum,
-                                      epsilon=spec.bn_epsilon)
+                                      epsilon=spec.bn_epsilon, after_bias=True)
                 x = layers.Activation("relu", name=f"{conv_name}_relu")(x)
             else:
                 x = layers.Conv2D(width, 3, padding="same", activation="relu",
                                   kernel_initializer=blocks.CONV_INIT, name=conv_name)(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{i + 1}_pool")(x)
-    if not include_top:
-        x = blocks.classifier_head(x, include_top=False, pooling=pooling, classes=classes,
-                                   classifier_activation=classifier_activation)
-        return base.finish_model(inputs, x, name=name, weights=weights)
-    x = blocks.flatten(x, name, spec.adaptive_pool)
-    x = blocks.fully_connected_head(x, ("fc1", "fc2"), width=spec.fc_width,
-                             dropout_rate=spec.dropout_rate, dropout_first=False)
-    x = blocks.predictions(x, classes=classes, activation=classifier_activation)
-    return base.finish_model(inputs, x, name=name, weights=weights)
+    return x
+
+
+def _top(spec, x, head, model_name):
+    x = heads.flatten(x, model_name, spec.adaptive_pool)
+    x = heads.fully_connected_head(x, ("fc1", "fc2"), width=spec.fc_width,
+                                  dropout_rate=spec.dropout_rate, dropout_first=False)
+    return heads.predictions(x, head)
+
+
+build_vgg = base.builder(VGGSpec, _body, _top, family="vgg")

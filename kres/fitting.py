@@ -1,0 +1,99 @@
+"""The one call of `model.fit` in kres, shared by training and tuning.
+
+`pipelines` makes a recipe's training and validation `tf.data` pipelines;
+`fit` runs `model.fit` on them with the run directory's callbacks: a NaN
+guard, per-epoch statistics, the best checkpoint, the CSV history,
+TensorBoard, early stopping and `keras.callbacks.BackupAndRestore`, in the
+order that keeps a crash from losing or corrupting anything.
+"""
+
+import os
+import shutil
+import time
+
+import keras
+
+from kres import runs
+from kres.augment import fits_in_memory, pipeline
+
+
+class _EpochStats(keras.callbacks.Callback):
+    """Adds the learning rate, the epoch's wall time and images/s to the logs."""
+
+    def __init__(self, train_examples):
+        super().__init__()
+        self.train_examples = train_examples
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        seconds = time.perf_counter() - self._start
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
+        logs["epoch_time"] = seconds
+        logs["images_per_second"] = self.train_examples / seconds
+
+
+def pipelines(d, recipe, image_size, channels, seed=None):
+    """The training and validation pipelines of a recipe on loaded data `d`."""
+    common = dict(image_size=image_size, channels=channels, num_classes=d.spec.num_classes,
+                  batch_size=recipe.batch_size)
+    train_ds = pipeline(d.train, d.spec, training=True, seed=seed,
+                        cache=fits_in_memory(d.spec, d.sizes["train"]),
+                        augment=recipe.augment, color_jitter=recipe.color_jitter,
+                        mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
+                        random_erasing=recipe.random_erasing, **common)
+    val_ds = pipeline(d.val, d.spec, training=False,
+                      cache=fits_in_memory(d.spec, d.sizes["val"]), **common)
+    return train_ds, val_ds
+
+
+def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None,
+        initial_epoch=0, resume=False, callbacks=(), verbose="auto"):
+    """The one call of `model.fit` in kres, with the run directory's callbacks.
+
+    Writes ``history.csv``, ``best.keras``, ``tensorboard/`` and ``backup/``
+    in `run_dir`. With `resume`, continues from the backup (dropping history
+    rows newer than it); without, any old backup is discarded so the run
+    starts from scratch.
+
+    Returns:
+        The Keras `History`.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    history_path = os.path.join(run_dir, "history.csv")
+    best_path = os.path.join(run_dir, "best.keras")
+    backup_dir = os.path.join(run_dir, "backup")
+    if not resume:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        for path in (history_path, best_path):
+            if os.path.exists(path):
+                os.remove(path)
+    previous = runs.trim_history(history_path, runs.backup_epoch(backup_dir)) if resume else []
+    best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
+
+    all_callbacks = [
+        # Raises at the first non-finite loss, before any epoch-end callback can
+        # save NaN weights; the backup of the last good epoch stays.
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        _EpochStats(train_examples),
+        keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+        *callbacks,
+    ]
+    if recipe.patience:
+        all_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=recipe.patience,
+            restore_best_weights=True))
+    # Last: an epoch is backed up only after its row and checkpoint are written.
+    all_callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
+    # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
+    return model.fit(train_ds, validation_data=val_ds, epochs=epochs or recipe.epochs,
+                     initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
+                     verbose=verbose)

@@ -1,0 +1,100 @@
+"""What a model's input goes through before the first layer, shared by training and serving.
+
+`Preprocessing` describes it (input size, normalisation, resize mode);
+`eval_resize` is the evaluation resize that the input pipelines and the
+exported serving graph both apply, so a served model sees exactly what it
+was evaluated on.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+from kres import checks
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_MODES = ("resize", "center_crop")
+# The ImageNet evaluation: the shorter side to size / 0.875 (256 for 224), then the centre.
+CROP_FRACTION = 0.875
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What is done to an image before the model sees it.
+
+    Attributes:
+        height: model input height.
+        width: model input width.
+        channels: model input channels (1 or 3).
+        mean: per-channel mean in [0, 1] (one value, or one per channel).
+        std: per-channel standard deviation in [0, 1].
+        resize: ``"resize"`` (straight to the input size) or ``"center_crop"``
+            (shorter side to ``size / 0.875``, then the central crop).
+
+    Example:
+
+    >>> Preprocessing(28, 28, 1, (0.286,), (0.353,)).resize
+    'resize'
+    """
+
+    height: int
+    width: int
+    channels: int
+    mean: tuple
+    std: tuple
+    resize: str = "resize"
+
+    def __post_init__(self):
+        checks.tuples(self, "mean", "std")
+        for field in ("height", "width"):
+            checks.positive_int(field, getattr(self, field))
+        checks.choice("channels", self.channels, (1, 3))
+        for field in ("mean", "std"):
+            value = getattr(self, field)
+            if (not isinstance(value, tuple) or len(value) not in (1, self.channels)
+                    or not all(checks.is_number(v) for v in value)):
+                checks.fail(field, value, f"must be a tuple of 1 or {self.channels} numbers")
+        if not all(s > 0 for s in self.std):
+            checks.fail("std", self.std, "must be positive")
+        checks.choice("resize", self.resize, RESIZE_MODES)
+
+    @classmethod
+    def imagenet(cls, input_shape):
+        """ImageNet statistics for a model input ``(height, width, channels)``
+        (averaged over the colours for a 1-channel model), plain resize."""
+        height, width, channels = input_shape
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        if channels == 1:
+            mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+        return cls(height, width, channels, mean, std)
+
+    def to_json(self):
+        """A JSON-ready dict (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, record):
+        """The inverse of `to_json`."""
+        return cls(**record)
+
+
+def eval_resize(image, height, width, center_crop):
+    """The evaluation resize of one float image, shared by the pipelines and the export.
+
+    Plain: straight to ``height x width``. Center crop (the ImageNet
+    evaluation): the shorter side to ``min(height, width) / 0.875`` (256 for
+    224), then the central ``height x width``.
+    """
+    import tensorflow as tf
+
+    if not center_crop:
+        if image.shape[0] == height and image.shape[1] == width:
+            return image
+        return tf.image.resize(image, [height, width])
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = (min(height, width) / CROP_FRACTION) / tf.reduce_min(shape)
+    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), [height, width])
+    image = tf.image.resize(image, new)
+    return tf.image.crop_to_bounding_box(image, (new[0] - height) // 2,
+                                         (new[1] - width) // 2, height, width)

@@ -1,0 +1,257 @@
+"""Training recipes: the papers' settings as data, and what they make of a model.
+
+A `Recipe` is a named preset (optimizer, schedule, weight decay, epochs,
+augmentation) every field of which can be overridden (`resolve_recipe`).
+`compile_model` turns one into SGD with its per-iteration learning-rate
+schedule (a `keras.optimizers.schedules` object), coupled weight decay and
+the label-smoothed cross-entropy.
+
+Weight decay is coupled L2, as in the papers' SGD (and PyTorch's
+``weight_decay``): each decayed variable carries an L2 regularizer of
+``weight_decay / 2 * ||w||^2``, so its gradient gains ``weight_decay * w``
+before momentum.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import keras
+
+from kres import checks
+from kres.augment import AUGMENTATIONS
+
+SCHEDULES = ("step", "cosine")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe. Every field can be overridden (`resolve_recipe`).
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: examples per step.
+        learning_rate: peak learning rate (before `scale_lr`).
+        scale_lr: multiply `learning_rate` by ``batch_size / 256`` (Goyal et
+            al.'s linear scaling rule, the ImageNet recipes).
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: coupled L2 weight decay.
+        decay_all: decay batch-norm parameters and biases too (the papers);
+            False decays convolution and dense kernels only (Bag of Tricks).
+        schedule: ``"step"`` (multiply by `gamma` at each milestone) or
+            ``"cosine"``.
+        milestones: fractions of the run at which the step schedule decays.
+        gamma: the step schedule's factor.
+        warmup_epochs: linear warmup from 0 (cosine schedule).
+        label_smoothing: label smoothing of the cross-entropy.
+        augment: training augmentation (`kres.augment.AUGMENTATIONS`); ``None``
+            for the dataset's own (the CIFAR pad-crop-flip on the small sets).
+        color_jitter: brightness/contrast/saturation jitter strength for the
+            ``"imagenet"`` augmentation (0: off).
+        mixup_alpha: mixup's Beta parameter (0: off).
+        cutmix_alpha: CutMix's Beta parameter (0: off).
+        random_erasing: random-erasing probability (0: off).
+        zero_init_last: zero-initialise each residual branch's last BN.
+        patience: early-stopping patience in epochs on validation accuracy
+            (0: no early stopping).
+    """
+
+    epochs: int = 164
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    scale_lr: bool = False
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    decay_all: bool = True
+    schedule: str = "step"
+    milestones: tuple = (0.5, 0.75)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    augment: str | None = None
+    color_jitter: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    random_erasing: float = 0.0
+    zero_init_last: bool = False
+    patience: int = 0
+
+    def __post_init__(self):
+        checks.tuples(self, "milestones")
+        checks.positive_int("epochs", self.epochs)
+        checks.positive_int("batch_size", self.batch_size)
+        checks.number("learning_rate", self.learning_rate, low=0, low_open=True)
+        checks.number("momentum", self.momentum, low=0, high=1, high_open=True)
+        checks.number("weight_decay", self.weight_decay, low=0)
+        checks.choice("schedule", self.schedule, SCHEDULES)
+        if (not isinstance(self.milestones, tuple)
+                or not all(checks.is_number(m) and 0 < m < 1 for m in self.milestones)
+                or list(self.milestones) != sorted(self.milestones)):
+            checks.fail("milestones", self.milestones,
+                        "must be a tuple of increasing fractions of the run, each in (0, 1)")
+        checks.number("gamma", self.gamma, low=0, high=1, low_open=True)
+        checks.number("warmup_epochs", self.warmup_epochs, low=0, high=self.epochs,
+                      high_open=True)
+        checks.rate("label_smoothing", self.label_smoothing)
+        if self.augment is not None:
+            checks.choice("augment", self.augment, AUGMENTATIONS)
+        checks.number("color_jitter", self.color_jitter, low=0, high=1)
+        for field in ("mixup_alpha", "cutmix_alpha"):
+            checks.number(field, getattr(self, field), low=0)
+        checks.number("random_erasing", self.random_erasing, low=0, high=1)
+        for field in ("scale_lr", "nesterov", "decay_all", "zero_init_last"):
+            checks.boolean(field, getattr(self, field))
+        checks.integer("patience", self.patience, minimum=0)
+
+    def to_json(self):
+        """The recipe as a JSON-ready dict."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+RECIPES = {
+    # He et al. 2015, Sec. 4.2: lr 0.1, /10 at 32k and 48k of 64k iterations
+    # (50% and 75%), wd 1e-4, batch 128, about 164 epochs.
+    "he2015-cifar": Recipe(),
+    # Xie et al. 2017, Sec. 5.3: wd 5e-4, 300 epochs, /10 at 150 and 225.
+    "xie2016-cifar": Recipe(epochs=300, weight_decay=5e-4),
+    # Zagoruyko & Komodakis 2016: Nesterov, wd 5e-4, x0.2 at 60/120/160 of 200.
+    "wrn-cifar": Recipe(epochs=200, weight_decay=5e-4, nesterov=True, gamma=0.2,
+                        milestones=(0.3, 0.6, 0.8)),
+    # torchvision's reference: lr 0.1 per 256, /10 every 30 of 90 epochs.
+    "imagenet-step": Recipe(epochs=90, batch_size=256, scale_lr=True,
+                            milestones=(1 / 3, 2 / 3)),
+    # Bag of Tricks (He et al. 2018): 5-epoch warmup, cosine, label smoothing,
+    # zero-init last BN, no decay on BN and biases.
+    "imagenet-cosine": Recipe(epochs=120, batch_size=256, scale_lr=True, schedule="cosine",
+                              warmup_epochs=5, label_smoothing=0.1, decay_all=False,
+                              zero_init_last=True),
+}
+
+
+def resolve_recipe(name, **overrides):
+    """A named recipe with some fields replaced, validated.
+
+    Raises:
+        ValueError: for an unknown recipe or field, or an invalid value.
+
+    Example:
+
+    >>> resolve_recipe("wrn-cifar", epochs=30).milestones
+    (0.3, 0.6, 0.8)
+    """
+    if name not in RECIPES:
+        raise ValueError(f"Unknown recipe.{checks.did_you_mean(name, RECIPES, cutoff=0.4)} "
+                         f"Known: {', '.join(RECIPES)}. Received: recipe={name!r}")
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    for key in overrides:
+        if key not in fields:
+            raise ValueError(f"Unknown recipe field.{checks.did_you_mean(key, fields, 0.6)} "
+                             f"Fields: {', '.join(sorted(fields))}. "
+                             f"Received: {key}={overrides[key]!r}")
+    return dataclasses.replace(RECIPES[name], **overrides)
+
+
+def learning_rate_schedule(recipe, steps_per_epoch):
+    """The recipe's per-iteration schedule (a `keras.optimizers.schedules` object).
+
+    Example:
+
+    >>> schedule = learning_rate_schedule(RECIPES["he2015-cifar"], steps_per_epoch=100)
+    >>> float(schedule(8200)), float(schedule(8201))
+    (0.1, 0.01)
+    """
+    lr = recipe.learning_rate * (recipe.batch_size / 256 if recipe.scale_lr else 1.0)
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "cosine":
+        warmup = int(round(recipe.warmup_epochs * steps_per_epoch))
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else lr, decay_steps=max(total - warmup, 1),
+            warmup_target=lr if warmup else None, warmup_steps=warmup)
+    boundaries = [int(round(m * total)) for m in recipe.milestones]
+    values = [lr * recipe.gamma ** i for i in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def apply_weight_decay(model, weight_decay, decay_all=True):
+    """Adds coupled L2 weight decay to `model`'s trainable variables.
+
+    Each decayed variable gets the regularizer ``weight_decay / 2 * sum(w^2)``,
+    whose gradient is ``weight_decay * w``. Regularizers set on variables are
+    not part of the model's config, so saved models carry no training setting.
+
+    Args:
+        model: a Keras model.
+        weight_decay: the decay coefficient.
+        decay_all: decay every trainable variable; False decays only kernels
+            (variables of rank > 1), sparing batch norm and biases.
+
+    Returns:
+        The number of decayed variables.
+    """
+    if weight_decay <= 0:
+        return 0
+    regularizer = keras.regularizers.L2(weight_decay / 2)
+    decayed = [v for v in model.trainable_weights if decay_all or len(v.shape) > 1]
+    for variable in decayed:
+        variable.regularizer = regularizer
+    return len(decayed)
+
+
+def metrics(num_classes):
+    """Accuracy, and top-5 accuracy beyond 10 classes (one-hot labels)."""
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 10:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
+    return metrics
+
+
+def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto"):
+    """Compiles `model` with a recipe: SGD, its schedule, coupled weight decay,
+    cross-entropy with label smoothing, accuracy (and top-5 beyond 10 classes)."""
+    apply_weight_decay(model, recipe.weight_decay, recipe.decay_all)
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate_schedule(recipe, steps_per_epoch),
+        momentum=recipe.momentum, nesterov=recipe.nesterov)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(
+                      label_smoothing=recipe.label_smoothing),
+                  metrics=metrics(num_classes), jit_compile=jit_compile)
+
+
+def as_config(config_type, first, dataset, settings):
+    """The config of a run or search given as the top-level functions take it.
+
+    Either `first` is a `config_type` already (then no `dataset` and no
+    `settings`), or it is the config's first field (a model or space name)
+    and `settings` are fields of `config_type` or of `Recipe`; recipe fields
+    (``epochs=30``) go into its `recipe_overrides`.
+
+    Args:
+        config_type: `kres.training.TrainConfig` or `kres.tuning.SearchConfig`.
+        first: a `config_type`, or its first field.
+        dataset: the dataset (``None`` with a whole config).
+        settings: a dict of keyword settings.
+
+    Raises:
+        ValueError: for a setting that is neither, or an invalid value.
+    """
+    if isinstance(first, config_type):
+        if dataset is not None or settings:
+            raise ValueError(f"Give a {config_type.__name__} alone, or a name with a dataset "
+                             f"and settings. Received: a {config_type.__name__} and "
+                             f"dataset={dataset!r}, settings {sorted(settings)}")
+        return first
+    own = {f.name for f in dataclasses.fields(config_type)}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(settings) - own - recipe_fields)
+    if unknown:
+        hint = checks.did_you_mean(unknown[0], own | recipe_fields, 0.6)
+        raise ValueError(f"Unknown setting.{hint} Settings are the fields of "
+                         f"{config_type.__name__} and Recipe. Received: {unknown[0]}="
+                         f"{settings[unknown[0]]!r}")
+    settings = dict(settings)
+    recipe = {k: settings.pop(k) for k in list(settings) if k in recipe_fields}
+    overrides = {**settings.pop("recipe_overrides", {}), **recipe}
+    return config_type(first, dataset, recipe_overrides=overrides, **settings)

@@ -1,0 +1,177 @@
+"""Run directories: where a training run or a search keeps its files.
+
+One writer for both `kres.training` and `kres.tuning`: the directory's name,
+the saved configuration that a resume is checked against, the history rows,
+the model's description for the export, JSON files written atomically, and
+the plot of the curves.
+
+    runs/<model>-<dataset>-<time>/
+        config.json      the run's configuration (resume checks against it)
+        model.json       the model's description: spec, input, preprocessing,
+                         class names (what `kres.export` needs besides weights)
+        history.csv      one row per epoch (loss, accuracy, learning rate, time)
+        best.keras       the best model by validation accuracy
+        backup/          Keras BackupAndRestore state while a run is unfinished
+        tensorboard/     TensorBoard logs
+        curves.png       loss, error and learning rate per epoch
+        results.json     test accuracy, size, speed
+"""
+
+import csv
+import datetime
+import json
+import math
+import os
+
+
+def default_dir(*parts, root="runs"):
+    """``<root>/<part>-<part>-...-<YYYYmmdd-HHMMSS>``; path-like parts give their last name.
+
+    Example:
+
+    >>> default_dir("cifar_resnet20", "fashion_mnist")  # doctest: +SKIP
+    'runs/cifar_resnet20-fashion_mnist-20261202-101500'
+    """
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    names = [os.path.basename(os.path.normpath(str(p))) for p in parts]
+    return os.path.join(root, "-".join([*names, stamp]))
+
+
+def check_saved_config(directory, filename, config):
+    """Whether `directory` holds `config` already (a run or search to resume).
+
+    Call it before any work: a directory of another configuration fails at once.
+
+    Returns:
+        True if ``directory/filename`` holds the same config, False if absent.
+
+    Raises:
+        ValueError: if it holds another config: resuming would mix two.
+    """
+    path = os.path.join(directory, filename)
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        saved = json.load(f)
+    current = config.to_json()
+    if saved != current:
+        changed = sorted(k for k in saved.keys() | current.keys()
+                         if saved.get(k) != current.get(k))
+        raise ValueError(
+            f"The directory {directory} belongs to another configuration (differs in "
+            f"{', '.join(changed)}); resume it with its own configuration or use a new "
+            f"directory. Received: {directory!r}"
+        )
+    return True
+
+
+def write_config(directory, filename, config):
+    """Writes ``config.to_json()`` as ``directory/filename`` (atomically)."""
+    write_json(os.path.join(directory, filename), config.to_json())
+
+
+def write_json(path, value):
+    """Writes `value` as indented JSON, atomically: a crash leaves the old file or the new."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    """The JSON object in `path`, or ``{}`` when there is no such file."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_model_description(directory, *, model, spec, preprocessing, class_names, dataset):
+    """Writes ``model.json``: what a served model needs besides its weights.
+
+    Args:
+        directory: the run directory.
+        model: the registry name.
+        spec: the resolved spec dataclass.
+        preprocessing: the `kres.preprocessing.Preprocessing` of the input.
+        class_names: a name per class.
+        dataset: the training dataset's name.
+    """
+    import dataclasses
+
+    write_json(os.path.join(directory, "model.json"), json.loads(json.dumps({
+        "model": model, "spec": {"name": model, **dataclasses.asdict(spec)},
+        "preprocessing": preprocessing.to_json(), "class_names": list(class_names),
+        "dataset": dataset})))
+
+
+def read_history(path):
+    """The rows of a ``history.csv`` (dicts), or ``[]`` when there is none."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def trim_history(path, epochs):
+    """Keeps the first `epochs` rows: the ones the backup's weights have seen."""
+    rows = read_history(path)
+    if len(rows) <= epochs:
+        return rows
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[:epochs])
+    return rows[:epochs]
+
+
+def backup_epoch(backup_dir):
+    """The epoch a `keras.callbacks.BackupAndRestore` directory resumes at (0: none)."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f)["epoch"])
+
+
+def plot_history(history, path, title=""):
+    """Plots loss, accuracy and learning rate per epoch to a PNG.
+
+    Args:
+        history: rows of ``history.csv`` (dicts).
+        path: the PNG to write.
+        title: the figure's title.
+    """
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) + 1 for r in history]
+
+    def column(key):
+        return [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in history]
+
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for key, label in (("loss", "train (running mean)"), ("val_loss", "validation")):
+        axes[0].plot(epochs, column(key), "o-", label=label)
+    for key, label in (("accuracy", "train (running mean)"), ("val_accuracy", "validation")):
+        axes[1].plot(epochs, [100 * (1 - a) for a in column(key)], "o-", label=label)
+    axes[2].plot(epochs, column("learning_rate"), "o")
+    for ax, name in zip(axes, ("loss", "error (%)", "learning rate at the epoch's end")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend()
+    axes[1].legend()
+    axes[2].set_yscale("log")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,26 @@
+"""Serving: exported models for TF Serving, and the checks that they serve right.
+
+- `kres.serving.archive`: `export` (versions, signatures, warmup records,
+  ``models.config``, ``kres.json``) and `predict` through an export;
+- `kres.serving.decode`: decoding with limits and the preprocessing inside
+  the serving graph;
+- `kres.serving.verify`: loading an export through TensorFlow's C API (the
+  loader TF Serving links) and comparing it with the Keras model.
+
+Serving needs a model and its description, never the training code or
+TensorFlow Datasets.
+"""
+
+from kres.preprocessing import Preprocessing
+from kres.serving.archive import (
+    export,
+    predict,
+    read_warmup_requests,
+    update_models_config,
+    versions,
+    write_warmup_requests,
+)
+from kres.serving.verify import c_api_run, verify_saved_model
+
+__all__ = ["Preprocessing", "c_api_run", "export", "predict", "read_warmup_requests",
+           "update_models_config", "verify_saved_model", "versions", "write_warmup_requests"]

@@ -1,0 +1,316 @@
+"""Search spaces over residual networks, and the keras-tuner HyperModel that walks them.
+
+A `Space` names a registered residual model and the choices of its spec
+fields (depths, cardinality, width per group, widen factor);
+`ResidualHyperModel.build(hp)` maps keras-tuner hyperparameters (named as the
+spec and recipe fields) onto a network of the space and builds it through
+`kres.build_model`; `ResidualHyperModel.fit` trains it with the same
+pipelines, recipe and callbacks as `kres train` (`kres.fitting`). The
+hypermodel also knows each point's cost, the compute budget and the ResNeXt
+paper's equal-complexity widths.
+"""
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import keras
+import keras_tuner as kt
+
+from kres import checks, runs, stats
+from kres.fitting import fit, pipelines
+from kres.recipes import compile_model, resolve_recipe
+from kres.registry import build_model, resolve_spec
+
+
+@dataclass(frozen=True)
+class Space:
+    """A search space over one residual family.
+
+    Attributes:
+        model: the registry model whose spec the trials change.
+        depths: named stage depths, e.g. ``{"29": (3, 3, 3)}``; the choice is
+            the hyperparameter ``depths``.
+        cardinality: choices of ``cardinality`` (empty: not searched).
+        width_per_group: choices of ``width_per_group``, active only when
+            cardinality > 1 (empty: not searched).
+        widen_factor: choices of ``widen_factor`` (empty: not searched).
+    """
+
+    model: str
+    depths: dict
+    cardinality: tuple = ()
+    width_per_group: tuple = ()
+    widen_factor: tuple = ()
+
+    def __post_init__(self):
+        checks.tuples(self, "cardinality", "width_per_group", "widen_factor")
+        checks.string("model", self.model)
+        if (not isinstance(self.depths, dict) or not self.depths
+                or not all(isinstance(k, str) and isinstance(v, tuple) for k, v in
+                           self.depths.items())):
+            checks.fail("depths", self.depths,
+                        "must be a non-empty dict of depth names to blocks per stage")
+        for field in ("cardinality", "width_per_group", "widen_factor"):
+            value = getattr(self, field)
+            if value:
+                checks.int_tuple(field, value)
+
+
+SPACES = {
+    # He et al. 2015: 6n+2 layers (ResNet-8 ... ResNet-56).
+    "cifar-resnet": Space("cifar_resnet20", {str(6 * n + 2): (n,) * 3 for n in (1, 2, 3, 5, 7, 9)}),
+    # Xie et al. 2017 on CIFAR: ResNeXt-11/20/29 (9n+2), cardinality x width.
+    "resnext-cifar": Space("resnext29_32x4d", {str(9 * n + 2): (n,) * 3 for n in (1, 2, 3)},
+                           cardinality=(1, 2, 4, 8, 16, 32), width_per_group=(4, 8, 16, 32, 64)),
+    # Xie et al. 2017, ImageNet: ResNeXt-26/50/101.
+    "resnext-imagenet": Space("resnext50_32x4d",
+                              {"26": (2, 2, 2, 2), "50": (3, 4, 6, 3), "101": (3, 4, 23, 3)},
+                              cardinality=(1, 2, 4, 8, 16, 32, 64),
+                              width_per_group=(4, 8, 14, 24, 40, 64)),
+    # Zagoruyko & Komodakis 2016: WRN-d-k, (d - 4) / 6 blocks per stage.
+    "wrn-cifar": Space("wrn16_4", {str(6 * n + 4): (n,) * 3 for n in (2, 3, 4, 6)},
+                       widen_factor=(1, 2, 4, 8, 10)),
+}
+
+
+def get_space(config):
+    """The `Space` of a search, restricted to the config's choices.
+
+    Raises:
+        ValueError: for an unknown space, an empty choice, a choice outside
+            the space, or a space none of whose points is a valid network.
+    """
+    if config.space not in SPACES:
+        raise ValueError(f"Unknown search space.{checks.did_you_mean(config.space, SPACES, 0.4)} "
+                         f"Known: {', '.join(SPACES)}. Received: space={config.space!r}")
+    space = SPACES[config.space]
+    changes = {}
+    if config.depths is not None:
+        unknown = [d for d in config.depths if str(d) not in space.depths]
+        if unknown or not config.depths:
+            raise ValueError(f"depths must be a non-empty selection of {sorted(space.depths)} "
+                             f"for space {config.space!r}. Received: depths={config.depths!r}")
+        changes["depths"] = {str(d): space.depths[str(d)] for d in config.depths}
+    for field, name in (("cardinality", "cardinalities"), ("width_per_group", "widths_per_group"),
+                        ("widen_factor", "widen_factors")):
+        chosen = getattr(config, name)
+        if chosen is None:
+            continue
+        if not getattr(space, field):
+            raise ValueError(f"Space {config.space!r} does not search {field}. "
+                             f"Received: {name}={chosen!r}")
+        if not chosen or not all(checks.is_int(v) and v >= 1 for v in chosen):
+            raise ValueError(f"{name} must be a non-empty list of positive integers. "
+                             f"Received: {name}={chosen!r}")
+        changes[field] = tuple(chosen)
+    space = dataclasses.replace(space, **changes)
+    if not any(valid(space, point) for point in points(space)):
+        raise ValueError(
+            f"No point of the search space is a valid network (for example, every width per "
+            f"group is too small for the narrowest stage). Received: space={config.space!r}, "
+            f"cardinality={space.cardinality}, width_per_group={space.width_per_group}"
+        )
+    return space
+
+
+def points(space):
+    """Every combination of the space's choices (spec overrides)."""
+    points = [{"depths": d} for d in space.depths.values()]
+    for field in ("widen_factor", "cardinality"):
+        choices = getattr(space, field)
+        if choices:
+            points = [{**p, field: v} for p in points for v in choices]
+    if space.width_per_group:
+        # Cardinality 1 is the plain bottleneck, width per group 64 (as in trials).
+        points = [{**p, "width_per_group": w}
+                  for p in points
+                  for w in (space.width_per_group if p.get("cardinality", 1) > 1 else (64,))]
+    return points
+
+
+def valid(space, overrides):
+    try:
+        resolve_spec(space.model, **overrides)
+        return True
+    except ValueError:
+        return False
+
+
+class ResidualHyperModel(kt.HyperModel):
+    """Maps hyperparameters onto a residual spec and trains it the kres way.
+
+    Hyperparameter names are spec field names (``depths``, ``cardinality``,
+    ``width_per_group``, ``widen_factor``) and recipe field names
+    (``learning_rate``, ``weight_decay``, ``label_smoothing``,
+    ``batch_size``).
+
+    Args:
+        config: a `SearchConfig`.
+        space: its `Space` (see `get_space`).
+        data: the loaded `kres.datasets.Data`.
+        image_size, channels: the input.
+        out_dir: the search directory (trial runs go under its project).
+        precision: the dtype policy the trials' networks are built in.
+    """
+
+    def __init__(self, config, space, data, image_size, channels, out_dir, precision="float32"):
+        super().__init__(name="kres")
+        self.config, self.space, self.data = config, space, data
+        self.image_size, self.channels, self.out_dir = image_size, channels, out_dir
+        self.precision = precision
+        self.costs = {}
+        self.discovering = False
+
+    def overrides(self, hp):
+        """Declares the space's hyperparameters on `hp`; returns the spec overrides."""
+        depth = hp.Choice("depths", list(self.space.depths))
+        overrides = {"depths": self.space.depths[depth]}
+        if self.space.widen_factor:
+            overrides["widen_factor"] = hp.Choice("widen_factor", list(self.space.widen_factor))
+        if self.space.cardinality:
+            cardinality = hp.Choice("cardinality", list(self.space.cardinality))
+            overrides["cardinality"] = cardinality
+            if self.config.equal_complexity:
+                overrides["width_per_group"] = self.equal_complexity_width(
+                    overrides["depths"], cardinality)
+            elif self.space.width_per_group:
+                # Active only for grouped convolutions; keras-tuner returns None
+                # when the condition does not hold.
+                with hp.conditional_scope("cardinality", [c for c in self.space.cardinality
+                                                          if c > 1]):
+                    width = hp.Choice("width_per_group", list(self.space.width_per_group))
+                overrides["width_per_group"] = width if cardinality > 1 else 64
+        return overrides
+
+    def recipe(self, hp):
+        """The recipe of a trial: the config's, with searched training knobs."""
+        fields = dict(self.config.recipe_overrides, epochs=self.config.max_epochs)
+        if self.config.tune_training:
+            fields["learning_rate"] = hp.Float("learning_rate", 0.01, 0.4, sampling="log")
+            fields["weight_decay"] = hp.Float("weight_decay", 1e-5, 1e-3, sampling="log")
+            fields["label_smoothing"] = hp.Choice("label_smoothing", [0.0, 0.1])
+        if self.config.batch_sizes:
+            fields["batch_size"] = hp.Choice("batch_size", list(self.config.batch_sizes))
+        return resolve_recipe(self.config.recipe, **fields)
+
+    def _build_model(self, overrides, dtype=None):
+        return build_model(self.space.model, classes=self.data.spec.num_classes,
+                           input_shape=(self.image_size, self.image_size, self.channels),
+                           dtype=dtype, **overrides)
+
+    def cost(self, overrides):
+        """(MACs, parameters) of the network with these spec overrides (cached)."""
+        key = tuple(sorted(overrides.items()))
+        if key not in self.costs:
+            model = self._build_model(overrides)
+            self.costs[key] = stats.count_macs(model), stats.count_params(model)
+            del model
+        return self.costs[key]
+
+    def equal_complexity_width(self, depths, cardinality):
+        """The width per group whose MACs are closest to cardinality 1 at width 64.
+
+        Every integer width from 1 to 64 is a candidate, not only the searched
+        ones (the ResNeXt paper's 2x40d, 4x24d, 8x14d, 32x4d). MACs grow with
+        the width, so a bisection finds the two widths around the target.
+        """
+        target, _ = self.cost({"depths": depths, "cardinality": 1, "width_per_group": 64})
+
+        def point(width):
+            return {"depths": depths, "cardinality": cardinality, "width_per_group": width}
+
+        if not valid(self.space, point(1)):
+            raise kt.errors.FailedTrialError(
+                f"Cardinality {cardinality} does not make a valid network at depths {depths}")
+        low, high = 1, 64  # the smallest width whose MACs reach the target lies in [low, high]
+        while low < high:
+            middle = (low + high) // 2
+            if self.cost(point(middle))[0] < target:
+                low = middle + 1
+            else:
+                high = middle
+        return min({max(low - 1, 1), low},
+                   key=lambda width: abs(math.log(self.cost(point(width))[0] / target)))
+
+    def build(self, hp):
+        if self.discovering:
+            # keras-tuner calls build while the tuner is created, only to discover the
+            # hyperparameters (once per condition, at default values that may be
+            # invalid or over budget): declare them and skip the network.
+            try:
+                self.overrides(hp)
+                self.recipe(hp)
+            except kt.errors.FailedTrialError:
+                pass
+            return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        overrides = self.overrides(hp)
+        recipe = self.recipe(hp)
+        why_not = self.why_not(overrides)
+        if why_not:
+            raise kt.errors.FailedTrialError(why_not)
+        model = self._build_model(overrides, dtype=self.precision)
+        steps = self.data.sizes["train"] // recipe.batch_size
+        compile_model(model, recipe, steps, self.data.spec.num_classes)
+        return model
+
+    def why_not(self, overrides):
+        """Why the network of these spec overrides cannot be a trial, or ``None``."""
+        try:
+            resolve_spec(self.space.model, **overrides)
+        except ValueError as error:
+            return f"Invalid point of the space: {error}"
+        return over_budget(*self.cost(overrides), self.config)
+
+    def fit(self, hp, model, *args, trial_id=None, callbacks=(), epochs=None, initial_epoch=0,
+            **kwargs):
+        """Trains a trial's network with `kres.fitting.fit` in the trial's run directory.
+
+        `trial_id` comes from `kres.tuning`'s tuners (`run_trial`).
+        """
+        recipe = self.recipe(hp)
+        overrides = self.overrides(hp)
+        macs, params = self.cost(overrides)
+        train_ds, val_ds = pipelines(self.data, recipe, self.image_size, self.channels,
+                                     seed=self.config.seed)
+        trial_id = trial_id or datetime.datetime.now().strftime("%H%M%S%f")
+        run_dir = trial_run_dir(self.out_dir, trial_id)
+        input_shape = (self.image_size, self.image_size, self.channels)
+        os.makedirs(run_dir, exist_ok=True)
+        runs.write_model_description(
+            run_dir, model=self.space.model,
+            spec=resolve_spec(self.space.model, **overrides),
+            preprocessing=self.data.spec.preprocessing(input_shape),
+            class_names=self.data.class_names, dataset=self.data.name)
+        start = time.perf_counter()
+        # A fresh run every time: a trial interrupted mid-way is retried from scratch.
+        history = fit(model, run_dir, train_ds, val_ds, recipe=recipe,
+                      train_examples=self.data.sizes["train"], epochs=epochs,
+                      initial_epoch=initial_epoch, callbacks=list(callbacks),
+                      verbose=kwargs.get("verbose", 0))
+        runs.write_json(os.path.join(run_dir, "trial.json"), json.loads(json.dumps({
+            "overrides": overrides, "macs": macs, "params": params, "trial_id": trial_id,
+            "hyperparameters": dict(hp.values), "seconds": time.perf_counter() - start,
+            "epochs": len(history.history.get("loss", [])),
+            "best_val_accuracy": max(history.history.get("val_accuracy", [0.0]))},
+            default=list)))
+        return history
+
+
+def trial_run_dir(out_dir, trial_id):
+    """The kres run directory of one trial."""
+    return os.path.join(out_dir, "project", f"trial_{trial_id}", "run")
+
+
+def over_budget(macs, params, config):
+    """Why a network breaks the search's budget, or ``None``."""
+    if config.budget_mmacs is not None and macs > config.budget_mmacs * 1e6:
+        return (f"Over budget: {macs / 1e6:.1f} MMACs > budget_mmacs={config.budget_mmacs}")
+    if config.budget_mparams is not None and params > config.budget_mparams * 1e6:
+        return (f"Over budget: {params / 1e6:.2f} M parameters > "
+                f"budget_mparams={config.budget_mparams}")
+    return None

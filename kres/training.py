@@ -1,0 +1,329 @@
+"""Training: a `TrainConfig` resolved into a run directory and one call of `model.fit`.
+
+`train` validates the configuration, loads the data, builds the model in the
+run's precision, compiles it with its recipe (`kres.recipes`) and fits it
+with the run directory's callbacks (`kres.fitting.fit`, shared with
+`kres.tuning`): best
+checkpoint, CSV history, TensorBoard, early stopping, a NaN guard, and
+`keras.callbacks.BackupAndRestore`, so a killed run resumes where it was.
+The files it leaves are described in `kres.runs`.
+"""
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from kres import checks, runs, stats
+from kres import datasets as kdatasets
+from kres.augment import pipeline
+from kres.devices import PRECISIONS, STRATEGIES, make_strategy, resolve_precision
+from kres.fitting import fit, pipelines
+from kres.models.base import load_model
+from kres.recipes import Recipe, as_config, compile_model, metrics, resolve_recipe
+from kres.registry import build_model, lookup, resolve_spec
+
+JIT_COMPILE = ("auto", True, False)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; saved as the run's config.json.
+
+    Every field is checked when the config is made: a bad value is a
+    `ValueError` naming the field and the value received.
+
+    Attributes:
+        model: a registry name (`kres.list_models`).
+        dataset: a dataset name (`kres.datasets.list_datasets`) or an image
+            folder (or any name, with `data=` given to `train`).
+        recipe: a recipe name (`kres.recipes.RECIPES`).
+        recipe_overrides: recipe fields to change, e.g. ``{"epochs": 30}``.
+        model_overrides: spec fields to change, e.g. ``{"drop_path_rate": 0.1}``.
+        image_size: input height and width (default: the dataset's, else the
+            model's).
+        channels: input channels (default: the dataset's; 3 feeds grayscale
+            data to an RGB model).
+        subset: train on the first `subset` examples only.
+        val_size: examples held out for validation (default: the dataset's).
+        seed: seed of initialisation, shuffling and augmentation (``None``:
+            random).
+        precision: ``"auto"`` (mixed_float16 on GPU, float32 on CPU) or a
+            Keras dtype policy; the model is built in it, the global policy
+            is left alone.
+        jit_compile: XLA: ``"auto"`` (Keras: on with an accelerator), True
+            or False.
+        strategy: ``"auto"`` (MirroredStrategy over several GPUs, else the
+            default), ``"default"``, ``"mirrored"`` or ``"multi-worker"``.
+        data_dir: the dataset's tfds data directory (default
+            `kres.datasets.data_dir_for`).
+    """
+
+    model: str
+    dataset: str
+    recipe: str = "he2015-cifar"
+    recipe_overrides: dict = dataclasses.field(default_factory=dict)
+    model_overrides: dict = dataclasses.field(default_factory=dict)
+    image_size: int | None = None
+    channels: int | None = None
+    subset: int | None = None
+    val_size: int | None = None
+    seed: int | None = 0
+    precision: str = "auto"
+    jit_compile: object = "auto"
+    strategy: str = "auto"
+    data_dir: str | None = None
+
+    def __post_init__(self):
+        checks.string("model", self.model)
+        lookup(self.model)
+        checks.string("dataset", self.dataset)
+        checks.mapping("recipe_overrides", self.recipe_overrides)
+        checks.mapping("model_overrides", self.model_overrides)
+        resolve_recipe(self.recipe, **self.recipe_overrides)
+        resolve_spec(self.model, **self.model_overrides)
+        checks.positive_int("image_size", self.image_size, optional=True)
+        if self.channels is not None:
+            checks.choice("channels", self.channels, (1, 3))
+        for field in ("subset", "val_size"):
+            checks.positive_int(field, getattr(self, field), optional=True)
+        checks.integer("seed", self.seed, minimum=0, optional=True)
+        checks.choice("precision", self.precision, PRECISIONS)
+        checks.choice("jit_compile", self.jit_compile, JIT_COMPILE, hint=False)
+        checks.choice("strategy", self.strategy, STRATEGIES)
+        checks.string("data_dir", self.data_dir, optional=True)
+
+    def to_json(self):
+        """The config as a JSON-ready dict (tuples as lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclass
+class Prepared:
+    """What `prepare` resolved: the recipe, the spec, the data, the input shape."""
+
+    recipe: Recipe
+    spec: object
+    data: kdatasets.Data
+    image_size: int
+    channels: int
+    steps_per_epoch: int
+
+
+def resolve_input(model, spec, data, *, image_size, channels, batch_sizes):
+    """The input size and channels of a run (or a search's trials), checked.
+
+    Args:
+        model: the registry name (for the messages).
+        spec: its spec.
+        data: the loaded `kres.datasets.Data`.
+        image_size: asked-for height and width, or ``None`` (the dataset's,
+            else the model's default).
+        channels: asked-for channels, or ``None`` (the dataset's).
+        batch_sizes: every batch size the run (or search) will use.
+
+    Returns:
+        ``(image_size, channels)``.
+
+    Raises:
+        ValueError: for an image size below the network's minimum, a batch
+            larger than the training set, or RGB asked of grayscale data.
+    """
+    image_size = image_size or data.spec.image_size or spec.default_size
+    channels = channels or data.spec.channels
+    if image_size < spec.min_size:
+        raise ValueError(
+            f"image_size is too small for {model}, which needs at least "
+            f"{spec.min_size} pixels. Received: image_size={image_size}"
+        )
+    if channels == 1 and data.spec.channels == 3:
+        raise ValueError("channels must be 3 for RGB data (1 is for grayscale data). "
+                         "Received: channels=1")
+    too_big = [b for b in batch_sizes if b > data.sizes["train"]]
+    if too_big:
+        raise ValueError(
+            f"batch_size is larger than the {data.sizes['train']} training examples. "
+            f"Received: batch_size={max(too_big)}"
+        )
+    return image_size, channels
+
+
+def load_data(dataset, *, data_dir=None, subset=None, val_size=None):
+    """`kres.datasets.load`, failing on unknown names before any I/O."""
+    if not os.path.isdir(dataset):
+        kdatasets.get_dataset_spec(dataset)
+    return kdatasets.load(dataset, data_dir=data_dir, subset=subset, val_size=val_size)
+
+
+def prepare(config, data=None):
+    """Validates a config against its data, loading the data, before any model is built.
+
+    Raises:
+        ValueError: for unknown names, an image size too small for the model,
+            a batch larger than the training set, labels outside the classes.
+    """
+    recipe = resolve_recipe(config.recipe, **config.recipe_overrides)
+    spec = resolve_spec(config.model, **model_overrides(config, recipe))
+    if getattr(spec, "aux_classifiers", False):
+        raise ValueError(
+            "kres train fits one-output models; train GoogLeNet's auxiliary classifiers with "
+            "model.fit and loss_weights=[1, 0.3, 0.3] (see docs/models.md). "
+            "Received: aux_classifiers=True"
+        )
+    if data is None:
+        data = load_data(config.dataset, data_dir=config.data_dir, subset=config.subset,
+                         val_size=config.val_size)
+    image_size, channels = resolve_input(config.model, spec, data, image_size=config.image_size,
+                                         channels=config.channels,
+                                         batch_sizes=[recipe.batch_size])
+    return Prepared(recipe, spec, data, image_size, channels,
+                    steps_per_epoch=data.sizes["train"] // recipe.batch_size)
+
+
+def model_overrides(config, recipe):
+    """The spec fields a run changes: the config's, plus the recipe's zero-init
+    (for the residual networks, the families that have a residual branch)."""
+    overrides = dict(config.model_overrides)
+    if recipe.zero_init_last and hasattr(lookup(config.model).spec, "zero_init_last"):
+        overrides.setdefault("zero_init_last", True)
+    return overrides
+
+
+def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose="auto",
+          **settings):
+    """Trains a model on a dataset with one call of `model.fit`, in a run directory.
+
+    If `run_dir` holds an unfinished run of the same config, training resumes
+    from its last completed epoch (weights, optimizer state and iteration
+    count restored by `keras.callbacks.BackupAndRestore`). Everything is
+    checked before any work starts; the process's Keras settings (the global
+    dtype policy among them) are left as they were.
+
+    Args:
+        model: a registry name, or a whole `TrainConfig` (then no `dataset`
+            and no `settings`).
+        dataset: a dataset name or image folder.
+        run_dir: the run directory (default ``runs/<model>-<dataset>-<time>``).
+        data: a `kres.datasets.Data` to use instead of loading the dataset
+            (e.g. `kres.datasets.from_arrays`).
+        callbacks: extra Keras callbacks.
+        verbose: Keras's `fit` verbosity (0 for quiet).
+        **settings: `TrainConfig` fields (``recipe="wrn-cifar"``,
+            ``precision="mixed_bfloat16"``, ``subset=5000``, ...) and recipe
+            fields (``epochs=30``, ``batch_size=64``, ``learning_rate=0.05``).
+
+    Returns:
+        The results dict written to ``results.json``.
+
+    Raises:
+        ValueError: for an invalid configuration, before training starts.
+        RuntimeError: if the loss becomes NaN or infinite (the last backup is
+            kept, and finite).
+
+    Example:
+
+    >>> results = kres.train("cifar_resnet20", "fashion_mnist", epochs=2,
+    ...                      subset=5000)  # doctest: +SKIP
+    >>> results["test_accuracy"]  # doctest: +SKIP
+    0.87
+    """
+    config = as_config(TrainConfig, model, dataset, settings)
+    run_dir = run_dir or runs.default_dir(config.model, config.dataset)
+    resuming = runs.check_saved_config(run_dir, "config.json", config)
+    if resuming and os.path.isfile(os.path.join(run_dir, "results.json")):
+        raise ValueError(f"The run in {run_dir} has finished already (results.json exists). "
+                         f"Received: run_dir={run_dir!r}")
+    strategy = make_strategy(config.strategy)
+    p = prepare(config, data)
+    precision = resolve_precision(config.precision)
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    os.makedirs(run_dir, exist_ok=True)
+    if not resuming:
+        runs.write_config(run_dir, "config.json", config)
+
+    recipe, d = p.recipe, p.data
+    input_shape = (p.image_size, p.image_size, p.channels)
+    runs.write_model_description(run_dir, model=config.model, spec=p.spec,
+                                 preprocessing=d.spec.preprocessing(input_shape),
+                                 class_names=d.class_names, dataset=d.name)
+    train_ds, val_ds = pipelines(d, recipe, p.image_size, p.channels, seed=config.seed)
+    with strategy.scope():
+        model = build_model(config.model, classes=d.spec.num_classes, input_shape=input_shape,
+                            dtype=precision, **model_overrides(config, recipe))
+        compile_model(model, recipe, p.steps_per_epoch, d.spec.num_classes,
+                      jit_compile=config.jit_compile)
+    fit(model, run_dir, train_ds, val_ds, recipe=recipe, train_examples=d.sizes["train"],
+        resume=resuming, callbacks=callbacks, verbose=verbose)
+
+    history = runs.read_history(os.path.join(run_dir, "history.csv"))
+    best_path = os.path.join(run_dir, "best.keras")
+    if os.path.isfile(best_path):
+        model = load_model(best_path)
+    test_ds = pipeline(d.test, d.spec, training=False, cache=False, image_size=p.image_size,
+                       channels=p.channels, num_classes=d.spec.num_classes,
+                       batch_size=recipe.batch_size)
+    scores = model.evaluate(test_ds, verbose=0, return_dict=True)
+    results = {
+        "model": config.model, "dataset": d.name, "precision": precision,
+        "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
+        **({"test_top5": scores["top5"]} if "top5" in scores else {}),
+        "best_val_accuracy": max((float(r["val_accuracy"]) for r in history), default=None),
+        "epochs_run": len(history),
+        "params": stats.count_params(model),
+        "macs": stats.count_macs(model),
+        "epoch_times": [float(r["epoch_time"]) for r in history],
+        "train_images_per_second": float(np.median(
+            [float(r["images_per_second"]) for r in history])) if history else None,
+        "train_examples": d.sizes["train"], "class_names": d.class_names,
+        "image_size": p.image_size, "channels": p.channels,
+    }
+    runs.write_json(os.path.join(run_dir, "results.json"), results)
+    runs.plot_history(history, os.path.join(run_dir, "curves.png"),
+                      title=os.path.basename(os.path.normpath(run_dir)))
+    return results
+
+
+def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256):
+    """Scores a saved ``.keras`` model on a dataset split.
+
+    Args:
+        model_path: a ``.keras`` file (e.g. a run's ``best.keras``).
+        dataset: a dataset name or image folder.
+        split: ``"test"``, ``"val"`` or ``"train"``.
+        data_dir: the dataset's tfds data directory.
+        batch_size: evaluation batch size.
+
+    Returns:
+        A dict with ``loss``, ``accuracy`` (and ``top5`` for many classes).
+
+    Raises:
+        ValueError: for a missing model file, an unknown dataset or split, or
+            a model whose classes or input do not fit the dataset.
+
+    Example:
+
+    >>> kres.evaluate("runs/demo/best.keras", "fashion_mnist")  # doctest: +SKIP
+    {'accuracy': 0.899, 'loss': 0.28}
+    """
+    checks.choice("split", split, ("train", "val", "test"))
+    checks.positive_int("batch_size", batch_size)
+    if not os.path.isfile(model_path):
+        raise ValueError(f"No model file at model_path. Received: model_path={model_path!r}")
+    data = load_data(dataset, data_dir=data_dir)
+    model = load_model(model_path)
+    _, height, width, channels = model.input_shape
+    classes = model.output_shape[-1]
+    if classes != data.spec.num_classes:
+        raise ValueError(
+            f"The model predicts {classes} classes, the dataset has {data.spec.num_classes}. "
+            f"Received: dataset={dataset!r}"
+        )
+    ds = pipeline(getattr(data, split), data.spec, training=False, batch_size=batch_size,
+                  image_size=height, channels=channels, num_classes=classes, cache=False)
+    model.compile(loss="categorical_crossentropy", metrics=metrics(classes))
+    return model.evaluate(ds, verbose=0, return_dict=True)
+
