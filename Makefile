@@ -8,7 +8,7 @@ STAMP := $(VENV)/.kres-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-all lint clean data
+.PHONY: demo test test-all test-torch lint clean data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,8 +43,21 @@ test: $(STAMP) $(FASHION_MNIST)
 test-all: $(STAMP) $(FASHION_MNIST)
 	$(BIN)/python -m pytest -n 2 -m ''
 
+# The tests against real PyTorch models (timm, torchvision), in an environment of
+# their own: PyTorch is never a dependency of kres. About 5.5 GB.
+TORCH_VENV ?= .venv-torch
+TORCH_STAMP := $(TORCH_VENV)/.kres-installed
+$(TORCH_STAMP): pyproject.toml
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TORCH_VENV)/bin/python -m pip install --quiet -e '.[dev]' 'torch==2.14.1' 'torchvision==0.29.1' timm
+	touch $(TORCH_STAMP)
+
+test-torch: $(TORCH_STAMP) $(FASHION_MNIST)
+	$(TORCH_VENV)/bin/python -m pytest -m torch -n 2
+
 lint: $(STAMP)
 	$(BIN)/ruff check kres tests benchmarks examples
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TORCH_VENV) *.egg-info .pytest_cache .ruff_cache

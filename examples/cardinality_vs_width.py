@@ -1,9 +1,10 @@
 """The ResNeXt paper's claim: at equal complexity, more groups beat more width.
 
 ResNeXt networks of cardinality 1, 2, 4 and 8 whose width per group is
-chosen by `kres.tune`'s equal-complexity rule (the width whose MACs are
-closest to cardinality 1 at width 64, as in the paper's Table 2 / Table 3
-comparison), trained with one recipe and one budget by a grid search. The
+chosen by `kres.tune`'s equal-complexity rule (the paper's: the template
+block's parameters closest to cardinality 1 at width 64, which gives Table
+2's 2x40d, 4x24d, 8x14d), trained with one recipe and one budget by a grid
+search. The
 paper (Sec. 5.1, ImageNet, 100 epochs): ResNeXt-50 32x4d 22.2% top-1 error
 against ResNet-50's 23.9% at the same 4.1 GFLOPs. The CPU default here is a
 ResNeXt-11 (one block per stage) on a Fashion-MNIST subset for a few epochs:

@@ -121,10 +121,7 @@ def _augment(image, rng, augment, size, color_jitter):
             image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
         return image
     if augment == "imagenet":
-        begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.shape(image), tf.zeros([0, 0, 4]), seed=seeds[0], min_object_covered=0.0,
-            aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
-            use_image_if_no_bounding_boxes=True)
+        begin, crop = random_resized_crop_box(tf.shape(image), seeds[0])
         image = tf.slice(image, begin, crop)
         image = tf.image.resize(image, [size, size])
         image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
@@ -138,6 +135,25 @@ def _augment(image, rng, augment, size, color_jitter):
             image = tf.clip_by_value(image, 0.0, 255.0)
         return image
     return _resize(image, size)
+
+
+# The ImageNet random-resized crop (Szegedy et al. 2015; torchvision's defaults).
+CROP_AREA = (0.08, 1.0)
+CROP_ASPECT = (3 / 4, 4 / 3)
+
+
+def random_resized_crop_box(shape, seed):
+    """``(begin, size)`` of the ImageNet random-resized crop of an image of `shape`.
+
+    A box of 8% to 100% of the image's area with a width-to-height ratio
+    between 3/4 and 4/3 (ten tries; the whole image when none fits), drawn
+    with a stateless seed.
+    """
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, tf.zeros([0, 0, 4]), seed=seed, min_object_covered=0.0,
+        aspect_ratio_range=CROP_ASPECT, area_range=CROP_AREA, max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    return begin, size
 
 
 def _resize(image, size):

@@ -52,7 +52,9 @@ def _output_flags():
 def _parser():
     parser = argparse.ArgumentParser(
         prog="kres", description="Classic image-classification networks for Keras 3.")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    # Its own dest: `kres export --version 7` names the served model's version.
+    parser.add_argument("--version", dest="show_version", action="store_true",
+                        help="print the version and exit")
     commands = parser.add_subparsers(dest="command")
     output = _output_flags()
 
@@ -242,8 +244,8 @@ WITHOUT_TENSORFLOW = {"models"}
 def main(argv=None):
     """Entry point of the ``kres`` console script."""
     args = _parser().parse_args(argv)
-    if args.version or args.command is None:
-        if args.version:
+    if args.show_version or args.command is None:
+        if args.show_version:
             from kres.version import __version__
 
             print(f"kres {__version__}")

@@ -13,7 +13,6 @@ paper's equal-complexity widths.
 import dataclasses
 import datetime
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import keras_tuner as kt
 from kres import checks, runs, stats
 from kres.fitting import fit, pipelines
 from kres.recipes import compile_model, resolve_recipe
-from kres.registry import build_model, resolve_spec
+from kres.registry import build_model, get_spec, resolve_spec
 
 
 @dataclass(frozen=True)
@@ -176,8 +175,7 @@ class ResidualHyperModel(kt.HyperModel):
             cardinality = hp.Choice("cardinality", list(self.space.cardinality))
             overrides["cardinality"] = cardinality
             if self.config.equal_complexity:
-                overrides["width_per_group"] = self.equal_complexity_width(
-                    overrides["depths"], cardinality)
+                overrides["width_per_group"] = self.equal_complexity_width(cardinality)
             elif self.space.width_per_group:
                 # Active only for grouped convolutions; keras-tuner returns None
                 # when the condition does not hold.
@@ -212,30 +210,37 @@ class ResidualHyperModel(kt.HyperModel):
             del model
         return self.costs[key]
 
-    def equal_complexity_width(self, depths, cardinality):
-        """The width per group whose MACs are closest to cardinality 1 at width 64.
+    def equal_complexity_width(self, cardinality):
+        """The width per group of the ResNeXt paper's equal-complexity rule.
 
-        Every integer width from 1 to 64 is a candidate, not only the searched
-        ones (the ResNeXt paper's 2x40d, 4x24d, 8x14d, 32x4d). MACs grow with
-        the width, so a bisection finds the two widths around the target.
+        Xie et al. 2017 (Sec. 3.3 and Table 2) keep the parameters of the
+        template block, the first stage's bottleneck (a 1x1 convolution from
+        the stage's output width, the grouped 3x3, a 1x1 back: ``C * (w_out *
+        g + 9 * g * g + g * w_out)`` for ``g`` channels per group), as close as
+        possible to cardinality 1 at width 64 (69,632 parameters at 256
+        channels): that gives the paper's 2x40d, 4x24d, 8x14d and 32x4d. Every
+        later stage scales its widths alike, so the depth does not enter.
+
+        Raises:
+            keras_tuner.errors.FailedTrialError: if no width makes a valid
+                network of this cardinality.
         """
-        target, _ = self.cost({"depths": depths, "cardinality": 1, "width_per_group": 64})
+        spec = get_spec(self.space.model)
+        planes = spec.planes[0]
+        out = planes * 4
 
-        def point(width):
-            return {"depths": depths, "cardinality": cardinality, "width_per_group": width}
+        def template(c, width):
+            g = int(planes * width / 64)
+            return c * (2 * out * g + 9 * g * g)
 
-        if not valid(self.space, point(1)):
+        target = template(1, 64)
+        widths = [w for w in range(1, 65) if int(planes * w / 64) >= 1
+                  and valid(self.space, {"depths": next(iter(self.space.depths.values())),
+                                         "cardinality": cardinality, "width_per_group": w})]
+        if not widths:
             raise kt.errors.FailedTrialError(
-                f"Cardinality {cardinality} does not make a valid network at depths {depths}")
-        low, high = 1, 64  # the smallest width whose MACs reach the target lies in [low, high]
-        while low < high:
-            middle = (low + high) // 2
-            if self.cost(point(middle))[0] < target:
-                low = middle + 1
-            else:
-                high = middle
-        return min({max(low - 1, 1), low},
-                   key=lambda width: abs(math.log(self.cost(point(width))[0] / target)))
+                f"Cardinality {cardinality} does not make a valid network in this space")
+        return min(widths, key=lambda w: (abs(template(cardinality, w) - target), -w))
 
     def build(self, hp):
         if self.discovering:

@@ -256,6 +256,7 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
                             dtype=precision, **model_overrides(config, recipe))
         compile_model(model, recipe, p.steps_per_epoch, d.spec.num_classes,
                       jit_compile=config.jit_compile)
+    jit_compile = bool(model.jit_compile)  # "auto" as Keras resolved it here
     fit(model, run_dir, train_ds, val_ds, recipe=recipe, train_examples=d.sizes["train"],
         resume=resuming, callbacks=callbacks, verbose=verbose)
 
@@ -269,6 +270,7 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
     results = {
         "model": config.model, "dataset": d.name, "precision": precision,
+        "jit_compile": jit_compile,
         "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
         **({"test_top5": scores["top5"]} if "top5" in scores else {}),
         "best_val_accuracy": max((float(r["val_accuracy"]) for r in history), default=None),

@@ -3,6 +3,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# Where PyTorch is installed (make test-torch), it must load before TensorFlow: the
+# other order crashes while torchvision imports triton (their LLVMs collide).
+try:
+    import timm  # noqa: F401
+    import torchvision  # noqa: F401
+except ImportError:
+    pass
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 

@@ -1,9 +1,12 @@
 """The kres command line."""
 
+import json
 import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 from kres.cli import main
 
@@ -43,17 +46,62 @@ def test_train_and_evaluate_commands(fashion_mnist_dir, tmp_path, capsys):
             "--out", run, "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "test accuracy" in out and os.path.isfile(os.path.join(run, "results.json"))
+    with open(os.path.join(run, "results.json")) as f:
+        results = json.load(f)
+    # The line printed is the run's result, to the digit.
+    assert f"test accuracy {results['test_accuracy']:.4f} after 1 epochs" in out
+    assert results["epochs_run"] == 1 and results["train_examples"] == 512
     with open(os.path.join(run, "config.json")) as f:
         config = f.read()
     assert '"augment": "none"' in config and '"depths": [' in config
 
     assert main(["evaluate", os.path.join(run, "best.keras"), "--dataset", "fashion_mnist",
                  "--data-dir", fashion_mnist_dir]) == 0
-    assert capsys.readouterr().out.startswith("accuracy ")
+    printed = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
+    # Evaluating best.keras on the test split is the run's test accuracy.
+    assert float(printed["accuracy"]) == pytest.approx(results["test_accuracy"], abs=1e-4)
+
+    # --split val: the dataset's validation split (the last 5,000 training images),
+    # against the same images read with tfds and normalised here.
+    assert main(["evaluate", os.path.join(run, "best.keras"), "--dataset", "fashion_mnist",
+                 "--data-dir", fashion_mnist_dir, "--split", "val"]) == 0
+    printed = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
+    import keras
+    import numpy as np
+    import tensorflow_datasets as tfds
+
+    val = tfds.load("fashion_mnist", split="train[55000:]", data_dir=fashion_mnist_dir,
+                    as_supervised=True)
+    images, labels = (np.stack(a) for a in zip(*tfds.as_numpy(val)))
+    model = keras.saving.load_model(os.path.join(run, "best.keras"))
+    x = (images.astype("float32") - 0.2860 * 255) / (0.3530 * 255)
+    accuracy = float(np.mean(model.predict(x, verbose=0).argmax(axis=1) == labels))
+    assert float(printed["accuracy"]) == pytest.approx(accuracy, abs=1e-4)
 
     assert main(["train", "--resume", run]) == 2
     assert "has finished already" in capsys.readouterr().err
+
+
+def test_train_flags_land_in_the_run_configuration():
+    from kres import commands
+    from kres.cli import _parser
+
+    args = _parser().parse_args([
+        "train", "--model", "wrn16_4", "--dataset", "fashion_mnist", "--recipe", "wrn-cifar",
+        "--epochs", "30", "--batch-size", "64", "--lr", "0.05", "--weight-decay", "0.0005",
+        "--patience", "5", "--set-recipe", "label_smoothing=0.1", "--set", "drop_path_rate=0.1",
+        "--subset", "1000", "--val-size", "500", "--image-size", "32", "--channels", "3",
+        "--seed", "7", "--precision", "mixed_bfloat16", "--xla", "--strategy", "default",
+        "--out", "runs/x"])
+    config, out = commands._train_config(args)
+    assert out == "runs/x"
+    assert config.recipe == "wrn-cifar" and config.recipe_overrides == {
+        "label_smoothing": 0.1, "epochs": 30, "batch_size": 64, "learning_rate": 0.05,
+        "weight_decay": 0.0005, "patience": 5}
+    assert config.model_overrides == {"drop_path_rate": 0.1}
+    assert (config.subset, config.val_size, config.image_size, config.channels, config.seed,
+            config.precision, config.jit_compile, config.strategy) == (
+        1000, 500, 32, 3, 7, "mixed_bfloat16", True, "default")
 
 
 def test_train_refuses_multi_worker(capsys):
@@ -135,3 +183,13 @@ def test_tensorflow_that_fails_to_load_is_shown(tmp_path):
     assert done.returncode != 0
     assert "cannot open shared object file" in done.stderr
     assert "the fake TensorFlow is broken" in done.stderr
+
+
+def test_version_flag_and_a_served_models_version_do_not_collide(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"kres {__import__('kres').__version__}"
+    from kres.cli import _parser
+
+    args = _parser().parse_args(["export", "--model", "m.keras", "--name", "n",
+                                 "--version", "7"])
+    assert args.version == 7 and not args.show_version

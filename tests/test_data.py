@@ -214,3 +214,40 @@ def test_only_small_datasets_are_cached():
     assert augment.fits_in_memory(datasets.DATASETS["cifar10"], 45_000)
     assert not augment.fits_in_memory(datasets.DATASETS["imagenet2012"], 1_271_167)
     assert not augment.fits_in_memory(datasets.DATASETS["cifar10"], 10_000_000)
+
+
+def test_random_resized_crop_covers_the_papers_ranges():
+    # 8% to 100% of the area, width/height between 3/4 and 4/3, or the whole image.
+    boxes = [augment.random_resized_crop_box(tf.constant([200, 300, 3]), tf.constant([i, 7]))
+             for i in range(1000)]
+    sizes = np.array([size.numpy()[:2] for _, size in boxes], dtype=float)
+    begins = np.array([begin.numpy()[:2] for begin, _ in boxes])
+    assert np.all(begins >= 0) and np.all(begins + sizes <= [200, 300])
+    area = sizes[:, 0] * sizes[:, 1] / (200 * 300)
+    aspect = sizes[:, 1] / sizes[:, 0]
+    whole = (sizes == [200, 300]).all(axis=1)
+    inside = ((area >= 0.08 - 1e-3) & (area <= 1.0)
+              & (aspect >= 0.75 - 0.02) & (aspect <= 4 / 3 + 0.02))
+    assert np.all(inside | whole) and whole.mean() < 0.05
+    # The draws span the ranges, not a corner of them (at most 200 x 266 pixels, 89%
+    # of this image, have an allowed shape).
+    assert area[~whole].min() < 0.1 and area[~whole].max() > 0.85
+    assert aspect[~whole].min() < 0.8 and aspect[~whole].max() > 1.25
+
+
+def test_imagenet_evaluation_resize_and_center_crop_against_a_closed_form():
+    # On a linear ramp, a bilinear resize with half-pixel centres is exact: the value
+    # at output (i, j) is the ramp at ((i + 0.5) * H / h - 0.5, (j + 0.5) * W / w - 0.5).
+    # Shorter side 300 -> 256 (224 / 0.875), 400 -> 341, then the central 224 x 224.
+    height, width = 300, 400
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = (0.3 * y + 0.2 * x + 5.0)[..., None]
+    got = preprocessing.eval_resize(tf.constant(ramp), 224, 224, center_crop=True).numpy()
+    new_h, new_w = 256, 341
+    top, left = (new_h - 224) // 2, (new_w - 224) // 2
+    i, j = np.mgrid[0:224, 0:224].astype(np.float64)
+    source_y = (i + top + 0.5) * height / new_h - 0.5
+    source_x = (j + left + 0.5) * width / new_w - 0.5
+    expected = 0.3 * source_y + 0.2 * source_x + 5.0
+    assert got.shape == (224, 224, 1)
+    np.testing.assert_allclose(got[..., 0], expected, atol=2e-3)

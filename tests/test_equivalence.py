@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import kres
 from kres import weights as kweights
+from tests.golden import KERAS_APPLICATIONS
 from tests.reference import copy_weights_by_name, randomize_weights
 
 KERAS_V1 = kweights.KERAS_RESNET_V1
@@ -42,6 +43,7 @@ def test_same_outputs_as_keras_applications(reference, name, overrides):
 @pytest.mark.parametrize("reference, name", [
     (keras.applications.ResNet101, "resnet101"),
     (keras.applications.ResNet152, "resnet152"),
+    (keras.applications.ResNet50V2, "resnet50v2"),
     (keras.applications.ResNet101V2, "resnet101v2"),
     (keras.applications.ResNet152V2, "resnet152v2"),
 ])
@@ -50,6 +52,9 @@ def test_same_size_as_keras_applications(reference, name):
     ref = reference(weights=None, input_shape=(64, 64, 3))
     ours = kres.build_model(name, input_shape=(64, 64, 3), **overrides)
     assert [(w.path, w.shape) for w in ours.weights] == [(w.path, w.shape) for w in ref.weights]
+    if name in KERAS_APPLICATIONS:  # the figure tests/golden.py gives these rows
+        assert sum(int(np.prod(w.shape)) for w in ref.trainable_weights) == \
+            KERAS_APPLICATIONS[name] == kres.count_params(ours)
 
 
 def test_keras_v1_layout_macs():

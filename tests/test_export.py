@@ -5,7 +5,6 @@ import hashlib
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -73,6 +72,12 @@ def test_rgb_model_center_crops_and_reads_jpeg(tmp_path):
     jpeg = tf.io.encode_jpeg(image).numpy()
     out = loaded.signatures["serving_default"](images=tf.constant([jpeg, png]))
     assert out["probabilities"].shape == (2, 3)
+    # The crop worked out here: the shorter side 80 to 64 / 0.875 = 73.1 pixels, so
+    # 73 x 110, and its central 64 x 64 from row 4 and column 23.
+    resized = tf.image.resize(image.astype(np.float32), [73, 110]).numpy()
+    crop = resized[4:68, 23:87]
+    expected = model.predict(((crop - 127.5) / 63.75)[None], verbose=0)
+    np.testing.assert_allclose(by_pixels["probabilities"], expected, atol=1e-5)
 
 
 def test_versions_are_atomic_and_never_overwritten(gray_model, tmp_path, monkeypatch):
@@ -119,11 +124,67 @@ def _png_header(width, height):
 ])
 def test_hostile_inputs_fail_fast(exported, payload):
     _, loaded = exported
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(tf.errors.InvalidArgumentError):
         loaded.signatures["serving_default"](images=tf.constant([payload]))
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mib < 100  # a 12000x12000 RGB decode would need 412 MiB
+
+
+BOMB = """
+import resource, sys
+import numpy as np, tensorflow as tf
+served = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+ok = tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)).numpy()
+served(images=tf.constant([ok]))  # the graph is loaded and has run once
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before = peak_mib()
+try:
+    served(images=tf.constant([open(sys.argv[2], "rb").read()]))
+    print("NOT REFUSED")
+except tf.errors.InvalidArgumentError:
+    pass
+refused = peak_mib() - before
+# The instrument: what decoding a real PNG of the same 12000 x 12000 pixels does.
+tf.io.decode_png(open(sys.argv[3], "rb").read(), channels=3)
+decoded = peak_mib() - before - refused
+print(f"GROWTH {refused:.1f} {decoded:.1f}")
+"""
+
+
+def _black_png(path, width, height):
+    """A real RGB PNG of zeros, compressed row by row (never whole in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    compressor, row, parts = zlib.compressobj(9), b"\0" * (1 + 3 * width), []
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
+        f.write(chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_costs_no_memory(exported, tmp_path):
+    # In a fresh process, whose peak memory is the server's own: the header of a
+    # 12000 x 12000 PNG (a 412 MiB decode) is refused before anything is allocated,
+    # while decoding a real PNG of that size raises the same measurement by ~412 MiB.
+    path, _ = exported
+    bomb, real = tmp_path / "bomb.png", tmp_path / "real.png"
+    bomb.write_bytes(_png_header(12000, 12000))
+    _black_png(real, 12000, 12000)
+    done = subprocess.run([sys.executable, "-c", BOMB, path, str(bomb), str(real)],
+                          capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "NOT REFUSED" not in done.stdout
+    refused, decoded = (float(v) for v in done.stdout.split("GROWTH")[1].split())
+    assert decoded > 300  # the measurement sees an allocation of that size
+    assert refused < 10
 
 
 def test_byte_limit(gray_model, tmp_path):
@@ -275,7 +336,18 @@ def test_export_and_predict_commands(tmp_path, capsys):
     image = tmp_path / "x.png"
     image.write_bytes(tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)).numpy())
     assert main(["predict", "--saved-model", os.path.join(out, "fm"), str(image)]) == 0
-    assert capsys.readouterr().out.startswith(f"{image}: class")
+    printed = capsys.readouterr().out.strip()
+    served = tf.saved_model.load(os.path.join(out, "fm", "1")).signatures["serving_default"]
+    answer = served(images=tf.constant([image.read_bytes()]))
+    expected = ", ".join(f"{label.decode()} {score:.3f}" for label, score in
+                         zip(answer["labels"][0].numpy()[:3], answer["scores"][0].numpy()[:3]))
+    assert printed == f"{image}: {expected}"
+    # --version, --no-verify, --grouped-conv: version 7 written as asked, no C-API check.
+    assert main(["export", "--model", str(run / "best.keras"), "--name", "fm", "--out", out,
+                 "--version", "7", "--no-verify", "--grouped-conv", "native"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {os.path.join(out, 'fm', '7')};" in printed and "C API" not in printed
+    assert serving.versions(os.path.join(out, "fm")) == [1, 7]
     assert main(["export", "--model", str(tmp_path / "none.keras"), "--name", "x"]) == 2
     assert "No model file" in capsys.readouterr().err
     assert keras.saving.load_model(run / "best.keras").name == model.name

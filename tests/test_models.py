@@ -1,5 +1,6 @@
-"""Every registered model: exact size, a working forward and backward pass, and
-a config that rebuilds the same network."""
+"""Every registered model: its exact size against a published figure or an
+independent derivation (tests/golden.py names the source of each), a working
+forward and backward pass, and a config that rebuilds the same network."""
 
 import keras
 import numpy as np
@@ -9,7 +10,7 @@ import tensorflow as tf
 import kres
 from kres import catalog
 from kres.models.base import deep_graphs
-from tests.golden import PUBLISHED
+from tests.golden import CIFAR_OPTION_B, DERIVED, KERAS_APPLICATIONS, PAPER_ROUNDED, PUBLISHED
 
 
 @pytest.mark.parametrize("name", kres.list_models())
@@ -25,10 +26,21 @@ def test_model(name):
     entry = catalog.MODELS[name]
     assert (entry.params, entry.macs) == (kres.count_params(model), kres.count_macs(model))
 
+    params, macs = kres.count_params(model), kres.count_macs(model)
+    assert {name} & (PUBLISHED.keys() | DERIVED.keys() | KERAS_APPLICATIONS.keys()), \
+        f"{name} has no published or independently derived size in tests/golden.py"
     if name in PUBLISHED:
-        params, gmacs = PUBLISHED[name]
-        assert kres.count_params(model) == params
-        assert kres.count_macs(model) / 1e9 == pytest.approx(gmacs, rel=2e-3)
+        published_params, gmacs, _source = PUBLISHED[name]
+        assert params == published_params
+        assert macs / 1e9 == pytest.approx(gmacs, rel=2e-3)  # GMACs as printed
+    if name in DERIVED:
+        derived_params, derived_macs, _how = DERIVED[name]
+        assert params == derived_params
+        assert derived_macs is None or macs == derived_macs
+    if name in PAPER_ROUNDED:
+        assert round(params / 1e6, 1) == PAPER_ROUNDED[name][0]
+    if name in KERAS_APPLICATIONS:
+        assert params == KERAS_APPLICATIONS[name]
 
     x = tf.random.uniform((2, size, size, 3))
     with tf.GradientTape() as tape:
@@ -49,3 +61,13 @@ def test_model(name):
         clone = keras.Model.from_config(model.get_config())
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(clone(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("depth", [pytest.param(d, marks=pytest.mark.slow) if d > 110 else d
+                                   for d in sorted(CIFAR_OPTION_B)])
+def test_cifar_resnets_with_projection_shortcuts(depth):
+    # Option B (1x1 projections with batch norm) against REFERENCE.md and the closed form.
+    from tests import closed_form
+
+    params = kres.count_params(kres.build_model(f"cifar_resnet{depth}", shortcut="B"))
+    assert params == CIFAR_OPTION_B[depth] == closed_form.cifar_resnet((depth - 2) // 6, "B")[0]

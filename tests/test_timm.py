@@ -596,6 +596,7 @@ def _torch_net(arch):
     return torch, Net()
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", list(ARCHS))
 def test_outputs_match_pytorch(tmp_path, name):
     arch = ARCHS[name]

@@ -71,7 +71,9 @@ def test_short_run_on_real_fashion_mnist_learns(fashion_mnist_dir, tmp_path):
     assert results["epochs_run"] == 2 and len(results["epoch_times"]) == 2
     assert results["params"] == kres.count_params(kres.build_model(
         "cifar_resnet20", classes=10, input_shape=(28, 28, 1), **TINY))
-    assert results["train_images_per_second"] > 0
+    # Images per second: the median over the epochs of 4,000 images / the epoch's time.
+    assert results["train_images_per_second"] == pytest.approx(
+        float(np.median([4000 / t for t in results["epoch_times"]])), rel=1e-6)
     assert sorted(os.listdir(run)) == ["best.keras", "config.json", "curves.png",
                                        "history.csv", "model.json", "results.json",
                                        "tensorboard"]
@@ -280,3 +282,39 @@ def test_resume_refuses_another_config(tmp_path):
                                  recipe_overrides={"epochs": 1, "batch_size": 16})
     with pytest.raises(ValueError, match=r"another configuration \(differs in recipe_overrides"):
         training.train(other, run_dir=str(tmp_path), data=_arrays(), verbose=0)
+
+
+def test_imagenet_cosine_recipe_in_a_real_run(tmp_path):
+    # Bag of Tricks: linear warmup for 5 epochs, then a cosine to 0; the learning rate
+    # scales with batch / 256. 64 training images at batch 32: 2 steps an epoch.
+    results = kres.train("cifar_resnet20", "arrays", run_dir=str(tmp_path / "run"),
+                         data=_arrays(), model_overrides=TINY, recipe="imagenet-cosine",
+                         epochs=8, batch_size=32, verbose=0)
+    assert results["epochs_run"] == 8
+    with open(tmp_path / "run" / "history.csv") as f:
+        logged = [float(r["learning_rate"]) for r in csv.DictReader(f)]
+    peak, warmup, total = 0.1 * 32 / 256, 10, 16
+    expected = [peak * t / warmup if t <= warmup else
+                peak * 0.5 * (1 + np.cos(np.pi * (t - warmup) / (total - warmup)))
+                for t in range(2, 17, 2)]
+    np.testing.assert_allclose(logged, expected, rtol=1e-5, atol=1e-8)
+
+
+def test_imagenet_cosine_recipe_zero_init_decay_and_label_smoothing():
+    config = training.TrainConfig("resnet18", "arrays", recipe="imagenet-cosine")
+    recipe = recipes.resolve_recipe("imagenet-cosine")
+    overrides = training.model_overrides(config, recipe)
+    assert overrides == {"zero_init_last": True}
+    model = kres.build_model("resnet18", input_shape=(64, 64, 3), classes=10, **overrides)
+    norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    last = {la.name for la in norms if la.name.endswith("_2_bn")}  # each basic block's last
+    assert len(last) == 8
+    for layer in norms:
+        assert np.all(layer.gamma.numpy() == (0.0 if layer.name in last else 1.0)), layer.name
+    recipes.compile_model(model, recipe, steps_per_epoch=10, num_classes=10)
+    kernels = {w.path for w in model.trainable_weights if len(w.shape) > 1}
+    decayed = {w.path: w.regularizer for w in model.trainable_weights
+               if w.regularizer is not None}
+    assert set(decayed) == kernels  # no decay on batch norm and biases (Bag of Tricks)
+    assert {float(r.l2) for r in decayed.values()} == {1e-4 / 2}
+    assert model.loss.label_smoothing == pytest.approx(0.1)

@@ -1,0 +1,225 @@
+"""The README's command-line section, run as a user runs it, each command's output checked.
+
+`kres predict --from-dataset` against the dataset's own labels and the
+export's own outputs; `kres train --resume` after a real kill; the Hyperband
+and Bayesian tuners, `--tune-training`, `--budget-mparams` and the
+`wrn-cifar` space; a chief and two workers started by `kres tune --chief` and
+`--worker`; and `kres train` in every precision and with and without XLA.
+"""
+
+import csv
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import kres
+from kres import datasets, runs
+from kres.cli import main
+
+TINY = ["--model", "cifar_resnet20", "--set", "depths=(1,1,1)", "--augment", "none"]
+
+
+def _data_args(data_dir, subset=256, val_size=128):
+    return ["--dataset", "fashion_mnist", "--data-dir", data_dir, "--subset", str(subset),
+            "--val-size", str(val_size)]
+
+
+def _cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "kres.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_predict_from_a_dataset_prints_its_labels_and_the_exports_answers(
+        fashion_mnist_dir, tmp_path, capsys):
+    model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    builder = tfds.builder("fashion_mnist", data_dir=fashion_mnist_dir)
+    names = builder.info.features["label"].names
+    runs.write_model_description(
+        str(run), model="cifar_resnet20", spec=kres.get_spec("cifar_resnet20"),
+        preprocessing=datasets.get_dataset_spec("fashion_mnist").preprocessing((28, 28, 1)),
+        class_names=names, dataset="fashion_mnist")
+    saved = str(tmp_path / "saved" / "fm")
+    assert main(["export", "--model", str(run / "best.keras"), "--name", "fm", "--out",
+                 str(tmp_path / "saved")]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--saved-model", saved, "--from-dataset", "fashion_mnist",
+                 "--count", "6", "--data-dir", fashion_mnist_dir]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    # The truth, read with tfds itself; the answers, from the export's pixels signature.
+    test = builder.as_dataset(split="test[:6]", as_supervised=True, shuffle_files=False)
+    pixels, labels = (np.stack(a) for a in zip(*tfds.as_numpy(test)))
+    served = tf.saved_model.load(os.path.join(saved, "1")).signatures["serving_pixels"]
+    answers = served(pixels=tf.constant(pixels))
+    line = re.compile(r"^fashion_mnist test image (\d) \(true: (.+?)\): (.+)$")
+    right = 0
+    for i in range(6):
+        index, true, top = line.match(lines[i]).groups()
+        assert int(index) == i and true == names[labels[i]]
+        expected = [(label.decode(), f"{score:.3f}") for label, score in
+                    zip(answers["labels"][i].numpy()[:3], answers["scores"][i].numpy()[:3])]
+        assert [tuple(part.rsplit(" ", 1)) for part in top.split(", ")] == expected
+        right += expected[0][0] == true
+    assert lines[6] == f"{right} of 6 dataset images right through the export"
+
+
+def test_a_killed_training_run_resumes_through_the_command_line(fashion_mnist_dir, tmp_path,
+                                                                capsys):
+    run = tmp_path / "run"
+    args = ["train", *TINY, *_data_args(fashion_mnist_dir, subset=2048, val_size=256),
+            "--epochs", "4", "--batch-size", "64", "--out", str(run), "--quiet"]
+    process = _cli(*args)
+    metadata = run / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if json.loads(metadata.read_text())["epoch"] >= 1:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    assert process.returncode == -9, "the run ended before it could be killed: make it longer"
+    with open(run / "history.csv") as f:
+        before = list(csv.DictReader(f))
+    assert not (run / "results.json").exists()
+
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    with open(run / "history.csv") as f:
+        after = list(csv.DictReader(f))
+    assert [r["epoch"] for r in after] == ["0", "1", "2", "3"]
+    assert after[0] == before[0]  # the finished epoch was not trained again
+    with open(run / "results.json") as f:
+        assert json.load(f)["epochs_run"] == 4
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def _trials(out):
+    with open(os.path.join(out, "trials.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def _check_best(out):
+    """The best trial of the report is the one with the highest score, and its model is it."""
+    rows = [r for r in _trials(out) if r["best_val_accuracy"]]
+    best = max(rows, key=lambda r: float(r["best_val_accuracy"]))
+    with open(os.path.join(out, "best.json")) as f:
+        assert json.load(f)["best_val_accuracy"] == float(best["best_val_accuracy"])
+    trial = keras.saving.load_model(os.path.join(out, "project", f"trial_{best['trial_id']}",
+                                                 "run", "best.keras"))
+    copied = keras.saving.load_model(os.path.join(out, "best.keras"))
+    for a, b in zip(trial.weights, copied.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    return rows
+
+
+def test_hyperband_search_through_the_command_line(fashion_mnist_dir, tmp_path, capsys):
+    out = str(tmp_path / "search")
+    assert main(["tune", "--space", "cifar-resnet", *_data_args(fashion_mnist_dir),
+                 "--tuner", "hyperband", "--max-epochs", "3", "--depths", "8,14,20,32",
+                 "--set-recipe", "batch_size=64", "--set-recipe", "augment=none", "--out", out,
+                 "--quiet"]) == 0
+    rows = _check_best(out)
+    # Hyperband's brackets: trials of 1 epoch, and the best of them continued to 3.
+    epochs = set()
+    for row in rows:
+        path = os.path.join(out, "project", f"trial_{row['trial_id']}", "run", "trial.json")
+        with open(path) as f:
+            epochs.add(json.load(f)["hyperparameters"]["tuner/epochs"])
+    assert epochs == {1, 3}
+    assert f"best trial {max(rows, key=lambda r: float(r['best_val_accuracy']))['trial_id']}" \
+        in capsys.readouterr().out
+
+
+def test_bayesian_search_of_wide_resnets_with_training_knobs_and_a_parameter_budget(
+        fashion_mnist_dir, tmp_path):
+    out = str(tmp_path / "search")
+    # WRN-16-1 has 0.18 M parameters, WRN-16-2 0.69 M: the budget keeps k = 2 out.
+    assert main(["tune", "--space", "wrn-cifar", *_data_args(fashion_mnist_dir),
+                 "--tuner", "bayesian", "--max-trials", "3", "--max-epochs", "1",
+                 "--depths", "16", "--widen-factors", "1,2", "--tune-training",
+                 "--budget-mparams", "0.5", "--set-recipe", "batch_size=64",
+                 "--set-recipe", "augment=none", "--out", out, "--quiet"]) == 0
+    rows = _check_best(out)
+    assert len(rows) == 3
+    for row in rows:
+        assert row["widen_factor"] == "1" and int(row["params"]) < 500_000
+        assert 0.01 <= float(row["learning_rate"]) <= 0.4
+        assert 1e-5 <= float(row["weight_decay"]) <= 1e-3
+        assert float(row["label_smoothing"]) in (0.0, 0.1)
+    assert len({row["learning_rate"] for row in rows}) == 3  # the search moved
+
+
+def _wait_for_port(port, process, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode} before serving: "
+                                 f"{process.stderr.read()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {timeout} s")
+
+
+def test_chief_and_workers_started_by_the_command_line(fashion_mnist_dir, tmp_path):
+    out = str(tmp_path / "search")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    search = ["tune", "--space", "cifar-resnet", *_data_args(fashion_mnist_dir),
+              "--tuner", "random", "--max-trials", "4", "--max-epochs", "1",
+              "--depths", "8,14,20,32", "--set-recipe", "batch_size=64",
+              "--set-recipe", "augment=none", "--out", out, "--quiet"]
+    chief = _cli(*search, "--chief", "--port", str(port))
+    _wait_for_port(port, chief)
+    workers = [_cli(*search, "--worker", f"tuner{i}", "--oracle", f"127.0.0.1:{port}")
+               for i in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-2000:]
+    stdout, err = chief.communicate(timeout=600)
+    assert chief.returncode == 0, err[-2000:]
+    assert "kres tune (chief)" in stdout and "best trial" in stdout
+    rows = _trials(out)
+    assert len(rows) == 4 and all(r["status"] == "COMPLETED" for r in rows)
+    assert sorted(r["depths"] for r in rows) == ["14", "20", "32", "8"]
+    tuner_files = sorted(f for f in os.listdir(os.path.join(out, "project"))
+                         if f.startswith("tuner"))
+    assert tuner_files == ["tuner0.json", "tuner1.json"]  # both workers took part
+
+
+@pytest.mark.parametrize("flags, precision, compute, jit", [
+    (["--precision", "mixed_float16"], "mixed_float16", "float16", False),
+    (["--precision", "mixed_bfloat16"], "mixed_bfloat16", "bfloat16", False),
+    (["--precision", "auto"], "float32", "float32", False),  # a CPU without a GPU
+    (["--xla"], "float32", "float32", True),
+    (["--no-xla", "--precision", "float32"], "float32", "float32", False),
+])
+def test_train_in_every_precision_and_with_xla(fashion_mnist_dir, tmp_path, flags, precision,
+                                               compute, jit):
+    run = str(tmp_path / "run")
+    assert main(["train", *TINY, *_data_args(fashion_mnist_dir), "--epochs", "1",
+                 "--batch-size", "64", "--out", run, "--quiet", *flags]) == 0
+    with open(os.path.join(run, "results.json")) as f:
+        results = json.load(f)
+    assert (results["precision"], results["jit_compile"]) == (precision, jit)
+    best = kres.load_model(os.path.join(run, "best.keras"))
+    assert best.get_layer("conv1_conv").compute_dtype == compute
+    assert best.get_layer("predictions").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the process is as it was
