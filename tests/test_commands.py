@@ -207,9 +207,9 @@ def test_chief_and_workers_started_by_the_command_line(fashion_mnist_dir, tmp_pa
 @pytest.mark.parametrize("flags, precision, compute, jit", [
     (["--precision", "mixed_float16"], "mixed_float16", "float16", False),
     (["--precision", "mixed_bfloat16"], "mixed_bfloat16", "bfloat16", False),
-    (["--precision", "auto"], "float32", "float32", False),  # a CPU without a GPU
-    (["--xla"], "float32", "float32", True),
-    (["--no-xla", "--precision", "float32"], "float32", "float32", False),
+    (["--xla", "--precision", "float32"], "float32", "float32", True),
+    # auto: float32 on a machine without a GPU.
+    (["--no-xla", "--precision", "auto"], "float32", "float32", False),
 ])
 def test_train_in_every_precision_and_with_xla(fashion_mnist_dir, tmp_path, flags, precision,
                                                compute, jit):
