@@ -20,10 +20,13 @@ SHORTCUTS = ("A", "B", "none")
 STRIDE_ON = ("3x3", "1x1")
 EXPANSION = {"basic": 1, "bottleneck": 4}
 
-# torchvision's ResNet initialisation: He normal over fan-out.
-CONV_INIT = keras.initializers.VarianceScaling(
-    scale=2.0, mode="fan_out", distribution="untruncated_normal"
-)
+def conv_init():
+    """torchvision's ResNet initialisation, He normal over fan-out: a new
+    initializer for every layer. (A Keras initializer instance without a seed
+    draws the same values at every call, so one instance shared by many layers
+    would start every convolution of a shape with the same kernel.)"""
+    return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out",
+                                              distribution="untruncated_normal")
 
 
 def bottleneck_width(planes, cardinality=1, width_per_group=64):
@@ -55,7 +58,7 @@ def bottleneck_width(planes, cardinality=1, width_per_group=64):
 
 
 def conv2d(x, filters, kernel_size, *, name, strides=1, groups=1, use_bias=False,
-           kernel_initializer=CONV_INIT):
+           kernel_initializer=None):
     """A convolution padded as in torchvision (symmetric ``kernel_size // 2``).
 
     Strided convolutions get an explicit ``ZeroPadding2D`` (named
@@ -71,7 +74,8 @@ def conv2d(x, filters, kernel_size, *, name, strides=1, groups=1, use_bias=False
         strides: integer stride.
         groups: number of groups (1 for an ordinary convolution).
         use_bias: whether the convolution has a bias.
-        kernel_initializer: Keras initializer for the kernel.
+        kernel_initializer: Keras initializer for the kernel (default: a new
+            `conv_init`).
 
     Returns:
         The output tensor.
@@ -88,7 +92,7 @@ def conv2d(x, filters, kernel_size, *, name, strides=1, groups=1, use_bias=False
         padding=padding,
         groups=groups,
         use_bias=use_bias,
-        kernel_initializer=kernel_initializer,
+        kernel_initializer=kernel_initializer or conv_init(),
         name=f"{name}_conv",
     )(x)
 
@@ -263,7 +267,7 @@ def residual_block(
     # of the batch norm that v1 would put there.
     last_bias = conv_bias
     mid_bias = conv_bias and not preact
-    last_init = "zeros" if zero_init_last and preact else CONV_INIT
+    last_init = "zeros" if zero_init_last and preact else None
 
     inputs = x
     if preact:

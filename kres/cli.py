@@ -144,9 +144,24 @@ def _parser():
     tune.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address (workers)")
     tune.add_argument("--port", type=int, default=8000, help="the chief's port (default 8000)")
 
-    export = add("export", help="export a .keras model for TF Serving")
+    export = add("export", help="export a .keras model for TF Serving, LiteRT or ONNX")
     export.add_argument("--model", required=True, help="a .keras file, e.g. runs/.../best.keras")
     export.add_argument("--name", required=True, help="the served model's name")
+    export.add_argument("--format", default="saved_model", choices=("saved_model", "tflite",
+                                                                    "onnx"),
+                        help="saved_model (TF Serving, the default), tflite (LiteRT), onnx")
+    export.add_argument("--quantize", default="none",
+                        choices=("none", "float16", "dynamic", "int8"),
+                        help="LiteRT: none, float16 weights, dynamic (int8 weights), int8 "
+                             "(full-integer, calibrated)")
+    export.add_argument("--input-type", default="uint8", choices=("uint8", "float32"),
+                        help="LiteRT and ONNX: the pixels' type (default uint8)")
+    export.add_argument("--calibration-data", metavar="SOURCE",
+                        help="images to calibrate int8 and check the file on: a dataset, a "
+                             "folder of images or a .npy file (default: the run's dataset)")
+    export.add_argument("--calibration-samples", type=int, default=256,
+                        help="how many calibration images (default 256)")
+    export.add_argument("--data-dir", help="the calibration dataset's tfds data directory")
     export.add_argument("--version", type=int, help="version number (default: the next one)")
     export.add_argument("--out", default="saved_models", help="root folder (default saved_models)")
     export.add_argument("--top-k", type=int, default=None,
@@ -162,7 +177,8 @@ def _parser():
 
     predict = add("predict", help="classify images with an exported model")
     predict.add_argument("images", nargs="*", help="image files (JPEG, PNG, BMP, GIF)")
-    predict.add_argument("--saved-model", required=True, help="saved_models/<name>")
+    predict.add_argument("--saved-model", "--export", dest="saved_model", required=True,
+                         help="saved_models/<name>, or a LiteRT or ONNX export's folder")
     predict.add_argument("--version", type=int, help="version (default: the highest)")
     predict.add_argument("--from-dataset", metavar="DATASET",
                          help="also send the first --count test images of DATASET, as PNG")

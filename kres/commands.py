@@ -71,10 +71,55 @@ def _default_dir(*parts):
 def export(args):
     from kres.serving import export
 
-    path = export(args.model, os.path.join(args.out, args.name), args.version,
-                  top_k=args.top_k, grouped_conv=args.grouped_conv, verify=args.verify)
-    print(f"kres export: wrote {path}{' (verified through the C API)' if args.verify else ''}; "
-          f"TF Serving config {os.path.join(args.out, 'models.config')}")
+    if args.format == "saved_model":
+        path = export(args.model, os.path.join(args.out, args.name), args.version,
+                      top_k=args.top_k, grouped_conv=args.grouped_conv, verify=args.verify)
+        print(f"kres export: wrote {path}"
+              f"{' (verified through the C API)' if args.verify else ''}; "
+              f"TF Serving config {os.path.join(args.out, 'models.config')}")
+        return
+    suffix = "" if args.quantize == "none" else f"-{args.quantize}"
+    folder = os.path.join(args.out, f"{args.name}-{args.format}{suffix}")
+    images = _calibration_images(args)
+    path = export(args.model, folder, format=args.format, quantize=args.quantize,
+                  input_type=args.input_type, calibration_images=images,
+                  grouped_conv=args.grouped_conv, verify=args.verify)
+    with open(os.path.join(path, "kres.json")) as f:
+        record = json.load(f)
+    check = record.get("verification")
+    runner = "the LiteRT interpreter" if args.format == "tflite" else "ONNX Runtime"
+    checked = (f"; run by {runner} on {check['images']} images: largest probability "
+               f"difference from the model {check['max_abs_difference']:.2g}, top-1 agreement "
+               f"{check['top1_agreement']:.0%}" if check else "")
+    print(f"kres export: wrote {os.path.join(path, record['file'])} ({record['bytes']:,} bytes)"
+          f"{checked}; what a client does first: {os.path.join(path, 'kres.json')}")
+
+
+def _calibration_images(args):
+    """Representative pixels for the export: `--calibration-data`, else the run's dataset."""
+    from kres import calibration, runs
+    from kres.preprocessing import Preprocessing
+
+    run = os.path.dirname(os.path.abspath(args.model))
+    described = runs.read_json(os.path.join(run, "model.json"))
+    source = args.calibration_data or described.get("dataset") or runs.read_json(
+        os.path.join(run, "config.json")).get("dataset")
+    if source is None:
+        if args.quantize == "int8":
+            raise ValueError("--quantize int8 needs representative images: give "
+                             "--calibration-data (a dataset, folder or .npy). Received: no run "
+                             f"description beside {args.model}")
+        return None
+    if described.get("preprocessing"):
+        prep = Preprocessing.from_json(described["preprocessing"])
+    else:
+        from kres.datasets import get_dataset_spec
+        from kres.models.base import load_model
+
+        shape = load_model(args.model).input_shape[1:]
+        prep = get_dataset_spec(source).preprocessing(shape)
+    count = args.calibration_samples if args.quantize == "int8" else 32
+    return calibration.sample_pixels(source, prep, count, data_dir=args.data_dir)
 
 
 def predict(args):

@@ -356,3 +356,4 @@ def from_arrays(x_train, y_train, x_test, y_test, *, num_classes=None, val_size=
                 test=slices(x_test, y_test),
                 sizes={"train": train_size, "val": n_val, "test": len(x_test)},
                 class_names=[str(i) for i in range(num_classes)])
+

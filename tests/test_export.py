@@ -454,3 +454,12 @@ def test_export_of_a_run_uses_its_description(tmp_path):
     with pytest.raises(ValueError, match=r"grouped_conv must be one of.*grouped_conv='fast'"):
         kres.export(model, str(tmp_path / "bad"), grouped_conv="fast")
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_saved_model_stores_each_weight_once(gray_model, exported):
+    # keras-team/keras#23553: ExportArchive.track(model) stores every variable twice.
+    path, _ = exported
+    stored = sum(int(np.prod(shape)) for name, shape in
+                 tf.train.list_variables(os.path.join(path, "variables", "variables"))
+                 if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+    assert stored == sum(int(np.prod(w.shape)) for w in gray_model.weights)

@@ -42,6 +42,12 @@ def test_model(name):
     if name in KERAS_APPLICATIONS:
         assert params == KERAS_APPLICATIONS[name]
 
+    # Every kernel starts from its own random draw (a shared Keras initializer
+    # instance would give every convolution of a shape the same one).
+    kernels = [w.numpy().ravel()[:64].tobytes() for w in model.trainable_weights
+               if len(w.shape) > 1]
+    assert len(set(kernels)) == len(kernels), "some layers start with identical kernels"
+
     x = tf.random.uniform((2, size, size, 3))
     with tf.GradientTape() as tape:
         probs = model(x, training=True)

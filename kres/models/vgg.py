@@ -95,14 +95,14 @@ def _body(spec, image, head):
         for j in range(depth):
             conv_name = f"block{i + 1}_conv{j + 1}"
             if spec.batch_norm:
-                x = layers.Conv2D(width, 3, padding="same", kernel_initializer=blocks.CONV_INIT,
+                x = layers.Conv2D(width, 3, padding="same", kernel_initializer=blocks.conv_init(),
                                   name=conv_name)(x)
                 x = blocks.batch_norm(x, name=f"{conv_name}_bn", momentum=spec.bn_momentum,
                                       epsilon=spec.bn_epsilon, after_bias=True)
                 x = layers.Activation("relu", name=f"{conv_name}_relu")(x)
             else:
                 x = layers.Conv2D(width, 3, padding="same", activation="relu",
-                                  kernel_initializer=blocks.CONV_INIT, name=conv_name)(x)
+                                  kernel_initializer=blocks.conv_init(), name=conv_name)(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{i + 1}_pool")(x)
     return x
 

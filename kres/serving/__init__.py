@@ -5,7 +5,9 @@
 - `kres.serving.decode`: decoding with limits and the preprocessing inside
   the serving graph;
 - `kres.serving.verify`: loading an export through TensorFlow's C API (the
-  loader TF Serving links) and comparing it with the Keras model.
+  loader TF Serving links) and comparing it with the Keras model;
+- `kres.serving.edge`: LiteRT (TFLite, with quantization) and ONNX files,
+  each checked against the Keras model before it is written.
 
 Serving needs a model and its description, never the training code or
 TensorFlow Datasets.

@@ -36,6 +36,7 @@ from kres.layers import FORMULATIONS, use_formulation
 from kres.models.base import load_model
 from kres.models.googlenet import strip_auxiliary
 from kres.preprocessing import Preprocessing
+from kres.serving import edge
 from kres.serving.decode import Server
 from kres.serving.verify import verify_saved_model
 
@@ -75,7 +76,8 @@ def _sha256_of_files(root):
     return digest.hexdigest()
 
 
-def export(model, directory, version=None, *, class_names=None, preprocessing=None,
+def export(model, directory, version=None, *, format="saved_model", quantize="none",
+           input_type="uint8", calibration_images=None, class_names=None, preprocessing=None,
            dataset=None, top_k=None, max_image_bytes=20 << 20, max_pixels=40_000_000,
            metadata=None, warmup_images=None, grouped_conv="split", verify=True):
     """Exports a model as version `version` of a TF Serving model in `directory`.
@@ -86,9 +88,20 @@ def export(model, directory, version=None, *, class_names=None, preprocessing=No
             directory brings the run's description (``model.json``: spec,
             preprocessing, class names) and test accuracy, which fill the
             arguments not given.
-        directory: the model's base path, e.g. ``saved_models/resnext50``.
+        directory: for a SavedModel, the model's base path, e.g.
+            ``saved_models/resnext50`` (versions go inside it); for a LiteRT or
+            ONNX file, the folder to write (it must not exist yet).
         version: a positive integer; default: one more than the highest
-            existing version (1 for the first).
+            existing version (1 for the first). SavedModels only.
+        format: ``"saved_model"`` (TF Serving), ``"tflite"`` (LiteRT) or
+            ``"onnx"`` (see `kres.serving.edge`).
+        quantize: for LiteRT: ``"none"``, ``"float16"``, ``"dynamic"`` or
+            ``"int8"`` (full-integer, calibrated on `calibration_images`).
+        input_type: ``"uint8"`` or ``"float32"`` pixels, for LiteRT and ONNX.
+        calibration_images: pixels ``[n, height, width, channels]`` (0-255,
+            at the model's input size) representative of the training data:
+            ``quantize="int8"`` calibrates on them, and a LiteRT or ONNX file
+            is checked on them (else on random pixels) before it is written.
         class_names: a name per class (default: the run's, else the indices).
         preprocessing: a `kres.preprocessing.Preprocessing`; default: the
             run's, else the one of `dataset`, else ImageNet statistics
@@ -96,7 +109,8 @@ def export(model, directory, version=None, *, class_names=None, preprocessing=No
         dataset: the training dataset's name (for the preprocessing and the
             record in ``kres.json``).
         top_k: how many classes ``classes``, ``scores`` and ``labels`` give
-            (default: 5, or every class for models with fewer).
+            (default: 5, or every class for models with fewer). SavedModels
+            only, as are the two limits and the warmup images.
         max_image_bytes: the largest encoded image accepted.
         max_pixels: the largest width x height an image header may announce.
         metadata: extra facts for ``kres.json`` (test accuracy, spec, ...).
@@ -109,12 +123,13 @@ def export(model, directory, version=None, *, class_names=None, preprocessing=No
             and compare it with the model before publishing it.
 
     Returns:
-        The path of the new version directory.
+        The path of the new version directory (SavedModel) or folder.
 
     Raises:
         ValueError: for a model without a known input size, a `directory`
-            that is a file, an existing `version`, or invalid settings, all
-            before anything is written.
+            that is a file, an existing `version`, a layer the format cannot
+            represent, or invalid settings, all before anything is written.
+        RuntimeError: for ONNX without the ``edge`` extra installed.
 
     Example:
 
@@ -127,10 +142,30 @@ def export(model, directory, version=None, *, class_names=None, preprocessing=No
         preprocessing = preprocessing or described["preprocessing"]
         dataset = dataset or described["dataset"]
         metadata = {**described["metadata"], **(metadata or {})}
+    checks.choice("format", format, ("saved_model", *edge.FORMATS))
     _check_model(model)
     # Auxiliary classifiers (GoogLeNet) are for training only.
     model = strip_auxiliary(model)
     directory = os.fspath(directory)
+    if format != "saved_model":
+        if version is not None:
+            raise ValueError(f"version is for TF Serving's SavedModels; a {format} export is "
+                             f"one folder. Received: version={version!r}")
+        edge.check_file_options(format, quantize, input_type, calibration_images)
+        classes = model.output_shape[-1]
+        class_names = [str(c) for c in (class_names or range(classes))]
+        if len(class_names) != classes:
+            raise ValueError(f"class_names must name the model's {classes} classes. "
+                             f"Received: {len(class_names)} names")
+        preprocessing = _checked_preprocessing(model, preprocessing, dataset)
+        return edge.export_file(model, directory, fmt=format, preprocessing=preprocessing,
+                                class_names=class_names, quantize=quantize,
+                                input_type=input_type, calibration=calibration_images,
+                                metadata={"dataset": dataset, **(metadata or {})},
+                                grouped_conv=grouped_conv, verify=verify)
+    if quantize != "none":
+        raise ValueError("quantize is for LiteRT files (format='tflite'). "
+                         f"Received: format='saved_model', quantize={quantize!r}")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ValueError(f"directory is a file, not a folder. Received: directory={directory!r}")
     existing = versions(directory)
@@ -152,15 +187,7 @@ def export(model, directory, version=None, *, class_names=None, preprocessing=No
     checks.positive_int("max_pixels", max_pixels)
     checks.choice("grouped_conv", grouped_conv, FORMULATIONS)
     checks.boolean("verify", verify)
-    if preprocessing is None:
-        preprocessing = _default_preprocessing(model.input_shape[1:], dataset)
-    if not isinstance(preprocessing, Preprocessing):
-        checks.fail("preprocessing", preprocessing, "must be a kres.preprocessing.Preprocessing")
-    if (preprocessing.height, preprocessing.width, preprocessing.channels) != \
-            tuple(model.input_shape[1:]):
-        raise ValueError(
-            f"preprocessing must give the model's input shape {tuple(model.input_shape[1:])}. "
-            f"Received: preprocessing={preprocessing!r}")
+    preprocessing = _checked_preprocessing(model, preprocessing, dataset)
 
     os.makedirs(directory, exist_ok=True)
     # TF Serving only loads integer directories: build the version beside them.
@@ -189,6 +216,19 @@ def export(model, directory, version=None, *, class_names=None, preprocessing=No
         raise
     update_models_config(os.path.dirname(os.path.abspath(directory)))
     return final
+
+
+def _checked_preprocessing(model, preprocessing, dataset):
+    if preprocessing is None:
+        preprocessing = _default_preprocessing(model.input_shape[1:], dataset)
+    if not isinstance(preprocessing, Preprocessing):
+        checks.fail("preprocessing", preprocessing, "must be a kres.preprocessing.Preprocessing")
+    if (preprocessing.height, preprocessing.width, preprocessing.channels) != \
+            tuple(model.input_shape[1:]):
+        raise ValueError(
+            f"preprocessing must give the model's input shape {tuple(model.input_shape[1:])}. "
+            f"Received: preprocessing={preprocessing!r}")
+    return preprocessing
 
 
 def _default_preprocessing(input_shape, dataset):
@@ -227,24 +267,35 @@ def _from_run(model_path):
 
 
 def predict(saved_model, images, version=None, signature="serving_default"):
-    """Runs an exported version on encoded images.
+    """Runs an export on encoded images: a SavedModel, a LiteRT file or an ONNX file.
 
     Args:
-        saved_model: the model's base path (``saved_models/<name>``) or a
-            version directory.
+        saved_model: a SavedModel's base path (``saved_models/<name>``) or
+            version directory; or a LiteRT/ONNX export's folder (or its
+            ``model.tflite`` / ``model.onnx``), whose ``kres.json`` says how
+            to decode and resize the images for it.
         images: encoded images (bytes).
-        version: a version number (default: the highest).
+        version: a SavedModel version number (default: the highest).
+        signature: the SavedModel signature to call.
 
     Returns:
-        The signature's outputs as NumPy arrays.
+        ``probabilities``, ``classes``, ``scores`` and ``labels`` as NumPy
+        arrays, as the SavedModel's signature returns them.
+
+    Example:
+
+    >>> kres.serving.predict("saved_models/fashion_mnist_resnet20",
+    ...                      [open("shoe.png", "rb").read()])["labels"]  # doctest: +SKIP
     """
-    path = saved_model
+    path = os.fspath(saved_model)
+    if edge.is_file_export(path):
+        return edge.predict_file(path, images)
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        available = versions(saved_model)
+        available = versions(path)
         if not available:
-            raise ValueError(f"No exported version in saved_model. "
-                             f"Received: saved_model={saved_model!r}")
-        path = os.path.join(saved_model, str(version or available[-1]))
+            raise ValueError(f"No exported version (nor a LiteRT or ONNX export) in "
+                             f"saved_model. Received: saved_model={saved_model!r}")
+        path = os.path.join(path, str(version or available[-1]))
     loaded = tf.saved_model.load(path)
     outputs = loaded.signatures[signature](images=tf.constant(list(images)))
     return {k: v.numpy() for k, v in outputs.items()}
@@ -259,8 +310,10 @@ def _versions():
 def _write(model, path, prep, class_names, top_k, max_image_bytes, max_pixels, warmup_images,
            grouped_conv):
     server = Server(model, prep, class_names, top_k, max_image_bytes, max_pixels)
+    # The endpoints track the variables they use. track(model) would store every
+    # variable a second time (Keras 3.15, keras-team/keras#23553: 2x the size on
+    # disk and in a server's memory).
     archive = keras.export.ExportArchive()
-    archive.track(model)
     # Per-group convolutions by default: a graph holding TensorFlow's native
     # grouped op fails on CPUs without oneDNN (kres.layers.GroupedConv2D).
     with use_formulation(model, grouped_conv):
