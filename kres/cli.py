@@ -104,7 +104,10 @@ def _parser():
     train.add_argument("--no-xla", dest="jit_compile", action="store_const", const=False,
                        help="never compile with XLA")
     train.add_argument("--strategy", default="auto",
-                       help="auto, default, mirrored (all GPUs), multi-worker")
+                       help="auto, default, mirrored (all GPUs), multi-worker (the machines "
+                            "of TF_CONFIG or the Slurm job; docs/training.md)")
+    train.add_argument("--cluster-timeout", type=float, metavar="SECONDS",
+                       help="multi-worker: how long to wait for the other workers (300)")
     train.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the unfinished run in RUN_DIR with its saved config")

@@ -195,10 +195,18 @@ def train(args):
     from kres.training import train
 
     config, run_dir = _train_config(args)
+    if config.strategy == "multi-worker" and not run_dir:
+        raise ValueError("kres train --strategy multi-worker needs --out RUN_DIR, the same on "
+                         "every worker. Received: --out unset")
     run_dir = run_dir or _default_dir(config.model, config.dataset)
     print(f"kres train: {config.model} on {config.dataset}, recipe {config.recipe}; "
           f"run directory {run_dir}", flush=True)
-    results = train(config, run_dir=run_dir, verbose=_progress(args))
+    results = train(config, run_dir=run_dir, verbose=_progress(args),
+                    cluster_timeout=args.cluster_timeout)
+    if "worker" in results:
+        print(f"kres train: worker {results['worker']} done after {results['epochs_run']} "
+              f"epochs; the chief wrote {run_dir}")
+        return
     print(f"test accuracy {results['test_accuracy']:.4f} after {results['epochs_run']} epochs "
           f"({results['train_images_per_second']:.0f} training images/s); best model "
           f"{os.path.join(run_dir, 'best.keras')}, curves {os.path.join(run_dir, 'curves.png')}")

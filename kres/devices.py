@@ -8,24 +8,24 @@ setting.
 import tensorflow as tf
 
 from kres import checks
+from kres import cluster as kcluster
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
-MULTI_WORKER_ERROR = (
-    "strategy='multi-worker' is not supported: Keras 3's model.fit under "
-    "tf.distribute.MultiWorkerMirroredStrategy fails in TF 2.21 with 'Attempt to convert a "
-    "value (PerReplica...)', an open upstream problem (keras-team/keras#20585, "
-    "tensorflow/tensorflow#72388). Use 'mirrored' for several GPUs of one machine. "
-    "Received: strategy='multi-worker'"
-)
 
+def make_strategy(name, cluster=None, timeout=None):
+    """The `tf.distribute` strategy for `TrainConfig.strategy`.
 
-def make_strategy(name):
-    """The `tf.distribute` strategy for `TrainConfig.strategy`."""
+    For ``"multi-worker"``, `cluster` is the `kres.cluster.Cluster` of this
+    process (`kres.cluster.from_environment`); the strategy is created once
+    every worker is up, waiting at most `timeout` seconds
+    (`kres.cluster.make_strategy`).
+    """
     checks.choice("strategy", name, STRATEGIES)
     if name == "multi-worker":
-        raise ValueError(MULTI_WORKER_ERROR)
+        return kcluster.make_strategy(cluster or kcluster.from_environment(),
+                                      timeout or kcluster.DEFAULT_TIMEOUT)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()

@@ -9,15 +9,18 @@ checkpoint, CSV history, TensorBoard, early stopping, a NaN guard, and
 The files it leaves are described in `kres.runs`.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from kres import checks, runs, stats
+from kres import checks, multiworker, runs, stats
+from kres import cluster as kcluster
 from kres import datasets as kdatasets
 from kres.augment import pipeline
 from kres.devices import PRECISIONS, STRATEGIES, make_strategy, resolve_precision
@@ -57,7 +60,9 @@ class TrainConfig:
         jit_compile: XLA: ``"auto"`` (Keras: on with an accelerator), True
             or False.
         strategy: ``"auto"`` (MirroredStrategy over several GPUs, else the
-            default), ``"default"``, ``"mirrored"`` or ``"multi-worker"``.
+            default), ``"default"``, ``"mirrored"`` or ``"multi-worker"``
+            (MultiWorkerMirroredStrategy over the machines of `TF_CONFIG` or
+            Slurm; `kres.cluster`).
         data_dir: the dataset's tfds data directory (default
             `kres.datasets.data_dir_for`).
     """
@@ -193,7 +198,7 @@ def model_overrides(config, recipe):
 
 
 def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose="auto",
-          **settings):
+          cluster_timeout=None, **settings):
     """Trains a model on a dataset with one call of `model.fit`, in a run directory.
 
     If `run_dir` holds an unfinished run of the same config, training resumes
@@ -201,6 +206,12 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     count restored by `keras.callbacks.BackupAndRestore`). Everything is
     checked before any work starts; the process's Keras settings (the global
     dtype policy among them) are left as they were.
+
+    With ``strategy="multi-worker"``, every worker calls `train` with the
+    same arguments (its own `TF_CONFIG`); the recipe's batch size is the
+    global batch, split evenly among the workers. Only the chief (worker 0)
+    writes `run_dir`; the others keep their copy in
+    `kres.multiworker.worker_dir` and remove it when the run completes.
 
     Args:
         model: a registry name, or a whole `TrainConfig` (then no `dataset`
@@ -211,15 +222,20 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
             (e.g. `kres.datasets.from_arrays`).
         callbacks: extra Keras callbacks.
         verbose: Keras's `fit` verbosity (0 for quiet).
+        cluster_timeout: multi-worker only: seconds to wait for the other
+            workers (default `kres.cluster.DEFAULT_TIMEOUT`).
         **settings: `TrainConfig` fields (``recipe="wrn-cifar"``,
             ``precision="mixed_bfloat16"``, ``subset=5000``, ...) and recipe
             fields (``epochs=30``, ``batch_size=64``, ``learning_rate=0.05``).
 
     Returns:
-        The results dict written to ``results.json``.
+        The results dict written to ``results.json`` (on a worker other than
+        the chief: ``{"worker": rank, "run_dir": run_dir, "epochs_run": n}``).
 
     Raises:
-        ValueError: for an invalid configuration, before training starts.
+        ValueError: for an invalid configuration, before training starts
+            (for a multi-worker run also a malformed `TF_CONFIG`, a missing
+            `run_dir`, a batch that does not split evenly among the workers).
         RuntimeError: if the loss becomes NaN or infinite (the last backup is
             kept, and finite).
 
@@ -231,23 +247,26 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     0.87
     """
     config = as_config(TrainConfig, model, dataset, settings)
+    worker = _check_cluster(config, run_dir)
     run_dir = run_dir or runs.default_dir(config.model, config.dataset)
-    resuming = runs.check_saved_config(run_dir, "config.json", config)
+    own_dir = run_dir if worker is None or worker.is_chief else multiworker.worker_dir(
+        run_dir, worker.rank)
+    resuming = runs.check_saved_config(own_dir, "config.json", config)
     if resuming and os.path.isfile(os.path.join(run_dir, "results.json")):
         raise ValueError(f"The run in {run_dir} has finished already (results.json exists). "
                          f"Received: run_dir={run_dir!r}")
-    strategy = make_strategy(config.strategy)
+    strategy = make_strategy(config.strategy, worker, cluster_timeout)
     p = prepare(config, data)
     precision = resolve_precision(config.precision)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    os.makedirs(run_dir, exist_ok=True)
+    os.makedirs(own_dir, exist_ok=True)
     if not resuming:
-        runs.write_config(run_dir, "config.json", config)
+        runs.write_config(own_dir, "config.json", config)
 
     recipe, d = p.recipe, p.data
     input_shape = (p.image_size, p.image_size, p.channels)
-    runs.write_model_description(run_dir, model=config.model, spec=p.spec,
+    runs.write_model_description(own_dir, model=config.model, spec=p.spec,
                                  preprocessing=d.spec.preprocessing(input_shape),
                                  class_names=d.class_names, dataset=d.name)
     train_ds, val_ds = pipelines(d, recipe, p.image_size, p.channels, seed=config.seed)
@@ -257,8 +276,20 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
         compile_model(model, recipe, p.steps_per_epoch, d.spec.num_classes,
                       jit_compile=config.jit_compile)
     jit_compile = bool(model.jit_compile)  # "auto" as Keras resolved it here
-    fit(model, run_dir, train_ds, val_ds, recipe=recipe, train_examples=d.sizes["train"],
-        resume=resuming, callbacks=callbacks, verbose=verbose)
+    fixes = contextlib.nullcontext()
+    if strategy.num_replicas_in_sync > 1:
+        callbacks = [multiworker.AverageBatchNormStatistics(), *callbacks]
+    if worker is not None:
+        train_ds, val_ds = multiworker.shard_by_data(train_ds), multiworker.shard_by_data(val_ds)
+        multiworker.check_same_epoch(strategy, runs.backup_epoch(os.path.join(own_dir, "backup")))
+        fixes = multiworker.keras_fixes()
+    with fixes:
+        fit(model, own_dir, train_ds, val_ds, recipe=recipe, train_examples=d.sizes["train"],
+            resume=resuming, callbacks=callbacks, verbose=verbose)
+    if worker is not None and not worker.is_chief:
+        epochs_run = len(runs.read_history(os.path.join(own_dir, "history.csv")))
+        shutil.rmtree(own_dir, ignore_errors=True)
+        return {"worker": worker.rank, "run_dir": run_dir, "epochs_run": epochs_run}
 
     history = runs.read_history(os.path.join(run_dir, "history.csv"))
     best_path = os.path.join(run_dir, "best.keras")
@@ -287,6 +318,24 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     runs.plot_history(history, os.path.join(run_dir, "curves.png"),
                       title=os.path.basename(os.path.normpath(run_dir)))
     return results
+
+
+def _check_cluster(config, run_dir):
+    """A multi-worker run's `kres.cluster.Cluster`, checked before TensorFlow starts; else None."""
+    if config.strategy != "multi-worker":
+        return None
+    worker = kcluster.from_environment()
+    multiworker.check_keras_version()
+    if run_dir is None:
+        raise ValueError(
+            "strategy='multi-worker' needs run_dir (--out), the same on every worker (the chief "
+            "writes it; a restarted worker finds its backup by it). Received: run_dir=None")
+    recipe = resolve_recipe(config.recipe, **config.recipe_overrides)
+    if recipe.batch_size % worker.num_workers:
+        raise ValueError(
+            f"batch_size is the global batch of a multi-worker run and must split evenly "
+            f"among its {worker.num_workers} workers. Received: batch_size={recipe.batch_size}")
+    return worker
 
 
 def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256):

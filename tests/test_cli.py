@@ -104,10 +104,15 @@ def test_train_flags_land_in_the_run_configuration():
         1000, 500, 32, 3, 7, "mixed_bfloat16", True, "default")
 
 
-def test_train_refuses_multi_worker(capsys):
-    assert main(["train", "--model", "cifar_resnet20", "--dataset", "fashion_mnist",
-                 "--strategy", "multi-worker"]) == 2
-    assert "keras-team/keras#20585" in capsys.readouterr().err
+def test_multi_worker_train_needs_its_run_directory_and_a_cluster(capsys, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    flags = ["train", "--model", "cifar_resnet20", "--dataset", "fashion_mnist",
+             "--strategy", "multi-worker"]
+    assert main(flags) == 2
+    assert "needs --out RUN_DIR, the same on every worker" in capsys.readouterr().err
+    assert main([*flags, "--out", str(tmp_path / "run")]) == 2
+    assert "needs the cluster in TF_CONFIG" in capsys.readouterr().err
 
 
 def test_tune_command(fashion_mnist_dir, tmp_path, capsys):

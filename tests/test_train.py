@@ -202,7 +202,7 @@ def test_early_stopping_stops_when_validation_stalls(tmp_path):
     ({"recipe_overrides": {"epoch": 3}}, r"Unknown recipe field.*epoch=3"),
     ({"model": "resnet50"}, r"image_size is too small for resnet50.*image_size=28"),
     ({"subset": 100}, r"batch_size is larger than the 100 training examples.*batch_size=128"),
-    ({"strategy": "multi-worker"}, r"PerReplica"),
+    ({"strategy": "multi-worker"}, r"needs the cluster in TF_CONFIG"),
     ({"precision": "fp8"}, r"precision='fp8'"),
     ({"model_overrides": {"cardinality": 4}}, r"bottleneck blocks.*cardinality=4"),
     ({"model_overrides": {"cardinalty": 4}}, r"Did you mean 'cardinality'"),

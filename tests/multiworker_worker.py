@@ -1,0 +1,75 @@
+"""One process of the multi-worker tests (tests/test_multiworker.py).
+
+`python multiworker_worker.py JOB`, where JOB is a JSON object: ``kind``
+(``"train"``: `kres.train` with ``settings``;
+``"reference"``: the same run in one process, MirroredStrategy over two
+logical CPUs; ``"overflow"``: a small Keras model whose batch overflows
+float16 on worker 1 only), ``tf_config`` (for the workers) and ``out`` (a
+JSON file of results to write).
+"""
+
+import json
+import os
+import sys
+
+job = json.loads(sys.argv[1])
+if job.get("tf_config"):
+    os.environ["TF_CONFIG"] = json.dumps(job["tf_config"])
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def weights_of(model):
+    return [w.tolist() for w in model.get_weights()]
+
+
+def train():
+    import kres
+
+    results = kres.train(**job["settings"], verbose=0, cluster_timeout=job.get("timeout", 60))
+    return {"results": results}
+
+
+def reference():
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import kres
+    from kres import multiworker, training
+
+    # The workers split each global batch in two, each normalising its half;
+    # a MirroredStrategy over two devices does the same in one process.
+    training.make_strategy = lambda *args: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    settings = {k: v for k, v in job["settings"].items() if k != "strategy"}
+    with multiworker.keras_fixes():  # the same input-shape build: no batch taken
+        results = kres.train(**settings, verbose=0)
+    return {"results": results}
+
+
+def overflow():
+    import keras
+
+    from kres import cluster, multiworker
+
+    strategy = cluster.make_strategy(cluster.from_environment(), timeout=60)
+    rank = strategy.cluster_resolver.task_id
+    keras.utils.set_random_seed(0)
+    x = np.random.RandomState(0).rand(64, 6).astype("float32")
+    x[63] = 1e30  # float16 overflow in the last row of batch 0: worker 1's half
+    y = np.arange(64) % 2
+    ds = multiworker.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, dtype="mixed_float16"),
+                                  keras.layers.Dense(2, dtype="float32")])
+        model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with multiworker.keras_fixes():
+        model.fit(ds, epochs=1, verbose=0)
+    return {"rank": rank, "scale": float(model.optimizer.dynamic_scale.numpy()),
+            "iterations": int(model.optimizer.iterations.numpy()), "weights": weights_of(model)}
+
+
+result = {"train": train, "reference": reference, "overflow": overflow}[job["kind"]]()
+with open(job["out"], "w") as f:
+    json.dump(result, f)
