@@ -108,6 +108,9 @@ def _parser():
                             "of TF_CONFIG or the Slurm job; docs/training.md)")
     train.add_argument("--cluster-timeout", type=float, metavar="SECONDS",
                        help="multi-worker: how long to wait for the other workers (300)")
+    train.add_argument("--worker-restarts", type=int, default=3, metavar="N",
+                       help="multi-worker: when another worker is lost, restart this one to "
+                            "wait for it and resume, up to N times in a row (3)")
     train.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the unfinished run in RUN_DIR with its saved config")

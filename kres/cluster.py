@@ -7,9 +7,9 @@ worker and its own place among them:
     TF_CONFIG='{"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]},
                 "task": {"type": "worker", "index": 0}}'
 
-Inside a Slurm job without `TF_CONFIG`, the cluster comes from Slurm's
-variables through `tf.distribute.cluster_resolver.SlurmClusterResolver`
-(one task per node).
+Inside a Slurm job step without `TF_CONFIG`, the cluster comes from Slurm's
+variables (the step's node list and tasks per node; each task placed by
+its node and local id), ports from 12345 on each node.
 
 `from_environment` checks the whole description, naming the field that is
 wrong, before TensorFlow starts its server; `make_strategy` then creates the
@@ -20,6 +20,7 @@ seconds for the other workers, naming the addresses that did not answer.
 import dataclasses
 import json
 import os
+import re
 import sys
 
 from kres import checks
@@ -156,20 +157,84 @@ def from_environment(environ=None, port=DEFAULT_PORT):
     )
 
 
-def _from_slurm(environ, port):
-    import tensorflow as tf
+def _slurm(environ, name, fallback=None):
+    for key in (name, fallback):
+        if key and environ.get(key, "").strip():
+            return environ[key].strip()
+    raise ValueError(f"A Slurm job without {name}: start the workers with srun (one task "
+                     f"per worker), or set TF_CONFIG. Received: {name} unset")
 
-    saved = dict(os.environ)
-    os.environ.update(environ)
-    try:
-        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
-            port_base=port, auto_set_gpu=False)
-        spec = resolver.cluster_spec().as_dict()
-        task_type, task_id = resolver.task_type, resolver.task_id
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    text = json.dumps({"cluster": spec, "task": {"type": task_type, "index": task_id}})
+
+def expand_hostlist(text):
+    """Slurm's compressed host list in its order: ``"n[9-10],gpu[07,09]"`` ->
+    ``["n9", "n10", "gpu07", "gpu09"]`` (zero padding kept, several bracket
+    groups in one name expanded left to right)."""
+    names, depth, start = [], 0, 0
+    for i, c in enumerate(text + ","):
+        depth += (c == "[") - (c == "]")
+        if c == "," and depth == 0:
+            if text[start:i]:
+                names.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise ValueError(f"SLURM node list has an unclosed '['. Received: {text!r}")
+    return [host for name in names for host in _expand_name(name, text)]
+
+
+def _expand_name(name, text):
+    match = re.match(r"([^\[]*)\[([^\]]*)\](.*)", name)
+    if not match:
+        return [name]
+    prefix, ranges, rest = match.groups()
+    tails = _expand_name(rest, text)
+    hosts = []
+    for part in ranges.split(","):
+        low, _, high = part.partition("-")
+        if not low.isdigit() or not (high or low).isdigit():
+            raise ValueError(f"SLURM node list range {part!r} is not N or N-M. Received: {text!r}")
+        hosts += [prefix + str(number).zfill(len(low)) + tail
+                  for number in range(int(low), int(high or low) + 1) for tail in tails]
+    return hosts
+
+
+def expand_tasks_per_node(text):
+    """Slurm's tasks per node: ``"2(x3),1"`` -> ``[2, 2, 2, 1]``."""
+    counts = []
+    for part in text.split(","):
+        match = re.fullmatch(r"(\d+)(?:\(x(\d+)\))?", part.strip())
+        if not match:
+            raise ValueError(f"SLURM tasks per node must look like '2(x3),1'. Received: {text!r}")
+        counts += [int(match.group(1))] * int(match.group(2) or 1)
+    return counts
+
+
+def _from_slurm(environ, port):
+    """The cluster of a Slurm job step: its nodes in Slurm's order, tasks on
+    consecutive ports from `port`, this task placed by its node and local id.
+
+    (TensorFlow's `SlurmClusterResolver` runs nvidia-smi, absent on CPU nodes,
+    and orders the hosts alphabetically, n10 before n9, while ranks follow
+    Slurm's order; each task here takes its place from SLURM_NODEID and
+    SLURM_LOCALID, whatever the distribution of ranks.)
+    """
+    nodes = expand_hostlist(_slurm(environ, "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST"))
+    tasks = expand_tasks_per_node(_slurm(environ, "SLURM_STEP_TASKS_PER_NODE",
+                                         "SLURM_TASKS_PER_NODE"))
+    if len(tasks) != len(nodes):
+        raise ValueError(f"SLURM tasks per node name {len(tasks)} nodes, the node list "
+                         f"{len(nodes)}. Received: {nodes}, {tasks}")
+    fields = {}
+    for name, limit in (("SLURM_NODEID", len(nodes)), ("SLURM_LOCALID", None)):
+        value = _slurm(environ, name)
+        limit = limit or tasks[fields["SLURM_NODEID"]]
+        if not value.isdigit() or int(value) >= limit:
+            raise ValueError(f"{name} must be an integer from 0 to {limit - 1}. "
+                             f"Received: {name}={value!r}")
+        fields[name] = int(value)
+    addresses = [f"{host}:{port + i}" for host, n in zip(nodes, tasks) for i in range(n)]
+    index = sum(tasks[:fields["SLURM_NODEID"]]) + fields["SLURM_LOCALID"]
+    text = json.dumps({"cluster": {"worker": addresses},
+                       "task": {"type": "worker", "index": index}})
     return dataclasses.replace(parse_tf_config(text), source="Slurm")
 
 

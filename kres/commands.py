@@ -202,7 +202,7 @@ def train(args):
     print(f"kres train: {config.model} on {config.dataset}, recipe {config.recipe}; "
           f"run directory {run_dir}", flush=True)
     results = train(config, run_dir=run_dir, verbose=_progress(args),
-                    cluster_timeout=args.cluster_timeout)
+                    cluster_timeout=args.cluster_timeout, worker_restarts=args.worker_restarts)
     if "worker" in results:
         print(f"kres train: worker {results['worker']} done after {results['epochs_run']} "
               f"epochs; the chief wrote {run_dir}")

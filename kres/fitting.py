@@ -37,10 +37,15 @@ class _EpochStats(keras.callbacks.Callback):
         logs["images_per_second"] = self.train_examples / seconds
 
 
-def pipelines(d, recipe, image_size, channels, seed=None):
-    """The training and validation pipelines of a recipe on loaded data `d`."""
+def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False):
+    """The training and validation pipelines of a recipe on loaded data `d`.
+
+    `deterministic` fixes the element order of both whatever the thread
+    timing: needed when workers each read the whole input and keep their
+    share of it (`kres.multiworker.shard_by_data`), or the shares overlap.
+    """
     common = dict(image_size=image_size, channels=channels, num_classes=d.spec.num_classes,
-                  batch_size=recipe.batch_size)
+                  batch_size=recipe.batch_size, deterministic=deterministic)
     train_ds = pipeline(d.train, d.spec, training=True, seed=seed,
                         cache=fits_in_memory(d.spec, d.sizes["train"]),
                         augment=recipe.augment, color_jitter=recipe.color_jitter,
@@ -52,13 +57,16 @@ def pipelines(d, recipe, image_size, channels, seed=None):
 
 
 def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None,
-        initial_epoch=0, resume=False, callbacks=(), verbose="auto"):
+        initial_epoch=0, resume=False, callbacks=(), verbose="auto",
+        backup=None):
     """The one call of `model.fit` in kres, with the run directory's callbacks.
 
     Writes ``history.csv``, ``best.keras``, ``tensorboard/`` and ``backup/``
     in `run_dir`. With `resume`, continues from the backup (dropping history
     rows newer than it); without, any old backup is discarded so the run
-    starts from scratch.
+    starts from scratch. `backup` replaces the
+    `keras.callbacks.BackupAndRestore` of ``backup/`` (a multi-worker run's
+    `kres.multiworker.ChiefBackupAndRestore`).
 
     Returns:
         The Keras `History`.
@@ -92,7 +100,7 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
             monitor="val_accuracy", mode="max", patience=recipe.patience,
             restore_best_weights=True))
     # Last: an epoch is backed up only after its row and checkpoint are written.
-    all_callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
+    all_callbacks.append(backup or keras.callbacks.BackupAndRestore(backup_dir))
     # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
     return model.fit(train_ds, validation_data=val_ds, epochs=epochs or recipe.epochs,
                      initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,

@@ -28,10 +28,16 @@ each checked by a test in `tests/test_multiworker.py`:
 `keras_fixes()` applies the three while a multi-worker fit runs and puts
 the originals back after it; models, layers and saved files are untouched.
 It refuses a Keras version it was not tested with, saying how to override.
+
+The rest is what a run on several machines needs around `model.fit`: data
+sharded in the same order everywhere, batch-norm statistics averaged,
+the chief's backup as the one every worker resumes from, and a worker that
+restarts itself when another is lost.
 """
 
 import contextlib
 import os
+import sys
 
 import keras
 
@@ -168,9 +174,17 @@ def shard_by_data(ds):
     """`ds` with its elements split among the workers (each reads the whole input).
 
     tfds datasets of one file, arrays and folders cannot be sharded by file.
+    Each worker keeps every n-th element of its own copy of the pipeline, so
+    `ds` must give its elements in the same order everywhere: seeded
+    shuffles and deterministic maps (`kres.augment.pipeline(...,
+    deterministic=True)`); otherwise the shares overlap and some examples
+    are never seen.
     """
     import tensorflow as tf
 
+    if ds.options().deterministic is False:
+        raise ValueError("shard_by_data needs a dataset whose order is deterministic (its "
+                         "options have deterministic=False): the workers' shares would overlap")
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)
@@ -190,20 +204,142 @@ def gather(strategy, value):
     return [float(v) for v in run().numpy()]
 
 
-def check_same_epoch(strategy, epoch):
-    """Raises unless every worker resumes at the same epoch (their backups agree).
+class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` for a multi-worker run: the chief's backup is the run's.
+
+    The chief (rank 0) backs up and restores as in one process. The other
+    workers write no backup: when training starts, each takes every model
+    and optimizer variable and the epoch from the chief (one all-reduce).
+    So a worker restarted on a fresh machine, or one killed between the
+    chief's backup and its own, continues exactly where the chief does, and
+    no file system needs to be shared.
+
+    Args:
+        backup_dir: the backup directory (used by the chief only).
+        is_chief: whether this worker is rank 0.
+    """
+
+    def __init__(self, backup_dir, is_chief):
+        super().__init__(backup_dir)
+        self.is_chief = is_chief
+        self.epoch = 0  # the epoch training is in (resumed at, then reached)
+
+    def on_train_begin(self, logs=None):
+        if self.is_chief:
+            super().on_train_begin(logs)
+        self.epoch = take_from_chief(self.model, self.model._initial_epoch or 0)
+        self.model._initial_epoch = self.epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        if self.is_chief:
+            super().on_epoch_end(epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.is_chief:
+            super().on_train_batch_end(batch, logs)
+
+    def on_train_end(self, logs=None):
+        if self.is_chief:
+            super().on_train_end(logs)
+
+
+def take_from_chief(model, epoch):
+    """Gives every worker the chief's model and optimizer variables; returns its `epoch`.
+
+    A broadcast as one all-reduce: each replica sends its values where it is
+    replica 0 and zeros elsewhere. Integer variables (the iteration count)
+    travel as float64, exact to 2**53.
+    """
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+    variables, seen = [], set()
+    optimizer = getattr(model, "optimizer", None)
+    for v in [*model.variables, *(optimizer.variables if optimizer is not None else [])]:
+        if id(v) not in seen:
+            seen.add(id(v))
+            variables.append(v)
+
+    @tf.function
+    def broadcast():
+        def replica():
+            context = tf.distribute.get_replica_context()
+            first = tf.equal(context.replica_id_in_sync_group, 0)
+            values = [tf.constant(epoch, tf.float64)]
+            for v in variables:
+                value = tf.identity(v.value)
+                values.append(value if value.dtype.is_floating else tf.cast(value, tf.float64))
+            sent = [tf.where(first, value, tf.zeros_like(value)) for value in values]
+            # One all-reduce per dtype: a packed all-reduce needs one dtype.
+            received = [None] * len(sent)
+            for dtype in {value.dtype for value in sent}:
+                indices = [i for i, value in enumerate(sent) if value.dtype == dtype]
+                for i, value in zip(indices, context.all_reduce("SUM", [sent[i] for i in indices])):
+                    received[i] = value
+            return received
+
+        results = [strategy.experimental_local_results(r)[0]
+                   for r in strategy.run(replica)]
+        for v, value in zip(variables, results[1:]):
+            v.assign(tf.cast(value, v.dtype))
+        return results[0]
+
+    return int(broadcast().numpy())
+
+
+RESTARTS = "KRES_WORKER_RESTARTS"
+
+
+def is_worker_lost(error):
+    """Whether `error` is TensorFlow reporting that another worker stopped answering."""
+    import tensorflow as tf
+
+    return isinstance(error, (tf.errors.UnavailableError, tf.errors.AbortedError))
+
+
+def lost_addresses(error, worker):
+    """The addresses of the tasks a TensorFlow cluster error names, in rank order."""
+    import re
+
+    from kres.cluster import JOBS
+
+    named = {(job, int(index)) for job, index in
+             re.findall(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)", str(error))}
+    return [a for job in JOBS for index, a in enumerate(worker.jobs.get(job, ()))
+            if (job, index) in named and a != worker.address]
+
+
+def restart_after_loss(error, worker, epoch, restarts, environ=None, execv=None):
+    """Restarts this process (the same command) after another worker was lost.
+
+    TensorFlow cannot rebuild a cluster inside a process ("Restart your
+    program to reset"), so the process replaces itself: the new one waits
+    for the others again (the cluster timeout) and resumes from the chief's
+    last backup. At most `restarts` times in a row without a finished epoch
+    in between (``KRES_WORKER_RESTARTS`` carries the count); then it raises.
 
     Raises:
-        RuntimeError: naming the epochs of the workers' backups.
+        RuntimeError: when the restarts are used up (or `restarts` is 0),
+            naming the lost addresses.
     """
-    epochs = [int(e) for e in gather(strategy, epoch)]
-    if len(set(epochs)) > 1:
+    environ = os.environ if environ is None else environ
+    last_epoch, _, count = environ.get(RESTARTS, "-1:0").partition(":")
+    count = int(count) if int(last_epoch) == epoch else 0
+    lost = ", ".join(lost_addresses(error, worker)) or "another worker"
+    first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    if count >= restarts:
         raise RuntimeError(
-            f"The workers' backups are at different epochs ({epochs}, by worker): a worker "
-            f"stopped between the chief's backup and its own. Restart the run from scratch "
-            f"in a new directory, or copy the backup of the one most behind to the others. "
-            f"Received: epochs={epochs}"
-        )
+            f"Worker {worker.rank} ({worker.address}) lost {lost} in epoch {epoch + 1} and has "
+            f"restarted {count} time(s) in a row already (worker_restarts={restarts}). Start "
+            f"every worker again with the same command: the run resumes from the chief's last "
+            f"backup. TensorFlow said: {first_line}") from error
+    environ[RESTARTS] = f"{epoch}:{count + 1}"
+    print(f"kres: worker {worker.rank} ({worker.address}) lost {lost} in epoch {epoch + 1}; "
+          f"restarting this worker ({count + 1}/{restarts}) to wait for the others and resume "
+          f"from the chief's last backup.", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    (execv or os.execv)(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 class AverageBatchNormStatistics(keras.callbacks.Callback):

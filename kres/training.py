@@ -198,7 +198,7 @@ def model_overrides(config, recipe):
 
 
 def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose="auto",
-          cluster_timeout=None, **settings):
+          cluster_timeout=None, worker_restarts=3, **settings):
     """Trains a model on a dataset with one call of `model.fit`, in a run directory.
 
     If `run_dir` holds an unfinished run of the same config, training resumes
@@ -212,6 +212,8 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     global batch, split evenly among the workers. Only the chief (worker 0)
     writes `run_dir`; the others keep their copy in
     `kres.multiworker.worker_dir` and remove it when the run completes.
+    Every worker resumes from the chief's backup; a worker that loses
+    another restarts itself to wait for it (`worker_restarts`).
 
     Args:
         model: a registry name, or a whole `TrainConfig` (then no `dataset`
@@ -224,6 +226,10 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
         verbose: Keras's `fit` verbosity (0 for quiet).
         cluster_timeout: multi-worker only: seconds to wait for the other
             workers (default `kres.cluster.DEFAULT_TIMEOUT`).
+        worker_restarts: multi-worker only: when another worker is lost,
+            this process restarts itself (the same command) to wait for it
+            and resume from the chief's backup, at most this many times in
+            a row without a finished epoch (`kres.multiworker.restart_after_loss`).
         **settings: `TrainConfig` fields (``recipe="wrn-cifar"``,
             ``precision="mixed_bfloat16"``, ``subset=5000``, ...) and recipe
             fields (``epochs=30``, ``batch_size=64``, ``learning_rate=0.05``).
@@ -247,6 +253,7 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     0.87
     """
     config = as_config(TrainConfig, model, dataset, settings)
+    checks.integer("worker_restarts", worker_restarts, minimum=0)
     worker = _check_cluster(config, run_dir)
     run_dir = run_dir or runs.default_dir(config.model, config.dataset)
     own_dir = run_dir if worker is None or worker.is_chief else multiworker.worker_dir(
@@ -255,41 +262,50 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     if resuming and os.path.isfile(os.path.join(run_dir, "results.json")):
         raise ValueError(f"The run in {run_dir} has finished already (results.json exists). "
                          f"Received: run_dir={run_dir!r}")
-    strategy = make_strategy(config.strategy, worker, cluster_timeout)
-    p = prepare(config, data)
-    precision = resolve_precision(config.precision)
-    if config.seed is not None:
-        keras.utils.set_random_seed(config.seed)
-    os.makedirs(own_dir, exist_ok=True)
-    if not resuming:
-        runs.write_config(own_dir, "config.json", config)
+    backup = None if worker is None else multiworker.ChiefBackupAndRestore(
+        os.path.join(own_dir, "backup"), worker.is_chief)
+    try:
+        strategy = make_strategy(config.strategy, worker, cluster_timeout)
+        p = prepare(config, data)
+        precision = resolve_precision(config.precision)
+        if config.seed is not None:
+            keras.utils.set_random_seed(config.seed)
+        os.makedirs(own_dir, exist_ok=True)
+        if not resuming:
+            runs.write_config(own_dir, "config.json", config)
 
-    recipe, d = p.recipe, p.data
-    input_shape = (p.image_size, p.image_size, p.channels)
-    runs.write_model_description(own_dir, model=config.model, spec=p.spec,
-                                 preprocessing=d.spec.preprocessing(input_shape),
-                                 class_names=d.class_names, dataset=d.name)
-    train_ds, val_ds = pipelines(d, recipe, p.image_size, p.channels, seed=config.seed)
-    with strategy.scope():
-        model = build_model(config.model, classes=d.spec.num_classes, input_shape=input_shape,
-                            dtype=precision, **model_overrides(config, recipe))
-        compile_model(model, recipe, p.steps_per_epoch, d.spec.num_classes,
-                      jit_compile=config.jit_compile)
-    jit_compile = bool(model.jit_compile)  # "auto" as Keras resolved it here
-    fixes = contextlib.nullcontext()
-    if strategy.num_replicas_in_sync > 1:
-        callbacks = [multiworker.AverageBatchNormStatistics(), *callbacks]
-    if worker is not None:
-        train_ds, val_ds = multiworker.shard_by_data(train_ds), multiworker.shard_by_data(val_ds)
-        multiworker.check_same_epoch(strategy, runs.backup_epoch(os.path.join(own_dir, "backup")))
-        fixes = multiworker.keras_fixes()
-    with fixes:
-        fit(model, own_dir, train_ds, val_ds, recipe=recipe, train_examples=d.sizes["train"],
-            resume=resuming, callbacks=callbacks, verbose=verbose)
+        recipe, d = p.recipe, p.data
+        input_shape = (p.image_size, p.image_size, p.channels)
+        runs.write_model_description(own_dir, model=config.model, spec=p.spec,
+                                     preprocessing=d.spec.preprocessing(input_shape),
+                                     class_names=d.class_names, dataset=d.name)
+        train_ds, val_ds = pipelines(d, recipe, p.image_size, p.channels, seed=config.seed,
+                                     deterministic=worker is not None)
+        with strategy.scope():
+            model = build_model(config.model, classes=d.spec.num_classes,
+                                input_shape=input_shape, dtype=precision,
+                                **model_overrides(config, recipe))
+            compile_model(model, recipe, p.steps_per_epoch, d.spec.num_classes,
+                          jit_compile=config.jit_compile)
+        jit_compile = bool(model.jit_compile)  # "auto" as Keras resolved it here
+        fixes = contextlib.nullcontext()
+        if strategy.num_replicas_in_sync > 1:
+            callbacks = [multiworker.AverageBatchNormStatistics(), *callbacks]
+        if worker is not None:
+            train_ds = multiworker.shard_by_data(train_ds)
+            val_ds = multiworker.shard_by_data(val_ds)
+            fixes = multiworker.keras_fixes()
+        with fixes:
+            fit(model, own_dir, train_ds, val_ds, recipe=recipe,
+                train_examples=d.sizes["train"], resume=resuming, callbacks=callbacks,
+                verbose=verbose, backup=backup)
+    except Exception as error:
+        if worker is None or not multiworker.is_worker_lost(error):
+            raise
+        multiworker.restart_after_loss(error, worker, backup.epoch, worker_restarts)
     if worker is not None and not worker.is_chief:
-        epochs_run = len(runs.read_history(os.path.join(own_dir, "history.csv")))
         shutil.rmtree(own_dir, ignore_errors=True)
-        return {"worker": worker.rank, "run_dir": run_dir, "epochs_run": epochs_run}
+        return {"worker": worker.rank, "run_dir": run_dir, "epochs_run": backup.epoch}
 
     history = runs.read_history(os.path.join(run_dir, "history.csv"))
     best_path = os.path.join(run_dir, "best.keras")
@@ -330,6 +346,11 @@ def _check_cluster(config, run_dir):
         raise ValueError(
             "strategy='multi-worker' needs run_dir (--out), the same on every worker (the chief "
             "writes it; a restarted worker finds its backup by it). Received: run_dir=None")
+    if config.seed is None:
+        raise ValueError(
+            "strategy='multi-worker' needs a seed, the same on every worker: each worker reads "
+            "the whole dataset, shuffles it and keeps its share, so the shuffles must agree. "
+            "Received: seed=None")
     recipe = resolve_recipe(config.recipe, **config.recipe_overrides)
     if recipe.batch_size % worker.num_workers:
         raise ValueError(

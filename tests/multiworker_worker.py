@@ -1,7 +1,8 @@
 """One process of the multi-worker tests (tests/test_multiworker.py).
 
 `python multiworker_worker.py JOB`, where JOB is a JSON object: ``kind``
-(``"train"``: `kres.train` with ``settings``;
+(``"train"``: `kres.train` with ``settings``, killing itself at the
+``die_at`` ``[epoch, batch]`` if given;
 ``"reference"``: the same run in one process, MirroredStrategy over two
 logical CPUs; ``"overflow"``: a small Keras model whose batch overflows
 float16 on worker 1 only), ``tf_config`` (for the workers) and ``out`` (a
@@ -25,10 +26,27 @@ def weights_of(model):
     return [w.tolist() for w in model.get_weights()]
 
 
+def die_at(epoch, batch):
+    """A callback that SIGKILLs its own process at ``(epoch, batch)``: a worker lost mid-epoch."""
+    import keras
+
+    class Die(keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            self.epoch = e
+
+        def on_train_batch_begin(self, b, logs=None):
+            if (self.epoch, b) == (epoch, batch):
+                os.kill(os.getpid(), 9)
+
+    return Die()
+
+
 def train():
     import kres
 
-    results = kres.train(**job["settings"], verbose=0, cluster_timeout=job.get("timeout", 60))
+    callbacks = [die_at(*job["die_at"])] if job.get("die_at") else []
+    results = kres.train(**job["settings"], verbose=0, cluster_timeout=job.get("timeout", 60),
+                         callbacks=callbacks)
     return {"results": results}
 
 
