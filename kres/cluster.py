@@ -165,6 +165,14 @@ def _slurm(environ, name, fallback=None):
                      f"per worker), or set TF_CONFIG. Received: {name} unset")
 
 
+def _slurm_index(environ, name, count):
+    value = _slurm(environ, name)
+    if not value.isdigit() or int(value) >= count:
+        raise ValueError(f"{name} must be an integer from 0 to {count - 1}. "
+                         f"Received: {name}={value!r}")
+    return int(value)
+
+
 def expand_hostlist(text):
     """Slurm's compressed host list in its order: ``"n[9-10],gpu[07,09]"`` ->
     ``["n9", "n10", "gpu07", "gpu09"]`` (zero padding kept, several bracket
@@ -223,16 +231,10 @@ def _from_slurm(environ, port):
     if len(tasks) != len(nodes):
         raise ValueError(f"SLURM tasks per node name {len(tasks)} nodes, the node list "
                          f"{len(nodes)}. Received: {nodes}, {tasks}")
-    fields = {}
-    for name, limit in (("SLURM_NODEID", len(nodes)), ("SLURM_LOCALID", None)):
-        value = _slurm(environ, name)
-        limit = limit or tasks[fields["SLURM_NODEID"]]
-        if not value.isdigit() or int(value) >= limit:
-            raise ValueError(f"{name} must be an integer from 0 to {limit - 1}. "
-                             f"Received: {name}={value!r}")
-        fields[name] = int(value)
+    node = _slurm_index(environ, "SLURM_NODEID", len(nodes))
+    local = _slurm_index(environ, "SLURM_LOCALID", tasks[node])
     addresses = [f"{host}:{port + i}" for host, n in zip(nodes, tasks) for i in range(n)]
-    index = sum(tasks[:fields["SLURM_NODEID"]]) + fields["SLURM_LOCALID"]
+    index = sum(tasks[:node]) + local
     text = json.dumps({"cluster": {"worker": addresses},
                        "task": {"type": "worker", "index": index}})
     return dataclasses.replace(parse_tf_config(text), source="Slurm")

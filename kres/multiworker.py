@@ -37,6 +37,7 @@ restarts itself when another is lost.
 
 import contextlib
 import os
+import re
 import sys
 
 import keras
@@ -190,26 +191,12 @@ def shard_by_data(ds):
     return ds.with_options(options)
 
 
-def gather(strategy, value):
-    """`value` (a number) from every replica of `strategy`, in replica order."""
-    import tensorflow as tf
-
-    @tf.function
-    def run():
-        def replica():
-            return tf.distribute.get_replica_context().all_gather(
-                tf.constant([value], tf.float64), axis=0)
-        return strategy.experimental_local_results(strategy.run(replica))[0]
-
-    return [float(v) for v in run().numpy()]
-
-
 class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     """`keras.callbacks.BackupAndRestore` for a multi-worker run: the chief's backup is the run's.
 
     The chief (rank 0) backs up and restores as in one process. The other
     workers write no backup: when training starts, each takes every model
-    and optimizer variable and the epoch from the chief (one all-reduce).
+    and optimizer variable and the epoch from the chief (an all-reduce per dtype).
     So a worker restarted on a fresh machine, or one killed between the
     chief's backup and its own, continues exactly where the chief does, and
     no file system needs to be shared.
@@ -254,12 +241,7 @@ def take_from_chief(model, epoch):
     import tensorflow as tf
 
     strategy = model.distribute_strategy
-    variables, seen = [], set()
-    optimizer = getattr(model, "optimizer", None)
-    for v in [*model.variables, *(optimizer.variables if optimizer is not None else [])]:
-        if id(v) not in seen:
-            seen.add(id(v))
-            variables.append(v)
+    variables = [*model.variables, *model.optimizer.variables]
 
     @tf.function
     def broadcast():
@@ -300,8 +282,6 @@ def is_worker_lost(error):
 
 def lost_addresses(error, worker):
     """The addresses of the tasks a TensorFlow cluster error names, in rank order."""
-    import re
-
     from kres.cluster import JOBS
 
     named = {(job, int(index)) for job, index in
@@ -327,7 +307,7 @@ def restart_after_loss(error, worker, epoch, restarts, environ=None, execv=None)
     last_epoch, _, count = environ.get(RESTARTS, "-1:0").partition(":")
     count = int(count) if int(last_epoch) == epoch else 0
     lost = ", ".join(lost_addresses(error, worker)) or "another worker"
-    first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
     if count >= restarts:
         raise RuntimeError(
             f"Worker {worker.rank} ({worker.address}) lost {lost} in epoch {epoch + 1} and has "
