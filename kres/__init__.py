@@ -42,10 +42,12 @@ _LAZY = {
     "evaluate": "kres.training",
     "tune": "kres.tuning",
     "export": "kres.serving",
+    "feature_extractor": "kres.backbones",
 }
 _SUBMODULES = {module.name for module in pkgutil.iter_modules(__path__)}  # noqa: F405
 
 if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
+    from kres.backbones import feature_extractor  # noqa: F401
     from kres.models.base import load_model  # noqa: F401
     from kres.models.googlenet import strip_auxiliary  # noqa: F401
     from kres.registry import build_model, get_spec, list_models  # noqa: F401

@@ -30,14 +30,14 @@ def fits_in_memory(spec, examples, budget_bytes=4 << 30):
 def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classes,
              augment=None, mixup_alpha=0.0, cutmix_alpha=0.0, random_erasing=0.0,
              color_jitter=0.0, cache=True, shuffle_buffer=None, seed=None,
-             deterministic=False, drop_remainder=None):
+             deterministic=False, drop_remainder=None, preprocessing=None):
     """Turns raw ``(uint8 image, label)`` pairs into training or evaluation batches.
 
     Decodes to float, augments (training only), resizes to `image_size`,
-    converts grayscale to `channels`, normalises with the dataset's mean and
-    std, one-hot encodes the labels, batches and prefetches. Random ops are
-    stateless and seeded per example, so with a `seed` the batches are the
-    same on every run.
+    converts grayscale to `channels`, normalises (with the dataset's mean and
+    std, or the `preprocessing` of pretrained weights), one-hot encodes the
+    labels, batches and prefetches. Random ops are stateless and seeded per
+    example, so with a `seed` the batches are the same on every run.
 
     Args:
         ds: a dataset of ``(image, label)``.
@@ -60,6 +60,9 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
             randomness.
         deterministic: keep the element order independent of thread timing.
         drop_remainder: drop a last partial batch (default: when training).
+        preprocessing: the `kres.preprocessing.Preprocessing` whose
+            normalisation the model expects (pretrained weights' own);
+            default: the dataset's mean and std (`spec.preprocessing`).
 
     Returns:
         A batched `tf.data.Dataset` of ``(float32 images, float32 one-hot)``.
@@ -72,8 +75,7 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
             f"here). Received: channels={channels!r}"
         )
     autotune = tf.data.AUTOTUNE
-    mean = tf.constant(spec.mean, tf.float32) * 255.0
-    std = tf.constant(spec.std, tf.float32) * 255.0
+    prep = preprocessing or spec.preprocessing((image_size, image_size, channels))
     drop_remainder = training if drop_remainder is None else drop_remainder
     if cache:
         ds = ds.cache()
@@ -90,12 +92,12 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
             image = _augment(image, rng, augment, image_size, color_jitter)
         else:
             image = eval_resize(image, image_size, image_size, augment == "imagenet")
-        image = (image - mean) / std
+        if channels == 3 and spec.channels == 1:
+            image = tf.repeat(image, 3, axis=-1)
+        image = prep.normalize(image)
         if training and random_erasing > 0:
             image = _random_erase(image, tf.random.experimental.stateless_fold_in(rng, 7),
                                   random_erasing)
-        if channels == 3 and spec.channels == 1:
-            image = tf.repeat(image, 3, axis=-1)
         return image, tf.one_hot(label, num_classes)
 
     options = tf.data.Options()

@@ -77,11 +77,21 @@ def _parser():
                          type=_parse_override, metavar="FIELD=VALUE",
                          help="override a spec field, e.g. --set depths=(5,5,5)")
     train = add("train", help="train a model on a dataset (model.fit)")
-    train.add_argument("--model", help="registry name, e.g. cifar_resnet20")
+    train.add_argument("--model", help="registry name, e.g. cifar_resnet20 (with --weights "
+                                       "RUN/best.keras: that run's model by default)")
     train.add_argument("--dataset", help="tfds name (fashion_mnist, cifar10, ...) or a folder "
                                          "root/<split>/<class>/*.jpg")
-    train.add_argument("--recipe", default=None, help="he2015-cifar (default), xie2016-cifar, "
-                                                      "wrn-cifar, imagenet-step, imagenet-cosine")
+    train.add_argument("--recipe", default=None,
+                       help="he2015-cifar (the default), xie2016-cifar, wrn-cifar, imagenet-step, "
+                            "imagenet-cosine, transfer (the default with --weights)")
+    train.add_argument("--weights", help="start from pretrained weights: imagenet, or a .keras, "
+                                         ".weights.h5, keras.applications .h5 or timm "
+                                         ".safetensors file (a new classifier for the dataset)")
+    train.add_argument("--skip-bad-images", action="store_true",
+                       help="image folders: train without the files that do not decode "
+                            "(listed in the run's skipped.json) instead of refusing")
+    train.add_argument("--class-weights", action="store_true",
+                       help="image folders: weigh the classes' losses by their rarity")
     train.add_argument("--epochs", type=int, help="override the recipe's epochs")
     train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")

@@ -174,7 +174,13 @@ def _train_config(args):
 
     if args.resume:
         return _saved(TrainConfig, args.resume, "config.json"), args.resume
-    if not args.model or not args.dataset:
+    model = args.model
+    if not model and args.weights and args.weights.endswith(".keras"):
+        from kres.runs import read_json  # a kres run's model names its architecture
+
+        model = read_json(os.path.join(os.path.dirname(os.path.abspath(args.weights)),
+                                       "model.json")).get("model")
+    if not model or not args.dataset:
         raise ValueError("kres train needs --model and --dataset (or --resume RUN_DIR).")
     recipe = dict(args.recipe_overrides)
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"),
@@ -183,11 +189,14 @@ def _train_config(args):
         if getattr(args, flag) is not None:
             recipe[field] = getattr(args, flag)
     config = TrainConfig(
-        model=args.model, dataset=args.dataset, recipe=args.recipe or "he2015-cifar",
+        model=model, dataset=args.dataset,
+        recipe=args.recipe or ("transfer" if args.weights else "he2015-cifar"),
         recipe_overrides=recipe, model_overrides=dict(args.model_overrides),
         image_size=args.image_size, channels=args.channels, subset=args.subset,
         val_size=args.val_size, seed=args.seed, precision=args.precision,
-        jit_compile=args.jit_compile, strategy=args.strategy, data_dir=args.data_dir)
+        jit_compile=args.jit_compile, strategy=args.strategy, data_dir=args.data_dir,
+        weights=args.weights, skip_bad_images=args.skip_bad_images,
+        class_weights=args.class_weights)
     return config, args.out
 
 
@@ -199,7 +208,8 @@ def train(args):
         raise ValueError("kres train --strategy multi-worker needs --out RUN_DIR, the same on "
                          "every worker. Received: --out unset")
     run_dir = run_dir or _default_dir(config.model, config.dataset)
-    print(f"kres train: {config.model} on {config.dataset}, recipe {config.recipe}; "
+    start = f" from {config.weights}" if config.weights else ""
+    print(f"kres train: {config.model}{start} on {config.dataset}, recipe {config.recipe}; "
           f"run directory {run_dir}", flush=True)
     results = train(config, run_dir=run_dir, verbose=_progress(args),
                     cluster_timeout=args.cluster_timeout, worker_restarts=args.worker_restarts)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from kres import checks
+from kres import checks, folders
 from kres.augment import AUGMENTATIONS
 from kres.offline import DEBIAN_FASHION_MNIST, prepare_fashion_mnist
 from kres.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
@@ -196,6 +196,12 @@ class Data:
         train, val, test: `tf.data.Dataset` of ``(uint8 image, int64 label)``.
         sizes: number of examples per split.
         class_names: the label names.
+        folder_scan: for an image folder, its `kres.folders.FolderScan`
+            (counts, files that do not decode, files ignored, kinds, sizes).
+        splits: for an image folder, the `kres.folders.Splits` used
+            (``write_splits`` keeps them for a resume or an evaluation).
+        skipped: ``(relative_path, reason)`` of the folder's files left out
+            because they do not decode (``skip_bad_images=True``).
     """
 
     name: str
@@ -205,33 +211,73 @@ class Data:
     test: tf.data.Dataset
     sizes: dict
     class_names: list
+    folder_scan: object = None
+    splits: dict | None = None
+    skipped: list = dataclasses.field(default_factory=list)
 
 
-def load(name, *, data_dir=None, subset=None, val_size=None):
+def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=False,
+         splits=None, seed=0, channels=None, progress=None):
     """Loads a dataset's train, validation and test splits (raw, unbatched).
+
+    An image folder is scanned first (`kres.folders.scan`: every image
+    decoded once, the way training decodes), so that every problem shows
+    before any training work: files that do not decode are refused by path
+    unless `skip_bad_images`; files that are not images are ignored (the scan
+    counts them). Its splits are ``train/``, ``val/`` and ``test/`` when they
+    exist, otherwise seeded stratified ones (`kres.folders.split`: 10% for
+    the test, 10% or `val_size` for validation, taken from ``train/`` or the
+    whole folder); the training files are then shuffled with `seed`, since a
+    folder lists them class by class. Every image is decoded to `channels`
+    (grayscale repeated, alpha dropped, CMYK converted; see
+    `kres.folders.image_dataset`) and normalised with the ImageNet mean and
+    std.
 
     Args:
         name: a name from `list_datasets`, or a folder holding
-            ``<split>/<class>/<image>`` files (splits ``train`` and ``test``,
-            optional ``val``).
+            ``<split>/<class>/<image>`` files (splits ``train`` and optional
+            ``val`` and ``test``) or ``<class>/<image>`` files.
         data_dir: tfds data directory of this dataset (default
             `data_dir_for(name)`).
-        subset: use only the first `subset` training examples.
+        subset: use only the first `subset` training examples (a folder: a
+            seeded, stratified `subset` of its training images).
         val_size: examples held out from the end of the training split for
-            validation (default: the spec's).
+            validation (default: the spec's). A folder without ``val/``: the
+            number (an int) or fraction (a float) of its training images (of
+            all its images when flat) held out, stratified (default 10%); not
+            allowed with a ``val/`` folder.
+        skip_bad_images: a folder: train without the files that do not decode
+            (listed in `Data.skipped`) instead of refusing them.
+        splits: a folder: the `kres.folders.Splits` to use (from
+            `kres.folders.read_splits`, e.g. a resumed run's), checked against
+            the folder: the same class names, every file still there. Files
+            that no longer decode are refused or, with `skip_bad_images`,
+            skipped; `val_size` is then not used.
+        seed: a folder: the seed of the stratified split, the subset and the
+            order of the training files.
+        channels: a folder: the channels to decode to, 1 or 3 (default 3).
+        progress: a folder: the scan's progress bar (``None``: only for more
+            than 500 files).
 
     Returns:
-        A `Data`.
+        A `Data` (for a folder with its `folder_scan`, `splits` and
+        `skipped`).
 
     Raises:
-        ValueError: for an unknown dataset or a subset larger than the data.
+        ValueError: for an unknown dataset or a subset larger than the data;
+            for a folder, also: files that do not decode (every path listed)
+            without `skip_bad_images`, no usable images or classes (see
+            `kres.folders.scan`), `splits` that do not match the folder, too
+            few images to hold out validation and test images.
         RuntimeError: if the data cannot be had offline (see
             `ensure_prepared`).
     """
     import tensorflow_datasets as tfds
 
     if isinstance(name, str) and os.path.isdir(name) and name not in DATASETS:
-        return _load_folder(name, subset=subset, val_size=val_size)
+        return _load_folder(name, subset=subset, val_size=val_size,
+                            skip_bad_images=skip_bad_images, splits=splits, seed=seed,
+                            channels=channels, progress=progress)
     spec = get_dataset_spec(name)
     data_dir = data_dir or data_dir_for(name)
     ensure_prepared(name, data_dir)
@@ -272,39 +318,120 @@ def _check_sizes(total, subset, val_size):
     return subset
 
 
-def _load_folder(root, *, subset, val_size):
-    import tensorflow_datasets as tfds
+# The ImageNet mean and std for one-channel models, with tf.image.rgb_to_grayscale's
+# weights (0.2989, 0.5870, 0.1140): the mean's luma, and the same sum of the stds (the
+# luma's std when the channels are fully correlated, nearly so in photographs).
+IMAGENET_GRAY_MEAN = (0.459,)
+IMAGENET_GRAY_STD = (0.226,)
 
-    builder = tfds.ImageFolder(root)
-    splits = builder.info.splits
-    if "train" not in splits or "test" not in splits:
+
+def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, channels, progress):
+    checks.boolean("skip_bad_images", skip_bad_images)
+    checks.integer("seed", seed, minimum=0)
+    channels = 3 if channels is None else channels
+    checks.choice("channels", channels, (1, 3))
+    checks.positive_int("subset", subset, optional=True)
+    if splits is not None and not isinstance(splits, folders.Splits):
+        checks.fail("splits", splits, "must be a kres.folders.Splits (from read_splits or "
+                                      "split)")
+    if val_size is not None and not (
+            (checks.is_int(val_size) and val_size >= 1)
+            or (checks.is_number(val_size) and not checks.is_int(val_size)
+                and 0 < val_size < 1)):
+        checks.fail("val_size", val_size, "must be a positive integer (images) or a "
+                                          "fraction in (0, 1)")
+    scan = folders.scan(root, progress=progress)
+    if scan.bad and not skip_bad_images:
+        listed = "\n".join(f"  {path}: {reason}" for path, reason in scan.bad[:folders.LISTED])
+        more = (f"\n  ... and {len(scan.bad) - folders.LISTED} more"
+                if len(scan.bad) > folders.LISTED else "")
         raise ValueError(
-            "An image folder needs root/train/<class>/* and root/test/<class>/*. "
-            f"Received: dataset={root!r} with splits {sorted(splits)}"
+            f"The image folder {scan.root} has {len(scan.bad)} image file"
+            f"{'s' * (len(scan.bad) != 1)} that TensorFlow cannot decode:\n{listed}{more}\n"
+            f"Fix or remove {'it' if len(scan.bad) == 1 else 'them'}, or train without "
+            f"{'it' if len(scan.bad) == 1 else 'them'}: --skip-bad-images (kres train), "
+            f"skip_bad_images=True (kres.datasets.load). Received: dataset={root!r}, "
+            f"skip_bad_images=False"
         )
-    classes = builder.info.features["label"].num_classes
-    spec = DatasetSpec(None, None, 3, classes, IMAGENET_MEAN, IMAGENET_STD, augment="imagenet",
-                       val_size=val_size or 0)
-
-    def read(s):
-        return builder.as_dataset(split=s, as_supervised=True, shuffle_files=False).map(
-            lambda x, y: (x, tf.cast(y, tf.int64)))
-
-    # ImageFolder has no sub-split API ("train[:n]"): take and skip instead.
-    total = splits["train"].num_examples
-    if "val" in splits:
-        val_n = splits["val"].num_examples
-        train_size = _check_sizes(total + val_n, subset, val_n)
-        val = read("val")
+    if val_size is not None and "val" in scan.images:
+        raise ValueError(
+            f"val_size holds validation images out of train/, but {scan.root} has a val/ "
+            f"folder: drop val_size or the val/ folder. Received: val_size={val_size!r}")
+    if splits is not None:
+        splits = _check_folder_splits(scan, splits)
     else:
-        val_n = val_size or max(1, total // 10)
-        train_size = _check_sizes(total, subset, val_n)
-        val = read("train").skip(total - val_n)
-    spec = dataclasses.replace(spec, val_size=val_n)
+        pool = len(scan.images["train" if scan.layout == "splits" else "all"])
+        fraction = 0.1
+        if val_size is not None:
+            most = pool - len(scan.class_names)
+            if checks.is_int(val_size) and val_size > most:
+                raise ValueError(
+                    f"val_size must be at most {most}: {pool} images to take it from, and "
+                    f"each of the {len(scan.class_names)} classes keeps one for training. "
+                    f"Received: val_size={val_size!r}")
+            fraction = val_size / pool if checks.is_int(val_size) else val_size
+        splits = folders.split(scan, val_fraction=fraction, test_fraction=0.1, seed=seed)
+    for s in ("val", "test"):
+        if splits[s]:
+            continue
+        if s in scan.images:
+            raise ValueError(f"The image folder {scan.root} has no {s} image that decodes in "
+                             f"{s}/. Received: dataset={root!r}")
+        raise ValueError(
+            f"The image folder {scan.root} has too few images to hold out {s} images "
+            f"({scan.num_images} images in {len(scan.class_names)} classes, each class "
+            f"keeping one for training): add images, or a {s}/ folder. "
+            f"Received: dataset={root!r}")
+    train = list(splits["train"])
+    if subset is not None:
+        if subset > len(train):
+            raise ValueError(
+                f"subset must be between 1 and {len(train)} (the training images of "
+                f"{scan.root}). Received: subset={subset!r}")
+        train = folders.stratified(train, len(scan.class_names), (subset / len(train),),
+                                   seed=seed, salt=1, keep=0)[0]
+    # A folder lists its files class by class: shuffle them once for shuffle buffers
+    # smaller than the split.
+    train = [train[i] for i in np.random.default_rng([seed, 2]).permutation(len(train))]
+    gray = channels == 1
+    spec = DatasetSpec(None, None, channels, len(scan.class_names),
+                       IMAGENET_GRAY_MEAN if gray else IMAGENET_MEAN,
+                       IMAGENET_GRAY_STD if gray else IMAGENET_STD, augment="imagenet",
+                       val_size=len(splits["val"]))
+
+    def read(items):
+        return folders.image_dataset(scan.root, items, channels=channels)
+
     return Data(name=os.path.basename(os.path.normpath(root)), spec=spec,
-                train=read("train").take(train_size), val=val, test=read("test"),
-                sizes={"train": train_size, "val": val_n, "test": splits["test"].num_examples},
-                class_names=list(builder.info.features["label"].names))
+                train=read(train), val=read(splits["val"]), test=read(splits["test"]),
+                sizes={"train": len(train), "val": len(splits["val"]),
+                       "test": len(splits["test"])},
+                class_names=list(scan.class_names), folder_scan=scan, splits=splits,
+                skipped=list(scan.bad))
+
+
+def _check_folder_splits(scan, splits):
+    """`splits` if they fit the scanned folder (without the files skipped as bad)."""
+    if list(splits.class_names) != list(scan.class_names):
+        raise ValueError(
+            f"splits name the classes {splits.class_names}, but {scan.root} has "
+            f"{scan.class_names}: use the folder the splits were made for, or new splits. "
+            f"Received: splits with class_names={splits.class_names!r}")
+    good = {item for items in scan.images.values() for item in items}
+    bad = {path for path, _ in scan.bad}
+    items = {s: list(splits[s]) for s in folders.SPLIT_NAMES}
+    missing = [p for s in folders.SPLIT_NAMES for p, label in items[s]
+               if (p, label) not in good and p not in bad]
+    if missing:
+        listed = ", ".join(missing[:folders.LISTED])
+        more = f" and {len(missing) - folders.LISTED} more" if len(missing) > folders.LISTED else ""
+        raise ValueError(
+            f"splits list {len(missing)} file{'s' * (len(missing) != 1)} that {scan.root} "
+            f"no longer has (or has under another class): {listed}{more}. Received: "
+            f"splits for root={splits.root!r}")
+    kept = {s: [item for item in items[s] if item[0] not in bad] for s in items}
+    return folders.Splits(kept, class_names=splits.class_names, root=scan.root,
+                          sources=splits.sources)
 
 
 def from_arrays(x_train, y_train, x_test, y_test, *, num_classes=None, val_size=0.1,

@@ -37,15 +37,19 @@ class _EpochStats(keras.callbacks.Callback):
         logs["images_per_second"] = self.train_examples / seconds
 
 
-def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False):
+def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
+              preprocessing=None):
     """The training and validation pipelines of a recipe on loaded data `d`.
 
     `deterministic` fixes the element order of both whatever the thread
     timing: needed when workers each read the whole input and keep their
     share of it (`kres.multiworker.shard_by_data`), or the shares overlap.
+    `preprocessing` is the normalisation of pretrained weights (default: the
+    dataset's).
     """
     common = dict(image_size=image_size, channels=channels, num_classes=d.spec.num_classes,
-                  batch_size=recipe.batch_size, deterministic=deterministic)
+                  batch_size=recipe.batch_size, deterministic=deterministic,
+                  preprocessing=preprocessing)
     train_ds = pipeline(d.train, d.spec, training=True, seed=seed,
                         cache=fits_in_memory(d.spec, d.sizes["train"]),
                         augment=recipe.augment, color_jitter=recipe.color_jitter,
@@ -58,7 +62,7 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False):
 
 def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None,
         initial_epoch=0, resume=False, callbacks=(), verbose="auto",
-        backup=None):
+        backup=None, backup_dir=None, class_weight=None):
     """The one call of `model.fit` in kres, with the run directory's callbacks.
 
     Writes ``history.csv``, ``best.keras``, ``tensorboard/`` and ``backup/``
@@ -66,7 +70,10 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
     rows newer than it); without, any old backup is discarded so the run
     starts from scratch. `backup` replaces the
     `keras.callbacks.BackupAndRestore` of ``backup/`` (a multi-worker run's
-    `kres.multiworker.ChiefBackupAndRestore`).
+    `kres.multiworker.ChiefBackupAndRestore`); `backup_dir` moves it. A fit
+    with an `initial_epoch` continues a run's history (a later phase):
+    the rows and the best checkpoint of the epochs before it stay.
+    `class_weight` is `model.fit`'s.
 
     Returns:
         The Keras `History`.
@@ -74,13 +81,16 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
     os.makedirs(run_dir, exist_ok=True)
     history_path = os.path.join(run_dir, "history.csv")
     best_path = os.path.join(run_dir, "best.keras")
-    backup_dir = os.path.join(run_dir, "backup")
+    backup_dir = backup_dir or os.path.join(run_dir, "backup")
     if not resume:
         shutil.rmtree(backup_dir, ignore_errors=True)
-        for path in (history_path, best_path):
-            if os.path.exists(path):
-                os.remove(path)
-    previous = runs.trim_history(history_path, runs.backup_epoch(backup_dir)) if resume else []
+        if not initial_epoch:
+            for path in (history_path, best_path):
+                if os.path.exists(path):
+                    os.remove(path)
+    previous = runs.trim_history(history_path, max(runs.backup_epoch(backup_dir),
+                                                   initial_epoch)) \
+        if resume or initial_epoch else []
     best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
 
     all_callbacks = [
@@ -104,4 +114,4 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
     # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
     return model.fit(train_ds, validation_data=val_ds, epochs=epochs or recipe.epochs,
                      initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
-                     verbose=verbose)
+                     verbose=verbose, class_weight=class_weight)

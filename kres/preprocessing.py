@@ -1,9 +1,10 @@
 """What a model's input goes through before the first layer, shared by training and serving.
 
-`Preprocessing` describes it (input size, normalisation, resize mode);
-`eval_resize` is the evaluation resize that the input pipelines and the
-exported serving graph both apply, so a served model sees exactly what it
-was evaluated on.
+`Preprocessing` describes it (input size, normalisation, channel order,
+resize mode) and applies the normalisation (`Preprocessing.normalize`, the
+one place that maths is written); `eval_resize` is the evaluation resize
+that the input pipelines and the exported serving graph both apply, so a
+served model sees exactly what it was evaluated on.
 """
 
 import dataclasses
@@ -14,6 +15,7 @@ from kres import checks
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("resize", "center_crop")
+CHANNEL_ORDERS = ("rgb", "bgr")
 # The ImageNet evaluation: the shorter side to size / 0.875 (256 for 224), then the centre.
 CROP_FRACTION = 0.875
 
@@ -30,6 +32,9 @@ class Preprocessing:
         std: per-channel standard deviation in [0, 1].
         resize: ``"resize"`` (straight to the input size) or ``"center_crop"``
             (shorter side to ``size / 0.875``, then the central crop).
+        channel_order: ``"rgb"``, or ``"bgr"`` for weights trained on
+            BGR images (Caffe's, which keras.applications' v1 ResNets and
+            VGG carry). `mean` and `std` are given in the model's order.
 
     Example:
 
@@ -43,6 +48,7 @@ class Preprocessing:
     mean: tuple
     std: tuple
     resize: str = "resize"
+    channel_order: str = "rgb"
 
     def __post_init__(self):
         checks.tuples(self, "mean", "std")
@@ -57,6 +63,32 @@ class Preprocessing:
         if not all(s > 0 for s in self.std):
             checks.fail("std", self.std, "must be positive")
         checks.choice("resize", self.resize, RESIZE_MODES)
+        checks.choice("channel_order", self.channel_order, CHANNEL_ORDERS)
+        if self.channel_order == "bgr" and self.channels != 3:
+            checks.fail("channel_order", self.channel_order, "needs 3 channels")
+
+    def normalize(self, images):
+        """Normalises RGB pixels (0-255, float) as the model expects them.
+
+        Reorders the channels for ``"bgr"``, then subtracts ``mean * 255`` and
+        divides by ``std * 255``. Works on NumPy arrays and TensorFlow
+        tensors alike (the constants are NumPy, so a traced graph holds them
+        as constants); the input pipelines, the serving graphs and their
+        checks all call this.
+
+        Example:
+
+        >>> prep = Preprocessing(2, 2, 3, (0.5,), (0.5,))
+        >>> float(prep.normalize(np.full((2, 2, 3), 255.0)).max())
+        1.0
+        """
+        import numpy as np
+
+        mean = np.broadcast_to(np.asarray(self.mean, np.float32) * 255.0, (self.channels,))
+        std = np.broadcast_to(np.asarray(self.std, np.float32) * 255.0, (self.channels,))
+        if self.channel_order == "bgr":
+            images = images[..., ::-1]
+        return (images - mean) / std
 
     @classmethod
     def imagenet(cls, input_shape):

@@ -21,7 +21,7 @@ import keras
 from kres import checks
 from kres.augment import AUGMENTATIONS
 
-SCHEDULES = ("step", "cosine")
+SCHEDULES = ("step", "cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ class Recipe:
         weight_decay: coupled L2 weight decay.
         decay_all: decay batch-norm parameters and biases too (the papers);
             False decays convolution and dense kernels only (Bag of Tricks).
-        schedule: ``"step"`` (multiply by `gamma` at each milestone) or
-            ``"cosine"``.
+        schedule: ``"step"`` (multiply by `gamma` at each milestone),
+            ``"cosine"`` or ``"constant"``.
         milestones: fractions of the run at which the step schedule decays.
         gamma: the step schedule's factor.
         warmup_epochs: linear warmup from 0 (cosine schedule).
@@ -55,6 +55,16 @@ class Recipe:
         zero_init_last: zero-initialise each residual branch's last BN.
         patience: early-stopping patience in epochs on validation accuracy
             (0: no early stopping).
+        frozen_epochs: fine-tuning (a run with ``weights``): the first
+            `frozen_epochs` of the `epochs` train the new classifier alone,
+            the backbone frozen and its batch norm in inference mode; the
+            rest train the network (`unfreeze`) with the schedule (0: no
+            frozen phase).
+        frozen_learning_rate: the frozen phase's constant learning rate
+            (``None``: `learning_rate`).
+        unfreeze: the stages trained after the frozen phase, as layer-name
+            prefixes (``("conv4", "conv5")`` for a ResNet's last two stages);
+            ``()`` for the whole network. A comma-separated string is split.
     """
 
     epochs: int = 164
@@ -77,9 +87,15 @@ class Recipe:
     random_erasing: float = 0.0
     zero_init_last: bool = False
     patience: int = 0
+    frozen_epochs: int = 0
+    frozen_learning_rate: float | None = None
+    unfreeze: tuple = ()
 
     def __post_init__(self):
-        checks.tuples(self, "milestones")
+        checks.tuples(self, "milestones", "unfreeze")
+        if isinstance(self.unfreeze, str):  # --set-recipe unfreeze=conv4,conv5
+            object.__setattr__(self, "unfreeze",
+                               tuple(s.strip() for s in self.unfreeze.split(",") if s.strip()))
         checks.positive_int("epochs", self.epochs)
         checks.positive_int("batch_size", self.batch_size)
         checks.number("learning_rate", self.learning_rate, low=0, low_open=True)
@@ -92,8 +108,7 @@ class Recipe:
             checks.fail("milestones", self.milestones,
                         "must be a tuple of increasing fractions of the run, each in (0, 1)")
         checks.number("gamma", self.gamma, low=0, high=1, low_open=True)
-        checks.number("warmup_epochs", self.warmup_epochs, low=0, high=self.epochs,
-                      high_open=True)
+        checks.number("warmup_epochs", self.warmup_epochs, low=0)
         checks.rate("label_smoothing", self.label_smoothing)
         if self.augment is not None:
             checks.choice("augment", self.augment, AUGMENTATIONS)
@@ -104,7 +119,36 @@ class Recipe:
         for field in ("scale_lr", "nesterov", "decay_all", "zero_init_last"):
             checks.boolean(field, getattr(self, field))
         checks.integer("patience", self.patience, minimum=0)
+        checks.integer("frozen_epochs", self.frozen_epochs, minimum=0)
+        if self.frozen_epochs >= self.epochs:
+            checks.fail("frozen_epochs", self.frozen_epochs,
+                        f"must leave at least one of the {self.epochs} epochs to train the "
+                        "whole network")
+        if self.warmup_epochs >= self.epochs - self.frozen_epochs:
+            checks.fail("warmup_epochs", self.warmup_epochs,
+                        f"must be shorter than the {self.epochs - self.frozen_epochs} epochs "
+                        "after the frozen phase")
+        if self.frozen_learning_rate is not None:
+            checks.number("frozen_learning_rate", self.frozen_learning_rate, low=0,
+                          low_open=True)
+        if not isinstance(self.unfreeze, tuple) or not all(
+                isinstance(s, str) and s for s in self.unfreeze):
+            checks.fail("unfreeze", self.unfreeze,
+                        "must be a tuple of layer-name prefixes such as ('conv5',)")
 
+    def frozen_phase(self):
+        """The recipe of the frozen phase: `frozen_epochs` at the constant
+        `frozen_learning_rate`, no warmup, no early stopping."""
+        return dataclasses.replace(
+            self, epochs=self.frozen_epochs, frozen_epochs=0, schedule="constant",
+            learning_rate=self.frozen_learning_rate or self.learning_rate, warmup_epochs=0.0,
+            patience=0)
+
+    def unfrozen_phase(self):
+        """The recipe of the epochs after the frozen phase: the schedule over
+        ``epochs - frozen_epochs``."""
+        return dataclasses.replace(self, epochs=self.epochs - self.frozen_epochs,
+                                   frozen_epochs=0)
     def to_json(self):
         """The recipe as a JSON-ready dict."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -127,6 +171,14 @@ RECIPES = {
     "imagenet-cosine": Recipe(epochs=120, batch_size=256, scale_lr=True, schedule="cosine",
                               warmup_epochs=5, label_smoothing=0.1, decay_all=False,
                               zero_init_last=True),
+    # Fine-tuning pretrained weights (Keras's transfer-learning guide; Kornblith
+    # et al. 2019, "Do Better ImageNet Models Transfer Better?"): the new classifier
+    # alone first, the backbone frozen with its batch norm in inference mode, then
+    # the whole network at a tenth of that learning rate, cosine to zero; light
+    # decay, kernels only; label smoothing.
+    "transfer": Recipe(epochs=10, batch_size=64, learning_rate=0.01, frozen_epochs=2,
+                       frozen_learning_rate=0.1, schedule="cosine", weight_decay=5e-5,
+                       decay_all=False, label_smoothing=0.1),
 }
 
 
@@ -154,7 +206,8 @@ def resolve_recipe(name, **overrides):
 
 
 def learning_rate_schedule(recipe, steps_per_epoch):
-    """The recipe's per-iteration schedule (a `keras.optimizers.schedules` object).
+    """The recipe's per-iteration schedule (a `keras.optimizers.schedules` object;
+    the learning rate itself, a float, for the constant schedule).
 
     Example:
 
@@ -164,6 +217,8 @@ def learning_rate_schedule(recipe, steps_per_epoch):
     """
     lr = recipe.learning_rate * (recipe.batch_size / 256 if recipe.scale_lr else 1.0)
     total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "constant":
+        return lr
     if recipe.schedule == "cosine":
         warmup = int(round(recipe.warmup_epochs * steps_per_epoch))
         return keras.optimizers.schedules.CosineDecay(

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from kres import checks, multiworker, runs, stats
+from kres import checks, finetune, multiworker, runs, stats
 from kres import cluster as kcluster
 from kres import datasets as kdatasets
 from kres.augment import pipeline
 from kres.devices import PRECISIONS, STRATEGIES, make_strategy, resolve_precision
 from kres.fitting import fit, pipelines
 from kres.models.base import load_model
+from kres.preprocessing import Preprocessing
 from kres.recipes import Recipe, as_config, compile_model, metrics, resolve_recipe
 from kres.registry import build_model, lookup, resolve_spec
 
@@ -65,6 +66,16 @@ class TrainConfig:
             Slurm; `kres.cluster`).
         data_dir: the dataset's tfds data directory (default
             `kres.datasets.data_dir_for`).
+        weights: start from pretrained weights (`kres.finetune.load_pretrained`):
+            ``"imagenet"`` or a ``.keras``, ``.weights.h5``, keras.applications
+            ``.h5`` or timm ``.safetensors`` file; the classifier is new,
+            sized to the dataset, and the input is normalised as the weights
+            expect. ``None``: random initialisation.
+        skip_bad_images: an image folder's files that do not decode are left
+            out (and listed in the run's ``skipped.json``) instead of
+            stopping the run before it starts.
+        class_weights: weigh each class's loss by ``n / (classes * n_class)``
+            of the training split (for imbalanced data).
     """
 
     model: str
@@ -81,6 +92,9 @@ class TrainConfig:
     jit_compile: object = "auto"
     strategy: str = "auto"
     data_dir: str | None = None
+    weights: str | None = None
+    skip_bad_images: bool = False
+    class_weights: bool = False
 
     def __post_init__(self):
         checks.string("model", self.model)
@@ -100,6 +114,17 @@ class TrainConfig:
         checks.choice("jit_compile", self.jit_compile, JIT_COMPILE, hint=False)
         checks.choice("strategy", self.strategy, STRATEGIES)
         checks.string("data_dir", self.data_dir, optional=True)
+        finetune.check_weights(self.weights)
+        checks.boolean("skip_bad_images", self.skip_bad_images)
+        checks.boolean("class_weights", self.class_weights)
+        recipe = resolve_recipe(self.recipe, **self.recipe_overrides)
+        if recipe.frozen_epochs and self.weights is None:
+            checks.fail("frozen_epochs", recipe.frozen_epochs,
+                        "freezes pretrained layers: give weights (--weights), or set "
+                        "frozen_epochs=0 to train from scratch")
+        if recipe.frozen_epochs and self.strategy == "multi-worker":
+            checks.fail("frozen_epochs", recipe.frozen_epochs,
+                        "is not supported with strategy='multi-worker' yet")
 
     def to_json(self):
         """The config as a JSON-ready dict (tuples as lists)."""
@@ -108,7 +133,8 @@ class TrainConfig:
 
 @dataclass
 class Prepared:
-    """What `prepare` resolved: the recipe, the spec, the data, the input shape."""
+    """What `prepare` resolved: the recipe, the spec, the data, the input shape,
+    its preprocessing, and the pretrained weights (or None)."""
 
     recipe: Recipe
     spec: object
@@ -116,6 +142,8 @@ class Prepared:
     image_size: int
     channels: int
     steps_per_epoch: int
+    preprocessing: object
+    pretrained: finetune.Pretrained | None = None
 
 
 def resolve_input(model, spec, data, *, image_size, channels, batch_sizes):
@@ -156,19 +184,28 @@ def resolve_input(model, spec, data, *, image_size, channels, batch_sizes):
     return image_size, channels
 
 
-def load_data(dataset, *, data_dir=None, subset=None, val_size=None):
-    """`kres.datasets.load`, failing on unknown names before any I/O."""
+def load_data(dataset, *, data_dir=None, subset=None, val_size=None, **folder):
+    """`kres.datasets.load`, failing on unknown names before any I/O; `folder`
+    settings (``skip_bad_images``, ``splits``, ``seed``, ``channels``) apply to
+    image folders only."""
     if not os.path.isdir(dataset):
         kdatasets.get_dataset_spec(dataset)
-    return kdatasets.load(dataset, data_dir=data_dir, subset=subset, val_size=val_size)
+        folder = {}
+    return kdatasets.load(dataset, data_dir=data_dir, subset=subset, val_size=val_size,
+                          **folder)
 
 
-def prepare(config, data=None):
-    """Validates a config against its data, loading the data, before any model is built.
+def prepare(config, data=None, run_dir=None, resuming=False):
+    """Validates a config against its data, loading the data and the pretrained
+    weights, before the run's model is built.
+
+    A folder's split is read from ``run_dir/splits.json`` when resuming.
 
     Raises:
         ValueError: for unknown names, an image size too small for the model,
-            a batch larger than the training set, labels outside the classes.
+            a batch larger than the training set, labels outside the classes,
+            a folder with images that do not decode (without
+            `skip_bad_images`), weights that do not fit the model.
     """
     recipe = resolve_recipe(config.recipe, **config.recipe_overrides)
     spec = resolve_spec(config.model, **model_overrides(config, recipe))
@@ -178,14 +215,38 @@ def prepare(config, data=None):
             "model.fit and loss_weights=[1, 0.3, 0.3] (see docs/models.md). "
             "Received: aux_classifiers=True"
         )
+    weights = config.weights
+    # A kres model brings its own input shape; published weights are RGB.
+    pretrained = (finetune.load_pretrained(weights, config.model, input_shape=(None, None, None),
+                                           overrides=model_overrides(config, recipe))
+                  if weights and weights.endswith(".keras") else None)
+    own_size, own_channels = (pretrained.input_shape[0], pretrained.input_shape[-1]) \
+        if pretrained else (None, 3 if weights and not weights.endswith(".weights.h5") else None)
     if data is None:
+        splits_path = os.path.join(run_dir, "splits.json") if run_dir else None
+        from kres import folders
+
         data = load_data(config.dataset, data_dir=config.data_dir, subset=config.subset,
-                         val_size=config.val_size)
-    image_size, channels = resolve_input(config.model, spec, data, image_size=config.image_size,
-                                         channels=config.channels,
+                         val_size=config.val_size, skip_bad_images=config.skip_bad_images,
+                         seed=config.seed or 0, channels=config.channels or own_channels,
+                         splits=folders.read_splits(splits_path)
+                         if resuming and os.path.isfile(splits_path) else None)
+    image_size, channels = resolve_input(config.model, spec, data,
+                                         image_size=config.image_size or own_size,
+                                         channels=config.channels or own_channels,
                                          batch_sizes=[recipe.batch_size])
+    if weights and pretrained is None:
+        pretrained = finetune.load_pretrained(weights, config.model,
+                                              input_shape=(image_size, image_size, channels),
+                                              overrides=model_overrides(config, recipe))
+    input_shape = (image_size, image_size, channels)
+    preprocessing = data.spec.preprocessing(input_shape)
+    if pretrained is not None:
+        preprocessing = pretrained.preprocessing(image_size, image_size,
+                                                 preprocessing.resize) or preprocessing
     return Prepared(recipe, spec, data, image_size, channels,
-                    steps_per_epoch=data.sizes["train"] // recipe.batch_size)
+                    steps_per_epoch=data.sizes["train"] // recipe.batch_size,
+                    preprocessing=preprocessing, pretrained=pretrained)
 
 
 def model_overrides(config, recipe):
@@ -266,28 +327,30 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
         os.path.join(own_dir, "backup"), worker.is_chief)
     try:
         strategy = make_strategy(config.strategy, worker, cluster_timeout)
-        p = prepare(config, data)
+        p = prepare(config, data, run_dir=own_dir, resuming=resuming)
         precision = resolve_precision(config.precision)
         if config.seed is not None:
             keras.utils.set_random_seed(config.seed)
+        recipe, d = p.recipe, p.data
+        input_shape = (p.image_size, p.image_size, p.channels)
+        overrides = {**model_overrides(config, recipe),
+                     **(p.pretrained.overrides if p.pretrained else {})}
+        with strategy.scope():
+            model = build_model(config.model, classes=d.spec.num_classes,
+                                input_shape=input_shape, dtype=precision, **overrides)
+            if p.pretrained is not None:  # weights that do not fit fail before any file
+                finetune.transfer_weights(p.pretrained.model, model)
+                p.pretrained = None  # the copy is all the run needs
         os.makedirs(own_dir, exist_ok=True)
         if not resuming:
             runs.write_config(own_dir, "config.json", config)
-
-        recipe, d = p.recipe, p.data
-        input_shape = (p.image_size, p.image_size, p.channels)
+        _write_data_records(own_dir, d)
         runs.write_model_description(own_dir, model=config.model, spec=p.spec,
-                                     preprocessing=d.spec.preprocessing(input_shape),
+                                     preprocessing=p.preprocessing,
                                      class_names=d.class_names, dataset=d.name)
         train_ds, val_ds = pipelines(d, recipe, p.image_size, p.channels, seed=config.seed,
-                                     deterministic=worker is not None)
-        with strategy.scope():
-            model = build_model(config.model, classes=d.spec.num_classes,
-                                input_shape=input_shape, dtype=precision,
-                                **model_overrides(config, recipe))
-            compile_model(model, recipe, p.steps_per_epoch, d.spec.num_classes,
-                          jit_compile=config.jit_compile)
-        jit_compile = bool(model.jit_compile)  # "auto" as Keras resolved it here
+                                     deterministic=worker is not None,
+                                     preprocessing=p.preprocessing)
         fixes = contextlib.nullcontext()
         if strategy.num_replicas_in_sync > 1:
             callbacks = [multiworker.AverageBatchNormStatistics(), *callbacks]
@@ -295,10 +358,11 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
             train_ds = multiworker.shard_by_data(train_ds)
             val_ds = multiworker.shard_by_data(val_ds)
             fixes = multiworker.keras_fixes()
+        common = dict(train_examples=d.sizes["train"], callbacks=callbacks, verbose=verbose,
+                      class_weight=_class_weights(config, d))
         with fixes:
-            fit(model, own_dir, train_ds, val_ds, recipe=recipe,
-                train_examples=d.sizes["train"], resume=resuming, callbacks=callbacks,
-                verbose=verbose, backup=backup)
+            jit_compile = _fit_phases(model, own_dir, train_ds, val_ds, config, p, strategy,
+                                      resuming=resuming, backup=backup, **common)
     except Exception as error:
         if worker is None or not multiworker.is_worker_lost(error):
             raise
@@ -313,7 +377,7 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
         model = load_model(best_path)
     test_ds = pipeline(d.test, d.spec, training=False, cache=False, image_size=p.image_size,
                        channels=p.channels, num_classes=d.spec.num_classes,
-                       batch_size=recipe.batch_size)
+                       batch_size=recipe.batch_size, preprocessing=p.preprocessing)
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
     results = {
         "model": config.model, "dataset": d.name, "precision": precision,
@@ -334,6 +398,76 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     runs.plot_history(history, os.path.join(run_dir, "curves.png"),
                       title=os.path.basename(os.path.normpath(run_dir)))
     return results
+
+
+def _fit_phases(model, run_dir, train_ds, val_ds, config, p, strategy, *, resuming, backup,
+                **common):
+    """Compiles and fits `model`: in one phase, or, with the recipe's
+    `frozen_epochs`, first the classifier alone and then the network.
+
+    The frozen phase keeps its backup in ``backup-frozen/`` and, once done,
+    its weights in ``frozen.npz``; a run killed in either phase, or between
+    them, resumes where it was. Returns whether Keras compiled with XLA.
+    """
+    recipe = p.recipe
+
+    def compile_phase(phase_recipe):
+        with strategy.scope():
+            compile_model(model, phase_recipe, p.steps_per_epoch, p.data.spec.num_classes,
+                          jit_compile=config.jit_compile)
+
+    if not recipe.frozen_epochs:
+        compile_phase(recipe)
+        fit(model, run_dir, train_ds, val_ds, recipe=recipe, resume=resuming, backup=backup,
+            **common)
+        return bool(model.jit_compile)
+    frozen_path = os.path.join(run_dir, "frozen.npz")
+    frozen_done = resuming and os.path.isfile(frozen_path)
+    if frozen_done:
+        finetune.load_weights_array(model, frozen_path)
+    else:
+        finetune.freeze_backbone(model)
+        compile_phase(recipe.frozen_phase())
+        # The frozen phase's weights are saved at its last epoch's end, before its
+        # backup is removed: a crash between the phases loses nothing.
+        saver = finetune.SaveWeightsAt(frozen_path, recipe.frozen_epochs)
+        fit(model, run_dir, train_ds, val_ds, recipe=recipe.frozen_phase(), resume=resuming,
+            backup_dir=os.path.join(run_dir, "backup-frozen"),
+            **{**common, "callbacks": [*common["callbacks"], saver]})
+    finetune.unfreeze(model, recipe.unfreeze)
+    later = recipe.unfrozen_phase()
+    compile_phase(later)
+    fit(model, run_dir, train_ds, val_ds, recipe=later, resume=frozen_done,
+        initial_epoch=recipe.frozen_epochs, epochs=recipe.epochs, **common)
+    return bool(model.jit_compile)
+
+
+def _class_weights(config, d):
+    """``{class: weight}`` for `model.fit` when the config asks for class weights."""
+    if not config.class_weights:
+        return None
+    if d.splits is None:
+        raise ValueError("class_weights needs the training labels of an image folder "
+                         f"(kres.folders); {d.name!r} is none. Received: class_weights=True")
+    from kres import folders
+
+    return folders.class_weights(d.splits, d.spec.num_classes)
+
+
+def _write_data_records(run_dir, d):
+    """A folder's split, scan summary and skipped files, in the run directory."""
+    if d.splits is None:
+        return
+    from kres import folders
+
+    path = os.path.join(run_dir, "splits.json")
+    if not os.path.isfile(path):
+        folders.write_splits(path, d.splits)
+    if d.folder_scan is not None:
+        with open(os.path.join(run_dir, "scan.txt"), "w") as f:
+            f.write(d.folder_scan.summary() + "\n")
+    runs.write_json(os.path.join(run_dir, "skipped.json"),
+                    [{"path": path, "reason": reason} for path, reason in d.skipped])
 
 
 def _check_cluster(config, run_dir):
@@ -362,6 +496,11 @@ def _check_cluster(config, run_dir):
 def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256):
     """Scores a saved ``.keras`` model on a dataset split.
 
+    Beside a run's model, the run directory says how: its ``model.json``
+    gives the normalisation the model was trained with (pretrained weights'
+    own), its ``splits.json`` an image folder's split, its ``config.json``
+    the validation size and whether bad images were skipped.
+
     Args:
         model_path: a ``.keras`` file (e.g. a run's ``best.keras``).
         dataset: a dataset name or image folder.
@@ -385,9 +524,28 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     checks.positive_int("batch_size", batch_size)
     if not os.path.isfile(model_path):
         raise ValueError(f"No model file at model_path. Received: model_path={model_path!r}")
-    data = load_data(dataset, data_dir=data_dir)
+    run = os.path.dirname(os.path.abspath(model_path))
+    saved = runs.read_json(os.path.join(run, "config.json"))
+    same = saved.get("dataset") is not None and os.path.abspath(saved["dataset"]) == \
+        os.path.abspath(dataset)
     model = load_model(model_path)
     _, height, width, channels = model.input_shape
+    folder = {}
+    if os.path.isdir(dataset):
+        from kres import folders
+
+        splits_path = os.path.join(run, "splits.json")
+        folder = dict(channels=channels, seed=saved.get("seed") or 0,
+                      skip_bad_images=bool(same and saved.get("skip_bad_images")),
+                      splits=folders.read_splits(splits_path)
+                      if same and os.path.isfile(splits_path) else None)
+    data = load_data(dataset, data_dir=data_dir,
+                     val_size=saved.get("val_size") if same else None, **folder)
+    described = runs.read_json(os.path.join(run, "model.json"))
+    prep = described.get("preprocessing")
+    prep = Preprocessing.from_json(prep) if prep else None
+    if prep is not None and (prep.height, prep.width, prep.channels) != (height, width, channels):
+        prep = None  # a description of another model
     classes = model.output_shape[-1]
     if classes != data.spec.num_classes:
         raise ValueError(
@@ -395,7 +553,8 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
             f"Received: dataset={dataset!r}"
         )
     ds = pipeline(getattr(data, split), data.spec, training=False, batch_size=batch_size,
-                  image_size=height, channels=channels, num_classes=classes, cache=False)
+                  image_size=height, channels=channels, num_classes=classes, cache=False,
+                  preprocessing=prep)
     model.compile(loss="categorical_crossentropy", metrics=metrics(classes))
     return model.evaluate(ds, verbose=0, return_dict=True)
 

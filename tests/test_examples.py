@@ -1,6 +1,7 @@
 """Every example runs end to end in its --smoke mode and writes its outputs."""
 
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -23,8 +24,22 @@ def _run(name, tmp_path, data_dir):
 
 def test_every_example_has_a_smoke_test():
     tested = {"degradation", "cardinality_vs_width", "tune_depth_and_cardinality",
-              "export_and_serve", "resnext_in_a_keras_script", "cifar10_resnet20"}
+              "export_and_serve", "resnext_in_a_keras_script", "cifar10_resnet20",
+              "finetune_own_images", "fpn_backbone"}  # fpn_backbone's is in test_backbones
     assert {f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested
+
+
+@pytest.mark.slow  # three kres.train runs; the full run is recorded in the issue's note
+def test_finetune_own_images(tmp_path, fashion_mnist_dir):
+    out, rows = _run("finetune_own_images", tmp_path, fashion_mnist_dir)
+    assert set(rows) == {"fine-tuned", "from scratch"}
+    for row in rows.values():
+        with open(os.path.join(row["run_dir"], "results.json")) as f:
+            results = json.load(f)
+        assert row["test_accuracy"] == results["test_accuracy"]  # the table prints the runs'
+        assert results["train_examples"] == row["train_examples"] > 0
+    with open(os.path.join(rows["fine-tuned"]["run_dir"], "config.json")) as f:
+        assert json.load(f)["weights"] == os.path.join(out, "pretrained", "best.keras")
 
 
 def test_degradation(tmp_path, fashion_mnist_dir):

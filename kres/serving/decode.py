@@ -7,7 +7,6 @@ first frame, and `Server` resizes and normalises exactly as the training
 pipeline's evaluation did (`kres.preprocessing.eval_resize`).
 """
 
-import numpy as np
 import tensorflow as tf
 
 from kres.preprocessing import eval_resize
@@ -119,9 +118,6 @@ class Server:
         self.class_names = tf.constant(class_names)
         self.top_k = top_k
         self.limits = (max_image_bytes, max_pixels)
-        channels = prep.channels
-        self.mean = tf.constant(np.broadcast_to(prep.mean, (channels,)) * 255.0, tf.float32)
-        self.std = tf.constant(np.broadcast_to(prep.std, (channels,)) * 255.0, tf.float32)
 
     def _fit(self, image):
         """Resizes or center-crops one float image as training's evaluation did."""
@@ -129,7 +125,7 @@ class Server:
                            self.prep.resize == "center_crop")
 
     def _outputs(self, images):
-        images = (tf.cast(images, tf.float32) - self.mean) / self.std
+        images = self.prep.normalize(tf.cast(images, tf.float32))
         probabilities = tf.cast(self.model(images, training=False), tf.float32)
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
         return {"probabilities": probabilities, "classes": classes, "scores": scores,

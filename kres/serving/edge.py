@@ -91,15 +91,13 @@ def run_onnx(content, pixels, threads=None):
 
 def _normalising_function(model, prep, input_dtype):
     """``pixels -> probabilities`` with the model's normalisation inside, and its spec."""
-    channels = prep.channels
-    # NumPy values become constants of the traced graph (tensors made out here would be
-    # captured as extra inputs by the ONNX converter).
-    mean = (np.broadcast_to(prep.mean, (channels,)) * 255.0).astype(np.float32)
-    std = (np.broadcast_to(prep.std, (channels,)) * 255.0).astype(np.float32)
-    spec = tf.TensorSpec([None, prep.height, prep.width, channels], input_dtype, name="pixels")
+    # `normalize`'s NumPy values become constants of the traced graph (tensors made out
+    # here would be captured as extra inputs by the ONNX converter).
+    spec = tf.TensorSpec([None, prep.height, prep.width, prep.channels], input_dtype,
+                         name="pixels")
 
     def serve(pixels):
-        images = (tf.cast(pixels, tf.float32) - mean) / std
+        images = prep.normalize(tf.cast(pixels, tf.float32))
         return tf.cast(model(images, training=False), tf.float32)
 
     return spec, serve
@@ -240,8 +238,10 @@ def export_file(model, directory, *, fmt, preprocessing, class_names, quantize="
             content, quantization = _onnx(model, preprocessing, input_type), None
     check = None
     if verify:
-        check = _verify(model, content, fmt, quantize, input_type, preprocessing, calibration,
-                        sample)
+        # The reference is computed per group, the form every CPU runs.
+        with use_formulation(model, "split"):
+            check = _verify(model, content, fmt, quantize, input_type, preprocessing,
+                            calibration, sample)
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
@@ -266,9 +266,7 @@ def _verify(model, content, fmt, quantize, input_type, prep, calibration, sample
     pixels = np.asarray(sample, np.float32)
     if input_type == "uint8":  # what a client can feed: whole values
         pixels = np.clip(np.round(pixels), 0, 255)
-    mean = np.broadcast_to(prep.mean, (prep.channels,)) * 255.0
-    std = np.broadcast_to(prep.std, (prep.channels,)) * 255.0
-    expected = model.predict((pixels - mean) / std, verbose=0)
+    expected = model.predict(prep.normalize(pixels), verbose=0)
     run = run_tflite if fmt == "tflite" else run_onnx
     got = run(content, pixels)
     difference = float(np.max(np.abs(got - expected)))

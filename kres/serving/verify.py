@@ -41,10 +41,8 @@ def verify_saved_model(path, model, preprocessing, atol=1e-5):
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (2, h, w, prep.channels), np.uint8)
     got = c_api_run(path, "serving_pixels", {"pixels": pixels})["probabilities"]
-    mean = np.broadcast_to(prep.mean, (prep.channels,)) * 255.0
-    std = np.broadcast_to(prep.std, (prep.channels,)) * 255.0
     crop = pixels[:, top:top + prep.height, left:left + prep.width]
-    expected = model.predict((crop.astype(np.float32) - mean) / std, verbose=0)
+    expected = model.predict(prep.normalize(crop.astype(np.float32)), verbose=0)
     diff = float(np.max(np.abs(got - expected)))
     if diff > atol:
         raise ValueError(f"The SavedModel in {path} disagrees with the model: max abs "

@@ -1,0 +1,853 @@
+"""Image folders as they are: scanned, checked and split before any training.
+
+A folder of images is either split on disk or flat::
+
+    root/train/<class>/...   root/val/<class>/...   root/test/<class>/...   ("splits")
+    root/<class>/...                                                        ("flat")
+
+`scan` reads every image-suffixed file once, with the decoder the training
+pipeline uses (TensorFlow's), and reports per file what the pipeline would
+otherwise only find in the middle of an epoch: files that do not decode (by
+path, with TensorFlow's message), files that are not images (``.DS_Store``,
+``notes.txt``, hidden files), the colour kinds (grayscale, RGB, RGBA, CMYK,
+palette) and the size range. `FolderScan.summary` shows it, with the images
+per class and split and the class imbalance.
+
+`split` makes the train, validation and test splits: the folders when they
+exist, otherwise a seeded stratified split (every class in proportion);
+`write_splits` and `read_splits` keep it in a JSON file so that a resumed run
+or an evaluation uses the same one. `class_weights` balances the loss over
+imbalanced classes; `image_dataset` is the ``(uint8 image, int64 label)``
+dataset of a list of files, every kind converted to the channels asked for.
+
+Decoding: every file goes through ``tf.io.decode_image`` (all channels kept,
+the first frame of an animated GIF), then one conversion that cannot fail:
+grayscale is repeated to RGB, alpha dropped, RGB converted to grayscale for
+one-channel models. TensorFlow converts CMYK JPEGs to RGB itself. `scan` and
+`image_dataset` share this decode, so what the scan passes, the pipeline
+decodes.
+"""
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from kres import checks
+
+# What tf.io.decode_image reads (TensorFlow 2.21: JPEG, PNG, GIF, BMP, WebP, JPEG XL).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl")
+SPLIT_NAMES = ("train", "val", "test")
+KINDS = ("grayscale", "grayscale+alpha", "rgb", "rgba", "cmyk", "palette")
+# Above this many files, `scan` shows a progress bar (progress=None).
+PROGRESS_FILES = 500
+# The largest-to-smallest class ratio above which the summary flags an imbalance.
+IMBALANCE_RATIO = 3.0
+# Files listed in an error message before "... and N more".
+LISTED = 20
+SPLITS_FORMAT = "kres-splits"
+
+
+# --- Decoding -------------------------------------------------------------------
+
+def _decode_native(data):
+    """An encoded image to uint8 ``[height, width, 1..4]``, as stored (GIF: first frame)."""
+    from kres.serving.decode import gif_first_frame
+
+    def gif():
+        # decode_image would decode every frame to keep the first; serving cuts the
+        # file after its first frame, and so does training.
+        return tf.io.decode_gif(gif_first_frame(data))[0]
+
+    def other():
+        return tf.io.decode_image(data, channels=0, expand_animations=False)
+
+    return tf.cond(tf.equal(tf.strings.substr(data, 0, 4), b"GIF8"), gif, other)
+
+
+def _to_channels(image, channels):
+    """uint8 ``[h, w, 1..4]`` to ``[h, w, channels]``: gray repeated or RGB to gray,
+    alpha dropped."""
+    gray = tf.shape(image)[-1] < 3
+    if channels == 3:
+        image = tf.cond(gray, lambda: tf.repeat(image[..., :1], 3, axis=-1),
+                        lambda: image[..., :3])
+    else:
+        image = tf.cond(gray, lambda: image[..., :1],
+                        lambda: tf.image.rgb_to_grayscale(image[..., :3]))
+    image.set_shape([None, None, channels])
+    return image
+
+
+def decode(data, channels=3):
+    """Encoded image bytes to uint8 ``[height, width, channels]``, as the pipeline decodes.
+
+    Args:
+        data: a scalar string tensor: a JPEG (CMYK too), PNG, GIF (first
+            frame), BMP, WebP or JPEG XL file's bytes.
+        channels: 3 (grayscale repeated, alpha dropped) or 1 (RGB to luma).
+
+    Returns:
+        A uint8 tensor.
+
+    Raises:
+        tf.errors.InvalidArgumentError: for data that does not decode.
+
+    Example:
+
+    >>> decode(tf.io.encode_png(tf.zeros([4, 5, 1], tf.uint8))).shape
+    TensorShape([4, 5, 3])
+    """
+    checks.choice("channels", channels, (1, 3))
+    return _to_channels(_decode_native(data), channels)
+
+
+def _probe(path):
+    """``(height, width, channels, jpeg components, header)`` of one file (graph code)."""
+    data = tf.io.read_file(path)
+    shape = tf.shape(_decode_native(data))
+    components = tf.cond(tf.io.is_jpeg(data),
+                         lambda: tf.image.extract_jpeg_shape(data)[2], lambda: shape[2])
+    return shape[0], shape[1], shape[2], components, tf.strings.substr(data, 0, 32)
+
+
+def _kind(channels, components, header):
+    """One of `KINDS`, from the decoded channels, a JPEG's components and the header."""
+    if header.startswith(b"\xff\xd8") and components == 4:
+        return "cmyk"
+    if header.startswith(b"GIF8"):
+        return "palette"
+    if header.startswith(b"\x89PNG") and len(header) > 25 and header[25] == 3:
+        return "palette"
+    if header.startswith(b"BM") and len(header) > 29 and int.from_bytes(header[28:30],
+                                                                          "little") <= 8:
+        return "palette"
+    return KINDS[channels - 1]  # grayscale, grayscale+alpha, rgb, rgba
+
+
+def _reason(error):
+    """TensorFlow's message for a file, on one line, without the op's decorations."""
+    message = getattr(error, "message", None) or str(error)
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", message)
+    message = re.sub(r"\s*\[Op:\w+\](\s*name:.*)?", "", message)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+# --- Scanning ------------------------------------------------------------------
+
+@dataclass
+class FolderScan:
+    """What `scan` found in an image folder.
+
+    Attributes:
+        root: the folder's absolute path.
+        layout: ``"splits"`` (``root/train|val|test/<class>/...``) or
+            ``"flat"`` (``root/<class>/...``).
+        class_names: the sorted class folder names, over all splits.
+        images: split -> sorted ``(relative_path, label)`` of the images that
+            decode: the splits on disk (``"train"``, ``"val"``, ``"test"``) or
+            ``"all"`` for a flat folder. Paths are relative to `root`, with
+            ``/``.
+        bad: ``(relative_path, reason)`` of the image-suffixed files that do not
+            decode, `reason` being TensorFlow's message.
+        ignored: relative paths of the files not read: other suffixes, hidden
+            files (``.DS_Store``, ``._x.jpg``), hidden folders (ending in
+            ``/``), files outside class folders.
+        kinds: `KINDS` entry -> number of images of that kind, over the good
+            images (``"palette"``: palette PNGs and BMPs, GIFs).
+        min_size: ``(smallest height, smallest width)`` over the good images
+            (each the minimum on its own; ``(0, 0)`` with no good image).
+        max_size: ``(largest height, largest width)`` likewise.
+    """
+
+    root: str
+    layout: str
+    class_names: list
+    images: dict
+    bad: list = field(default_factory=list)
+    ignored: list = field(default_factory=list)
+    kinds: dict = field(default_factory=dict)
+    min_size: tuple = (0, 0)
+    max_size: tuple = (0, 0)
+
+    def counts(self):
+        """split -> {class name: good images}, every class listed (0 when it has none).
+
+        Example:
+
+        >>> scan("flowers").counts()  # doctest: +SKIP
+        {'all': {'daisy': 633, 'roses': 641, 'tulips': 799}}
+        """
+        result = {}
+        for split_name, items in self.images.items():
+            per_class = np.bincount([label for _, label in items],
+                                    minlength=len(self.class_names))
+            result[split_name] = {name: int(n) for name, n in zip(self.class_names, per_class)}
+        return result
+
+    @property
+    def num_images(self):
+        """Good images over all splits."""
+        return sum(len(items) for items in self.images.values())
+
+    def imbalance(self):
+        """``(ratio, largest class, smallest class)`` of the training images (a flat
+        folder's all); the ratio is ``inf`` when a class has none."""
+        counts = self.counts()["train" if self.layout == "splits" else "all"]
+        largest = max(counts, key=lambda c: (counts[c], c))
+        smallest = min(counts, key=lambda c: (counts[c], c))
+        ratio = counts[largest] / counts[smallest] if counts[smallest] else math.inf
+        return ratio, largest, smallest
+
+    def summary(self):
+        """A human-readable report: images per class and split, the imbalance, the
+        files that do not decode (by path), the files ignored, kinds and sizes.
+
+        Example:
+
+        >>> print(scan("pets").summary())  # doctest: +SKIP
+        Image folder /data/pets (train/, test/): 2 classes, 1,210 images
+        class  train  test
+        cat      900    50
+        dog      200    60
+        Imbalance: cat has 4.5x the training images of dog (900 to 200; more than 3x): ...
+        Kinds: 1,100 rgb, 60 grayscale, 50 cmyk (converted to the model's channels)
+        Sizes: 90x120 to 1200x1600 (height x width)
+        1 file does not decode:
+          train/cat/broken.jpg: jpeg::Uncompress failed. Invalid JPEG data or crop window.
+        Ignored 2 files that are not images or not in a class folder: .DS_Store, notes.txt
+        """
+        counts = self.counts()
+        splits = list(counts)
+        where = ", ".join(f"{s}/" for s in splits) if self.layout == "splits" else "flat"
+        lines = [f"Image folder {self.root} ({where}): {len(self.class_names)} classes, "
+                 f"{self.num_images:,} images"]
+        lines += _table(self.class_names, counts, splits)
+        ratio, largest, smallest = self.imbalance()
+        reference = "training images" if self.layout == "splits" else "images"
+        first = counts[splits[0]]
+        sizes = f"{first[largest]:,} to {first[smallest]:,}"
+        if math.isinf(ratio):
+            lines.append(f"Imbalance: {smallest} has no {reference} that decode")
+        elif ratio > IMBALANCE_RATIO:
+            lines.append(f"Imbalance: {largest} has {ratio:.1f}x the {reference} of {smallest} "
+                         f"({sizes}; more than {IMBALANCE_RATIO:g}x): consider class weights")
+        elif len(self.class_names) > 1:
+            lines.append(f"Balance: {largest} has {ratio:.1f}x the {reference} of {smallest} "
+                         f"({sizes})")
+        kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(self.kinds.items(),
+                                                           key=lambda kv: -kv[1]) if n)
+        if kinds:
+            lines.append(f"Kinds: {kinds} (converted to the model's channels)")
+            lines.append(f"Sizes: {self.min_size[0]}x{self.min_size[1]} to "
+                         f"{self.max_size[0]}x{self.max_size[1]} (height x width)")
+        if self.bad:
+            lines.append(f"{_files(len(self.bad))} not decode:")
+            lines += [f"  {path}: {reason}" for path, reason in self.bad[:LISTED]]
+            if len(self.bad) > LISTED:
+                lines.append(f"  ... and {len(self.bad) - LISTED} more")
+        if self.ignored:
+            shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
+            lines.append(f"Ignored {len(self.ignored)} file{'s' * (len(self.ignored) != 1)} "
+                         f"that {'are' if len(self.ignored) != 1 else 'is'} not images "
+                         f"or not in a class folder: {shown}")
+        return "\n".join(lines)
+
+    def to_json(self):
+        """A JSON-compatible dict of the scan (lists for tuples), with its `counts`."""
+        return {
+            "root": self.root, "layout": self.layout, "class_names": list(self.class_names),
+            "images": {s: [[p, int(label)] for p, label in items]
+                       for s, items in self.images.items()},
+            "bad": [[p, r] for p, r in self.bad], "ignored": list(self.ignored),
+            "kinds": dict(self.kinds), "min_size": list(self.min_size),
+            "max_size": list(self.max_size), "counts": self.counts(),
+        }
+
+
+def _files(n):
+    return f"{n} file does" if n == 1 else f"{n} files do"
+
+
+def _table(class_names, counts, splits, limit=30):
+    """The per-class rows (all up to `limit` classes, else the largest and smallest)."""
+    order = list(class_names)
+    hidden = 0
+    if len(order) > limit:
+        first = counts[splits[0]]
+        by_size = sorted(order, key=lambda c: (-first[c], c))
+        order = by_size[:limit // 2] + by_size[-(limit // 2):]
+        hidden = len(class_names) - len(order)
+    width = max(len("class"), *(len(c) for c in order))
+    widths = [max(len(s), *(len(f"{counts[s][c]:,}") for c in class_names)) for s in splits]
+    rows = ["  ".join(["class".ljust(width)] + [s.rjust(w) for s, w in zip(splits, widths)])]
+    for i, name in enumerate(order):
+        if hidden and i == limit // 2:
+            rows.append(f"... {hidden} classes between these ...")
+        rows.append("  ".join([name.ljust(width)] + [f"{counts[s][name]:,}".rjust(w)
+                                                     for s, w in zip(splits, widths)]))
+    return rows
+
+
+def _is_hidden(name):
+    return name.startswith(".")
+
+
+def _listing(root):
+    """``(layout, {split: {class: [relative paths of image files]}}, ignored)``."""
+    ignored = []
+    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    folders = [e.name for e in entries if e.is_dir() and not _is_hidden(e.name)]
+    for e in entries:
+        if _is_hidden(e.name) or not e.is_dir():
+            ignored.append(e.name + ("/" if e.is_dir() else ""))
+    split_folders = [f for f in folders if f in SPLIT_NAMES]
+    if split_folders:
+        others = [f for f in folders if f not in SPLIT_NAMES]
+        if others:
+            raise ValueError(
+                f"The image folder {root} mixes split folders ({', '.join(split_folders)}) with "
+                f"other folders ({', '.join(others[:LISTED])}): use root/train/<class>/ (with "
+                f"optional val/ and test/) or root/<class>/, not both. Received: dataset={root!r}"
+            )
+        if "train" not in split_folders:
+            raise ValueError(
+                f"The image folder {root} has {' and '.join(f + '/' for f in split_folders)} "
+                f"but no train/: add root/train/<class>/ (or, if {split_folders[0]!r} is a "
+                f"class, rename it). Received: dataset={root!r}"
+            )
+        layout, tops = "splits", {s: os.path.join(root, s) for s in split_folders}
+    else:
+        layout, tops = "flat", {"all": root}
+    files = {}
+    for split_name, top in tops.items():
+        classes = {}
+        entries = sorted(os.scandir(top), key=lambda e: e.name) if layout == "splits" else entries
+        for entry in entries:
+            relative = (f"{split_name}/" if layout == "splits" else "") + entry.name
+            if _is_hidden(entry.name) or not entry.is_dir():
+                if layout == "splits":  # the flat root's own files are listed above
+                    ignored.append(relative + ("/" if entry.is_dir() else ""))
+                continue
+            classes[entry.name] = _class_files(root, entry.path, ignored)
+        files[split_name] = classes
+    return layout, files, ignored
+
+
+def _class_files(root, folder, ignored):
+    """The image files under one class folder (recursively), sorted; the rest to `ignored`."""
+    images = []
+    for directory, subdirs, names in os.walk(folder):
+        for d in [d for d in subdirs if _is_hidden(d)]:
+            ignored.append(_relative(root, os.path.join(directory, d)) + "/")
+            subdirs.remove(d)
+        subdirs.sort()
+        for name in names:
+            path = _relative(root, os.path.join(directory, name))
+            if not _is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS):
+                images.append(path)
+            else:
+                ignored.append(path)
+    return sorted(images)
+
+
+def _relative(root, path):
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+def scan(root, *, progress=None):
+    """Reads every image of a folder once, as training would, and reports on it.
+
+    Lists ``root/train|val|test/<class>/`` or ``root/<class>/`` (class folders
+    searched recursively; hidden files and folders skipped), then decodes every
+    file whose suffix is in `IMAGE_EXTENSIONS` with TensorFlow, in parallel
+    (a ``tf.data`` map; the few files it drops are decoded again one by one to
+    get TensorFlow's message).
+
+    Args:
+        root: the folder.
+        progress: show a progress bar (`keras.utils.Progbar`): ``None`` for
+            one when there are more than `PROGRESS_FILES` files, or
+            ``True``/``False``.
+
+    Returns:
+        A `FolderScan`.
+
+    Raises:
+        ValueError: naming `root` (``dataset=``) when it is not a directory, has
+            no class folders, has no image files, has val/ or test/ but no
+            train/, mixes split and other folders, or has a class folder in
+            val/ or test/ that train/ lacks, or one without image files.
+
+    Example:
+
+    >>> s = scan("pets")  # doctest: +SKIP
+    >>> s.class_names, [p for p, _ in s.bad]  # doctest: +SKIP
+    (['cat', 'dog'], ['train/cat/broken.jpg'])
+    """
+    if not isinstance(root, str | os.PathLike) or not os.path.isdir(root):
+        raise ValueError(f"dataset must be a directory of images (root/<class>/*.jpg or "
+                         f"root/train/<class>/*.jpg). Received: dataset={root!r}")
+    if progress is not None:
+        checks.boolean("progress", progress)
+    root = os.path.abspath(os.fspath(root))
+    layout, files, ignored = _listing(root)
+    class_names = sorted({c for classes in files.values() for c in classes})
+    if not class_names:
+        where = "root/train/<class>/" if layout == "splits" else "root/<class>/"
+        raise ValueError(f"The image folder {root} has no class folders: put each class's "
+                         f"images in {where}. Received: dataset={root!r}")
+    first = "train" if layout == "splits" else "all"
+    missing = [c for c in class_names if c not in files[first]]
+    if missing:
+        where = [f"{s}/" for s in files if set(missing) & set(files[s])]
+        raise ValueError(
+            f"The image folder {root} has classes that train/ lacks: "
+            f"{', '.join(missing[:LISTED])} (in {', '.join(where)}). Every class needs "
+            f"training images. Received: dataset={root!r}"
+        )
+    empty = [c for c in class_names if not files[first][c]]
+    paths = [p for classes in files.values() for images in classes.values() for p in images]
+    if not paths:
+        shown = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        raise ValueError(
+            f"The image folder {root} has no image files (suffixes "
+            f"{', '.join(IMAGE_EXTENSIONS)}) in its class folders"
+            + (f"; it has {len(ignored)} other file{'s' * (len(ignored) != 1)}: {shown}"
+               if ignored else "")
+            + f". Received: dataset={root!r}")
+    if empty:
+        where = "train/" if layout == "splits" else "the folder"
+        raise ValueError(
+            f"The image folder {root} has class folders without image files in {where}: "
+            f"{', '.join(empty[:LISTED])}. Remove them or add images. Received: dataset={root!r}"
+        )
+    found = _decode_all(root, paths, progress)
+    images, bad = {}, []
+    kinds = dict.fromkeys(KINDS, 0)
+    heights, widths = [], []
+    for split_name, classes in files.items():
+        items = []
+        for label, name in enumerate(class_names):
+            for path in classes.get(name, ()):
+                result = found[path]
+                if isinstance(result, str):
+                    bad.append((path, result))
+                    continue
+                height, width, channels, components, header = result
+                items.append((path, label))
+                kinds[_kind(channels, components, header)] += 1
+                heights.append(height)
+                widths.append(width)
+        images[split_name] = sorted(items)
+    sizes = ((min(heights), min(widths)), (max(heights), max(widths))) if heights else (
+        (0, 0), (0, 0))
+    return FolderScan(root=root, layout=layout, class_names=class_names, images=images,
+                      bad=sorted(bad), ignored=sorted(ignored), kinds=kinds,
+                      min_size=sizes[0], max_size=sizes[1])
+
+
+def _decode_all(root, paths, progress):
+    """relative path -> ``(h, w, channels, components, header)``, or the reason it failed."""
+    absolute = [os.fsencode(os.path.join(root, p)) for p in paths]
+    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64),
+                                             tf.constant(absolute, tf.string)))
+    # Batched: per-element iteration in Python costs more than decoding a small image.
+    ds = ds.map(lambda i, path: (i, *_probe(path)), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=False).ignore_errors().batch(256)
+    bar = None
+    if progress or (progress is None and len(paths) > PROGRESS_FILES):
+        import keras
+
+        bar = keras.utils.Progbar(len(paths), unit_name="file")
+    found = {}
+    done = 0
+    for batch in ds.as_numpy_iterator():
+        for i, height, width, channels, components, header in zip(*batch):
+            found[paths[i]] = (int(height), int(width), int(channels), int(components),
+                               bytes(header))
+        done += len(batch[0])
+        if bar is not None:
+            bar.update(done)
+    for path, raw in zip(paths, absolute):
+        if path not in found:  # dropped by ignore_errors: decode it again for the message
+            try:
+                result = _probe(tf.constant(raw))
+            except (tf.errors.OpError, ValueError) as error:
+                found[path] = _reason(error)
+            else:
+                found[path] = (*(int(v) for v in result[:4]), bytes(result[4].numpy()))
+    if bar is not None:
+        bar.update(len(paths), finalize=True)
+    return found
+
+
+# --- Splits ---------------------------------------------------------------------
+
+class Splits(dict):
+    """split -> ``[(relative_path, label)]`` for ``"train"``, ``"val"``, ``"test"``,
+    with what the paths and labels refer to.
+
+    Attributes:
+        class_names: the label names.
+        root: the folder the paths are relative to.
+        sources: split -> how it was made (``"train/"``, ``"10% of train/,
+            stratified, seed 0"``).
+    """
+
+    def __init__(self, items, *, class_names, root=None, sources=None):
+        super().__init__(items)
+        self.class_names = list(class_names)
+        self.root = root
+        self.sources = dict(sources or {})
+
+
+def _round(x):
+    return int(math.floor(x + 0.5))
+
+
+def _allocate(counts, fraction, capacity):
+    """Per-class numbers summing to ``round(total * fraction)`` (at least 1 when
+    `fraction` > 0), each at most its `capacity`: in proportion to `counts`, the
+    rounding left to the largest remainders (then the largest classes)."""
+    total = sum(counts)
+    if fraction <= 0 or total == 0:
+        return [0] * len(counts)
+    target = min(max(1, _round(total * fraction)), sum(capacity))
+    ideal = [n * target / total for n in counts]
+    taken = [min(math.floor(q), cap) for q, cap in zip(ideal, capacity)]
+    order = sorted(range(len(counts)), key=lambda c: (-(ideal[c] - math.floor(ideal[c])),
+                                                      -counts[c], c))
+    while sum(taken) < target:
+        for c in order:
+            if sum(taken) == target:
+                break
+            if taken[c] < capacity[c]:
+                taken[c] += 1
+    return taken
+
+
+def _by_class(items, num_classes):
+    groups = [[] for _ in range(num_classes)]
+    for path, label in sorted(items):
+        groups[label].append((path, label))
+    return groups
+
+
+def _shuffled(group, seed, salt, label):
+    order = np.random.default_rng([seed, salt, label]).permutation(len(group))
+    return [group[i] for i in order]
+
+
+def stratified(items, num_classes, fractions, *, seed=0, salt=0, keep=1):
+    """Splits `items` into parts holding `fractions` of each class, the rest last.
+
+    Every class keeps at least `keep` items in the last part (the training
+    part); a class of one stays there whole. Each part's total is
+    ``round(len(items) * fraction)``, at least 1 for a fraction above 0 (as
+    long as every class keeps its `keep`), shared among classes in proportion
+    to their sizes.
+
+    Args:
+        items: ``(relative_path, label)`` pairs.
+        num_classes: number of labels.
+        fractions: the fractions of the parts before the rest, e.g. ``(0.1, 0.1)``.
+        seed: the shuffle's seed (one shuffle per class, of the sorted paths).
+        salt: varies the shuffle for another use of the same seed.
+        keep: the items each class keeps in the last part (0 to take a
+            stratified sample of exactly ``round(len(items) * fraction)``).
+
+    Returns:
+        A list of ``len(fractions) + 1`` sorted lists of items.
+
+    Example:
+
+    >>> items = [(f"{c}/{i}.png", c) for c in range(2) for i in range(10)]
+    >>> [len(part) for part in stratified(items, 2, (0.1, 0.2))]
+    [2, 4, 14]
+    """
+    groups = _by_class(items, num_classes)
+    counts = [len(g) for g in groups]
+    left = [max(0, n - keep) for n in counts]
+    takes = []
+    for fraction in fractions:
+        take = _allocate(counts, fraction, left)
+        left = [cap - t for cap, t in zip(left, take)]
+        takes.append(take)
+    parts = [[] for _ in range(len(fractions) + 1)]
+    for label, group in enumerate(groups):
+        shuffled = _shuffled(group, seed, salt, label)
+        start = 0
+        for part, take in zip(parts, takes):
+            part.extend(shuffled[start:start + take[label]])
+            start += take[label]
+        parts[-1].extend(shuffled[start:])
+    return [sorted(part) for part in parts]
+
+
+def split(scan, *, val_fraction=0.1, test_fraction=0.1, seed=0):
+    """The train, validation and test splits of a scanned folder.
+
+    ``"splits"`` layout: the folders' own splits; without val/, a stratified
+    `val_fraction` of train/ is held out for validation, and without test/ a
+    stratified `test_fraction` of train/ for the test (both then come out of
+    train/). ``"flat"`` layout: a stratified train/val/test split of all
+    images.
+
+    Stratified: each class gives its share (per-class proportions as close as
+    the counts allow, the totals ``round(n * fraction)``, at least 1 when the
+    fraction is above 0), from one seeded shuffle per class of the sorted
+    paths: the same seed and files give the same split. Every class keeps at
+    least one training image: a class too small to give its share (a class of
+    one image, or of two when both held-out splits would need one) stays in
+    train whole, and the held-out splits get fewer of its images.
+
+    Args:
+        scan: a `FolderScan`.
+        val_fraction: the fraction held out for validation when there is no
+            val/ folder, in [0, 1).
+        test_fraction: the fraction held out for the test when there is no
+            test/ folder, in [0, 1).
+        seed: the shuffle's seed, a non-negative integer.
+
+    Returns:
+        A `Splits`: ``{"train": [...], "val": [...], "test": [...]}`` of sorted
+        ``(relative_path, label)``.
+
+    Raises:
+        ValueError: for fractions outside [0, 1) or summing to 1 or more, a
+            negative seed, or a class without a good training image.
+
+    Example:
+
+    >>> s = split(scan("flowers"), seed=1)  # doctest: +SKIP
+    >>> {name: len(items) for name, items in s.items()}  # doctest: +SKIP
+    {'train': 1658, 'val': 207, 'test': 207}
+    """
+    if not isinstance(scan, FolderScan):
+        checks.fail("scan", scan, "must be a FolderScan (from kres.folders.scan)")
+    checks.number("val_fraction", val_fraction, low=0, high=1, high_open=True)
+    checks.number("test_fraction", test_fraction, low=0, high=1, high_open=True)
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction and test_fraction must leave images for training. "
+                         f"Received: val_fraction={val_fraction!r}, "
+                         f"test_fraction={test_fraction!r}")
+    checks.integer("seed", seed, minimum=0)
+    n = len(scan.class_names)
+    pool_name = "train" if scan.layout == "splits" else "all"
+    pool = scan.images[pool_name]
+    fractions = {s: f for s, f in (("val", val_fraction), ("test", test_fraction))
+                 if s not in scan.images}
+    parts = stratified(pool, n, tuple(fractions.values()), seed=seed)
+    result = {"train": parts[-1]}
+    where = "train/" if scan.layout == "splits" else "the folder"
+    sources = {"train": "train/" if scan.layout == "splits" else f"the rest of {where}"}
+    for (name, fraction), part in zip(fractions.items(), parts):
+        result[name] = part
+        sources[name] = f"{fraction:.0%} of {where}, stratified, seed {seed}"
+    for name in ("val", "test"):
+        if name in scan.images:
+            result[name] = list(scan.images[name])
+            sources[name] = f"{name}/"
+    counts = np.bincount([label for _, label in result["train"]], minlength=n)
+    missing = [scan.class_names[c] for c in range(n) if counts[c] == 0]
+    if missing:
+        raise ValueError(
+            f"Classes without a training image that decodes in {scan.root}: "
+            f"{', '.join(missing[:LISTED])}. Every class needs one. Received: "
+            f"dataset={scan.root!r}")
+    return Splits({s: result[s] for s in SPLIT_NAMES}, class_names=scan.class_names,
+                  root=scan.root, sources=sources)
+
+
+def write_splits(path, splits, *, class_names=None, root=None):
+    """Writes splits as JSON (atomically): paths, labels, class names and root.
+
+    Args:
+        path: the file, e.g. ``<run dir>/splits.json``.
+        splits: a `Splits` (from `split` or `read_splits`), or a dict of split
+            -> ``(relative_path, label)`` items with `class_names` given.
+        class_names: the label names (default: the `Splits`' own).
+        root: the folder the paths are relative to (default: the `Splits`').
+
+    Raises:
+        ValueError: without class names, or for labels outside them.
+
+    Example:
+
+    >>> write_splits("runs/r1/splits.json", split(scan("pets")))  # doctest: +SKIP
+    """
+    class_names = list(class_names if class_names is not None
+                       else getattr(splits, "class_names", None) or [])
+    if not class_names:
+        checks.fail("class_names", None, "must be given with a plain dict of splits")
+    root = root if root is not None else getattr(splits, "root", None)
+    value = {
+        "format": SPLITS_FORMAT, "version": 1, "root": root, "class_names": class_names,
+        "sources": dict(getattr(splits, "sources", {}) or {}),
+        "splits": {s: [[str(p), int(label)] for p, label in items]
+                   for s, items in splits.items()},
+    }
+    _validate_splits(value, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)
+
+
+def read_splits(path):
+    """Reads and checks a file of `write_splits`.
+
+    Args:
+        path: the JSON file.
+
+    Returns:
+        A `Splits` with its ``class_names``, ``root`` and ``sources``.
+
+    Raises:
+        ValueError: for a missing or unreadable file, or content that is not
+            a splits file: unknown format, splits other than train/val/test,
+            items that are not ``[relative path, label]`` with a label among
+            the class names, a path in two splits, an empty train split.
+
+    Example:
+
+    >>> read_splits("runs/r1/splits.json").class_names  # doctest: +SKIP
+    ['cat', 'dog']
+    """
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"splits must be a readable splits file ({error}). "
+                         f"Received: splits={os.fspath(path)!r}") from None
+    _validate_splits(value, path)
+    items = {s: [(p, int(label)) for p, label in value["splits"][s]] for s in SPLIT_NAMES}
+    return Splits(items, class_names=value["class_names"], root=value.get("root"),
+                  sources=value.get("sources"))
+
+
+def _validate_splits(value, path):
+    def fail(problem):
+        raise ValueError(f"splits file {os.fspath(path)} {problem}. "
+                         f"Received: splits={os.fspath(path)!r}")
+
+    if not isinstance(value, dict) or value.get("format") != SPLITS_FORMAT:
+        fail(f"is not a kres splits file (no \"format\": \"{SPLITS_FORMAT}\")")
+    names = value.get("class_names")
+    if (not isinstance(names, list) or not names or len(set(names)) != len(names)
+            or not all(isinstance(c, str) and c for c in names)):
+        fail("needs class_names: a list of distinct names")
+    splits = value.get("splits")
+    if not isinstance(splits, dict) or sorted(splits) != sorted(SPLIT_NAMES):
+        fail(f"needs exactly the splits {', '.join(SPLIT_NAMES)}, found "
+             f"{sorted(splits) if isinstance(splits, dict) else splits!r}")
+    seen = {}
+    for name in SPLIT_NAMES:
+        items = splits[name]
+        if not isinstance(items, list):
+            fail(f"has a {name} split that is not a list")
+        for item in items:
+            if (not isinstance(item, list | tuple) or len(item) != 2
+                    or not isinstance(item[0], str) or not item[0]
+                    or not checks.is_int(item[1]) or not 0 <= item[1] < len(names)):
+                fail(f"has a {name} item that is not [relative path, label in "
+                     f"0..{len(names) - 1}]: {item!r}")
+            p = item[0]
+            if os.path.isabs(p) or ".." in p.split("/"):
+                fail(f"has a path outside its root: {p!r}")
+            if p in seen and seen[p] != name:
+                fail(f"has {p!r} in both {seen[p]} and {name}")
+            seen[p] = name
+    if not splits["train"]:
+        fail("has an empty train split")
+
+
+def class_weights(splits_or_labels, num_classes):
+    """Weights that balance the classes in the loss: scikit-learn's ``"balanced"``.
+
+    ``weight[c] = n_samples / (num_classes * count[c])`` over the training
+    labels, so every class contributes the same total weight.
+
+    Args:
+        splits_or_labels: splits (a dict with ``"train"``, as `split` returns),
+            a list of ``(relative_path, label)`` items, or integer labels.
+        num_classes: number of classes.
+
+    Returns:
+        ``{class index: weight}`` for every class (Keras's ``class_weight``).
+
+    Raises:
+        ValueError: for labels outside ``0..num_classes - 1`` or a class
+            without training examples (its weight would be infinite).
+
+    Example:
+
+    >>> class_weights([0, 0, 0, 1], 2)
+    {0: 0.6666666666666666, 1: 2.0}
+    """
+    checks.positive_int("num_classes", num_classes)
+    labels = splits_or_labels
+    if isinstance(labels, dict):
+        if "train" not in labels:
+            checks.fail("splits_or_labels", sorted(labels), "must have a 'train' split")
+        labels = labels["train"]
+    labels = [item[1] if isinstance(item, list | tuple) else item for item in labels]
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        checks.fail("splits_or_labels", splits_or_labels if labels.size < 10 else
+                    f"<{labels.size} values of {labels.dtype}>",
+                    "must hold integer training labels")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"There are labels outside 0..{num_classes - 1}: they run from "
+                         f"{labels.min()} to {labels.max()}. Received: num_classes={num_classes}")
+    counts = np.bincount(labels, minlength=num_classes)
+    if not counts.all():
+        raise ValueError(f"Classes {np.flatnonzero(counts == 0).tolist()} have no training "
+                         f"examples: their weight would be infinite. Received: "
+                         f"num_classes={num_classes}")
+    return {c: float(labels.size / (num_classes * counts[c])) for c in range(num_classes)}
+
+
+def image_dataset(root, items, *, channels=3):
+    """The ``(uint8 [h, w, channels], int64 label)`` dataset of files in a folder.
+
+    Decodes with `decode` (in parallel, in the order of `items`): grayscale
+    is repeated to RGB, alpha dropped, palette images expanded, a GIF's first
+    frame kept, CMYK JPEGs converted to RGB (by TensorFlow); with
+    ``channels=1``, colour images become their luma. Use the files of a
+    `scan`: a file that does not decode fails the iteration.
+
+    Args:
+        root: the folder the paths are relative to.
+        items: ``(relative_path, label)`` pairs.
+        channels: 3 or 1.
+
+    Returns:
+        A `tf.data.Dataset`.
+
+    Raises:
+        ValueError: for `channels` other than 1 or 3, or items that are not
+            ``(path, label)`` pairs.
+
+    Example:
+
+    >>> s = scan("pets")  # doctest: +SKIP
+    >>> ds = image_dataset(s.root, s.images["train"], channels=1)  # doctest: +SKIP
+    """
+    checks.choice("channels", channels, (1, 3))
+    try:
+        paths = [os.fsencode(os.path.join(os.fspath(root), p)) for p, _ in items]
+        labels = [int(label) for _, label in items]
+    except (TypeError, ValueError):
+        checks.fail("items", items, "must be (relative_path, label) pairs")
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string, shape=[len(paths)]),
+                                             tf.constant(labels, tf.int64, shape=[len(labels)])))
+    return ds.map(lambda path, label: (decode(tf.io.read_file(path), channels), label),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

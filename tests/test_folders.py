@@ -1,0 +1,377 @@
+"""Image folders as users have them, written here with Pillow: mixed kinds and sizes,
+a corrupt JPEG, stray files; the scan, the refusal, the skip, the splits."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kres import augment, datasets, folders
+
+# A 7 x 9 grayscale JPEG XL (Pillow cannot write one; pillow-jxl-plugin did).
+JXL_GRAY = bytes.fromhex(
+    "ff0a40000c80a4b8110013880200b401b59f200000152aa38c1bbc9cebf9f24387c5b48deb0c6db56d"
+    "610963b3bd304848386b18dccdf1d8050e64502105d2e0c2b5cb4847928c31468acfa2ee4e047682cb"
+    "b96f073ba9dfce901e08bc454efad2fdc0dd4be0814dfd44788310266cdbd9c3ac600d22f26f21ef81"
+    "aa00")
+BROKEN = "cat/broken.jpg"
+
+
+def _pixels(seed, height, width):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _save(path, image, fmt):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, fmt)
+
+
+# One file of each kind per class, every one a different size: name -> (format, kind).
+KINDS = {
+    "rgb.jpg": ("JPEG", "rgb"), "gray.png": ("PNG", "grayscale"),
+    "rgba.png": ("PNG", "rgba"), "cmyk.jpg": ("JPEG", "cmyk"),
+    "palette.png": ("PNG", "palette"), "anim.gif": ("GIF", "palette"),
+    "rgb.bmp": ("BMP", "rgb"), "rgb.webp": ("WEBP", "rgb"),
+    "gray_alpha.png": ("PNG", "grayscale+alpha"), "Upper.JPG": ("JPEG", "rgb"),
+}
+MODES = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA", "cmyk": "CMYK", "palette": "P",
+         "grayscale+alpha": "LA"}
+
+
+def _write_kinds(folder, seed, sizes):
+    for i, (name, (fmt, kind)) in enumerate(KINDS.items()):
+        height, width = sizes[i]
+        image = Image.fromarray(_pixels(seed + i, height, width)).convert(MODES[kind])
+        if name == "anim.gif":  # two frames: the first one counts
+            second = Image.fromarray(_pixels(seed + 99, height, width)).convert("P")
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            image.save(folder / name, "GIF", save_all=True, append_images=[second])
+        else:
+            _save(folder / name, image, fmt)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """root/<cat|dog>/: ten kinds each in different sizes, a JPEG XL, a truncated JPEG, a
+    .DS_Store, a notes.txt, an AppleDouble file and a hidden folder."""
+    root = tmp_path_factory.mktemp("mixed")
+    for c, name in enumerate(("cat", "dog")):
+        sizes = [(8 + i + c, 10 + 2 * i) for i in range(len(KINDS))]
+        _write_kinds(root / name, 10 * c, sizes)
+    (root / "dog" / "gray.jxl").write_bytes(JXL_GRAY)
+    good_jpeg = io.BytesIO()
+    Image.fromarray(_pixels(5, 16, 16)).save(good_jpeg, "JPEG")
+    (root / BROKEN).write_bytes(good_jpeg.getvalue()[:200])  # truncated
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(20))
+    (root / "dog" / "notes.txt").write_text("taken in 2019\n")
+    (root / "dog" / "._rgb.jpg").write_bytes(b"\0\5\26\7" + bytes(60))
+    (root / "cat" / ".thumbs").mkdir()
+    (root / "cat" / ".thumbs" / "t.jpg").write_bytes(good_jpeg.getvalue())
+    return root
+
+
+@pytest.fixture(scope="module")
+def mixed_scan(mixed):
+    return folders.scan(str(mixed), progress=False)
+
+
+def test_scan_finds_the_corrupt_file_the_strays_the_kinds_and_sizes(mixed, mixed_scan):
+    s = mixed_scan
+    assert s.root == str(mixed) and s.layout == "flat" and s.class_names == ["cat", "dog"]
+    assert [p for p, _ in s.bad] == [BROKEN]
+    assert "jpeg" in s.bad[0][1].lower() and "\n" not in s.bad[0][1]
+    assert s.ignored == [".DS_Store", "cat/.thumbs/", "dog/._rgb.jpg", "dog/notes.txt"]
+    assert s.counts() == {"all": {"cat": 10, "dog": 11}}
+    assert sorted(p for p, _ in s.images["all"])[:2] == ["cat/Upper.JPG", "cat/anim.gif"]
+    expected = {k: 0 for k in folders.KINDS}
+    for _, kind in KINDS.values():
+        expected[kind] += 2
+    expected["grayscale"] += 1  # the JPEG XL
+    assert s.kinds == expected
+    # Heights 8..18 and widths 10..28, but the JPEG XL is 9 high and 7 wide.
+    assert s.min_size == (8, 7) and s.max_size == (18, 28)
+    text = s.summary()
+    for needed in ("2 classes, 21 images", BROKEN, "Ignored 4 files", ".DS_Store",
+                   "8 rgb", "2 cmyk", "8x7 to 18x28"):
+        assert needed in text, needed
+    assert text.splitlines()[1:4] == ["class  all", "cat     10", "dog     11"]
+    assert json.loads(json.dumps(s.to_json()))["bad"][0][0] == BROKEN
+
+
+def test_every_kind_decodes_like_pillow_converts_it(mixed, mixed_scan):
+    items = [(p, label) for p, label in mixed_scan.images["all"] if p.startswith("cat/")]
+    for channels, mode in ((3, "RGB"), (1, "L")):
+        decoded = list(folders.image_dataset(str(mixed), items, channels=channels)
+                       .as_numpy_iterator())
+        for (path, _), (image, got_label) in zip(items, decoded):
+            assert image.dtype == np.uint8 and image.shape[-1] == channels and got_label == 0
+            with Image.open(mixed / path) as original:
+                if path.endswith(".gif"):
+                    original.seek(0)
+                source = original.convert("RGB") if original.mode != "L" else original
+                expected = np.asarray(source.convert(mode), dtype=np.int32).reshape(image.shape)
+            lossy = path.lower().endswith((".jpg", ".webp"))
+            # Luma: TF's and Pillow's rounding of the same weights differ by one level.
+            tolerance = 12 if lossy else (1 if channels == 1 else 0)
+            assert np.abs(image.astype(np.int32) - expected).max() <= tolerance, (path, channels)
+
+
+def test_a_corrupt_file_is_refused_by_path_before_any_training(mixed):
+    with pytest.raises(ValueError, match=r"(?s)1 image file that TensorFlow cannot decode:"
+                                         rf".*{BROKEN}: .*--skip-bad-images"):
+        datasets.load(str(mixed))
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_skip_bad_images_loads_the_rest_and_records_the_skip(mixed, channels):
+    d = datasets.load(str(mixed), skip_bad_images=True, channels=channels, seed=3)
+    assert [p for p, _ in d.skipped] == [BROKEN] and d.folder_scan.bad == d.skipped
+    assert d.class_names == ["cat", "dog"] and d.spec.channels == channels
+    assert d.spec.augment == "imagenet" and len(d.spec.mean) == channels
+    assert d.sizes == {"train": 17, "val": 2, "test": 2}
+    assert sum(d.sizes.values()) == 21 and d.spec.val_size == 2
+    files = {p for s in ("train", "val", "test") for p, _ in d.splits[s]}
+    assert len(files) == 21 and BROKEN not in files
+    for name in ("train", "val", "test"):
+        images = list(getattr(d, name).as_numpy_iterator())
+        assert len(images) == d.sizes[name]
+        assert all(x.dtype == np.uint8 and x.ndim == 3 and x.shape[-1] == channels
+                   for x, _ in images)
+    x, y = next(iter(augment.pipeline(d.train, d.spec, training=True, batch_size=8, image_size=16,
+                                      channels=3, num_classes=2, seed=0)))
+    assert x.shape == (8, 16, 16, 3) and y.shape == (8, 2)
+
+
+def _scan_of(counts, layout="flat", **images):
+    """A `FolderScan` of made-up files: class c has counts[c] images."""
+    names = [f"class{c}" for c in range(len(counts))]
+    items = [(f"{names[c]}/{i:03d}.png", c) for c, n in enumerate(counts) for i in range(n)]
+    if layout == "splits":
+        items = [(f"train/{p}", c) for p, c in items]
+    return folders.FolderScan(root="/data", layout=layout, class_names=names,
+                              images={"train" if layout == "splits" else "all": items, **images})
+
+
+def test_stratified_split_keeps_the_proportions_and_every_class_in_train():
+    counts = [200, 60, 30, 5, 2, 1]
+    s = _scan_of(counts)
+    splits = folders.split(s, val_fraction=0.1, test_fraction=0.2, seed=0)
+    assert sorted(splits) == ["test", "train", "val"]
+    per_split = {k: np.bincount([y for _, y in v], minlength=6) for k, v in splits.items()}
+    total = sum(counts)
+    assert per_split["val"].sum() == round(0.1 * total)
+    assert per_split["test"].sum() == round(0.2 * total)
+    np.testing.assert_allclose(per_split["val"][:3], [20, 6, 3], atol=1)
+    np.testing.assert_allclose(per_split["test"][:3], [40, 12, 6], atol=1)
+    assert (per_split["train"] >= 1).all() and per_split["train"][5] == 1  # the class of one
+    all_files = [p for v in splits.values() for p, _ in v]
+    assert sorted(all_files) == sorted(p for p, _ in s.images["all"])  # disjoint, complete
+    assert folders.split(s, val_fraction=0.1, test_fraction=0.2, seed=0) == splits
+    other = folders.split(s, val_fraction=0.1, test_fraction=0.2, seed=1)
+    assert other["val"] != splits["val"]
+    # Adding files to one class leaves the other classes' split as it was.
+    grown = folders.split(_scan_of([200, 61, 30, 5, 2, 1]), val_fraction=0.1,
+                          test_fraction=0.2, seed=0)
+    assert [i for i in grown["test"] if i[1] == 0] == [i for i in splits["test"] if i[1] == 0]
+    # A tiny folder still gets one validation and one test image.
+    tiny = folders.split(_scan_of([2, 2]), seed=0)
+    assert [len(tiny[k]) for k in ("train", "val", "test")] == [2, 1, 1]
+
+
+def test_splits_layout_uses_its_folders_and_takes_a_missing_val_from_train():
+    test_items = [("test/class0/a.png", 0), ("test/class1/b.png", 1)]
+    s = _scan_of([30, 10], layout="splits", test=test_items)
+    splits = folders.split(s, val_fraction=0.25, seed=0)
+    assert splits["test"] == test_items and splits.sources["test"] == "test/"
+    assert np.bincount([y for _, y in splits["val"]]).tolist() == [8, 2]
+    assert len(splits["train"]) == 30 and "25% of train/" in splits.sources["val"]
+    with_val = _scan_of([30, 10], layout="splits", val=[("val/class0/v.png", 0)],
+                        test=test_items)
+    splits = folders.split(with_val, seed=0)
+    assert splits["val"] == [("val/class0/v.png", 0)] and len(splits["train"]) == 40
+
+
+def test_splits_round_trip_through_their_file(tmp_path):
+    splits = folders.split(_scan_of([12, 7, 3]), seed=5)
+    path = tmp_path / "run" / "splits.json"
+    folders.write_splits(str(path), splits)
+    back = folders.read_splits(str(path))
+    assert back == splits and back.class_names == ["class0", "class1", "class2"]
+    assert back.root == "/data" and back.sources == splits.sources
+    assert not os.path.exists(f"{path}.tmp")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", r"readable splits file"),
+    ({"format": "other"}, r"not a kres splits file"),
+    ({"class_names": ["a", "a"]}, r"distinct names"),
+    ({"splits": {"train": []}}, r"exactly the splits train, val, test"),
+    ({"splits": {"train": [["a/1.png", 2]], "val": [], "test": []}}, r"label in 0..1"),
+    ({"splits": {"train": [["../1.png", 0]], "val": [], "test": []}}, r"outside its root"),
+    ({"splits": {"train": [["a/1.png", 0]], "val": [["a/1.png", 0]], "test": []}},
+     r"'a/1.png' in both train and val"),
+    ({"splits": {"train": [], "val": [["a/1.png", 0]], "test": []}}, r"empty train split"),
+])
+def test_read_splits_refuses_what_is_not_a_splits_file(tmp_path, content, message):
+    path = tmp_path / "splits.json"
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        value = {"format": "kres-splits", "version": 1, "class_names": ["a", "b"],
+                 "splits": {"train": [["a/1.png", 0]], "val": [], "test": []}}
+        path.write_text(json.dumps({**value, **content}))
+    with pytest.raises(ValueError, match=message + r".*Received: splits="):
+        folders.read_splits(str(path))
+
+
+def test_class_weights_are_sklearns_balanced():
+    labels = [0] * 6 + [1] * 3 + [2]
+    weights = folders.class_weights(labels, 3)
+    assert weights == pytest.approx({c: 10 / (3 * n) for c, n in enumerate((6, 3, 1))})
+    splits = {"train": [(f"{i}.png", y) for i, y in enumerate(labels)], "val": [("v", 2)]}
+    assert folders.class_weights(splits, 3) == weights
+    sum_per_class = [weights[y] * labels.count(y) for y in range(3)]
+    assert sum_per_class == pytest.approx([10 / 3] * 3)
+    with pytest.raises(ValueError, match=r"Classes \[3\] have no training examples"):
+        folders.class_weights(labels, 4)
+    with pytest.raises(ValueError, match=r"labels outside 0..1"):
+        folders.class_weights(labels, 2)
+
+
+def _tiny_folder(root, layout):
+    """Two classes of six tiny PNGs; "splits" puts four in train/, one in val/, one in test/."""
+    for c, name in enumerate(("a", "b")):
+        for i in range(6):
+            split = ("train",) * 4 + ("val", "test")
+            folder = root / (split[i] if layout == "splits" else "") / name
+            _save(folder / f"{i}.png", Image.fromarray(_pixels(10 * c + i, 6, 5)), "PNG")
+    return str(root)
+
+
+def test_load_with_the_splits_of_an_earlier_run(tmp_path):
+    root = _tiny_folder(tmp_path / "flat", "flat")
+    first = datasets.load(root, seed=1)
+    assert first.folder_scan.layout == "flat" and first.skipped == []
+    path = tmp_path / "splits.json"
+    folders.write_splits(str(path), first.splits)
+    again = datasets.load(root, splits=folders.read_splits(str(path)), seed=7)
+    assert again.splits == first.splits and again.sizes == first.sizes
+    os.remove(os.path.join(root, first.splits["test"][0][0]))
+    with pytest.raises(ValueError, match=r"splits list 1 file that .* no longer has"):
+        datasets.load(root, splits=folders.read_splits(str(path)))
+    other = folders.Splits(first.splits, class_names=["x", "y"])
+    with pytest.raises(ValueError, match=r"splits name the classes \['x', 'y'\]"):
+        datasets.load(root, splits=other)
+
+
+def test_load_splits_layout_val_size_and_subset(tmp_path):
+    root = _tiny_folder(tmp_path / "splits", "splits")
+    d = datasets.load(root)
+    assert d.sizes == {"train": 8, "val": 2, "test": 2} and d.splits.sources["val"] == "val/"
+    with pytest.raises(ValueError, match=r"has a val/ folder.*Received: val_size=2"):
+        datasets.load(root, val_size=2)
+    for path, _ in d.splits["val"]:
+        os.remove(os.path.join(root, path))
+    os.rmdir(os.path.join(root, "val", "a"))
+    os.rmdir(os.path.join(root, "val", "b"))
+    os.rmdir(os.path.join(root, "val"))
+    d = datasets.load(root, val_size=4, subset=3, seed=0)
+    assert d.sizes == {"train": 3, "val": 4, "test": 2}
+    assert sorted(y for _, y in d.splits["val"]) == [0, 0, 1, 1]  # stratified
+    assert {y for x, y in d.train.as_numpy_iterator()} == {0, 1}  # so is the subset
+    with pytest.raises(ValueError, match=r"val_size must be at most 6.*Received: val_size=7"):
+        datasets.load(root, val_size=7)
+    with pytest.raises(ValueError, match=r"subset must be between 1 and 4.*subset=5"):
+        datasets.load(root, val_size=4, subset=5)
+
+
+@pytest.mark.parametrize("files, folders_made, message", [
+    (None, (), r"must be a directory.*Received: dataset="),
+    (("notes.txt",), (), r"has no class folders.*Received: dataset="),
+    (("a/x.txt",), (), r"no image files \(suffixes .jpg.*1 other file: a/x.txt"),
+    (("val/a/1.png",), (), r"has val/ but no train/"),
+    (("train/a/1.png", "test/b/1.png"), (), r"classes that train/ lacks: b \(in test/\)"),
+    (("train/a/1.png", "extra/a/1.png"), (),
+     r"mixes split folders \(train\) with other folders \(extra\)"),
+    (("a/1.png",), ("b",), r"class folders without image files in the folder: b"),
+])
+def test_scan_refuses_folders_it_cannot_use(tmp_path, files, folders_made, message):
+    root = tmp_path / "data"
+    for relative in files or ():
+        path = root / relative
+        if relative.endswith(".png"):
+            _save(path, Image.fromarray(_pixels(0, 4, 4)), "PNG")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+    for relative in folders_made:
+        (root / relative).mkdir(parents=True)
+    with pytest.raises(ValueError, match=message):
+        folders.scan(str(root))
+
+
+def test_bad_arguments_name_themselves(tmp_path, mixed):
+    root = str(mixed)
+    for kwargs, message in (({"channels": 2}, r"Received: channels=2"),
+                            ({"seed": -1}, r"Received: seed=-1"),
+                            ({"skip_bad_images": "yes"}, r"Received: skip_bad_images='yes'"),
+                            ({"val_size": 0}, r"Received: val_size=0"),
+                            ({"splits": {"train": []}}, r"Received: splits=")):
+        with pytest.raises(ValueError, match=message):
+            datasets.load(root, **kwargs)
+    with pytest.raises(ValueError, match=r"val_fraction and test_fraction must leave"):
+        folders.split(_scan_of([5, 5]), val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ValueError, match=r"Received: channels=4"):
+        folders.image_dataset(root, [], channels=4)
+
+
+def test_progress_bar_on_request(mixed, capsys):
+    folders.scan(str(mixed), progress=True)
+    assert "22/22" in capsys.readouterr().out
+
+
+def test_summary_flags_imbalance_and_shortens_long_tables():
+    text = _scan_of([200, 60, 30, 5, 2, 1]).summary()
+    assert "Imbalance: class0 has 200.0x the images of class5 (200 to 1; more than 3x)" in text
+    assert "Balance: class1 has 1.1x" in _scan_of([10, 11]).summary()
+    lines = _scan_of(list(range(1, 41))).summary().splitlines()
+    assert "... 10 classes between these ..." in lines and len(lines) == 2 + 31 + 1
+    assert lines[2].split() == ["class39", "40"] and lines[-2].split() == ["class0", "1"]
+
+
+# ---------------------------------------------------------------------------
+# Through `kres train` and `kres evaluate`.
+
+
+def test_kres_train_refuses_the_corrupt_image_then_skips_it_and_evaluate_reuses_the_split(
+        mixed, tmp_path, capsys):
+    from kres.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--model", "cifar_resnet20", "--set", "depths=(1,1,1)",
+            "--dataset", str(mixed), "--image-size", "16", "--epochs", "1",
+            "--batch-size", "4", "--out", str(run), "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert BROKEN in err and "--skip-bad-images" in err
+    assert not run.exists()  # refused before anything was written or trained
+
+    assert main([*args, "--skip-bad-images", "--class-weights"]) == 0
+    out = capsys.readouterr().out
+    with open(run / "skipped.json") as f:
+        assert [s["path"] for s in json.load(f)] == [BROKEN]
+    assert BROKEN in (run / "scan.txt").read_text()
+    splits = folders.read_splits(str(run / "splits.json"))
+    assert all(BROKEN not in [p for p, _ in items] for items in splits.values())
+    with open(run / "results.json") as f:
+        results = json.load(f)
+    assert results["train_examples"] == len(splits["train"])
+    assert f"test accuracy {results['test_accuracy']:.4f}" in out
+
+    # kres evaluate finds the run's split beside the model: the same test images.
+    assert main(["evaluate", str(run / "best.keras"), "--dataset", str(mixed)]) == 0
+    printed = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
+    assert float(printed["accuracy"]) == pytest.approx(results["test_accuracy"], abs=1e-4)
