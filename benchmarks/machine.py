@@ -50,6 +50,7 @@ def cpu_name():
     flags = _flags()
     extensions = [label for flag, label in (("avx2", "AVX2"), ("fma", "FMA"),
                                             ("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"),
+                                            ("avx512_bf16", "AVX512-BF16"),
                                             ("amx_tile", "AMX")) if flag in flags]
     return (f"{_cpuinfo('model name') or 'unknown CPU'}, "
             f"{len(os.sched_getaffinity(0))} CPUs, {' '.join(extensions) or 'no AVX2'}")

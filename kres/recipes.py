@@ -273,6 +273,28 @@ def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto
                   loss=keras.losses.CategoricalCrossentropy(
                       label_smoothing=recipe.label_smoothing),
                   metrics=metrics(num_classes), jit_compile=jit_compile)
+    build_state(model, num_classes)
+
+
+def build_state(model, num_classes):
+    """Creates a compiled model's optimizer and metric variables now, eagerly.
+
+    Outside a distribution strategy's scope Keras creates them while it
+    traces the first training (or evaluation) step, and TensorFlow traces a
+    function again whenever its first trace created variables: every fit
+    paid for two traces of its training step. Built here, the step is traced
+    once (measured in ``docs/benchmarks.md``). Under a strategy Keras builds
+    them itself, before tracing.
+    """
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():
+        return
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    y = keras.ops.zeros((1, num_classes))
+    model.compute_metrics(None, y, y)
+    model.reset_metrics()
 
 
 def as_config(config_type, first, dataset, settings):

@@ -27,7 +27,7 @@ from kres.devices import PRECISIONS, STRATEGIES, make_strategy, resolve_precisio
 from kres.fitting import fit, pipelines
 from kres.models.base import load_model
 from kres.preprocessing import Preprocessing
-from kres.recipes import Recipe, as_config, compile_model, metrics, resolve_recipe
+from kres.recipes import Recipe, as_config, build_state, compile_model, metrics, resolve_recipe
 from kres.registry import build_model, lookup, resolve_spec
 
 JIT_COMPILE = ("auto", True, False)
@@ -556,5 +556,6 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
                   image_size=height, channels=channels, num_classes=classes, cache=False,
                   preprocessing=prep)
     model.compile(loss="categorical_crossentropy", metrics=metrics(classes))
+    build_state(model, classes)
     return model.evaluate(ds, verbose=0, return_dict=True)
 

@@ -1,5 +1,6 @@
 """The kres command line."""
 
+import csv
 import json
 import os
 import re
@@ -61,8 +62,8 @@ def test_train_and_evaluate_commands(fashion_mnist_dir, tmp_path, capsys):
     # Evaluating best.keras on the test split is the run's test accuracy.
     assert float(printed["accuracy"]) == pytest.approx(results["test_accuracy"], abs=1e-4)
 
-    # --split val: the dataset's validation split (the last 5,000 training images),
-    # against the same images read with tfds and normalised here.
+    # --split val: the run's own validation images (--val-size 256: the last 256
+    # training images), against the same images read with tfds and normalised here.
     assert main(["evaluate", os.path.join(run, "best.keras"), "--dataset", "fashion_mnist",
                  "--data-dir", fashion_mnist_dir, "--split", "val"]) == 0
     printed = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
@@ -70,13 +71,17 @@ def test_train_and_evaluate_commands(fashion_mnist_dir, tmp_path, capsys):
     import numpy as np
     import tensorflow_datasets as tfds
 
-    val = tfds.load("fashion_mnist", split="train[55000:]", data_dir=fashion_mnist_dir,
+    val = tfds.load("fashion_mnist", split="train[59744:]", data_dir=fashion_mnist_dir,
                     as_supervised=True)
     images, labels = (np.stack(a) for a in zip(*tfds.as_numpy(val)))
     model = keras.saving.load_model(os.path.join(run, "best.keras"))
     x = (images.astype("float32") - 0.2860 * 255) / (0.3530 * 255)
     accuracy = float(np.mean(model.predict(x, verbose=0).argmax(axis=1) == labels))
     assert float(printed["accuracy"]) == pytest.approx(accuracy, abs=1e-4)
+    # ... which are the images the run validated on: its one epoch's score.
+    with open(os.path.join(run, "history.csv")) as f:
+        assert float(printed["accuracy"]) == pytest.approx(
+            float(list(csv.DictReader(f))[0]["val_accuracy"]), abs=1e-4)
 
     assert main(["train", "--resume", run]) == 2
     assert "has finished already" in capsys.readouterr().err

@@ -12,9 +12,25 @@ from kres import catalog
 from kres.models.base import deep_graphs
 from tests.golden import CIFAR_OPTION_B, DERIVED, KERAS_APPLICATIONS, PAPER_ROUNDED, PUBLISHED
 
+# The deeper and wider members of a family run the same builder code as a smaller
+# sibling that is tested in full by default (resnet50 for resnet101/152, vgg11 for
+# vgg13/16/19, ...): their exact size is checked in every run, their forward,
+# backward and rebuild passes with `-m slow`. ResNet-1202's build alone takes 20 s.
+HEAVY = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "resnext101_32x4d",
+         "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2", "se_resnet101",
+         "se_resnet152", "se_resnext101_32x4d", "densenet169", "densenet201",
+         "densenet_bc_250_24", "densenet_bc_190_40", "vgg13", "vgg16", "vgg19", "vgg13_bn",
+         "vgg16_bn", "vgg19_bn", "cifar_resnet110", "cifar_plain110", "cifar_preact_resnet164",
+         "resnext29_16x64d"}
+SLOW = {"cifar_resnet1202"}
 
-@pytest.mark.parametrize("name", kres.list_models())
-def test_model(name):
+
+def _marked(names, slow):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in names]
+
+
+@pytest.mark.parametrize("name", _marked(kres.list_models(), SLOW))
+def test_model_size(name):
     model = kres.build_model(name)
     spec = kres.get_spec(name)
     assert model.name == name
@@ -48,6 +64,12 @@ def test_model(name):
                if len(w.shape) > 1]
     assert len(set(kernels)) == len(kernels), "some layers start with identical kernels"
 
+
+@pytest.mark.parametrize("name", _marked(kres.list_models(), HEAVY | SLOW))
+def test_model_trains_and_rebuilds(name):
+    model = kres.build_model(name)
+    spec = kres.get_spec(name)
+    size = spec.default_size
     x = tf.random.uniform((2, size, size, 3))
     with tf.GradientTape() as tape:
         probs = model(x, training=True)

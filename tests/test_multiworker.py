@@ -93,13 +93,16 @@ def test_two_workers_train_as_one_process_with_the_same_global_batches(tmp_path,
     assert [r["epoch"] for r in history] == ["0", "1"]
     for row, ref in zip(history, expected):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
-            assert float(row[key]) == pytest.approx(float(ref[key]), abs=1e-5), key
+            # Float rounding only: the all-reduce and one process's cross-device sum add
+            # in different orders (measured up to 4.4e-6 relative, on a CPU without
+            # oneDNN); overlapping shards or a wrong reduction differ by 1e-3 and more.
+            assert float(row[key]) == pytest.approx(float(ref[key]), rel=5e-5, abs=1e-5), key
 
     model = kres.load_model(str(run_dir / "best.keras"))  # safe mode, as always
     reference = kres.load_model(str(reference_dir / "best.keras"))
     difference = max(float(np.max(np.abs(a - b)))
                      for a, b in zip(model.get_weights(), reference.get_weights()))
-    assert difference < 1e-5
+    assert difference < 5e-5  # measured 2.4e-7 with oneDNN; rounding as above
     results = out["worker0"]["results"]
     assert results["epochs_run"] == 2 and 0 <= results["test_accuracy"] <= 1
 
