@@ -19,7 +19,11 @@ times every model once, so drifts of the machine's speed hit all of them):
   set ``KRES_GROUPED_CONV`` still wins; a plain name is the layer's own choice),
 - ``torch:<torchvision name>`` and ``torch-cl:<name>`` (channels-last), run
   by ``--torch-python`` (a Python that has torch, with or without torchvision; they are
-  never a dependency of kres) in a child process each round.
+  never a dependency of kres) in a child process each round;
+- any of these with ``@bf16`` appended: in bfloat16 mixed precision, Keras's
+  ``mixed_bfloat16`` policy (the builders' ``dtype``; float32 variables and
+  classifier) for Keras models, ``torch.autocast("cpu", torch.bfloat16)``
+  around the forward pass and loss for PyTorch ones (``torch-cl:resnet50@bf16``).
 
 A training step is ``train_on_batch`` of the model compiled as ``kres train``
 compiles it (SGD with momentum, cross-entropy), on a fixed random batch; an
@@ -36,6 +40,9 @@ same run (a virtual machine's nominal clock can understate the real one).
         --models resnext50_32x4d torch-cl:resnext50_32x4d torch:resnext50_32x4d
     python benchmarks/models.py --gpu --models resnet50 resnext50_32x4d  # mixed precision,
                                                                          # XLA, batch sweep
+    python benchmarks/models.py --torch-python /path/to/venv/bin/python --models \
+        resnet50 resnet50@bf16 torch-cl:resnet50 torch-cl:resnet50@bf16 \
+        --ratio resnet50@bf16 torch-cl:resnet50@bf16 --ratio resnet50@bf16 resnet50
 
 Set ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment to measure without oneDNN
 (it must be set before TensorFlow is imported); ``--onednn both`` runs the
@@ -133,19 +140,22 @@ def torch_worker(spec):
         x = x.contiguous(memory_format=torch.channels_last)
     result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "source": source,
               "params": sum(p.numel() for p in model.parameters())}
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec["bf16"])
     if spec["mode"] == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
             opt.step()
     else:
         model.eval()
 
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast:
                 model(x)
     for _ in range(spec["warmup"]):
         step()
@@ -159,6 +169,8 @@ def torch_worker(spec):
 class TorchModel:
     def __init__(self, name, python, size, classes):
         kind, self.model = name.split(":")
+        self.model, bf16 = split_precision(self.model)
+        self.bf16 = bf16 == "mixed_bfloat16"
         self.name, self.python, self.size, self.classes = name, python, size, classes
         self.channels_last = kind == "torch-cl"
         self.macs = None
@@ -166,7 +178,7 @@ class TorchModel:
     def seconds_per_step(self, mode, batch, steps, warmup):
         spec = {"model": self.model, "size": self.size, "classes": self.classes,
                 "batch": batch, "steps": steps, "warmup": warmup, "mode": mode,
-                "channels_last": self.channels_last}
+                "channels_last": self.channels_last, "bf16": self.bf16}
         out = subprocess.run([self.python, __file__, "--torch-worker", json.dumps(spec)],
                              check=True, capture_output=True, text=True).stdout
         result = json.loads(out.strip().splitlines()[-1])
@@ -188,17 +200,23 @@ class KerasModel:
         from kres.weights import KERAS_RESNET_V1
 
         self.name = name
+        name, dtype = split_precision(name)
         kind, _, model_name = name.rpartition(":")
         shape = (size, size, 3)
         if kind == "keras":
             if model_name != "resnet50":
                 raise ValueError(f"keras: models: resnet50 only. Received: {name!r}")
-            self.model = keras.applications.ResNet50(weights=None, input_shape=shape,
-                                                     classes=classes)
+            policy = keras.mixed_precision.global_policy()
+            keras.mixed_precision.set_global_policy(dtype)
+            try:
+                self.model = keras.applications.ResNet50(weights=None, input_shape=shape,
+                                                         classes=classes)
+            finally:
+                keras.mixed_precision.set_global_policy(policy)
         else:
             overrides = KERAS_RESNET_V1 if kind == "keras-layout" else {}
             self.model = kres.build_model(model_name, classes=classes, input_shape=shape,
-                                          **overrides)
+                                          dtype=dtype, **overrides)
             if kind == "keras-layers":  # the plain Keras network
                 self.model = with_keras_layers(
                     self.model, (layers.GroupedConv2D, layers.BatchNormalization))
@@ -236,6 +254,14 @@ class KerasModel:
         for _ in range(steps):
             step()
         return (time.perf_counter() - start) / steps
+
+
+def split_precision(name):
+    """``("resnet50", "mixed_bfloat16")`` for ``"resnet50@bf16"``; float32 without a suffix."""
+    name, _, suffix = name.partition("@")
+    if suffix not in ("", "bf16"):
+        raise ValueError(f"Unknown precision suffix @{suffix}: @bf16 or none. Received: {name!r}")
+    return name, "mixed_bfloat16" if suffix else "float32"
 
 
 def with_keras_layers(model, classes):
@@ -295,9 +321,8 @@ def measure(args):
     macs = {m.name: m.macs for m in models}
     for m in models:  # torchvision's networks are the kres ones with the same name
         if m.macs is None:
-            model_name = m.name.split(":")[1]
             m.macs = next((v for k, v in macs.items()
-                           if v and k.split(":")[-1] == model_name), None)
+                           if v and split_precision(k.split(":")[-1])[0] == m.model), None)
     samples = {}
     for r in range(args.rounds):
         for m in models:

@@ -16,7 +16,7 @@ per class, written as a user's folder would be (``train/<class>/*.png``, and
 Both are tested on the folder's test images. The printed table (accuracy,
 time) is what docs/results.md records.
 
-    python examples/finetune_own_images.py        # about 12 minutes on the 2-core AMD EPYC
+    python examples/finetune_own_images.py        # 5 minutes on a 2-core AMD EPYC (docs/results.md)
     python examples/finetune_own_images.py --smoke --out /tmp/f
 """
 
