@@ -18,13 +18,12 @@ load, what it printed is shown with the error.
 
 import argparse
 import ast
-import contextlib
 import logging
 import os
 import sys
-import tempfile
 
 from kres import commands
+from kres.quiet import native_stderr_hidden
 
 
 def _parse_override(text):
@@ -221,35 +220,6 @@ def _int_list(text):
             f"expected integers such as 1,2,4. Received: {text!r}") from None
 
 
-@contextlib.contextmanager
-def _tensorflow_logs_hidden(verbose):
-    """Within the block, TensorFlow's C++ start-up logging goes to a buffer, not the terminal.
-
-    TensorFlow and CUDA write their start-up lines (CUDA stubs, ``cuInit``,
-    the oneDNN notice, the CPU feature guard) to file descriptor 2 from C++,
-    where no Python setting reaches. They are redirected while TensorFlow
-    loads and finds its devices; if that fails, the buffer is shown with the
-    error.
-    """
-    if verbose:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as buffer:
-        os.dup2(buffer.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            buffer.seek(0)
-            sys.stderr.write(buffer.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _load_tensorflow(verbose):
     """Imports TensorFlow and Keras, and initialises the devices, quietly unless `verbose`.
 
@@ -259,7 +229,7 @@ def _load_tensorflow(verbose):
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("absl").setLevel(logging.ERROR)
-    with _tensorflow_logs_hidden(verbose):
+    with native_stderr_hidden(not verbose):
         import keras  # noqa: F401
         import tensorflow as tf
 

@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from kres import checks
+from kres.quiet import native_stderr_hidden
 
 # What tf.io.decode_image reads (TensorFlow 2.21: JPEG, PNG, GIF, BMP, WebP, JPEG XL).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl")
@@ -427,7 +428,9 @@ def scan(root, *, progress=None):
             f"The image folder {root} has class folders without image files in {where}: "
             f"{', '.join(empty[:LISTED])}. Remove them or add images. Received: dataset={root!r}"
         )
-    found = _decode_all(root, paths, progress)
+    # libjpeg prints its own line for each file that fails; the summary names them.
+    with native_stderr_hidden():
+        found = _decode_all(root, paths, progress)
     images, bad = {}, []
     kinds = dict.fromkeys(KINDS, 0)
     heights, widths = [], []

@@ -55,7 +55,7 @@ def _write_kinds(folder, seed, sizes):
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
-    """root/<cat|dog>/: ten kinds each in different sizes, a JPEG XL, a truncated JPEG, a
+    """root/<cat|dog>/: ten kinds each in different sizes, a JPEG XL, a corrupt JPEG, a
     .DS_Store, a notes.txt, an AppleDouble file and a hidden folder."""
     root = tmp_path_factory.mktemp("mixed")
     for c, name in enumerate(("cat", "dog")):
@@ -64,7 +64,8 @@ def mixed(tmp_path_factory):
     (root / "dog" / "gray.jxl").write_bytes(JXL_GRAY)
     good_jpeg = io.BytesIO()
     Image.fromarray(_pixels(5, 16, 16)).save(good_jpeg, "JPEG")
-    (root / BROKEN).write_bytes(good_jpeg.getvalue()[:200])  # truncated
+    # A JPEG header, then junk: libjpeg also prints a line of its own for it.
+    (root / BROKEN).write_bytes(good_jpeg.getvalue()[:20] + b"not a jpeg body" * 10)
     (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(20))
     (root / "dog" / "notes.txt").write_text("taken in 2019\n")
     (root / "dog" / "._rgb.jpg").write_bytes(b"\0\5\26\7" + bytes(60))
@@ -347,8 +348,10 @@ def test_summary_flags_imbalance_and_shortens_long_tables():
 
 
 def test_kres_train_refuses_the_corrupt_image_then_skips_it_and_evaluate_reuses_the_split(
-        mixed, tmp_path, capsys):
+        mixed, tmp_path, capfd):
     from kres.cli import main
+
+    capsys = capfd  # the file descriptors too: what native code prints reaches the user
 
     run = tmp_path / "run"
     args = ["train", "--model", "cifar_resnet20", "--set", "depths=(1,1,1)",
@@ -357,6 +360,7 @@ def test_kres_train_refuses_the_corrupt_image_then_skips_it_and_evaluate_reuses_
     assert main(args) == 2
     err = capsys.readouterr().err
     assert BROKEN in err and "--skip-bad-images" in err
+    assert "Input file read error" not in err  # libjpeg's own line: the message names the file
     assert not run.exists()  # refused before anything was written or trained
 
     assert main([*args, "--skip-bad-images", "--class-weights"]) == 0
