@@ -123,6 +123,9 @@ def _run(script, *args):
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=600)
 
 
+# The default suite resumes a SIGKILLed run through the command line
+# (test_commands.py); this one also checks the restored weights and iteration count.
+@pytest.mark.slow
 def test_killed_run_resumes_where_it_was(tmp_path):
     run = tmp_path / "run"
     first = _run(RESUME_SCRIPT, str(run), "2")
