@@ -9,6 +9,7 @@ of the step; the sum can exceed the step's wall time where ops overlap.
 
     python benchmarks/profile_step.py --model resnet50                 # ~3 min on 2 cores
     python benchmarks/profile_step.py --model resnet50 --keras-bn      # Keras's own batch norm
+    python benchmarks/profile_step.py --model resnet50 --dtype mixed_bfloat16
     TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/profile_step.py --model resnext50_32x4d
 """
 
@@ -70,13 +71,16 @@ def main():
     parser.add_argument("--steps", type=int, default=2, help="profiled steps")
     parser.add_argument("--keras-bn", action="store_true",
                         help="use keras.layers.BatchNormalization instead of kres's fused one")
+    parser.add_argument("--dtype", default="float32",
+                        help="the model's dtype policy (float32, mixed_bfloat16, ...)")
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
 
     spec = kres.get_spec(args.model)
     size = args.size or spec.default_size
     classes = 10 if size <= 64 else 1000
-    model = kres.build_model(args.model, classes=classes, input_shape=(size, size, 3))
+    model = kres.build_model(args.model, classes=classes, input_shape=(size, size, 3),
+                             dtype=args.dtype)
     if args.keras_bn:
         model = keras.models.clone_model(model, clone_function=lambda layer: (
             keras.layers.BatchNormalization if type(layer) is layers.BatchNormalization
@@ -110,7 +114,7 @@ def main():
     total = sum(by_type.values())
     per_step = total / args.steps / 1e6
     print(machine.describe(tf))
-    print(f"{args.model} {size}x{size}, batch {args.batch_size}, "
+    print(f"{args.model} {size}x{size}, batch {args.batch_size}, {args.dtype}, "
           f"{'Keras' if args.keras_bn else 'kres fused'} batch norm")
     print(f"one step: {step:.2f} s wall ({args.batch_size / step:.2f} img/s); "
           f"op time summed: {per_step:.2f} s per step\n")

@@ -106,8 +106,9 @@ def _parser():
                        help="training augmentation (default: the dataset's)")
     _add_data_flags(train)
     train.add_argument("--precision", default="auto",
-                       help="auto (mixed_float16 on GPU, float32 on CPU), float32, "
-                            "mixed_float16, mixed_bfloat16")
+                       help="auto (mixed_float16 on GPU, mixed_bfloat16 on a CPU with AMX "
+                            "or AVX512-BF16, else float32), float32, mixed_float16, "
+                            "mixed_bfloat16")
     train.add_argument("--xla", dest="jit_compile", action="store_const", const=True,
                        default="auto", help="compile with XLA")
     train.add_argument("--no-xla", dest="jit_compile", action="store_const", const=False,

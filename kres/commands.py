@@ -201,6 +201,7 @@ def _train_config(args):
 
 
 def train(args):
+    from kres.devices import resolve_precision
     from kres.training import train
 
     config, run_dir = _train_config(args)
@@ -209,8 +210,11 @@ def train(args):
                          "every worker. Received: --out unset")
     run_dir = run_dir or _default_dir(config.model, config.dataset)
     start = f" from {config.weights}" if config.weights else ""
-    print(f"kres train: {config.model}{start} on {config.dataset}, recipe {config.recipe}; "
-          f"run directory {run_dir}", flush=True)
+    precision, reason = resolve_precision(config.precision)
+    if config.precision == "auto":
+        precision = f"{precision} (auto: {reason})"
+    print(f"kres train: {config.model}{start} on {config.dataset}, recipe {config.recipe}, "
+          f"{precision}; run directory {run_dir}", flush=True)
     results = train(config, run_dir=run_dir, verbose=_progress(args),
                     cluster_timeout=args.cluster_timeout, worker_restarts=args.worker_restarts)
     if "worker" in results:

@@ -55,9 +55,12 @@ class TrainConfig:
         val_size: examples held out for validation (default: the dataset's).
         seed: seed of initialisation, shuffling and augmentation (``None``:
             random).
-        precision: ``"auto"`` (mixed_float16 on GPU, float32 on CPU) or a
-            Keras dtype policy; the model is built in it, the global policy
-            is left alone.
+        precision: ``"auto"`` (mixed_float16 on a GPU, mixed_bfloat16 on a
+            CPU with AMX or AVX512-BF16, float32 on other CPUs:
+            `kres.devices.choose_precision`) or a Keras dtype policy
+            (``"float32"`` turns bfloat16 off); the model is built in it, the
+            global policy is left alone. results.json records the choice
+            and its reason.
         jit_compile: XLA: ``"auto"`` (Keras: on with an accelerator), True
             or False.
         strategy: ``"auto"`` (MirroredStrategy over several GPUs, else the
@@ -328,7 +331,7 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     try:
         strategy = make_strategy(config.strategy, worker, cluster_timeout)
         p = prepare(config, data, run_dir=own_dir, resuming=resuming)
-        precision = resolve_precision(config.precision)
+        precision, precision_reason = resolve_precision(config.precision)
         if config.seed is not None:
             keras.utils.set_random_seed(config.seed)
         recipe, d = p.recipe, p.data
@@ -381,6 +384,7 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
     results = {
         "model": config.model, "dataset": d.name, "precision": precision,
+        "precision_reason": precision_reason,
         "jit_compile": jit_compile,
         "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
         **({"test_top5": scores["top5"]} if "top5" in scores else {}),

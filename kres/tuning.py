@@ -256,7 +256,7 @@ def search(config, out_dir=None, *, data=None, verbose=0):
         space.model, get_spec(space.model), data, image_size=config.image_size,
         channels=config.channels, batch_sizes=[recipe.batch_size, *(config.batch_sizes or ())])
     hypermodel = ResidualHyperModel(config, space, data, image_size, channels, out_dir,
-                                    precision=resolve_precision("auto"))
+                                    precision=resolve_precision("auto")[0])
     _check_budget(config, space, hypermodel)
     strategy = make_strategy("auto")
     if not isinstance(strategy, tf.distribute.MirroredStrategy):

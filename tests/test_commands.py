@@ -208,17 +208,26 @@ def test_chief_and_workers_started_by_the_command_line(fashion_mnist_dir, tmp_pa
     (["--precision", "mixed_float16"], "mixed_float16", "float16", False),
     (["--precision", "mixed_bfloat16"], "mixed_bfloat16", "bfloat16", False),
     (["--xla", "--precision", "float32"], "float32", "float32", True),
-    # auto: float32 on a machine without a GPU.
-    (["--no-xla", "--precision", "auto"], "float32", "float32", False),
+    # auto: what this machine's features give (test_precision.py checks the rule).
+    (["--no-xla", "--precision", "auto"], None, None, False),
 ])
 def test_train_in_every_precision_and_with_xla(fashion_mnist_dir, tmp_path, flags, precision,
-                                               compute, jit):
+                                               compute, jit, capsys):
+    from kres import devices
+
+    reason = "asked for"
+    if precision is None:
+        precision, reason = devices.choose_precision(0, devices.cpu_flags())
+        compute = {"float32": "float32", "mixed_bfloat16": "bfloat16"}[precision]
     run = str(tmp_path / "run")
     assert main(["train", *TINY, *_data_args(fashion_mnist_dir), "--epochs", "1",
                  "--batch-size", "64", "--out", run, "--quiet", *flags]) == 0
     with open(os.path.join(run, "results.json")) as f:
         results = json.load(f)
     assert (results["precision"], results["jit_compile"]) == (precision, jit)
+    assert results["precision_reason"] == reason
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f", {precision}" in first and (reason in first) == (reason != "asked for")
     best = kres.load_model(os.path.join(run, "best.keras"))
     assert best.get_layer("conv1_conv").compute_dtype == compute
     assert best.get_layer("predictions").compute_dtype == "float32"

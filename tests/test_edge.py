@@ -22,6 +22,7 @@ import tensorflow_datasets as tfds
 
 import kres
 from kres.cli import main
+from kres.models.base import in_float32
 from kres.serving import edge
 
 TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 0.15}
@@ -56,7 +57,9 @@ def test_images(fashion_mnist_dir):
 
 
 def _keras_probabilities(model_path, images):
-    model = keras.saving.load_model(model_path)
+    # Exports serve the float32 network of the trained weights (the run trained in
+    # bfloat16 where precision="auto" chose it).
+    model = in_float32(keras.saving.load_model(model_path))
     x = (images.astype(np.float32) - 0.2860 * 255) / (0.3530 * 255)
     return model.predict(x, verbose=0)
 

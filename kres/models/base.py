@@ -344,3 +344,31 @@ def load_model(path, *, safe_mode=True, **kwargs):
         checks.fail("path", os.fspath(path), "must be an existing .keras file")
     with deep_graphs():
         return keras.saving.load_model(path, safe_mode=safe_mode, **kwargs)
+
+
+def in_float32(model):
+    """`model` computing in float32: a mixed-precision model's network with its own weights.
+
+    A model built or trained in ``mixed_bfloat16`` or ``mixed_float16``
+    keeps float32 variables; this rebuilds its graph with every layer in
+    float32 and gives it those variables' values, so it computes what the
+    trained weights say at float32 precision, on any device (bfloat16 is
+    emulated, and slow, on CPUs without AVX512-BF16 or AMX). `kres.export`
+    serves every model through it. A float32 model is returned as it is.
+
+    Example:
+
+    >>> model = kres.CifarResNet20(dtype="mixed_bfloat16")
+    >>> in_float32(model).get_layer("conv1_conv").compute_dtype
+    'float32'
+    """
+    if all(layer.compute_dtype == "float32" for layer in model.layers):
+        return model
+
+    def float32_layer(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    with deep_graphs():
+        clone = keras.models.clone_model(model, clone_function=float32_layer)
+    clone.set_weights(model.get_weights())
+    return clone

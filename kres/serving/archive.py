@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from kres import checks, runs
 from kres.layers import FORMULATIONS, use_formulation
-from kres.models.base import load_model
+from kres.models.base import in_float32, load_model
 from kres.models.googlenet import strip_auxiliary
 from kres.preprocessing import Preprocessing
 from kres.serving import edge
@@ -144,8 +144,9 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
         metadata = {**described["metadata"], **(metadata or {})}
     checks.choice("format", format, ("saved_model", *edge.FORMATS))
     _check_model(model)
-    # Auxiliary classifiers (GoogLeNet) are for training only.
-    model = strip_auxiliary(model)
+    # Auxiliary classifiers (GoogLeNet) are for training only; a model trained in
+    # mixed precision is served in float32 (its variables are float32 already).
+    model = in_float32(strip_auxiliary(model))
     directory = os.fspath(directory)
     if format != "saved_model":
         if version is not None:
