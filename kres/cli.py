@@ -5,7 +5,8 @@
     kres train --model M --dataset D [--recipe R --epochs N ...]
     kres train --resume RUN_DIR    continue an interrupted run
     kres evaluate MODEL.keras --dataset D
-    kres tune --space S --dataset D [--tuner T --max-trials N --budget-mmacs M ...]
+    kres tune --space S --dataset D [--tuner T --max-trials N --budget-mmacs M
+              --time-budget MIN --executions-per-trial N ...]
     kres tune --resume DIR
     kres export --model MODEL.keras --name NAME [--version N]
     kres predict --saved-model saved_models/NAME IMAGE ...
@@ -149,6 +150,10 @@ def _parser():
                       help="also search learning rate, weight decay, label smoothing")
     tune.add_argument("--budget-mmacs", type=float, help="skip networks above this many MMACs")
     tune.add_argument("--budget-mparams", type=float, help="skip networks above this many M params")
+    tune.add_argument("--time-budget", type=float, metavar="MINUTES",
+                      help="start no trial that cannot finish within this many minutes")
+    tune.add_argument("--executions-per-trial", type=int, default=1, metavar="N",
+                      help="seeds per configuration (score: their mean; report: their spread)")
     tune.add_argument("--equal-complexity", action="store_true",
                       help="width per group chosen so every cardinality costs about the same")
     _add_data_flags(tune)

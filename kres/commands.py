@@ -37,6 +37,7 @@ def tune(args):
             widths_per_group=args.widths_per_group, widen_factors=args.widen_factors,
             tune_training=args.tune_training, batch_sizes=args.batch_sizes,
             budget_mmacs=args.budget_mmacs, budget_mparams=args.budget_mparams,
+            time_budget=args.time_budget, executions_per_trial=args.executions_per_trial,
             equal_complexity=args.equal_complexity, subset=args.subset,
             val_size=args.val_size, image_size=args.image_size, channels=args.channels,
             seed=args.seed, data_dir=args.data_dir)
@@ -52,6 +53,12 @@ def tune(args):
     print(f"kres tune{role}: {config.space} on {config.dataset} with {config.tuner}; "
           f"search directory {out}", flush=True)
     rows = tuning.search(config, out, verbose=_progress(args))
+    summary = os.path.join(out, "summary.json")
+    if rows and os.path.isfile(summary):
+        from kres.tuning_report import summary_note
+
+        with open(summary) as f:
+            print(summary_note(json.load(f)))
     if rows:
         best = rows[0]
         point = ", ".join(f"{k} {best[k]}" for k in ("depths", "cardinality",

@@ -132,6 +132,26 @@ def points(space):
     return points
 
 
+def architectures(space, equal_complexity=False):
+    """Every network of the space as keras-tuner hyperparameter values.
+
+    The names and order are those `ResidualHyperModel.overrides` declares:
+    ``depths`` (a depth's name), ``widen_factor``, ``cardinality``, and
+    ``width_per_group`` only where it is active (cardinality above 1, and not
+    under `equal_complexity`, which derives it).
+    """
+    values = [{"depths": name} for name in space.depths]
+    if space.widen_factor:
+        values = [{**v, "widen_factor": k} for v in values for k in space.widen_factor]
+    if space.cardinality:
+        values = [{**v, "cardinality": c} for v in values for c in space.cardinality]
+        if space.width_per_group and not equal_complexity:
+            values = [{**v, "width_per_group": w} if v["cardinality"] > 1 else v
+                      for v in values
+                      for w in (space.width_per_group if v["cardinality"] > 1 else (None,))]
+    return values
+
+
 def valid(space, overrides):
     try:
         resolve_spec(space.model, **overrides)
@@ -164,6 +184,11 @@ class ResidualHyperModel(kt.HyperModel):
         self.precision = precision
         self.costs = {}
         self.discovering = False
+        self.execution = 0  # which of a trial's executions (seeds) is built and fitted
+
+    def seed(self):
+        """The seed of the current execution: the search's, plus the execution's index."""
+        return None if self.config.seed is None else self.config.seed + self.execution
 
     def overrides(self, hp):
         """Declares the space's hyperparameters on `hp`; returns the spec overrides."""
@@ -186,8 +211,22 @@ class ResidualHyperModel(kt.HyperModel):
         return overrides
 
     def recipe(self, hp):
-        """The recipe of a trial: the config's, with searched training knobs."""
-        fields = dict(self.config.recipe_overrides, epochs=self.config.max_epochs)
+        """The recipe of a trial: the config's, with searched training knobs, its
+        schedule scaled to the epochs the trial gets.
+
+        A trial gets `max_epochs`, or in Hyperband the epochs of its rung
+        (``tuner/epochs``). The schedule spans those epochs: the warmup keeps
+        its share of the recipe's run (``warmup_epochs / epochs``) and the step
+        schedule's milestones are fractions of the run already, so a trial's
+        score is that of a finished schedule, not of one cut off at its peak
+        learning rate. A Hyperband trial that continues a lower rung's network
+        continues its schedule too (`fit` starts the optimizer's step count at
+        ``tuner/initial_epoch``): no second warmup.
+        """
+        base = resolve_recipe(self.config.recipe, **self.config.recipe_overrides)
+        epochs = int(hp.values.get("tuner/epochs", self.config.max_epochs))
+        fields = dict(self.config.recipe_overrides, epochs=epochs,
+                      warmup_epochs=base.warmup_epochs * epochs / base.epochs)
         if self.config.tune_training:
             fields["learning_rate"] = hp.Float("learning_rate", 0.01, 0.4, sampling="log")
             fields["weight_decay"] = hp.Float("weight_decay", 1e-5, 1e-3, sampling="log")
@@ -258,6 +297,8 @@ class ResidualHyperModel(kt.HyperModel):
         why_not = self.why_not(overrides)
         if why_not:
             raise kt.errors.FailedTrialError(why_not)
+        if self.seed() is not None:
+            keras.utils.set_random_seed(self.seed())  # the initial weights
         model = self._build_model(overrides, dtype=self.precision)
         steps = self.data.sizes["train"] // recipe.batch_size
         compile_model(model, recipe, steps, self.data.spec.num_classes)
@@ -275,15 +316,20 @@ class ResidualHyperModel(kt.HyperModel):
             **kwargs):
         """Trains a trial's network with `kres.fitting.fit` in the trial's run directory.
 
-        `trial_id` comes from `kres.tuning`'s tuners (`run_trial`).
+        `trial_id` comes from `kres.tuning`'s tuners, and `execution` (which
+        of the trial's seeds this is) from the hypermodel's attribute.
         """
         recipe = self.recipe(hp)
         overrides = self.overrides(hp)
         macs, params = self.cost(overrides)
         train_ds, val_ds = pipelines(self.data, recipe, self.image_size, self.channels,
-                                     seed=self.config.seed)
+                                     seed=self.seed())
+        if initial_epoch:
+            # A Hyperband continuation: the schedule goes on from the lower rung's end.
+            steps = self.data.sizes["train"] // recipe.batch_size
+            model.optimizer.iterations.assign(initial_epoch * steps)
         trial_id = trial_id or datetime.datetime.now().strftime("%H%M%S%f")
-        run_dir = trial_run_dir(self.out_dir, trial_id)
+        run_dir = trial_run_dir(self.out_dir, trial_id, self.execution)
         input_shape = (self.image_size, self.image_size, self.channels)
         os.makedirs(run_dir, exist_ok=True)
         runs.write_model_description(
@@ -299,6 +345,7 @@ class ResidualHyperModel(kt.HyperModel):
                       verbose=kwargs.get("verbose", 0))
         runs.write_json(os.path.join(run_dir, "trial.json"), json.loads(json.dumps({
             "overrides": overrides, "macs": macs, "params": params, "trial_id": trial_id,
+            "execution": self.execution, "seed": self.seed(),
             "hyperparameters": dict(hp.values), "seconds": time.perf_counter() - start,
             "epochs": len(history.history.get("loss", [])),
             "best_val_accuracy": max(history.history.get("val_accuracy", [0.0]))},
@@ -306,9 +353,10 @@ class ResidualHyperModel(kt.HyperModel):
         return history
 
 
-def trial_run_dir(out_dir, trial_id):
-    """The kres run directory of one trial."""
-    return os.path.join(out_dir, "project", f"trial_{trial_id}", "run")
+def trial_run_dir(out_dir, trial_id, execution=0):
+    """The kres run directory of one trial (``run``; ``run-2`` for its third seed)."""
+    return os.path.join(out_dir, "project", f"trial_{trial_id}",
+                        "run" if not execution else f"run-{execution}")
 
 
 def over_budget(macs, params, config):

@@ -137,9 +137,21 @@ def test_hyperband_search_through_the_command_line(fashion_mnist_dir, tmp_path, 
     # Hyperband's brackets: trials of 1 epoch, and the best of them continued to 3.
     epochs = set()
     for row in rows:
-        path = os.path.join(out, "project", f"trial_{row['trial_id']}", "run", "trial.json")
-        with open(path) as f:
-            epochs.add(json.load(f)["hyperparameters"]["tuner/epochs"])
+        run = os.path.join(out, "project", f"trial_{row['trial_id']}", "run")
+        with open(os.path.join(run, "trial.json")) as f:
+            hp = json.load(f)["hyperparameters"]
+        epochs.add(hp["tuner/epochs"])
+        with open(os.path.join(run, "history.csv")) as f:
+            rates = [float(r["learning_rate"]) for r in csv.DictReader(f)]
+        # Each trial's step schedule (he2015-cifar: /10 at 50% and 75% of the run)
+        # spans the epochs of its rung; a continuation goes on where it was. At the
+        # end of epoch e of a 3-epoch schedule: 0.1 (e=1), 0.01 (e=2), 0.001 (e=3).
+        if hp["tuner/epochs"] == 1:
+            assert rates == [pytest.approx(0.001)]
+        elif hp["tuner/initial_epoch"] == 1:
+            assert rates == [pytest.approx(0.01), pytest.approx(0.001)]
+        else:
+            assert rates == [pytest.approx(0.1), pytest.approx(0.01), pytest.approx(0.001)]
     assert epochs == {1, 3}
     assert f"best trial {max(rows, key=lambda r: float(r['best_val_accuracy']))['trial_id']}" \
         in capsys.readouterr().out

@@ -115,35 +115,113 @@ def test_killed_search_resumes_without_rerunning_trials(tmp_path):
 
 
 # keras-tuner builds the default point while creating the tuner: an over-budget
-# default (56 first) must not end the search before it starts.
-@pytest.mark.parametrize("depths", [(8, 56), (56, 8)])
-def test_over_budget_trials_fail_once_and_are_not_retried(tmp_path, depths):
-    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="grid", max_trials=2,
-                                 max_epochs=1, depths=depths, budget_mmacs=1.0,
+# default (56 first) must not end the search before it starts. ResNet-8 and -14
+# fit in 2 MMACs at 8x8; ResNet-56 does not.
+@pytest.mark.parametrize("tuner, depths", [("grid", (56, 8, 14)), ("grid", (8, 14, 56)),
+                                           ("random", (56, 8, 14)), ("bayesian", (56, 8, 14)),
+                                           ("hyperband", (56, 8, 14))])
+def test_no_tuner_spends_a_trial_on_a_point_over_budget(tmp_path, tuner, depths):
+    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner=tuner, max_trials=4,
+                                 max_epochs=3 if tuner == "hyperband" else 1, depths=depths,
+                                 budget_mmacs=2.0, recipe_overrides=FAST)
+    out = str(tmp_path / "search")
+    rows = tuning.search(config, out, data=_arrays())
+    assert rows and all(r["status"] == "COMPLETED" for r in rows), rows
+    assert {r["depths"] for r in rows} == {"8", "14"}
+    if tuner in ("grid", "random", "bayesian"):
+        # Both trainable networks once, then the search ends: nothing else is left.
+        assert sorted(r["depths"] for r in rows) == ["14", "8"]
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["trainable_networks"] == 2 and summary["networks_ruled_out"] == 1
+    assert "2 networks of the space could train, 1 were left out" in \
+        open(os.path.join(out, "trials.md")).read()
+
+
+def test_the_plan_rules_out_what_the_budget_does_without_building_it(tmp_path):
+    config = tuning.SearchConfig("resnext-cifar", "arrays", depths=(11, 20),
+                                 cardinalities=(1, 2, 4), widths_per_group=(4, 16, 64),
+                                 budget_mmacs=10.0)
+    space = spaces.get_space(config)
+    hypermodel = spaces.ResidualHyperModel(config, space, _arrays(), 8, 1, str(tmp_path))
+    plan = tuning.Plan(config, space, hypermodel)
+    built = len(hypermodel.costs)
+    every = spaces.architectures(space)
+    assert len(every) == 2 * (1 + 2 * 3)
+
+    def cost(values):
+        hp = tuning.kt.HyperParameters()
+        hp.values = dict(values)
+        return hypermodel.cost(hypermodel.overrides(hp))
+
+    # The same networks as costing every point, in the space's order ...
+    within = [v for v in every if cost(v)[0] <= 10e6]
+    assert plan.architectures == within and 0 < len(within) < len(every)
+    # ... with fewer networks built: those above an over-budget one were not.
+    assert built < len(hypermodel.costs) == len(every)
+
+
+def test_the_time_budget_starts_no_trial_that_cannot_finish(tmp_path):
+    config = tuning.SearchConfig("cifar-resnet", "arrays", depths=(8, 14), max_epochs=2,
+                                 time_budget=1.0, executions_per_trial=2,
+                                 recipe_overrides=FAST)
+    space = spaces.get_space(config)
+    hypermodel = spaces.ResidualHyperModel(config, space, _arrays(), 8, 1, str(tmp_path))
+    plan = tuning.Plan(config, space, hypermodel)
+    resnet8, resnet14 = {"depths": "8"}, {"depths": "14"}
+    assert plan.fits(resnet14) and plan.estimate(resnet14) is None  # nothing measured yet
+    plan.record(resnet8, 12.0)  # 2 epochs x 2 seeds of ResNet-8 took 12 s
+    macs8, macs14 = (hypermodel.cost({"depths": (n,) * 3})[0] for n in (1, 2))
+    assert plan.estimate(resnet14) == pytest.approx(12.0 * macs14 / macs8)
+    assert plan.estimate({**resnet8, "tuner/epochs": 3, "tuner/initial_epoch": 2}) == \
+        pytest.approx(6.0)  # a Hyperband continuation trains 1 epoch of the 2
+    plan.began -= 60 - 20  # 20 s left
+    assert plan.fits(resnet8) and plan.stopped is None
+    assert not plan.fits(resnet14)
+    assert "time budget: 1 min" in plan.stopped and "depths 14" in plan.stopped
+    # In a real search: a budget already spent starts no trial, and says so.
+    config = dataclasses.replace(config, time_budget=1e-6)
+    out = str(tmp_path / "search")
+    assert tuning.search(config, out, data=_arrays()) == []
+    with open(os.path.join(out, "summary.json")) as f:
+        assert "time budget" in json.load(f)["stopped"]
+
+
+def test_seeds_per_configuration_and_their_spread(tmp_path):
+    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="grid", depths=(8, 14),
+                                 max_epochs=2, executions_per_trial=2, seed=3,
                                  recipe_overrides=FAST)
     out = str(tmp_path / "search")
     rows = tuning.search(config, out, data=_arrays())
-    by_depth = {r["depths"]: r for r in rows}
-    assert by_depth["8"]["status"] == "COMPLETED"
-    assert by_depth["56"]["status"] == "FAILED"
-    assert "Over budget" in by_depth["56"]["message"][0]
-    assert len(rows) == 2  # one attempt at the over-budget point, no retry
-    assert not os.path.exists(spaces.trial_run_dir(out, by_depth["56"]["trial_id"]))
+    assert len(rows) == 2
+    for row in rows:
+        infos = [json.load(open(os.path.join(spaces.trial_run_dir(out, row["trial_id"], k),
+                                             "trial.json"))) for k in (0, 1)]
+        assert [i["seed"] for i in infos] == [3, 4] and [i["execution"] for i in infos] == [0, 1]
+        scores = [i["best_val_accuracy"] for i in infos]
+        # keras-tuner's score of the trial is the mean of its seeds' best epochs.
+        assert row["best_val_accuracy"] == pytest.approx(np.mean(scores))
+        assert row["seeds"] == 2
+        assert (row["val_min"], row["val_max"]) == (min(scores), max(scores))
+        assert row["val_sd"] == pytest.approx(np.std(scores, ddof=1))
+        # The seeds' histories differ (different initial weights and batch order).
+        histories = [open(os.path.join(spaces.trial_run_dir(out, row["trial_id"], k),
+                                       "history.csv")).read() for k in (0, 1)]
+        assert histories[0] != histories[1]
+    assert "Seeds per configuration: 2" in open(os.path.join(out, "trials.md")).read()
 
 
-def test_random_search_does_not_spend_trials_on_points_over_budget(tmp_path):
-    # ResNet-8 and -14 fit in 2 MMACs at 8x8; ResNet-56 does not.
-    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="random", max_trials=2,
-                                 max_epochs=1, depths=(56, 8, 14), budget_mmacs=2.0,
-                                 recipe_overrides=FAST)
-    out = str(tmp_path / "search")
-    rows = tuning.search(config, out, data=_arrays())
-    assert sorted(r["depths"] for r in rows) == ["14", "8"]
-    assert all(r["status"] == "COMPLETED" for r in rows)
-    # More trials than trainable points: the search stops when they are all tried.
-    config = dataclasses.replace(config, max_trials=5)
-    rows = tuning.search(config, str(tmp_path / "search-5"), data=_arrays())
-    assert sorted(r["depths"] for r in rows) == ["14", "8"]
+def test_a_trials_schedule_spans_the_epochs_it_gets():
+    config = tuning.SearchConfig("cifar-resnet", "arrays", recipe="fast-cpu", max_epochs=9)
+    space = spaces.get_space(config)
+    hypermodel = spaces.ResidualHyperModel(config, space, _arrays(), 8, 1, "/nonexistent")
+    hp = tuning.kt.HyperParameters()
+    hp.values = {"depths": "8"}
+    recipe = hypermodel.recipe(hp)  # fast-cpu: 2 warmup epochs of 20
+    assert (recipe.epochs, recipe.warmup_epochs) == (9, pytest.approx(0.9))
+    hp.values = {"depths": "8", "tuner/epochs": 1, "tuner/initial_epoch": 0}
+    recipe = hypermodel.recipe(hp)
+    assert (recipe.epochs, recipe.warmup_epochs) == (1, pytest.approx(0.1))
 
 
 def test_equal_complexity_widths():
@@ -194,6 +272,9 @@ def test_equal_complexity_gives_the_resnext_papers_widths():
     ({"max_trials": True}, r"max_trials must be a positive integer. Received: max_trials=True"),
     ({"budget_mmacs": -1}, r"Received: budget_mmacs=-1"),
     ({"space": "wrn-cifar", "equal_complexity": True}, r"does not search"),
+    ({"tuner": "grid", "tune_training": True}, r"Grid search needs discrete choices"),
+    ({"time_budget": 0}, r"Received: time_budget=0"),
+    ({"executions_per_trial": 0}, r"Received: executions_per_trial=0"),
 ])
 def test_bad_searches_fail_before_any_trial(kwargs, message, tmp_path):
     # Most fail when the config is made, the budget when the search starts.
