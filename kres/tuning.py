@@ -353,7 +353,28 @@ class BayesianOracle(_PlannedOracle, kt.oracles.BayesianOptimizationOracle):
 
 
 class HyperbandOracle(_PlannedOracle, kt.oracles.HyperbandOracle):
-    """keras-tuner's Hyperband whose brackets start from trainable networks only."""
+    """keras-tuner's Hyperband whose brackets start from trainable networks only.
+
+    A network is a duplicate only within the brackets under way: a later
+    bracket may draw a network an earlier one tried, at its own epochs (in
+    keras-tuner's own Hyperband a small space runs out after the first
+    bracket and ends the search), and a bracket asks for at most as many
+    networks as the space can train.
+    """
+
+    def _get_size(self, bracket_num, round_num):
+        return min(super()._get_size(bracket_num, round_num), len(self.plan.architectures))
+
+    def _duplicate(self, values):
+        digest = self._compute_values_hash(values)
+        for bracket in self._brackets:
+            for info in bracket["rounds"][0]:
+                trial = self.trials.get(info["id"])
+                if trial is not None and digest == self._compute_values_hash(
+                        {k: v for k, v in trial.hyperparameters.values.items()
+                         if not k.startswith("tuner/")}):
+                    return True
+        return False
 
     def _forget(self, trial_id):
         for bracket in self._brackets:

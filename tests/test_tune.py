@@ -131,6 +131,14 @@ def test_no_tuner_spends_a_trial_on_a_point_over_budget(tmp_path, tuner, depths)
     if tuner in ("grid", "random", "bayesian"):
         # Both trainable networks once, then the search ends: nothing else is left.
         assert sorted(r["depths"] for r in rows) == ["14", "8"]
+    else:
+        # Every bracket ran (2 of 3 epochs: bracket 1's 1-epoch trials and their
+        # continuation, bracket 0's 3-epoch trials), each drawing from the two networks.
+        brackets = set()
+        for row in rows:
+            with open(os.path.join(spaces.trial_run_dir(out, row["trial_id"]), "trial.json")) as f:
+                brackets.add(json.load(f)["hyperparameters"]["tuner/bracket"])
+        assert brackets == {0, 1}
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
     assert summary["trainable_networks"] == 2 and summary["networks_ruled_out"] == 1
