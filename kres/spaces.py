@@ -108,28 +108,16 @@ def get_space(config):
                              f"Received: {name}={chosen!r}")
         changes[field] = tuple(chosen)
     space = dataclasses.replace(space, **changes)
-    if not any(valid(space, point) for point in points(space)):
+    # Cardinality 1 is the plain bottleneck, width per group 64 (as in trials).
+    plain = {"width_per_group": 64} if space.width_per_group else {}
+    if not any(valid(space, {**plain, **v, "depths": space.depths[v["depths"]]})
+               for v in architectures(space)):
         raise ValueError(
             f"No point of the search space is a valid network (for example, every width per "
             f"group is too small for the narrowest stage). Received: space={config.space!r}, "
             f"cardinality={space.cardinality}, width_per_group={space.width_per_group}"
         )
     return space
-
-
-def points(space):
-    """Every combination of the space's choices (spec overrides)."""
-    points = [{"depths": d} for d in space.depths.values()]
-    for field in ("widen_factor", "cardinality"):
-        choices = getattr(space, field)
-        if choices:
-            points = [{**p, field: v} for p in points for v in choices]
-    if space.width_per_group:
-        # Cardinality 1 is the plain bottleneck, width per group 64 (as in trials).
-        points = [{**p, "width_per_group": w}
-                  for p in points
-                  for w in (space.width_per_group if p.get("cardinality", 1) > 1 else (64,))]
-    return points
 
 
 def architectures(space, equal_complexity=False):
