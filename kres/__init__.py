@@ -33,6 +33,7 @@ _LAZY = {
     "count_params": "kres.stats",
     "count_macs": "kres.stats",
     "load_model": "kres.models.base",
+    "flip_averaged": "kres.models.base",
     "strip_auxiliary": "kres.models.googlenet",
     "load_keras_weights": "kres.weights",
     "preprocess_input": "kres.weights",
@@ -48,7 +49,7 @@ _SUBMODULES = {module.name for module in pkgutil.iter_modules(__path__)}  # noqa
 
 if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
     from kres.backbones import feature_extractor  # noqa: F401
-    from kres.models.base import load_model  # noqa: F401
+    from kres.models.base import flip_averaged, load_model  # noqa: F401
     from kres.models.googlenet import strip_auxiliary  # noqa: F401
     from kres.registry import build_model, get_spec, list_models  # noqa: F401
     from kres.serving import export  # noqa: F401

@@ -15,6 +15,8 @@ from kres import checks
 from kres.preprocessing import eval_resize
 
 AUGMENTATIONS = ("crop_flip", "crop", "imagenet", "none")
+# The augmentations that show a network mirror images.
+FLIPPING = ("crop_flip", "imagenet")
 
 
 def fits_in_memory(spec, examples, budget_bytes=4 << 30):

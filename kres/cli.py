@@ -131,6 +131,8 @@ def _parser():
     evaluate.add_argument("--dataset", required=True, help="dataset name or image folder")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--data-dir", help="the dataset's tfds data directory")
+    evaluate.add_argument("--flip", action="store_true",
+                          help="average each image's and its mirror image's predictions")
     tune = add("tune", help="keras-tuner search over depth and cardinality")
     tune.add_argument("--space", help="cifar-resnet, resnext-cifar, resnext-imagenet, wrn-cifar")
     tune.add_argument("--dataset", help="dataset name or image folder")

@@ -228,7 +228,10 @@ def train(args):
         print(f"kres train: worker {results['worker']} done after {results['epochs_run']} "
               f"epochs; the chief wrote {run_dir}")
         return
-    print(f"test accuracy {results['test_accuracy']:.4f} after {results['epochs_run']} epochs "
+    flip = (f" with flip averaging ({results['test_accuracy_single_view']:.4f} single view)"
+            if results.get("test_flip") else "")
+    print(f"test accuracy {results['test_accuracy']:.4f}{flip} after {results['epochs_run']} "
+          f"epochs "
           f"({results['train_images_per_second']:.0f} training images/s); best model "
           f"{os.path.join(run_dir, 'best.keras')}, curves {os.path.join(run_dir, 'curves.png')}")
 
@@ -236,7 +239,8 @@ def train(args):
 def evaluate(args):
     from kres.training import evaluate
 
-    scores = evaluate(args.model_path, args.dataset, split=args.split, data_dir=args.data_dir)
+    scores = evaluate(args.model_path, args.dataset, split=args.split, data_dir=args.data_dir,
+                      flip=args.flip)
     order = [k for k in ("accuracy", "top5", "loss") if k in scores]
     print(" ".join(f"{k} {scores[k]:.4f}" for k in order))
 

@@ -53,6 +53,10 @@ class Recipe:
         cutmix_alpha: CutMix's Beta parameter (0: off).
         random_erasing: random-erasing probability (0: off).
         zero_init_last: zero-initialise each residual branch's last BN.
+        test_flip: score the test set with each image's and its mirror
+            image's predictions averaged (`kres.flip_averaged`; for networks
+            trained with flips). The run's results keep the single-view
+            score too.
         patience: early-stopping patience in epochs on validation accuracy
             (0: no early stopping).
         frozen_epochs: fine-tuning (a run with ``weights``): the first
@@ -86,6 +90,7 @@ class Recipe:
     cutmix_alpha: float = 0.0
     random_erasing: float = 0.0
     zero_init_last: bool = False
+    test_flip: bool = False
     patience: int = 0
     frozen_epochs: int = 0
     frozen_learning_rate: float | None = None
@@ -116,7 +121,8 @@ class Recipe:
         for field in ("mixup_alpha", "cutmix_alpha"):
             checks.number(field, getattr(self, field), low=0)
         checks.number("random_erasing", self.random_erasing, low=0, high=1)
-        for field in ("scale_lr", "nesterov", "decay_all", "zero_init_last"):
+        for field in ("scale_lr", "nesterov", "decay_all", "zero_init_last",
+                      "test_flip"):
             checks.boolean(field, getattr(self, field))
         checks.integer("patience", self.patience, minimum=0)
         checks.integer("frozen_epochs", self.frozen_epochs, minimum=0)
@@ -180,7 +186,8 @@ RECIPES = {
     # chosen by measurement on Fashion-MNIST (docs/results.md).
     "fast-cpu": Recipe(epochs=20, batch_size=128, learning_rate=0.2, nesterov=True,
                        weight_decay=5e-4, decay_all=False, schedule="cosine",
-                       warmup_epochs=2, label_smoothing=0.1, zero_init_last=True),
+                       warmup_epochs=2, label_smoothing=0.1, zero_init_last=True,
+                       test_flip=True),
     # Fine-tuning pretrained weights (Keras's transfer-learning guide; Kornblith
     # et al. 2019, "Do Better ImageNet Models Transfer Better?"): the new classifier
     # alone first, the backbone frozen with its batch norm in inference mode, then

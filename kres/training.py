@@ -22,10 +22,10 @@ import numpy as np
 from kres import checks, finetune, multiworker, runs, stats
 from kres import cluster as kcluster
 from kres import datasets as kdatasets
-from kres.augment import pipeline
+from kres.augment import FLIPPING, pipeline
 from kres.devices import PRECISIONS, STRATEGIES, make_strategy, resolve_precision
 from kres.fitting import fit, pipelines
-from kres.models.base import load_model
+from kres.models.base import flip_averaged, load_model
 from kres.preprocessing import Preprocessing
 from kres.recipes import Recipe, as_config, build_state, compile_model, metrics, resolve_recipe
 from kres.registry import build_model, lookup, resolve_spec
@@ -242,6 +242,16 @@ def prepare(config, data=None, run_dir=None, resuming=False):
         pretrained = finetune.load_pretrained(weights, config.model,
                                               input_shape=(image_size, image_size, channels),
                                               overrides=model_overrides(config, recipe))
+    augment = recipe.augment or data.spec.augment
+    if recipe.test_flip and augment not in FLIPPING:
+        if not config.recipe_overrides.get("test_flip"):  # the recipe's: off for this data
+            recipe = dataclasses.replace(recipe, test_flip=False)
+        else:
+            raise ValueError(
+                f"test_flip averages each test image's predictions with its mirror image's, but "
+                f"this run's augmentation ({augment!r}) never shows the network a mirror image; "
+                f"train with one of {', '.join(FLIPPING)} or leave test_flip off. "
+                f"Received: test_flip=True")
     input_shape = (image_size, image_size, channels)
     preprocessing = data.spec.preprocessing(input_shape)
     if pretrained is not None:
@@ -382,12 +392,18 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
                        channels=p.channels, num_classes=d.spec.num_classes,
                        batch_size=recipe.batch_size, preprocessing=p.preprocessing)
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
+    single_view = {}
+    if recipe.test_flip:
+        single_view = {f"{key}_single_view": value for key, value in scores.items()}
+        scores = _evaluate_flip_averaged(model, test_ds, d.spec.num_classes)
     results = {
         "model": config.model, "dataset": d.name, "precision": precision,
         "precision_reason": precision_reason,
         "jit_compile": jit_compile,
         "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
         **({"test_top5": scores["top5"]} if "top5" in scores else {}),
+        "test_flip": recipe.test_flip,
+        **{f"test_{key}": value for key, value in single_view.items()},
         "best_val_accuracy": max((float(r["val_accuracy"]) for r in history), default=None),
         "epochs_run": len(history),
         "params": stats.count_params(model),
@@ -402,6 +418,15 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     runs.plot_history(history, os.path.join(run_dir, "curves.png"),
                       title=os.path.basename(os.path.normpath(run_dir)))
     return results
+
+
+def _evaluate_flip_averaged(model, ds, num_classes):
+    """`model`'s scores on `ds` with each image's and its mirror image's
+    probabilities averaged, under the loss it was compiled with."""
+    averaged = flip_averaged(model)
+    averaged.compile(loss=model.loss, metrics=metrics(num_classes))
+    build_state(averaged, num_classes)
+    return averaged.evaluate(ds, verbose=0, return_dict=True)
 
 
 def _fit_phases(model, run_dir, train_ds, val_ds, config, p, strategy, *, resuming, backup,
@@ -497,7 +522,7 @@ def _check_cluster(config, run_dir):
     return worker
 
 
-def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256):
+def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256, flip=False):
     """Scores a saved ``.keras`` model on a dataset split.
 
     Beside a run's model, the run directory says how: its ``model.json``
@@ -511,6 +536,8 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
         split: ``"test"``, ``"val"`` or ``"train"``.
         data_dir: the dataset's tfds data directory.
         batch_size: evaluation batch size.
+        flip: average each image's and its mirror image's predictions
+            (`kres.flip_averaged`; a recipe's ``test_flip``).
 
     Returns:
         A dict with ``loss``, ``accuracy`` (and ``top5`` for many classes).
@@ -526,6 +553,7 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     """
     checks.choice("split", split, ("train", "val", "test"))
     checks.positive_int("batch_size", batch_size)
+    checks.boolean("flip", flip)
     if not os.path.isfile(model_path):
         raise ValueError(f"No model file at model_path. Received: model_path={model_path!r}")
     run = os.path.dirname(os.path.abspath(model_path))
@@ -559,6 +587,8 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     ds = pipeline(getattr(data, split), data.spec, training=False, batch_size=batch_size,
                   image_size=height, channels=channels, num_classes=classes, cache=False,
                   preprocessing=prep)
+    if flip:
+        model = flip_averaged(model)
     model.compile(loss="categorical_crossentropy", metrics=metrics(classes))
     build_state(model, classes)
     return model.evaluate(ds, verbose=0, return_dict=True)

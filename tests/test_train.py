@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import kres
-from kres import datasets, recipes, training
+from kres import augment, datasets, recipes, training
 
 TINY = {"depths": (1, 1, 1)}  # a CIFAR ResNet-8: the same code, fast
 
@@ -87,8 +87,65 @@ def test_short_run_on_real_fashion_mnist_learns(fashion_mnist_dir, tmp_path):
                              data_dir=fashion_mnist_dir)
     assert scores["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
     assert best.input_shape == (None, 28, 28, 1)
+    # flip=True: each test image's and its mirror image's probabilities averaged.
+    import tensorflow_datasets as tfds
+
+    test = tfds.load("fashion_mnist", split="test", data_dir=fashion_mnist_dir,
+                     as_supervised=True)
+    images, labels = (np.stack(a) for a in zip(*tfds.as_numpy(test)))
+    x = (images.astype("float32") - 0.2860 * 255) / (0.3530 * 255)
+    both = best.predict(x, verbose=0) + best.predict(x[:, :, ::-1], verbose=0)
+    flipped = training.evaluate(str(run / "best.keras"), "fashion_mnist",
+                                data_dir=fashion_mnist_dir, flip=True)
+    assert flipped["accuracy"] == pytest.approx(np.mean(both.argmax(1) == labels), abs=1e-4)
     with pytest.raises(ValueError, match="has finished already"):
         training.train(config, run_dir=str(run), verbose=0)
+
+
+def test_flip_averaged_is_the_mean_over_the_mirror_and_saves(tmp_path):
+    model = kres.build_model("cifar_resnet20", classes=3, input_shape=(8, 8, 1), **TINY)
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
+    averaged = kres.flip_averaged(model)
+    expected = (model(x).numpy() + model(x[:, :, ::-1]).numpy()) / 2
+    np.testing.assert_allclose(averaged(x).numpy(), expected, atol=1e-6)
+    assert not np.allclose(expected, model(x).numpy(), atol=1e-3)  # the mirror counts
+    averaged.save(tmp_path / "averaged.keras")
+    np.testing.assert_allclose(kres.load_model(tmp_path / "averaged.keras")(x).numpy(),
+                               expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"model must take one image batch.*input_shape"):
+        kres.flip_averaged(keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)]))
+
+
+def test_recipe_test_flip_scores_the_test_set_both_ways(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
+    labels = (images[:, :, :4].mean(axis=(1, 2, 3)) > 127).astype(int)  # not mirror-symmetric
+    flipping = datasets.from_arrays(images, labels, images[:32], labels[:32], num_classes=2,
+                                    val_size=32, augment="crop_flip")
+    results = kres.train("cifar_resnet20", "arrays", run_dir=str(tmp_path / "run"),
+                         data=flipping, model_overrides=TINY, epochs=1, batch_size=32,
+                         test_flip=True, verbose=0)
+    best = kres.load_model(tmp_path / "run" / "best.keras")
+    test = augment.pipeline(flipping.test, flipping.spec, training=False, cache=False,
+                            image_size=8, channels=1, num_classes=2, batch_size=32)
+    x, y = (np.concatenate(a) for a in zip(*((x.numpy(), y.numpy()) for x, y in test)))
+    single, mirror = best.predict(x, verbose=0), best.predict(x[:, :, ::-1], verbose=0)
+    assert results["test_flip"] is True
+    assert results["test_accuracy_single_view"] == pytest.approx(
+        np.mean(single.argmax(1) == y.argmax(1)))
+    assert results["test_accuracy"] == pytest.approx(
+        np.mean((single + mirror).argmax(1) == y.argmax(1)))
+    # A network never shown a mirror image: refused before training.
+    with pytest.raises(ValueError, match=r"augmentation \('none'\).*test_flip=True"):
+        kres.train("cifar_resnet20", "arrays", run_dir=str(tmp_path / "other"), data=_arrays(),
+                   model_overrides=TINY, epochs=1, batch_size=32, test_flip=True, verbose=0)
+    assert not (tmp_path / "other").exists()
+    # fast-cpu's own test_flip is off for such data, and its results say so.
+    plain = kres.train("cifar_resnet20", "arrays", run_dir=str(tmp_path / "plain"),
+                       data=_arrays(), model_overrides=TINY, recipe="fast-cpu", epochs=3,
+                       batch_size=32, verbose=0)
+    assert recipes.RECIPES["fast-cpu"].test_flip and plain["test_flip"] is False
+    assert "test_accuracy_single_view" not in plain
 
 
 RESUME_SCRIPT = textwrap.dedent("""

@@ -372,3 +372,35 @@ def in_float32(model):
         clone = keras.models.clone_model(model, clone_function=float32_layer)
     clone.set_weights(model.get_weights())
     return clone
+
+
+def flip_averaged(model):
+    """`model` averaging its predictions for each image and its mirror image.
+
+    Test-time augmentation for networks trained with horizontal flips (the
+    CIFAR and Fashion-MNIST recipes' ``crop_flip``): the returned Functional
+    model runs `model` on the image and on the image flipped left to right
+    and outputs the mean of the two probability vectors. It shares `model`'s
+    weights, costs two forward passes per image, saves, loads and exports
+    like any kres model. A recipe's ``test_flip`` scores a run's test set
+    through it.
+
+    Raises:
+        ValueError: for a model whose input is not an image batch
+            ``(batch, height, width, channels)``.
+
+    Example:
+
+    >>> model = kres.CifarResNet20(classes=10, input_shape=(28, 28, 1))
+    >>> flip_averaged(model).output_shape
+    (None, 10)
+    """
+    shape = model.input_shape
+    if not isinstance(shape, tuple) or len(shape) != 4:
+        raise ValueError("model must take one image batch of shape (batch, height, width, "
+                         f"channels). Received: a model with input_shape={shape}")
+    image = keras.Input(shape=shape[1:], name="image")
+    mirrored = keras.ops.flip(image, axis=2)
+    probabilities = keras.layers.Average(name="flip_average", dtype="float32")(
+        [model(image), model(mirrored)])
+    return keras.Model(image, probabilities, name=f"{model.name}_flip_averaged")
