@@ -140,6 +140,9 @@ def _parser():
     tune.add_argument("--recipe", default="he2015-cifar", help="training recipe of every trial")
     tune.add_argument("--set-recipe", dest="recipe_overrides", action="append", default=[],
                       type=_parse_override, metavar="FIELD=VALUE", help="recipe field to change")
+    tune.add_argument("--set", dest="model_overrides", action="append", default=[],
+                      type=_parse_override, metavar="FIELD=VALUE",
+                      help="spec field every network shares, e.g. --set widths=(16,32,64)")
     tune.add_argument("--max-epochs", type=int, default=10, help="epochs per trial (at most)")
     tune.add_argument("--max-trials", type=int, default=10, help="trials (not for hyperband)")
     for flag, help_text in (("depths", "depths to search, e.g. 11,20,29"),

@@ -32,7 +32,8 @@ def tune(args):
             raise ValueError("kres tune needs --space and --dataset (or --resume DIR).")
         config = tuning.SearchConfig(
             space=args.space, dataset=args.dataset, tuner=args.tuner, recipe=args.recipe,
-            recipe_overrides=dict(args.recipe_overrides), max_epochs=args.max_epochs,
+            recipe_overrides=dict(args.recipe_overrides),
+            model_overrides=dict(args.model_overrides), max_epochs=args.max_epochs,
             max_trials=args.max_trials, depths=args.depths, cardinalities=args.cardinalities,
             widths_per_group=args.widths_per_group, widen_factors=args.widen_factors,
             tune_training=args.tune_training, batch_sizes=args.batch_sizes,

@@ -38,7 +38,7 @@ class Plan:
     def __init__(self, config, space, hypermodel):
         self.config, self.hypermodel = config, hypermodel
         self.began = time.monotonic()
-        self.done = []  # (seconds, epochs x executions x MACs) of finished trials
+        self.done = []  # (seconds, epochs x executions x MACs, grouped) of finished trials
         self.stopped = None
         self.rejected = {}
         self.architectures = []
@@ -78,10 +78,18 @@ class Plan:
         return epochs * self.config.executions_per_trial * macs
 
     def estimate(self, values):
-        """Seconds the trial is expected to take (``None`` before any trial ended)."""
+        """Seconds the trial is expected to take (``None`` before any trial ended).
+
+        Seconds per unit of `work` from the trials done, those of the same
+        kind where there are some: grouped convolutions (cardinality above
+        1) cost this CPU more per multiply-accumulate than plain ones (2.4x
+        in a measured search, docs/results.md).
+        """
         if not self.done:
             return None
-        seconds, work = map(sum, zip(*self.done))
+        grouped = _grouped(values)
+        same = [(s, w) for s, w, g in self.done if g == grouped]
+        seconds, work = map(sum, zip(*(same or [(s, w) for s, w, _ in self.done])))
         return seconds / work * self.work(values)
 
     def left(self):
@@ -90,13 +98,18 @@ class Plan:
             return None
         return self.config.time_budget * 60 - (time.monotonic() - self.began)
 
-    def fits(self, values):
-        """Whether a trial of these values can finish in the time left; records why not."""
+    def in_time(self, values):
+        """Whether a trial of these values is expected to finish in the time left."""
         left = self.left()
         if left is None:
             return True
         estimate = self.estimate(values)
-        if left <= 0 or (estimate is not None and estimate > left):
+        return left > 0 and (estimate is None or estimate <= left)
+
+    def fits(self, values):
+        """Whether a trial of these values can finish in the time left; records why not."""
+        if not self.in_time(values):
+            left, estimate = self.left(), self.estimate(values)
             network = ", ".join(f"{k} {v}" for k, v in values.items()
                                 if not k.startswith("tuner/"))
             self.stopped = (
@@ -109,7 +122,7 @@ class Plan:
         return True
 
     def record(self, values, seconds):
-        self.done.append((seconds, self.work(values)))
+        self.done.append((seconds, self.work(values), _grouped(values)))
 
     def summary(self):
         """What the search did with its time, for the report."""
@@ -117,7 +130,12 @@ class Plan:
                 "time_budget": self.config.time_budget,
                 "trainable_networks": len(self.architectures),
                 "networks_ruled_out": len(self.rejected),
-                "stopped": self.stopped}
+                "stopped": self.stopped,
+                "model_overrides": self.config.model_overrides}
+
+
+def _grouped(values):
+    return values.get("cardinality", 1) > 1
 
 
 def _key(values):
@@ -149,10 +167,17 @@ class _PlannedOracle:
     search, the first rung of each Hyperband bracket, Bayesian optimisation's
     initial points) picks uniformly among the trainable networks not tried
     yet, then the other hyperparameters; so no trial is spent on a point
-    that cannot train. Before a trial starts, the time budget is checked:
-    a trial that cannot finish in the time left ends the search (the
-    reason is in the report).
+    that cannot train. With a time budget, a draw of random search or
+    Bayesian optimisation picks among the networks expected to finish in the
+    time left (when none is, the cheapest untried one, to be refused). Before
+    a trial starts, the time budget is checked: a trial that cannot finish in
+    the time left ends the search (the reason is in the report).
     """
+
+    # Whether a draw keeps to the networks that fit the time left. Hyperband's
+    # draws train for its rungs' epochs, not `max_epochs`: its estimates
+    # come when the trial is proposed.
+    draws_in_time = True
 
     def __init__(self, *args, plan, **kwargs):
         super().__init__(*args, **kwargs)
@@ -163,6 +188,9 @@ class _PlannedOracle:
         architectures = self.plan.architectures
         tried = {_key(t.hyperparameters.values) for t in self.trials.values()}
         fresh = [a for a in architectures if _key(a) not in tried] or architectures
+        if self.draws_in_time and self.plan.left() is not None:
+            fresh = ([a for a in fresh if self.plan.in_time(a)]
+                     or [min(fresh, key=self.plan.work)])  # none fits: the cheapest, refused
         rng = random.Random(self.seed * 1_000_003 + self._seed_state)
         for _ in range(self._max_collisions + 10 * len(architectures)):
             self._seed_state += 1
@@ -220,7 +248,8 @@ class BayesianOracle(_PlannedOracle, kt.oracles.BayesianOptimizationOracle):
         for _ in range(self.attempts):
             proposal = super().populate_space(trial_id)
             if (proposal.get("status") != kt.engine.trial.TrialStatus.RUNNING
-                    or self.plan.is_trainable(proposal["values"])):
+                    or (self.plan.is_trainable(proposal["values"])
+                        and self.plan.in_time(proposal["values"]))):
                 return proposal
             self.began.pop(trial_id, None)
         return proposal
@@ -235,6 +264,8 @@ class HyperbandOracle(_PlannedOracle, kt.oracles.HyperbandOracle):
     bracket and ends the search), and a bracket asks for at most as many
     networks as the space can train.
     """
+
+    draws_in_time = False
 
     def _get_size(self, bracket_num, round_num):
         return min(super()._get_size(bracket_num, round_num), len(self.plan.architectures))

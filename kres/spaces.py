@@ -23,7 +23,7 @@ import keras_tuner as kt
 from kres import checks, runs, stats
 from kres.fitting import fit, pipelines
 from kres.recipes import compile_model, resolve_recipe
-from kres.registry import build_model, get_spec, resolve_spec
+from kres.registry import build_model, resolve_spec
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Space:
         width_per_group: choices of ``width_per_group``, active only when
             cardinality > 1 (empty: not searched).
         widen_factor: choices of ``widen_factor`` (empty: not searched).
+        fixed: spec fields every network of the space shares, changed from
+            the model's (a search's ``model_overrides``: e.g. ``{"widths":
+            (16, 32, 64), "stem_width": 16}`` for ResNeXts at the CIFAR
+            ResNets' width).
     """
 
     model: str
@@ -45,6 +49,12 @@ class Space:
     cardinality: tuple = ()
     width_per_group: tuple = ()
     widen_factor: tuple = ()
+    fixed: dict = dataclasses.field(default_factory=dict)
+
+    def searched(self):
+        """The spec fields the space's hyperparameters set."""
+        return ("depths", *(f for f in ("cardinality", "width_per_group", "widen_factor")
+                            if getattr(self, f)))
 
     def __post_init__(self):
         checks.tuples(self, "cardinality", "width_per_group", "widen_factor")
@@ -108,6 +118,17 @@ def get_space(config):
                              f"Received: {name}={chosen!r}")
         changes[field] = tuple(chosen)
     space = dataclasses.replace(space, **changes)
+    fixed = {field: checks.as_tuple(value) for field, value in config.model_overrides.items()}
+    chosen = {*space.searched(), *(("width_per_group",) if space.cardinality else ())}
+    clash = sorted(set(fixed) & chosen)
+    if clash:
+        raise ValueError(
+            f"model_overrides fixes {', '.join(clash)}, which the search chooses; restrict "
+            f"the choices instead (depths, cardinalities, widths_per_group, widen_factors). "
+            f"Received: model_overrides={fixed!r}")
+    if fixed:
+        resolve_spec(space.model, **fixed)  # unknown fields and bad values, named
+        space = dataclasses.replace(space, fixed=fixed)
     # Cardinality 1 is the plain bottleneck, width per group 64 (as in trials).
     plain = {"width_per_group": 64} if space.width_per_group else {}
     if not any(valid(space, {**plain, **v, "depths": space.depths[v["depths"]]})
@@ -141,8 +162,9 @@ def architectures(space, equal_complexity=False):
 
 
 def valid(space, overrides):
+    """Whether these spec overrides (and the space's fixed fields) make a network."""
     try:
-        resolve_spec(space.model, **overrides)
+        resolve_spec(space.model, **{**space.fixed, **overrides})
         return True
     except ValueError:
         return False
@@ -181,7 +203,7 @@ class ResidualHyperModel(kt.HyperModel):
     def overrides(self, hp):
         """Declares the space's hyperparameters on `hp`; returns the spec overrides."""
         depth = hp.Choice("depths", list(self.space.depths))
-        overrides = {"depths": self.space.depths[depth]}
+        overrides = {**self.space.fixed, "depths": self.space.depths[depth]}
         if self.space.widen_factor:
             overrides["widen_factor"] = hp.Choice("widen_factor", list(self.space.widen_factor))
         if self.space.cardinality:
@@ -252,7 +274,7 @@ class ResidualHyperModel(kt.HyperModel):
             keras_tuner.errors.FailedTrialError: if no width makes a valid
                 network of this cardinality.
         """
-        spec = get_spec(self.space.model)
+        spec = resolve_spec(self.space.model, **self.space.fixed)
         planes = spec.planes[0]
         out = planes * 4
 
@@ -267,7 +289,8 @@ class ResidualHyperModel(kt.HyperModel):
         if not widths:
             raise kt.errors.FailedTrialError(
                 f"Cardinality {cardinality} does not make a valid network in this space")
-        return min(widths, key=lambda w: (abs(template(cardinality, w) - target), -w))
+        # Widths that give the same channels per group tie: the smallest names them.
+        return min(widths, key=lambda w: (abs(template(cardinality, w) - target), w))
 
     def build(self, hp):
         if self.discovering:

@@ -54,6 +54,10 @@ class SearchConfig:
         tuner: one of `TUNERS`.
         recipe: the training recipe of every trial.
         recipe_overrides: recipe fields to change for every trial.
+        model_overrides: spec fields every network shares, changed from the
+            space's model (``{"widths": (16, 32, 64), "stem_width": 16}``:
+            ResNeXts at the CIFAR ResNets' width); not the fields the
+            search chooses.
         max_epochs: epochs per trial (Hyperband: the most any trial gets).
         max_trials: trials to run (ignored by Hyperband, which plans its own).
         depths, cardinalities, widths_per_group, widen_factors: restrict
@@ -84,6 +88,7 @@ class SearchConfig:
     tuner: str = "random"
     recipe: str = "he2015-cifar"
     recipe_overrides: dict = dataclasses.field(default_factory=dict)
+    model_overrides: dict = dataclasses.field(default_factory=dict)
     max_epochs: int = 10
     max_trials: int = 10
     depths: tuple | None = None
@@ -112,6 +117,7 @@ class SearchConfig:
         checks.string("dataset", self.dataset)
         checks.choice("tuner", self.tuner, TUNERS)
         checks.mapping("recipe_overrides", self.recipe_overrides)
+        checks.mapping("model_overrides", self.model_overrides)
         resolve_recipe(self.recipe, **self.recipe_overrides)
         for field in ("max_epochs", "max_trials", "executions_per_trial"):
             checks.positive_int(field, getattr(self, field))

@@ -14,7 +14,7 @@ import os
 import shutil
 import statistics
 
-from kres import runs
+from kres import checks, runs
 from kres.spaces import trial_run_dir
 
 REPORT_COLUMNS = ("trial_id", "status", "depths", "cardinality", "width_per_group",
@@ -136,7 +136,11 @@ def summary_note(summary):
     budget = (f" of a {summary['time_budget']:g}-minute budget"
               if summary.get("time_budget") is not None else "")
     stopped = f"; stopped: {summary['stopped']}" if summary.get("stopped") else ""
-    return (f"Search: {summary['minutes']:.1f} minutes{budget}; "
+    fixed = summary.get("model_overrides")
+    fixed = ("; every network with " + ", ".join(f"{k}={checks.as_tuple(v)}"
+                                                  for k, v in fixed.items())
+             if fixed else "")
+    return (f"Search: {summary['minutes']:.1f} minutes{budget}{fixed}; "
             f"{summary['trainable_networks']} networks of the space could train, "
             f"{summary['networks_ruled_out']} were left out (invalid or over the compute "
             f"budget){stopped}.")

@@ -113,7 +113,7 @@ def test_generated_constructors_and_catalog_match_the_registry():
 
 
 @pytest.mark.parametrize("name", ["train", "evaluate", "tune", "export", "load_model",
-                                  "build_model"])
+                                  "build_model", "flip_averaged"])
 def test_top_level_functions_are_documented(name):
     function = getattr(kres, name)
     assert callable(function) and name in dir(kres) and name in kres.__all__

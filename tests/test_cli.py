@@ -125,8 +125,13 @@ def test_tune_command(fashion_mnist_dir, tmp_path, capsys):
     assert main(["tune", "--space", "cifar-resnet", "--dataset", "fashion_mnist",
                  "--data-dir", fashion_mnist_dir, "--tuner", "grid", "--max-trials", "1",
                  "--max-epochs", "1", "--depths", "8", "--subset", "256", "--val-size", "128",
-                 "--set-recipe", "batch_size=64", "--out", out, "--quiet"]) == 0
-    assert "best trial 0 (depths 8)" in capsys.readouterr().out
+                 "--set-recipe", "batch_size=64", "--set", "widths=(8,16,32)",
+                 "--set", "stem_width=8", "--out", out, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "best trial 0 (depths 8)" in printed and "widths=(8, 16, 32)" in printed
+    # --set: every network of the search is that narrower one.
+    with open(os.path.join(out, "model.json")) as f:
+        assert json.load(f)["spec"]["widths"] == [8, 16, 32]
     assert main(["tune", "--resume", out]) == 0  # nothing left to do: the report again
     assert main(["tune", "--space", "cifar-resnet", "--dataset", "fashion_mnist",
                  "--worker", "tuner0"]) == 2

@@ -58,12 +58,17 @@ def test_degradation(tmp_path, fashion_mnist_dir):
 def test_cardinality_vs_width(tmp_path, fashion_mnist_dir):
     out, rows = _run("cardinality_vs_width", tmp_path, fashion_mnist_dir)
     assert [r["cardinality"] for r in rows] == [1, 2]
-    # The equal-complexity rule (the paper's 2x40d): not 2x the MACs, within 5%.
-    assert rows[1]["width_per_group"] == 40
+    # The equal-complexity rule (the paper's 2x40d; 15 channels per group at 24
+    # planes): not 2x the MACs, within 5%.
+    assert rows[1]["width_per_group"] == 40 and rows[1]["group_channels"] == 15
     assert 0.95 < rows[1]["mmacs"] / rows[0]["mmacs"] < 1.05
+    assert all(r["seeds"] == 2 and r["val_min"] <= r["best_val_accuracy"] <= r["val_max"]
+               for r in rows)
     assert os.path.isfile(os.path.join(out, "cardinality.png"))
     with open(os.path.join(out, "cardinality.md")) as f:
-        assert f.read().count("\n| ") == 3  # header and two networks
+        text = f.read()
+    assert text.count("\n| ") == 3  # header and two networks
+    assert "| 2 | 40 | 15 |" in text
 
 
 def test_tune_depth_and_cardinality(tmp_path, fashion_mnist_dir):

@@ -15,6 +15,7 @@ import pytest
 
 import kres
 from kres import augment, datasets, recipes, training
+from kres.models.base import in_float32
 
 TINY = {"depths": (1, 1, 1)}  # a CIFAR ResNet-8: the same code, fast
 
@@ -112,6 +113,15 @@ def test_flip_averaged_is_the_mean_over_the_mirror_and_saves(tmp_path):
     averaged.save(tmp_path / "averaged.keras")
     np.testing.assert_allclose(kres.load_model(tmp_path / "averaged.keras")(x).numpy(),
                                expected, atol=1e-6)
+    # Exports serve a mixed-precision model's float32 network, the nested one too.
+    mixed = kres.build_model("cifar_resnet20", classes=3, input_shape=(8, 8, 1),
+                             dtype="mixed_bfloat16", **TINY)
+    served = in_float32(kres.flip_averaged(mixed))
+    nested = [layer for layer in served.layers if isinstance(layer, keras.Model)]
+    assert len(nested) == 1 and {layer.compute_dtype for layer in nested[0].layers} == \
+        {"float32"}
+    np.testing.assert_allclose(served(x).numpy(), kres.flip_averaged(mixed)(x).numpy(),
+                               atol=0.02)
     with pytest.raises(ValueError, match=r"model must take one image batch.*input_shape"):
         kres.flip_averaged(keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)]))
 

@@ -13,7 +13,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from kres import datasets, spaces, tuning
+import kres
+from kres import datasets, oracles, spaces, tuning
 
 FAST = {"batch_size": 32, "augment": "none"}
 
@@ -67,7 +68,7 @@ def test_real_search_writes_the_report(fashion_mnist_dir, tmp_path):
 SEARCH = textwrap.dedent("""
     import os, sys
     import numpy as np
-    from kres import datasets, spaces, tuning
+    from kres import datasets, oracles, spaces, tuning
 
     out, mode = sys.argv[1], sys.argv[2]
     rng = np.random.default_rng(0)
@@ -187,12 +188,42 @@ def test_the_time_budget_starts_no_trial_that_cannot_finish(tmp_path):
     assert plan.fits(resnet8) and plan.stopped is None
     assert not plan.fits(resnet14)
     assert "time budget: 1 min" in plan.stopped and "depths 14" in plan.stopped
+    # Random search (and Bayesian optimisation) then draw what fits the time left,
+    # and, when nothing does, the cheapest network, which the check refuses.
+    oracle = oracles.RandomOracle(plan=plan, objective=tuning.kt.Objective("val_accuracy", "max"),
+                                  max_trials=5, seed=0)
+    hp = tuning.kt.HyperParameters()
+    hypermodel.overrides(hp)
+    oracle.hyperparameters = hp
+    assert {oracle._random_values()["depths"] for _ in range(10)} == {"8"}
+    plan.began -= 19  # 1 s left
+    assert {oracle._random_values()["depths"] for _ in range(10)} == {"8"}
+    assert not plan.fits(resnet8)
     # In a real search: a budget already spent starts no trial, and says so.
     config = dataclasses.replace(config, time_budget=1e-6)
     out = str(tmp_path / "search")
     assert tuning.search(config, out, data=_arrays()) == []
     with open(os.path.join(out, "summary.json")) as f:
         assert "time budget" in json.load(f)["stopped"]
+
+
+def test_time_estimates_keep_grouped_and_plain_networks_apart(tmp_path):
+    # Grouped convolutions cost the CPU more per MAC: a grouped network's time is
+    # estimated from grouped trials, when there are some.
+    config = tuning.SearchConfig("resnext-cifar", "arrays", depths=(11,), cardinalities=(1, 4),
+                                 widths_per_group=(16,), max_epochs=2, time_budget=10.0,
+                                 model_overrides={"widths": (16, 32, 64), "stem_width": 16})
+    space = spaces.get_space(config)
+    plan = tuning.Plan(config, space,
+                       spaces.ResidualHyperModel(config, space, _arrays(), 8, 1, str(tmp_path)))
+    plain, grouped = {"depths": "11", "cardinality": 1}, \
+        {"depths": "11", "cardinality": 4, "width_per_group": 16}
+    plan.record(plain, 10.0)
+    pooled = 10.0 / plan.work(plain)
+    assert plan.estimate(grouped) == pytest.approx(pooled * plan.work(grouped))
+    plan.record(grouped, 60.0)
+    assert plan.estimate(grouped) == pytest.approx(60.0)
+    assert plan.estimate(plain) == pytest.approx(10.0)
 
 
 def test_seeds_per_configuration_and_their_spread(tmp_path):
@@ -265,8 +296,41 @@ def test_equal_complexity_gives_the_resnext_papers_widths():
     assert widths == {1: 64, 2: 40, 4: 24, 8: 14, 32: 4}
 
 
+def test_model_overrides_narrow_every_network_of_the_space(tmp_path):
+    # ResNeXts at the CIFAR ResNets' width (He et al. 2016's bottleneck ResNet-164:
+    # 16, 32, 64 planes); given as JSON gives them (lists), as search.json keeps them.
+    config = tuning.SearchConfig("resnext-cifar", "arrays", depths=(11, 20),
+                                 cardinalities=(1, 2, 4), widths_per_group=(16, 32),
+                                 model_overrides={"widths": [16, 32, 64], "stem_width": 16})
+    space = spaces.get_space(config)
+    assert space.fixed == {"widths": (16, 32, 64), "stem_width": 16}
+    hypermodel = spaces.ResidualHyperModel(config, space, _arrays(), 8, 1, str(tmp_path))
+    plan = tuning.Plan(config, space, hypermodel)
+    assert len(plan.architectures) == 2 * (1 + 2 * 2)
+    hp = tuning.kt.HyperParameters()
+    hp.values = {"depths": "20", "cardinality": 4, "width_per_group": 32}
+    model = hypermodel.build(hp)
+    assert model.get_layer("conv1_conv").filters == 16
+    assert model.output_shape == (None, 2)
+    narrow = kres.build_model("resnext29_32x4d", classes=2, input_shape=(8, 8, 1),
+                              depths=(2, 2, 2), cardinality=4, width_per_group=32,
+                              widths=(16, 32, 64), stem_width=16)
+    assert hypermodel.cost(hypermodel.overrides(hp)) == (kres.count_macs(narrow),
+                                                         kres.count_params(narrow))
+    # Equal complexity at 16 planes: the template block of 64 channels out, 4,352
+    # parameters at cardinality 1; 2 groups of 10 channels (4,360), 4 of 6 (4,368).
+    equal = dataclasses.replace(config, equal_complexity=True)
+    hypermodel = spaces.ResidualHyperModel(equal, spaces.get_space(equal), _arrays(), 8, 1,
+                                           str(tmp_path))
+    assert [hypermodel.equal_complexity_width(c) for c in (1, 2, 4)] == [64, 40, 24]
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"space": "resnext"}, r"Did you mean 'resnext-cifar'"),
+    ({"model_overrides": {"cardinality": 4}}, r"model_overrides fixes cardinality, which "
+                                              r"the search chooses"),
+    ({"model_overrides": {"widht": (16, 32, 64)}}, r"Did you mean 'widths'"),
+    ({"model_overrides": ["widths"]}, r"Received: model_overrides=\['widths'\]"),
     ({"tuner": "hyperbnd"}, r"Did you mean 'hyperband'"),
     ({"cardinalities": ()}, r"cardinalities must be a non-empty"),
     ({"space": "cifar-resnet", "cardinalities": (4,)}, r"does not search cardinality"),

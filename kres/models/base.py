@@ -362,11 +362,20 @@ def in_float32(model):
     >>> in_float32(model).get_layer("conv1_conv").compute_dtype
     'float32'
     """
-    if all(layer.compute_dtype == "float32" for layer in model.layers):
+    def leaves(network):
+        for layer in network.layers:
+            yield from leaves(layer) if isinstance(layer, keras.Model) else (layer,)
+
+    if all(layer.compute_dtype == "float32" for layer in leaves(model)):
         return model
 
     def float32_layer(layer):
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+        if isinstance(layer, keras.Model):  # a nested network (`flip_averaged`'s)
+            return in_float32(layer)
+        config = layer.get_config()
+        if "dtype" not in config:  # an operation such as `keras.ops.flip`
+            return layer.__class__.from_config(config)
+        return layer.__class__.from_config({**config, "dtype": "float32"})
 
     with deep_graphs():
         clone = keras.models.clone_model(model, clone_function=float32_layer)
@@ -384,6 +393,13 @@ def flip_averaged(model):
     weights, costs two forward passes per image, saves, loads and exports
     like any kres model. A recipe's ``test_flip`` scores a run's test set
     through it.
+
+    Args:
+        model: a Keras image classifier (channels-last) that outputs
+            probabilities.
+
+    Returns:
+        A Functional `keras.Model` with `model`'s input and output shapes.
 
     Raises:
         ValueError: for a model whose input is not an image batch
