@@ -25,6 +25,7 @@ import os
 
 import kres
 from kres import tuning
+from kres.blocks import bottleneck_width
 
 
 def parse_args(argv=None):
@@ -117,7 +118,7 @@ def main(argv=None):
     done = sorted((r for r in rows if r["best_val_accuracy"] is not None),
                   key=lambda r: r["cardinality"])
     for r in done:
-        r["group_channels"] = int(planes * r["width_per_group"] / 64)
+        r["group_channels"] = bottleneck_width(planes, 1, r["width_per_group"])
     title = (f"ResNeXt-{args.depth} at {planes} planes, {args.dataset}, {args.subset:,} images, "
              f"{args.epochs} epochs, {args.seeds} seeds per network")
     plot(done, os.path.join(args.out, "cardinality.png"), title)

@@ -52,9 +52,10 @@ class Space:
     fixed: dict = dataclasses.field(default_factory=dict)
 
     def searched(self):
-        """The spec fields the space's hyperparameters set."""
-        return ("depths", *(f for f in ("cardinality", "width_per_group", "widen_factor")
-                            if getattr(self, f)))
+        """The spec fields a search of the space sets (the width per group with
+        the cardinality: searched, or derived under equal complexity)."""
+        return ("depths", *(("widen_factor",) if self.widen_factor else ()),
+                *(("cardinality", "width_per_group") if self.cardinality else ()))
 
     def __post_init__(self):
         checks.tuples(self, "cardinality", "width_per_group", "widen_factor")
@@ -119,8 +120,7 @@ def get_space(config):
         changes[field] = tuple(chosen)
     space = dataclasses.replace(space, **changes)
     fixed = {field: checks.as_tuple(value) for field, value in config.model_overrides.items()}
-    chosen = {*space.searched(), *(("width_per_group",) if space.cardinality else ())}
-    clash = sorted(set(fixed) & chosen)
+    clash = sorted(set(fixed) & set(space.searched()))
     if clash:
         raise ValueError(
             f"model_overrides fixes {', '.join(clash)}, which the search chooses; restrict "

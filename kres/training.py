@@ -395,7 +395,7 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     single_view = {}
     if recipe.test_flip:
         single_view = {f"{key}_single_view": value for key, value in scores.items()}
-        scores = _evaluate_flip_averaged(model, test_ds, d.spec.num_classes)
+        scores = _scores(model, test_ds, d.spec.num_classes, loss=model.loss, flip=True)
     results = {
         "model": config.model, "dataset": d.name, "precision": precision,
         "precision_reason": precision_reason,
@@ -420,13 +420,14 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     return results
 
 
-def _evaluate_flip_averaged(model, ds, num_classes):
-    """`model`'s scores on `ds` with each image's and its mirror image's
-    probabilities averaged, under the loss it was compiled with."""
-    averaged = flip_averaged(model)
-    averaged.compile(loss=model.loss, metrics=metrics(num_classes))
-    build_state(averaged, num_classes)
-    return averaged.evaluate(ds, verbose=0, return_dict=True)
+def _scores(model, ds, num_classes, *, loss, flip=False):
+    """`model`'s loss and metrics on `ds`, compiled anew with `loss`; with
+    `flip`, of each image's and its mirror image's probabilities averaged."""
+    if flip:
+        model = flip_averaged(model)
+    model.compile(loss=loss, metrics=metrics(num_classes))
+    build_state(model, num_classes)
+    return model.evaluate(ds, verbose=0, return_dict=True)
 
 
 def _fit_phases(model, run_dir, train_ds, val_ds, config, p, strategy, *, resuming, backup,
@@ -587,9 +588,5 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     ds = pipeline(getattr(data, split), data.spec, training=False, batch_size=batch_size,
                   image_size=height, channels=channels, num_classes=classes, cache=False,
                   preprocessing=prep)
-    if flip:
-        model = flip_averaged(model)
-    model.compile(loss="categorical_crossentropy", metrics=metrics(classes))
-    build_state(model, classes)
-    return model.evaluate(ds, verbose=0, return_dict=True)
+    return _scores(model, ds, classes, loss="categorical_crossentropy", flip=flip)
 
