@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from kres import checks, folders
+from kres import splits as ksplits
 from kres.augment import AUGMENTATIONS
 from kres.offline import DEBIAN_FASHION_MNIST, prepare_fashion_mnist
 from kres.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
@@ -198,7 +199,7 @@ class Data:
         class_names: the label names.
         folder_scan: for an image folder, its `kres.folders.FolderScan`
             (counts, files that do not decode, files ignored, kinds, sizes).
-        splits: for an image folder, the `kres.folders.Splits` used
+        splits: for an image folder, the `kres.splits.Splits` used
             (``write_splits`` keeps them for a resume or an evaluation).
         skipped: ``(relative_path, reason)`` of the folder's files left out
             because they do not decode (``skip_bad_images=True``).
@@ -225,7 +226,7 @@ def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=Fal
     before any training work: files that do not decode are refused by path
     unless `skip_bad_images`; files that are not images are ignored (the scan
     counts them). Its splits are ``train/``, ``val/`` and ``test/`` when they
-    exist, otherwise seeded stratified ones (`kres.folders.split`: 10% for
+    exist, otherwise seeded stratified ones (`kres.splits.split`: 10% for
     the test, 10% or `val_size` for validation, taken from ``train/`` or the
     whole folder); the training files are then shuffled with `seed`, since a
     folder lists them class by class. Every image is decoded to `channels`
@@ -248,8 +249,8 @@ def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=Fal
             allowed with a ``val/`` folder.
         skip_bad_images: a folder: train without the files that do not decode
             (listed in `Data.skipped`) instead of refusing them.
-        splits: a folder: the `kres.folders.Splits` to use (from
-            `kres.folders.read_splits`, e.g. a resumed run's), checked against
+        splits: a folder: the `kres.splits.Splits` to use (from
+            `kres.splits.read_splits`, e.g. a resumed run's), checked against
             the folder: the same class names, every file still there. Files
             that no longer decode are refused or, with `skip_bad_images`,
             skipped; `val_size` is then not used.
@@ -331,8 +332,8 @@ def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, chann
     channels = 3 if channels is None else channels
     checks.choice("channels", channels, (1, 3))
     checks.positive_int("subset", subset, optional=True)
-    if splits is not None and not isinstance(splits, folders.Splits):
-        checks.fail("splits", splits, "must be a kres.folders.Splits (from read_splits or "
+    if splits is not None and not isinstance(splits, ksplits.Splits):
+        checks.fail("splits", splits, "must be a kres.splits.Splits (from read_splits or "
                                       "split)")
     if val_size is not None and not (
             (checks.is_int(val_size) and val_size >= 1)
@@ -370,7 +371,7 @@ def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, chann
                     f"each of the {len(scan.class_names)} classes keeps one for training. "
                     f"Received: val_size={val_size!r}")
             fraction = val_size / pool if checks.is_int(val_size) else val_size
-        splits = folders.split(scan, val_fraction=fraction, test_fraction=0.1, seed=seed)
+        splits = ksplits.split(scan, val_fraction=fraction, test_fraction=0.1, seed=seed)
     for s in ("val", "test"):
         if splits[s]:
             continue
@@ -388,7 +389,7 @@ def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, chann
             raise ValueError(
                 f"subset must be between 1 and {len(train)} (the training images of "
                 f"{scan.root}). Received: subset={subset!r}")
-        train = folders.stratified(train, len(scan.class_names), (subset / len(train),),
+        train = ksplits.stratified(train, len(scan.class_names), (subset / len(train),),
                                    seed=seed, salt=1, keep=0)[0]
     # A folder lists its files class by class: shuffle them once for shuffle buffers
     # smaller than the split.
@@ -430,7 +431,7 @@ def _check_folder_splits(scan, splits):
             f"no longer has (or has under another class): {listed}{more}. Received: "
             f"splits for root={splits.root!r}")
     kept = {s: [item for item in items[s] if item[0] not in bad] for s in items}
-    return folders.Splits(kept, class_names=splits.class_names, root=scan.root,
+    return ksplits.Splits(kept, class_names=splits.class_names, root=scan.root,
                           sources=splits.sources)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from kres import checks, finetune, multiworker, runs, stats
 from kres import cluster as kcluster
 from kres import datasets as kdatasets
+from kres import splits as ksplits
 from kres.augment import FLIPPING, pipeline
 from kres.devices import PRECISIONS, STRATEGIES, make_strategy, resolve_precision
 from kres.fitting import fit, pipelines
@@ -227,12 +228,10 @@ def prepare(config, data=None, run_dir=None, resuming=False):
         if pretrained else (None, 3 if weights and not weights.endswith(".weights.h5") else None)
     if data is None:
         splits_path = os.path.join(run_dir, "splits.json") if run_dir else None
-        from kres import folders
-
         data = load_data(config.dataset, data_dir=config.data_dir, subset=config.subset,
                          val_size=config.val_size, skip_bad_images=config.skip_bad_images,
                          seed=config.seed or 0, channels=config.channels or own_channels,
-                         splits=folders.read_splits(splits_path)
+                         splits=ksplits.read_splits(splits_path)
                          if resuming and os.path.isfile(splits_path) else None)
     image_size, channels = resolve_input(config.model, spec, data,
                                          image_size=config.image_size or own_size,
@@ -478,21 +477,17 @@ def _class_weights(config, d):
         return None
     if d.splits is None:
         raise ValueError("class_weights needs the training labels of an image folder "
-                         f"(kres.folders); {d.name!r} is none. Received: class_weights=True")
-    from kres import folders
-
-    return folders.class_weights(d.splits, d.spec.num_classes)
+                         f"(kres.splits); {d.name!r} is none. Received: class_weights=True")
+    return ksplits.class_weights(d.splits, d.spec.num_classes)
 
 
 def _write_data_records(run_dir, d):
     """A folder's split, scan summary and skipped files, in the run directory."""
     if d.splits is None:
         return
-    from kres import folders
-
     path = os.path.join(run_dir, "splits.json")
     if not os.path.isfile(path):
-        folders.write_splits(path, d.splits)
+        ksplits.write_splits(path, d.splits)
     if d.folder_scan is not None:
         with open(os.path.join(run_dir, "scan.txt"), "w") as f:
             f.write(d.folder_scan.summary() + "\n")
@@ -565,12 +560,10 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     _, height, width, channels = model.input_shape
     folder = {}
     if os.path.isdir(dataset):
-        from kres import folders
-
         splits_path = os.path.join(run, "splits.json")
         folder = dict(channels=channels, seed=saved.get("seed") or 0,
                       skip_bad_images=bool(same and saved.get("skip_bad_images")),
-                      splits=folders.read_splits(splits_path)
+                      splits=ksplits.read_splits(splits_path)
                       if same and os.path.isfile(splits_path) else None)
     data = load_data(dataset, data_dir=data_dir,
                      val_size=saved.get("val_size") if same else None, **folder)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from kres import augment, datasets, folders
+from kres import splits as ksplits
 
 # A 7 x 9 grayscale JPEG XL (Pillow cannot write one; pillow-jxl-plugin did).
 JXL_GRAY = bytes.fromhex(
@@ -159,7 +160,7 @@ def _scan_of(counts, layout="flat", **images):
 def test_stratified_split_keeps_the_proportions_and_every_class_in_train():
     counts = [200, 60, 30, 5, 2, 1]
     s = _scan_of(counts)
-    splits = folders.split(s, val_fraction=0.1, test_fraction=0.2, seed=0)
+    splits = ksplits.split(s, val_fraction=0.1, test_fraction=0.2, seed=0)
     assert sorted(splits) == ["test", "train", "val"]
     per_split = {k: np.bincount([y for _, y in v], minlength=6) for k, v in splits.items()}
     total = sum(counts)
@@ -170,36 +171,36 @@ def test_stratified_split_keeps_the_proportions_and_every_class_in_train():
     assert (per_split["train"] >= 1).all() and per_split["train"][5] == 1  # the class of one
     all_files = [p for v in splits.values() for p, _ in v]
     assert sorted(all_files) == sorted(p for p, _ in s.images["all"])  # disjoint, complete
-    assert folders.split(s, val_fraction=0.1, test_fraction=0.2, seed=0) == splits
-    other = folders.split(s, val_fraction=0.1, test_fraction=0.2, seed=1)
+    assert ksplits.split(s, val_fraction=0.1, test_fraction=0.2, seed=0) == splits
+    other = ksplits.split(s, val_fraction=0.1, test_fraction=0.2, seed=1)
     assert other["val"] != splits["val"]
     # Adding files to one class leaves the other classes' split as it was.
-    grown = folders.split(_scan_of([200, 61, 30, 5, 2, 1]), val_fraction=0.1,
+    grown = ksplits.split(_scan_of([200, 61, 30, 5, 2, 1]), val_fraction=0.1,
                           test_fraction=0.2, seed=0)
     assert [i for i in grown["test"] if i[1] == 0] == [i for i in splits["test"] if i[1] == 0]
     # A tiny folder still gets one validation and one test image.
-    tiny = folders.split(_scan_of([2, 2]), seed=0)
+    tiny = ksplits.split(_scan_of([2, 2]), seed=0)
     assert [len(tiny[k]) for k in ("train", "val", "test")] == [2, 1, 1]
 
 
 def test_splits_layout_uses_its_folders_and_takes_a_missing_val_from_train():
     test_items = [("test/class0/a.png", 0), ("test/class1/b.png", 1)]
     s = _scan_of([30, 10], layout="splits", test=test_items)
-    splits = folders.split(s, val_fraction=0.25, seed=0)
+    splits = ksplits.split(s, val_fraction=0.25, seed=0)
     assert splits["test"] == test_items and splits.sources["test"] == "test/"
     assert np.bincount([y for _, y in splits["val"]]).tolist() == [8, 2]
     assert len(splits["train"]) == 30 and "25% of train/" in splits.sources["val"]
     with_val = _scan_of([30, 10], layout="splits", val=[("val/class0/v.png", 0)],
                         test=test_items)
-    splits = folders.split(with_val, seed=0)
+    splits = ksplits.split(with_val, seed=0)
     assert splits["val"] == [("val/class0/v.png", 0)] and len(splits["train"]) == 40
 
 
 def test_splits_round_trip_through_their_file(tmp_path):
-    splits = folders.split(_scan_of([12, 7, 3]), seed=5)
+    splits = ksplits.split(_scan_of([12, 7, 3]), seed=5)
     path = tmp_path / "run" / "splits.json"
-    folders.write_splits(str(path), splits)
-    back = folders.read_splits(str(path))
+    ksplits.write_splits(str(path), splits)
+    back = ksplits.read_splits(str(path))
     assert back == splits and back.class_names == ["class0", "class1", "class2"]
     assert back.root == "/data" and back.sources == splits.sources
     assert not os.path.exists(f"{path}.tmp")
@@ -225,21 +226,21 @@ def test_read_splits_refuses_what_is_not_a_splits_file(tmp_path, content, messag
                  "splits": {"train": [["a/1.png", 0]], "val": [], "test": []}}
         path.write_text(json.dumps({**value, **content}))
     with pytest.raises(ValueError, match=message + r".*Received: splits="):
-        folders.read_splits(str(path))
+        ksplits.read_splits(str(path))
 
 
 def test_class_weights_are_sklearns_balanced():
     labels = [0] * 6 + [1] * 3 + [2]
-    weights = folders.class_weights(labels, 3)
+    weights = ksplits.class_weights(labels, 3)
     assert weights == pytest.approx({c: 10 / (3 * n) for c, n in enumerate((6, 3, 1))})
     splits = {"train": [(f"{i}.png", y) for i, y in enumerate(labels)], "val": [("v", 2)]}
-    assert folders.class_weights(splits, 3) == weights
+    assert ksplits.class_weights(splits, 3) == weights
     sum_per_class = [weights[y] * labels.count(y) for y in range(3)]
     assert sum_per_class == pytest.approx([10 / 3] * 3)
     with pytest.raises(ValueError, match=r"Classes \[3\] have no training examples"):
-        folders.class_weights(labels, 4)
+        ksplits.class_weights(labels, 4)
     with pytest.raises(ValueError, match=r"labels outside 0..1"):
-        folders.class_weights(labels, 2)
+        ksplits.class_weights(labels, 2)
 
 
 def _tiny_folder(root, layout):
@@ -257,13 +258,13 @@ def test_load_with_the_splits_of_an_earlier_run(tmp_path):
     first = datasets.load(root, seed=1)
     assert first.folder_scan.layout == "flat" and first.skipped == []
     path = tmp_path / "splits.json"
-    folders.write_splits(str(path), first.splits)
-    again = datasets.load(root, splits=folders.read_splits(str(path)), seed=7)
+    ksplits.write_splits(str(path), first.splits)
+    again = datasets.load(root, splits=ksplits.read_splits(str(path)), seed=7)
     assert again.splits == first.splits and again.sizes == first.sizes
     os.remove(os.path.join(root, first.splits["test"][0][0]))
     with pytest.raises(ValueError, match=r"splits list 1 file that .* no longer has"):
-        datasets.load(root, splits=folders.read_splits(str(path)))
-    other = folders.Splits(first.splits, class_names=["x", "y"])
+        datasets.load(root, splits=ksplits.read_splits(str(path)))
+    other = ksplits.Splits(first.splits, class_names=["x", "y"])
     with pytest.raises(ValueError, match=r"splits name the classes \['x', 'y'\]"):
         datasets.load(root, splits=other)
 
@@ -324,7 +325,7 @@ def test_bad_arguments_name_themselves(tmp_path, mixed):
         with pytest.raises(ValueError, match=message):
             datasets.load(root, **kwargs)
     with pytest.raises(ValueError, match=r"val_fraction and test_fraction must leave"):
-        folders.split(_scan_of([5, 5]), val_fraction=0.5, test_fraction=0.5)
+        ksplits.split(_scan_of([5, 5]), val_fraction=0.5, test_fraction=0.5)
     with pytest.raises(ValueError, match=r"Received: channels=4"):
         folders.image_dataset(root, [], channels=4)
 
@@ -368,7 +369,7 @@ def test_kres_train_refuses_the_corrupt_image_then_skips_it_and_evaluate_reuses_
     with open(run / "skipped.json") as f:
         assert [s["path"] for s in json.load(f)] == [BROKEN]
     assert BROKEN in (run / "scan.txt").read_text()
-    splits = folders.read_splits(str(run / "splits.json"))
+    splits = ksplits.read_splits(str(run / "splits.json"))
     assert all(BROKEN not in [p for p, _ in items] for items in splits.values())
     with open(run / "results.json") as f:
         results = json.load(f)
