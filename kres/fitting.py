@@ -70,7 +70,9 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
     rows newer than it); without, any old backup is discarded so the run
     starts from scratch. `backup` replaces the
     `keras.callbacks.BackupAndRestore` of ``backup/`` (a multi-worker run's
-    `kres.multiworker.ChiefBackupAndRestore`); `backup_dir` moves it. A fit
+    `kres.multiworker.ChiefBackupAndRestore`); `backup_dir` moves it. The
+    backup keeps the previous epoch's copy too, so a kill in the middle of
+    writing it still resumes (from the epoch before). A fit
     with an `initial_epoch` continues a run's history (a later phase):
     the rows and the best checkpoint of the epochs before it stay.
     `class_weight` is `model.fit`'s.
@@ -110,7 +112,10 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
             monitor="val_accuracy", mode="max", patience=recipe.patience,
             restore_best_weights=True))
     # Last: an epoch is backed up only after its row and checkpoint are written.
-    all_callbacks.append(backup or keras.callbacks.BackupAndRestore(backup_dir))
+    # double_checkpoint: a kill while the weights are written leaves a truncated
+    # file; the resume then takes the copy made before the write.
+    all_callbacks.append(backup or keras.callbacks.BackupAndRestore(
+        backup_dir, double_checkpoint=True))
     # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
     return model.fit(train_ds, validation_data=val_ds, epochs=epochs or recipe.epochs,
                      initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,

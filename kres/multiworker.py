@@ -207,7 +207,7 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir, is_chief):
-        super().__init__(backup_dir)
+        super().__init__(backup_dir, double_checkpoint=True)  # as one process's (kres.fitting)
         self.is_chief = is_chief
         self.epoch = 0  # the epoch training is in (resumed at, then reached)
 

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from kres import checks
+from kres import checks, runs
 from kres.folders import LISTED, SPLIT_NAMES, FolderScan
 
 SPLITS_FORMAT = "kres-splits"
@@ -223,11 +223,7 @@ def write_splits(path, splits, *, class_names=None, root=None):
                    for s, items in splits.items()},
     }
     _validate_splits(value, path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
+    runs.write_json(path, value)
 
 
 def read_splits(path):
