@@ -14,17 +14,18 @@ augmentation (so the training error is measured on the training images
 themselves). On a GPU, ``--dataset cifar10 --epochs 164 --subset 0
 --augment crop_flip`` is the paper's experiment. At the CPU budget the plain
 nets degrade as in the paper but the deeper residual nets also train worse:
-they start slowly, and neither 500 iterations nor 3,000 with the paper's
+they start slowly, and neither 500 iterations, nor 3,000 with the paper's
 augmentation (``--epochs 48 --augment crop_flip``: 31 minutes for the
-residual 20/56 pair in bfloat16, an estimated 90 for all six) is enough
-for them to overtake (docs/results.md has the runs and the measurements).
+residual 20/56 pair in bfloat16), nor 12,000 (``--epochs 192``: 2.2 hours
+for that pair, both nets under 1% training error) makes them overtake on
+8,000 images (docs/results.md has the runs and the measurements).
 
 Outputs in ``--out``: one run directory per network (``kres.train``'s),
 ``degradation.png`` (training error thin, validation error bold, per epoch,
 plain nets left and residual nets right, as in the paper's figure) and
 ``degradation.md`` (the table).
 
-    python examples/degradation.py                     # the CPU experiment (~50 min)
+    python examples/degradation.py                     # the CPU experiment (about 15 min, bfloat16)
     python examples/degradation.py --smoke --out /tmp/d  # seconds: the test suite's run
 """
 
