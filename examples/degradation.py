@@ -25,7 +25,7 @@ Outputs in ``--out``: one run directory per network (``kres.train``'s),
 plain nets left and residual nets right, as in the paper's figure) and
 ``degradation.md`` (the table).
 
-    python examples/degradation.py                     # the CPU experiment (20/56 pairs: 10 min, bf16)
+    python examples/degradation.py  # the CPU experiment (the 20/56 pairs: 10 min in bf16)
     python examples/degradation.py --smoke --out /tmp/d  # seconds: the test suite's run
 """
 
