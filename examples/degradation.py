@@ -17,7 +17,8 @@ nets degrade as in the paper but the deeper residual nets also train worse:
 they start slowly, and neither 500 iterations, nor 3,000 with the paper's
 augmentation (``--epochs 48 --augment crop_flip``: 31 minutes for the
 residual 20/56 pair in bfloat16), nor 12,000 (``--epochs 192``: 2.2 hours
-for that pair, both nets under 1% training error) makes them overtake on
+for that pair, 20 minutes of it sharing the CPU; both nets under 1%
+training error) makes them overtake on
 8,000 images (docs/results.md has the runs and the measurements).
 
 Outputs in ``--out``: one run directory per network (``kres.train``'s),
