@@ -1,4 +1,4 @@
-"""What the benchmarks print about the machine and TensorFlow they ran on.
+"""What the benchmarks print about the machine and the Keras backend they ran on.
 
 Imported by the scripts beside it (``python benchmarks/<script>.py`` puts this
 folder on the import path).
@@ -66,26 +66,58 @@ def onednn_state():
     return f"oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'} ({source})"
 
 
-def describe(tf):
-    """One line: TensorFlow's version, oneDNN, the CPU and the devices."""
-    devices = [d.name for d in tf.config.list_logical_devices()]
-    return f"TensorFlow {tf.__version__}, {onednn_state()}; {cpu_name()}; devices {devices}"
+def gpu_name():
+    """The GPUs as ``nvidia-smi`` names them (with memory and driver), or None."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return "; ".join(out.splitlines()) or None
 
 
-def matmul_flops(tf, n=4096, repeats=5):
-    """The best fp32 FLOP/s of an n x n matrix product here: a measured ceiling.
+def describe(tf=None):
+    """One line: the Keras backend's version (oneDNN for TensorFlow), the CPU and the devices."""
+    gpu = gpu_name()
+    gpu = f"; GPU {gpu}" if gpu else ""
+    if tf is not None:
+        devices = [d.name for d in tf.config.list_logical_devices()]
+        return (f"TensorFlow {tf.__version__}, {onednn_state()}; {cpu_name()}{gpu}; "
+                f"devices {devices}")
+    import keras
+
+    backend = keras.backend.backend()
+    module = __import__(backend)
+    devices = module.devices() if backend == "jax" else ""
+    return (f"Keras backend {backend} {module.__version__}; {cpu_name()}{gpu}; "
+            f"devices {devices}")
+
+
+def matmul_flops(n=4096, dtype="float32", repeats=5):
+    """The best FLOP/s of an n x n matrix product here, through Keras: a measured ceiling.
 
     A virtual machine's /proc/cpuinfo gives the nominal clock; the cores may
-    run faster, so a dense matrix product can beat `cpu_peak`'s estimate.
+    run faster, so a dense matrix product can beat `cpu_peak`'s estimate. On
+    a GPU, give the dtype the model computes in (``float16`` for mixed
+    precision). Random operands: zeros can run faster than real data.
     """
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    product = tf.function(lambda a, b: tf.matmul(a, b))
-    product(a, b).numpy()
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = (keras.ops.convert_to_tensor(rng.normal(size=(n, n)).astype(dtype))
+            for _ in range(2))
+
+    def product():
+        # Reading one element waits for the whole product, on every backend.
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+
+    product()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        product(a, b).numpy()
+        product()
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best
 

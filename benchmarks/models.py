@@ -22,8 +22,11 @@ times every model once, so drifts of the machine's speed hit all of them):
   never a dependency of kres) in a child process each round;
 - any of these with ``@bf16`` appended: in bfloat16 mixed precision, Keras's
   ``mixed_bfloat16`` policy (the builders' ``dtype``; float32 variables and
-  classifier) for Keras models, ``torch.autocast("cpu", torch.bfloat16)``
-  around the forward pass and loss for PyTorch ones (``torch-cl:resnet50@bf16``).
+  classifier) for Keras models, ``torch.autocast(device, torch.bfloat16)``
+  around the forward pass and loss for PyTorch ones (``torch-cl:resnet50@bf16``);
+  ``@fp16``: ``mixed_float16`` with Keras's loss scaling, ``torch.autocast``
+  in float16 with ``torch.amp.GradScaler``; ``@fp32``: float32. Without a
+  suffix: float32, or float16 under ``--gpu``.
 
 A training step is ``train_on_batch`` of the model compiled as ``kres train``
 compiles it (SGD with momentum, cross-entropy), on a fixed random batch; an
@@ -40,6 +43,13 @@ same run (a virtual machine's nominal clock can understate the real one).
         --models resnext50_32x4d torch-cl:resnext50_32x4d torch:resnext50_32x4d
     python benchmarks/models.py --gpu --models resnet50 resnext50_32x4d  # mixed precision,
                                                                          # XLA, batch sweep
+    KERAS_BACKEND=jax python benchmarks/models.py --gpu --torch-python python3 \
+        --models resnet50 torch-cl:resnet50 --mode train --batch-sizes 256
+
+``--gpu`` runs every model on the GPU (PyTorch's too) and takes the measured
+FLOP/s of a large float16 matrix product as the ceiling. The Keras models run
+on whichever backend ``KERAS_BACKEND`` names: kres's networks are plain Keras
+models, so TensorFlow is not needed for this script on a machine without it.
     python benchmarks/models.py --torch-python /path/to/venv/bin/python --models \
         resnet50 resnet50@bf16 torch-cl:resnet50 torch-cl:resnet50@bf16 \
         --ratio resnet50@bf16 torch-cl:resnet50@bf16 --ratio resnet50@bf16 resnet50
@@ -132,15 +142,21 @@ def torch_worker(spec):
     except ImportError:
         model = torch_resnet(spec["model"], spec["classes"])
         source = "benchmarks/models.py's torch_resnet (no torchvision)"
-    size = spec["size"]
-    x = torch.randn(spec["batch"], 3, size, size)
-    y = torch.randint(0, spec["classes"], (spec["batch"],))
+    size, device = spec["size"], spec["device"]
+    torch.backends.cudnn.benchmark = True  # cuDNN's autotuning, as XLA's on the Keras side
+    x = torch.randn(spec["batch"], 3, size, size, device=device)
+    y = torch.randint(0, spec["classes"], (spec["batch"],), device=device)
+    model = model.to(device)
     if spec["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "source": source,
-              "params": sum(p.numel() for p in model.parameters())}
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec["bf16"])
+              "params": sum(p.numel() for p in model.parameters()),
+              "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
+    dtype = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(spec["dtype"])
+    autocast = torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None)
+    # float16 training scales the loss, as Keras's LossScaleOptimizer does.
+    scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
     if spec["mode"] == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
@@ -149,40 +165,52 @@ def torch_worker(spec):
             opt.zero_grad(set_to_none=True)
             with autocast:
                 loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
     else:
         model.eval()
 
         def step():
             with torch.inference_mode(), autocast:
                 model(x)
+    def sync():  # the GPU runs ahead of Python: wait for it before reading the clock
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     for _ in range(spec["warmup"]):
         step()
+    sync()
     start = time.perf_counter()
     for _ in range(spec["steps"]):
         step()
+    sync()
     result["seconds_per_step"] = (time.perf_counter() - start) / spec["steps"]
     print(json.dumps(result))
 
 
 class TorchModel:
-    def __init__(self, name, python, size, classes):
+    def __init__(self, name, python, size, classes, default_dtype, device):
         kind, self.model = name.split(":")
-        self.model, bf16 = split_precision(self.model)
-        self.bf16 = bf16 == "mixed_bfloat16"
+        self.model, self.dtype = split_precision(self.model, default_dtype)
         self.name, self.python, self.size, self.classes = name, python, size, classes
+        self.device = device
         self.channels_last = kind == "torch-cl"
         self.macs = None
 
     def seconds_per_step(self, mode, batch, steps, warmup):
         spec = {"model": self.model, "size": self.size, "classes": self.classes,
                 "batch": batch, "steps": steps, "warmup": warmup, "mode": mode,
-                "channels_last": self.channels_last, "bf16": self.bf16}
-        out = subprocess.run([self.python, __file__, "--torch-worker", json.dumps(spec)],
-                             check=True, capture_output=True, text=True).stdout
+                "channels_last": self.channels_last, "dtype": self.dtype,
+                "device": self.device}
+        done = subprocess.run([self.python, __file__, "--torch-worker", json.dumps(spec)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{self.name}'s worker failed ({spec}):\n{done.stderr[-3000:]}")
+        out = done.stdout
         result = json.loads(out.strip().splitlines()[-1])
-        self.version = (f"PyTorch {result['torch']}, {result['threads']} threads, model from "
+        self.version = (f"PyTorch {result['torch']} on {result['device']}, "
+                        f"{result['threads']} threads, model from "
                         f"{result['source']}, {result['params']:,} parameters")
         return result["seconds_per_step"]
 
@@ -190,17 +218,16 @@ class TorchModel:
 # --- Keras -------------------------------------------------------------------------------
 
 class KerasModel:
-    def __init__(self, name, size, classes, batch_sizes, jit_compile):
+    def __init__(self, name, size, classes, batch_sizes, jit_compile, default_dtype):
         import keras
         import numpy as np
-        import tensorflow as tf
 
         import kres
         from kres import layers
         from kres.weights import KERAS_RESNET_V1
 
         self.name = name
-        name, dtype = split_precision(name)
+        name, dtype = split_precision(name, default_dtype)
         kind, _, model_name = name.rpartition(":")
         shape = (size, size, 3)
         if kind == "keras":
@@ -231,8 +258,9 @@ class KerasModel:
                            loss="sparse_categorical_crossentropy", jit_compile=jit_compile)
         rng = np.random.default_rng(0)
         # Tensors made once (on the GPU when there is one): no copies in the timed steps.
-        self.batches = {b: (tf.constant(rng.normal(size=(b, *shape)).astype("float32")),
-                            tf.constant(rng.integers(0, classes, b))) for b in batch_sizes}
+        tensor = keras.ops.convert_to_tensor
+        self.batches = {b: (tensor(rng.normal(size=(b, *shape)).astype("float32")),
+                            tensor(rng.integers(0, classes, b))) for b in batch_sizes}
         if kind in layers.FORMULATIONS:
             # GroupedConv2D reads its formulation when traced: trace every step now.
             with layers.use_formulation(self.model, kind):
@@ -256,12 +284,19 @@ class KerasModel:
         return (time.perf_counter() - start) / steps
 
 
-def split_precision(name):
-    """``("resnet50", "mixed_bfloat16")`` for ``"resnet50@bf16"``; float32 without a suffix."""
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def split_precision(name, default="float32"):
+    """``("resnet50", "mixed_bfloat16")`` for ``"resnet50@bf16"``; `default` without a suffix.
+
+    Suffixes: ``@fp32``, ``@bf16`` (``mixed_bfloat16``), ``@fp16`` (``mixed_float16``).
+    """
     name, _, suffix = name.partition("@")
-    if suffix not in ("", "bf16"):
-        raise ValueError(f"Unknown precision suffix @{suffix}: @bf16 or none. Received: {name!r}")
-    return name, "mixed_bfloat16" if suffix else "float32"
+    if suffix and suffix not in PRECISIONS:
+        raise ValueError(f"Unknown precision suffix @{suffix}: one of "
+                         f"{', '.join('@' + p for p in PRECISIONS)} or none. Received: {name!r}")
+    return name, PRECISIONS[suffix] if suffix else default
 
 
 def with_keras_layers(model, classes):
@@ -289,19 +324,28 @@ def with_keras_layers(model, classes):
 def measure(args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
-    if args.inter_op_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-    if args.gpu:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    tf = None
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if args.inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    # Models without a precision suffix: mixed float16 on a GPU, float32 on a CPU.
+    default_dtype = "mixed_float16" if args.gpu else "float32"
     modes = ["train", "infer"] if args.mode == "both" else [args.mode]
-    peak, derivation = (None, "GPU run") if args.gpu else machine.cpu_peak()
-    print(f"{machine.describe(tf)}; Keras {keras.__version__}; inter-op threads "
-          f"{tf.config.threading.get_inter_op_parallelism_threads() or '(TF default)'}")
-    print(f"CPU peak estimate: {derivation}" if peak else derivation)
-    ceiling = None if args.gpu else machine.matmul_flops(tf)
-    if ceiling:
+    print(f"{machine.describe(tf)}; Keras {keras.__version__}" + (
+        "" if tf is None else "; inter-op threads "
+        f"{tf.config.threading.get_inter_op_parallelism_threads() or '(TF default)'}"))
+    if args.gpu:  # no datasheet peak: the measured product is the ceiling
+        peak = None
+        ceiling = machine.matmul_flops(8192, "float16", repeats=10)
+        print(f"measured ceiling: an 8192x8192 float16 matrix product, "
+              f"{ceiling / 1e12:.0f} TFLOP/s")
+    else:
+        peak, derivation = machine.cpu_peak()
+        print(f"CPU peak estimate: {derivation}")
+        ceiling = machine.matmul_flops()
         print(f"measured ceiling: a 4096x4096 fp32 matrix product, {ceiling / 1e9:.0f} GFLOP/s"
               + (f" ({ceiling / peak:.0%} of the estimate)" if peak else ""))
     models = []
@@ -313,9 +357,10 @@ def measure(args):
             if not args.torch_python:
                 print(f"skipping {name}: no --torch-python")
                 continue
-            model = TorchModel(name, args.torch_python, size, classes)
+            model = TorchModel(name, args.torch_python, size, classes, default_dtype,
+                               "cuda" if args.gpu else "cpu")
         else:
-            model = KerasModel(name, size, classes, batches, jit_compile=args.jit_compile)
+            model = KerasModel(name, size, classes, batches, args.jit_compile, default_dtype)
         model.batch_sizes = batches
         models.append(model)
     macs = {m.name: m.macs for m in models}
@@ -383,7 +428,7 @@ def main():
     parser.add_argument("--inter-op-threads", type=int, default=None,
                         help="TensorFlow's inter-op threads (ops run at once; default: TF's)")
     parser.add_argument("--gpu", action="store_true",
-                        help="GPU mode: mixed precision, XLA, batch sweep 64 128 256")
+                        help="GPU mode: float16 mixed precision, XLA, batch sweep 64 128 256")
     parser.add_argument("--torch-python", default=None,
                         help="a Python with torch and torchvision, for the torch: models")
     parser.add_argument("--onednn", choices=("on", "off", "both", "inherit"), default="inherit")

@@ -12,11 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from kres import checks
-from kres.preprocessing import eval_resize
-
-AUGMENTATIONS = ("crop_flip", "crop", "imagenet", "none")
-# The augmentations that show a network mirror images.
-FLIPPING = ("crop_flip", "imagenet")
+from kres.preprocessing import AUGMENTATIONS, FLIPPING, eval_resize  # noqa: F401 (re-exported)
 
 
 def fits_in_memory(spec, examples, budget_bytes=4 << 30):

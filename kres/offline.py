@@ -12,7 +12,6 @@ import io
 import os
 
 import numpy as np
-import tensorflow as tf
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -32,7 +31,19 @@ def read_idx(path):
     return values.reshape(dims)
 
 
-def _read_fashion_mnist(source):
+def read_fashion_mnist(source=DEBIAN_FASHION_MNIST):
+    """Fashion-MNIST's splits from the four IDX ``.gz`` files in `source`, validated.
+
+    Needs NumPy only (no TensorFlow), so scripts on any Keras backend can use it.
+
+    Returns:
+        ``{"train": (x, y), "test": (x, y)}``: uint8 images of shape
+        ``(n, 28, 28, 1)`` and int64 labels.
+
+    Raises:
+        FileNotFoundError: a file is missing (the message says how to get them).
+        ValueError: the files hold other shapes or an unbalanced labelling.
+    """
     files = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000)}
     missing = [f for images, labels, _ in files.values() for f in (images, labels)
@@ -88,7 +99,7 @@ def prepare_fashion_mnist(data_dir, source=DEBIAN_FASHION_MNIST):
     """
     import tensorflow_datasets as tfds
 
-    splits = _read_fashion_mnist(source)
+    splits = read_fashion_mnist(source)
     builder = tfds.builder("fashion_mnist", data_dir=data_dir)
     print(f"Preparing Fashion-MNIST from {source} as tfds's fashion_mnist in {data_dir} "
           "(once; nothing is downloaded)", flush=True)
@@ -99,6 +110,8 @@ def prepare_fashion_mnist(data_dir, source=DEBIAN_FASHION_MNIST):
 
 
 def _store(tfds, builder, splits, data_dir):
+    import tensorflow as tf
+
     tfds.dataset_builders.store_as_tfds_dataset(
         name="fashion_mnist",
         version=str(builder.version),

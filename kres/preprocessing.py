@@ -18,6 +18,11 @@ RESIZE_MODES = ("resize", "center_crop")
 CHANNEL_ORDERS = ("rgb", "bgr")
 # The ImageNet evaluation: the shorter side to size / 0.875 (256 for 224), then the centre.
 CROP_FRACTION = 0.875
+# The training augmentations by name (`kres.augment` applies them; named here, free of
+# TensorFlow, so that recipes validate on any Keras backend).
+AUGMENTATIONS = ("crop_flip", "crop", "imagenet", "none")
+# The augmentations that show a network mirror images.
+FLIPPING = ("crop_flip", "imagenet")
 
 
 @dataclass(frozen=True)

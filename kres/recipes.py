@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import keras
 
 from kres import checks
-from kres.augment import AUGMENTATIONS
+from kres.preprocessing import AUGMENTATIONS
 
 SCHEDULES = ("step", "cosine", "constant")
 
@@ -303,10 +303,11 @@ def build_state(model, num_classes):
     once (measured in ``docs/benchmarks.md``). Under a strategy Keras builds
     them itself, before tracing.
     """
-    import tensorflow as tf
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
 
-    if tf.distribute.has_strategy():
-        return
+        if tf.distribute.has_strategy():
+            return
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     y = keras.ops.zeros((1, num_classes))
