@@ -434,6 +434,8 @@ def main():
     parser.add_argument("--onednn", choices=("on", "off", "both", "inherit"), default="inherit")
     args = parser.parse_args()
     if args.gpu:
+        if machine.gpu_name() is None:  # before any model is built
+            parser.error("--gpu: nvidia-smi lists no GPU on this machine")
         args.jit_compile = True
         if args.batch_sizes == [16]:
             args.batch_sizes = [64, 128, 256]
