@@ -18,8 +18,10 @@ they start slowly, and neither 500 iterations, nor 3,000 with the paper's
 augmentation (``--epochs 48 --augment crop_flip``: 31 minutes for the
 residual 20/56 pair in bfloat16), nor 12,000 (``--epochs 192``: 2.2 hours
 for that pair, 20 minutes of it sharing the CPU; both nets under 1%
-training error) makes them overtake on
-8,000 images (docs/results.md has the runs and the measurements).
+training error) makes them overtake on 8,000 images, and neither does the
+whole training split at 4,530 iterations (``--subset 0 --epochs 10``: 51
+minutes for the four 20/56 networks in bfloat16 with AMX; the plain nets
+degrade there too). docs/results.md has the runs and the measurements.
 
 Outputs in ``--out``: one run directory per network (``kres.train``'s),
 ``degradation.png`` (training error thin, validation error bold, per epoch,
