@@ -31,7 +31,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import machine
 
@@ -64,34 +63,23 @@ def train_once(model_name, recipe, precision, seed, data, verbose):
     import keras
 
     import kres
-    from kres.recipes import compile_model
-    from kres.registry import lookup
+    from kres.fitting import EpochStats
+    from kres.recipes import compile_model, spec_overrides
 
     (x, y), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
-    overrides = ({"zero_init_last": True} if recipe.zero_init_last
-                 and hasattr(lookup(model_name).spec, "zero_init_last") else {})
     model = kres.build_model(model_name, classes=10, input_shape=x.shape[1:], dtype=precision,
-                             **overrides)
-    steps = len(x) // recipe.batch_size
-    compile_model(model, recipe, steps_per_epoch=steps, num_classes=10)
-    times = []
-
-    class EpochTimes(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
+                             **spec_overrides(recipe, model_name))
+    compile_model(model, recipe, steps_per_epoch=len(x) // recipe.batch_size, num_classes=10)
     history = model.fit(x, keras.utils.to_categorical(y, 10), batch_size=recipe.batch_size,
                         epochs=recipe.epochs, shuffle=True, verbose=verbose,
-                        callbacks=[EpochTimes()])
+                        callbacks=[EpochStats(len(x))]).history
     loss, accuracy = model.evaluate(x_test, keras.utils.to_categorical(y_test, 10),
                                     batch_size=500, verbose=0)[:2]
     scale = getattr(model.optimizer, "dynamic_scale", None)
+    times = history["epoch_time"]
     return {"precision": precision, "seed": seed, "test_accuracy": float(accuracy),
-            "test_loss": float(loss), "train_loss": float(history.history["loss"][-1]),
+            "test_loss": float(loss), "train_loss": float(history["loss"][-1]),
             "optimizer": type(model.optimizer).__name__,
             "loss_scale": None if scale is None else float(keras.ops.convert_to_numpy(scale)),
             "first_epoch_s": times[0], "epoch_s": statistics.median(times[1:] or times)}
@@ -119,6 +107,7 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kres.offline import DEBIAN_FASHION_MNIST
     from kres.recipes import resolve_recipe
+    from kres.runs import write_json
 
     recipe = resolve_recipe(args.recipe, epochs=args.epochs)  # checked before any work
     data = load_data(args.data_dir or DEBIAN_FASHION_MNIST, args.subset)
@@ -133,10 +122,10 @@ def main(argv=None):
         print(f"\n{precision}, seed {seed}", flush=True)
         results.append(train_once(args.model, recipe, precision, seed, data, args.verbose))
         print(json.dumps(results[-1]), flush=True)
-        if args.out:  # after every run: a cut-short script keeps what it finished
-            with open(args.out, "w") as f:
-                json.dump({"model": args.model, "recipe": args.recipe, "epochs": args.epochs,
-                           "machine": machine.describe(), "runs": results}, f, indent=1)
+        if args.out:  # after every run, atomically: a cut-short script keeps what it finished
+            write_json(args.out, {"model": args.model, "recipe": args.recipe,
+                                  "epochs": args.epochs, "machine": machine.describe(),
+                                  "runs": results})
     print("\n| precision | seed | test accuracy | train loss | first epoch (s) | epoch (s) |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:

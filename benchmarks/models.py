@@ -45,14 +45,14 @@ same run (a virtual machine's nominal clock can understate the real one).
                                                                          # XLA, batch sweep
     KERAS_BACKEND=jax python benchmarks/models.py --gpu --torch-python python3 \
         --models resnet50 torch-cl:resnet50 --mode train --batch-sizes 256
+    python benchmarks/models.py --torch-python /path/to/venv/bin/python --models \
+        resnet50 resnet50@bf16 torch-cl:resnet50 torch-cl:resnet50@bf16 \
+        --ratio resnet50@bf16 torch-cl:resnet50@bf16 --ratio resnet50@bf16 resnet50
 
 ``--gpu`` runs every model on the GPU (PyTorch's too) and takes the measured
 FLOP/s of a large float16 matrix product as the ceiling. The Keras models run
 on whichever backend ``KERAS_BACKEND`` names: kres's networks are plain Keras
 models, so TensorFlow is not needed for this script on a machine without it.
-    python benchmarks/models.py --torch-python /path/to/venv/bin/python --models \
-        resnet50 resnet50@bf16 torch-cl:resnet50 torch-cl:resnet50@bf16 \
-        --ratio resnet50@bf16 torch-cl:resnet50@bf16 --ratio resnet50@bf16 resnet50
 
 Set ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment to measure without oneDNN
 (it must be set before TensorFlow is imported); ``--onednn both`` runs the
@@ -174,6 +174,7 @@ def torch_worker(spec):
         def step():
             with torch.inference_mode(), autocast:
                 model(x)
+
     def sync():  # the GPU runs ahead of Python: wait for it before reading the clock
         if device == "cuda":
             torch.cuda.synchronize()

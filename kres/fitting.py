@@ -14,10 +14,9 @@ import time
 import keras
 
 from kres import runs
-from kres.augment import fits_in_memory, pipeline
 
 
-class _EpochStats(keras.callbacks.Callback):
+class EpochStats(keras.callbacks.Callback):
     """Adds the learning rate, the epoch's wall time and images/s to the logs."""
 
     def __init__(self, train_examples):
@@ -47,6 +46,8 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
     `preprocessing` is the normalisation of pretrained weights (default: the
     dataset's).
     """
+    from kres.augment import fits_in_memory, pipeline  # tf.data: TensorFlow only here
+
     common = dict(image_size=image_size, channels=channels, num_classes=d.spec.num_classes,
                   batch_size=recipe.batch_size, deterministic=deterministic,
                   preprocessing=preprocessing)
@@ -99,7 +100,7 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
         # Raises at the first non-finite loss, before any epoch-end callback can
         # save NaN weights; the backup of the last good epoch stays.
         keras.callbacks.TerminateOnNaN(raise_error=True),
-        _EpochStats(train_examples),
+        EpochStats(train_examples),
         keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
                                         save_best_only=True,
                                         initial_value_threshold=best_so_far),

@@ -20,6 +20,7 @@ import keras
 
 from kres import checks
 from kres.preprocessing import AUGMENTATIONS
+from kres.registry import lookup
 
 SCHEDULES = ("step", "cosine", "constant")
 
@@ -229,7 +230,7 @@ def learning_rate_schedule(recipe, steps_per_epoch):
     Example:
 
     >>> schedule = learning_rate_schedule(RECIPES["he2015-cifar"], steps_per_epoch=100)
-    >>> float(schedule(8200)), float(schedule(8201))
+    >>> round(float(schedule(8200)), 6), round(float(schedule(8201)), 6)
     (0.1, 0.01)
     """
     lr = recipe.learning_rate * (recipe.batch_size / 256 if recipe.scale_lr else 1.0)
@@ -244,6 +245,23 @@ def learning_rate_schedule(recipe, steps_per_epoch):
     boundaries = [int(round(m * total)) for m in recipe.milestones]
     values = [lr * recipe.gamma ** i for i in range(len(boundaries) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def spec_overrides(recipe, model, overrides=()):
+    """The spec fields a run of `recipe` changes in `model`: `overrides`, plus the
+    recipe's zero-init (for the families that have a residual branch).
+
+    Example:
+
+    >>> spec_overrides(RECIPES["fast-cpu"], "cifar_resnet20")
+    {'zero_init_last': True}
+    >>> spec_overrides(RECIPES["fast-cpu"], "vgg11")
+    {}
+    """
+    overrides = dict(overrides)
+    if recipe.zero_init_last and hasattr(lookup(model).spec, "zero_init_last"):
+        overrides.setdefault("zero_init_last", True)
+    return overrides
 
 
 def apply_weight_decay(model, weight_decay, decay_all=True):

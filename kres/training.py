@@ -28,7 +28,15 @@ from kres.devices import PRECISIONS, STRATEGIES, make_strategy, resolve_precisio
 from kres.fitting import fit, pipelines
 from kres.models.base import flip_averaged, load_model
 from kres.preprocessing import Preprocessing
-from kres.recipes import Recipe, as_config, build_state, compile_model, metrics, resolve_recipe
+from kres.recipes import (
+    Recipe,
+    as_config,
+    build_state,
+    compile_model,
+    metrics,
+    resolve_recipe,
+    spec_overrides,
+)
 from kres.registry import build_model, lookup, resolve_spec
 
 JIT_COMPILE = ("auto", True, False)
@@ -264,10 +272,7 @@ def prepare(config, data=None, run_dir=None, resuming=False):
 def model_overrides(config, recipe):
     """The spec fields a run changes: the config's, plus the recipe's zero-init
     (for the residual networks, the families that have a residual branch)."""
-    overrides = dict(config.model_overrides)
-    if recipe.zero_init_last and hasattr(lookup(config.model).spec, "zero_init_last"):
-        overrides.setdefault("zero_init_last", True)
-    return overrides
+    return spec_overrides(recipe, config.model, config.model_overrides)
 
 
 def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose="auto",
