@@ -19,8 +19,12 @@ DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 def read_idx(path):
     """Reads an IDX file (``.gz`` or not) into a NumPy array."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile) as e:  # cut short, or not gzip at all
+        raise ValueError(f"{path} is not a readable IDX file ({e}): download or install "
+                         f"it again") from e
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes")
     ndim = data[3]

@@ -145,6 +145,14 @@ def test_corrupt_idx_files_are_refused(tmp_path):
         f.write(b"\0\0\x08\x01" + (100).to_bytes(4, "big") + bytes(50))
     with pytest.raises(ValueError, match="header announces"):
         offline.read_idx(str(bad))
+    # A download cut short, and a file that is not gzip at all, name the file.
+    real = os.path.join(offline.DEBIAN_FASHION_MNIST, "t10k-labels-idx1-ubyte.gz")
+    with open(real, "rb") as f:
+        (tmp_path / "cut.gz").write_bytes(f.read()[:2000])
+    (tmp_path / "text.gz").write_text("not an IDX file")
+    for name in ("cut.gz", "text.gz"):
+        with pytest.raises(ValueError, match=f"{name} is not a readable IDX file"):
+            offline.read_idx(str(tmp_path / name))
 
 
 def _write_metadata(name, data_dir, sizes):
