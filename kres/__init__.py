@@ -7,12 +7,15 @@
 
 ``import kres`` is quick: Keras and TensorFlow load when something needs them
 (building a model, training, exporting), not before. kres's layers register
-with Keras then, or at once when Keras was imported before kres; to load a
-saved kres model in a process that has used no kres function yet, call
-`kres.load_model` (or import `kres.layers` first).
+with Keras as soon as Keras is imported, before or after kres, so
+`keras.saving.load_model` reads a kres ``.keras`` file after ``import kres,
+keras`` in either order (`kres.load_model` also raises the recursion limit
+for the deepest networks).
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import pkgutil
 import sys
 from typing import TYPE_CHECKING
@@ -76,7 +79,38 @@ def __dir__():
 
 __all__ = [*sorted(_LAZY), "CONSTRUCTORS", "__version__", *_constructor_names]
 
+
+
+class _RegisterLayersWithKeras(importlib.abc.MetaPathFinder):
+    """Registers kres's layers as soon as Keras is imported, whenever that is.
+
+    Keras finds a saved model's custom layers among the registered classes
+    only, so `keras.saving.load_model` reads a kres model once kres's layers
+    are registered; the layers import Keras, which ``import kres`` does not
+    do. This finder waits for Keras's own import and registers them right
+    after it, so a script may import kres and keras in either order. It
+    finds nothing itself: Python's other finders locate Keras.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)  # once; and the lookup below must not come back here
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            importlib.import_module("kres.layers")
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
 if "keras" in sys.modules:
-    # Keras is loaded anyway: register kres's layers now, so that
-    # keras.saving.load_model reads kres models without further ado.
+    # Keras is loaded already: register kres's layers now.
     from kres import layers  # noqa: F401
+elif not any(isinstance(f, _RegisterLayersWithKeras) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterLayersWithKeras())

@@ -3,9 +3,12 @@
 `pipeline` turns raw ``(uint8 image, label)`` pairs into batches: decoding to
 float, the training augmentation (the CIFAR pad-crop-flip, the ImageNet
 random-resized crop with colour jitter, random erasing, mixup, CutMix), the
-evaluation resize shared with the export (`kres.preprocessing.eval_resize`),
-normalisation and one-hot labels. Every random op is stateless and seeded
-per example, so a seeded pipeline gives the same batches on every run.
+evaluation resize shared with the export (`kres.preprocessing.eval_resize`)
+and one-hot labels. The batches hold pixels (0-255): the models kres trains
+normalise them in their first layer (`kres.layers.InputPreprocessing`), so
+the model that is trained is the model that is served. Every random op is
+stateless and seeded per example, so a seeded pipeline gives the same
+batches on every run.
 """
 
 import numpy as np
@@ -32,9 +35,11 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     """Turns raw ``(uint8 image, label)`` pairs into training or evaluation batches.
 
     Decodes to float, augments (training only), resizes to `image_size`,
-    converts grayscale to `channels`, normalises (with the dataset's mean and
-    std, or the `preprocessing` of pretrained weights), one-hot encodes the
-    labels, batches and prefetches. Random ops are stateless and seeded per
+    converts grayscale to `channels`, one-hot encodes the labels, batches
+    and prefetches. The images stay pixels, 0-255 (the crop pads with black):
+    the model normalises them (`kres.layers.InputPreprocessing`). Random
+    erasing fills its box with noise that the model's normalisation turns
+    into standard-normal values. Random ops are stateless and seeded per
     example, so with a `seed` the batches are the same on every run.
 
     Args:
@@ -58,12 +63,12 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
             randomness.
         deterministic: keep the element order independent of thread timing.
         drop_remainder: drop a last partial batch (default: when training).
-        preprocessing: the `kres.preprocessing.Preprocessing` whose
-            normalisation the model expects (pretrained weights' own);
+        preprocessing: the `kres.preprocessing.Preprocessing` of the model
+            (pretrained weights' own), whose statistics random erasing uses;
             default: the dataset's mean and std (`spec.preprocessing`).
 
     Returns:
-        A batched `tf.data.Dataset` of ``(float32 images, float32 one-hot)``.
+        A batched `tf.data.Dataset` of ``(float32 pixels, float32 one-hot)``.
     """
     augment = augment or spec.augment
     checks.choice("augment", augment, AUGMENTATIONS)
@@ -74,6 +79,7 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         )
     autotune = tf.data.AUTOTUNE
     prep = preprocessing or spec.preprocessing((image_size, image_size, channels))
+    fill = prep.pixel_statistics()
     drop_remainder = training if drop_remainder is None else drop_remainder
     if cache:
         ds = ds.cache()
@@ -92,10 +98,9 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
             image = eval_resize(image, image_size, image_size, augment == "imagenet")
         if channels == 3 and spec.channels == 1:
             image = tf.repeat(image, 3, axis=-1)
-        image = prep.normalize(image)
         if training and random_erasing > 0:
             image = _random_erase(image, tf.random.experimental.stateless_fold_in(rng, 7),
-                                  random_erasing)
+                                  random_erasing, *fill, bgr=prep.channel_order == "bgr")
         return image, tf.one_hot(label, num_classes)
 
     options = tf.data.Options()
@@ -162,8 +167,10 @@ def _resize(image, size):
     return tf.image.resize(image, [size, size])
 
 
-def _random_erase(image, rng, probability):
-    """Random erasing (Zhong et al. 2017): a box of 2-40% of the area, noise-filled."""
+def _random_erase(image, rng, probability, mean, std, bgr=False):
+    """Random erasing (Zhong et al. 2017): a box of 2-40% of the area, filled with
+    noise that the model's normalisation (`mean`, `std` in pixels; `bgr`: its
+    channel order) turns into the standard-normal draws, channel for channel."""
     seeds = [tf.random.experimental.stateless_fold_in(rng, i) for i in range(5)]
     h, w = tf.shape(image)[0], tf.shape(image)[1]
     area = tf.cast(h * w, tf.float32) * tf.random.stateless_uniform([], seeds[0], 0.02, 0.4)
@@ -177,6 +184,7 @@ def _random_erase(image, rng, probability):
     cols = tf.range(w)[None, :, None]
     inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
     noise = tf.random.stateless_normal(tf.shape(image), seeds[4])
+    noise = mean + std * (noise[..., ::-1] if bgr else noise)
     apply = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(rng, 9)) \
         < probability
     return tf.where(inside & apply, noise, image)

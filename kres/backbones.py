@@ -46,6 +46,8 @@ import keras
 
 from kres import checks, registry
 from kres import weights as kweights
+from kres.layers import BatchNormalization
+from kres.models.base import leaves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,13 +142,14 @@ def feature_extractor(model_or_name, stages=DEFAULT_STAGES, *, freeze_batch_norm
         stages: the stage names to output, ``"C0"`` ... ``"C5"`` (one name
             or a sequence); by default ``("C2", "C3", "C4", "C5")``.
             `stage_layers` lists what a model has.
-        freeze_batch_norm: set every batch norm layer of the extractor to
-            ``trainable=False``, which in Keras 3 also makes it normalise
-            with its moving statistics in training, and leaves its scale,
-            offset and statistics unchanged (as detectors fine-tune
-            pretrained backbones at small batch sizes). With a model passed
-            in, this changes the layers it shares with the extractor, so the
-            classifier's batch norms are frozen too.
+        freeze_batch_norm: freeze every batch norm layer of the extractor
+            for good (`freeze_batch_norms`): it normalises with its moving
+            statistics in training too, and its scale, offset and statistics
+            never change, even after ``backbone.trainable = True`` (as
+            detectors fine-tune pretrained backbones at small batch sizes);
+            saved with the model. With a model passed in, this changes the
+            layers it shares with the extractor, so the classifier's batch
+            norms are frozen too.
         **kwargs: with a name only: arguments of `kres.build_model`:
             ``weights`` (``"imagenet"``, a timm ``.safetensors`` file or any
             weights file kres reads), ``input_shape`` (default ``(None,
@@ -195,16 +198,41 @@ def feature_extractor(model_or_name, stages=DEFAULT_STAGES, *, freeze_batch_norm
     outputs = {}
     for stage in stages:
         layer = model.get_layer(table[stage].layer)
-        # The layer's own dtype policy, so that a mixed-precision output is not cast.
-        outputs[stage] = keras.layers.Identity(name=stage, dtype=layer.dtype_policy)(layer.output)
+        # The layer's own dtype policy, so that a mixed-precision output is not cast;
+        # by name: a policy object is no config value, and the model would not save.
+        outputs[stage] = keras.layers.Identity(name=stage, dtype=layer.dtype_policy.name)(
+            layer.output)
     extractor = keras.Model(model.input, outputs, name=f"{model.name}_backbone")
     extractor.pyramid_outputs = {f"P{stage[1:]}": tensor for stage, tensor in outputs.items()}
     extractor.pyramid_level_inputs = {f"P{stage[1:]}": stage for stage in stages}
     if freeze_batch_norm:
-        for layer in _all_layers(extractor):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
+        freeze_batch_norms(extractor)
     return extractor
+
+
+def freeze_batch_norms(model):
+    """Freezes every batch norm layer of `model` for good (`kres.layers.BatchNormalization`'s
+    `frozen`): moving statistics in training too, nothing updated, whatever
+    ``trainable`` is set to later; saved with the model.
+
+    Returns:
+        The number of layers frozen.
+
+    Raises:
+        ValueError: for a batch norm layer that is Keras's own (a model that
+            is not kres's), which `trainable = True` would unfreeze again.
+    """
+    norms = [layer for layer in leaves(model)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    foreign = [layer.name for layer in norms if not isinstance(layer, BatchNormalization)]
+    if foreign:
+        raise ValueError(
+            f"freeze_batch_norm freezes kres's batch norm for good; {model.name!r} has Keras's "
+            f"own ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}), which "
+            f"the next `trainable = True` would unfreeze. Build the model with kres.")
+    for layer in norms:
+        layer.frozen = True
+    return len(norms)
 
 
 def stage_layers(model):
@@ -351,10 +379,3 @@ def _output_strides(model):
         strides[layer.name] = (sy, sx)
     return strides
 
-
-def _all_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer

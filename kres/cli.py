@@ -187,6 +187,10 @@ def _parser():
                              "folder of images or a .npy file (default: the run's dataset)")
     export.add_argument("--calibration-samples", type=int, default=256,
                         help="how many calibration images (default 256)")
+    export.add_argument("--dataset", metavar="NAME",
+                        help="for a model that does not carry its normalisation (one not "
+                             "trained by kres): the dataset whose statistics it was trained "
+                             "with, e.g. cifar10")
     export.add_argument("--data-dir", help="the calibration dataset's tfds data directory")
     export.add_argument("--version", type=int, help="version number (default: the next one)")
     export.add_argument("--out", default="saved_models", help="root folder (default saved_models)")

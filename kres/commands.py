@@ -81,7 +81,8 @@ def export(args):
 
     if args.format == "saved_model":
         path = export(args.model, os.path.join(args.out, args.name), args.version,
-                      top_k=args.top_k, grouped_conv=args.grouped_conv, verify=args.verify)
+                      top_k=args.top_k, grouped_conv=args.grouped_conv, verify=args.verify,
+                      dataset=args.dataset)
         print(f"kres export: wrote {path}"
               f"{' (verified through the C API)' if args.verify else ''}; "
               f"TF Serving config {os.path.join(args.out, 'models.config')}")
@@ -91,7 +92,7 @@ def export(args):
     images = _calibration_images(args)
     path = export(args.model, folder, format=args.format, quantize=args.quantize,
                   input_type=args.input_type, calibration_images=images,
-                  grouped_conv=args.grouped_conv, verify=args.verify)
+                  grouped_conv=args.grouped_conv, verify=args.verify, dataset=args.dataset)
     with open(os.path.join(path, "kres.json")) as f:
         record = json.load(f)
     check = record.get("verification")
@@ -104,30 +105,36 @@ def export(args):
 
 
 def _calibration_images(args):
-    """Representative pixels for the export: `--calibration-data`, else the run's dataset."""
+    """Representative pixels for the export: `--calibration-data`, else the run's dataset,
+    at the model's input size and resized as its preprocessing says."""
     from kres import calibration, runs
-    from kres.preprocessing import Preprocessing
+    from kres.models.base import load_model, preprocessing_layer
+    from kres.serving.archive import served_model
 
     run = os.path.dirname(os.path.abspath(args.model))
     described = runs.read_json(os.path.join(run, "model.json"))
-    source = args.calibration_data or described.get("dataset") or runs.read_json(
-        os.path.join(run, "config.json")).get("dataset")
+    source = (args.calibration_data or args.dataset or described.get("dataset")
+              or runs.read_json(os.path.join(run, "config.json")).get("dataset"))
     if source is None:
         if args.quantize == "int8":
             raise ValueError("--quantize int8 needs representative images: give "
                              "--calibration-data (a dataset, folder or .npy). Received: no run "
                              f"description beside {args.model}")
         return None
-    if described.get("preprocessing"):
-        prep = Preprocessing.from_json(described["preprocessing"])
-    else:
-        from kres.datasets import get_dataset_spec
-        from kres.models.base import load_model
-
-        shape = load_model(args.model).input_shape[1:]
-        prep = get_dataset_spec(source).preprocessing(shape)
+    if not os.path.isfile(args.model):
+        raise ValueError(f"No model file. Received: --model {args.model}")
+    model = load_model(args.model)
+    own = None if preprocessing_layer(model) else _run_preprocessing(described)
+    _, prep, _ = served_model(model, own, dataset=args.dataset or source)
     count = args.calibration_samples if args.quantize == "int8" else 32
     return calibration.sample_pixels(source, prep, count, data_dir=args.data_dir)
+
+
+def _run_preprocessing(described):
+    from kres.preprocessing import Preprocessing
+
+    record = described.get("preprocessing")
+    return Preprocessing.from_json(record) if record else None
 
 
 def predict(args):
@@ -176,6 +183,18 @@ def _saved(config_class, directory, filename):
         return config_class(**json.load(f))
 
 
+def _saved_name(path):
+    """The model name in a ``.keras`` file (kres names a model after its architecture),
+    read from the file's config without building it; ``None`` if unreadable."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))["config"]["name"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
 def _train_config(args):
     """The TrainConfig of `kres train`'s flags (or of the run to resume)."""
     from kres.training import TrainConfig
@@ -187,7 +206,7 @@ def _train_config(args):
         from kres.runs import read_json  # a kres run's model names its architecture
 
         model = read_json(os.path.join(os.path.dirname(os.path.abspath(args.weights)),
-                                       "model.json")).get("model")
+                                       "model.json")).get("model") or _saved_name(args.weights)
     if not model or not args.dataset:
         raise ValueError("kres train needs --model and --dataset (or --resume RUN_DIR).")
     recipe = dict(args.recipe_overrides)

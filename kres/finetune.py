@@ -52,8 +52,9 @@ class Pretrained:
             ``None`` when the file does not say (then the dataset's own
             statistics are used).
         mode: where the normalisation comes from: ``"caffe"``, ``"tf"``,
-            ``"torch"``, ``"run"`` (the ``model.json`` of the kres run that
-            saved the model) or ``"unknown"``.
+            ``"torch"``, ``"model"`` (a kres model's own
+            `kres.layers.InputPreprocessing`), ``"run"`` (the ``model.json``
+            of the kres run that saved the model) or ``"unknown"``.
         overrides: the spec fields the run's network needs to take these
             weights (keras.applications' layout for its v1 ResNets).
     """
@@ -102,7 +103,7 @@ def load_pretrained(weights, name, *, input_shape, overrides=None):
     Args:
         weights: ``"imagenet"`` (keras.applications' published file, through
             the Keras cache), a ``.keras`` model (a kres run's
-            ``best.keras``: its ``model.json`` gives the normalisation), a
+            ``best.keras``, which carries its normalisation), a
             Keras ``.weights.h5`` file (of the same network; its classifier
             may have any size), a keras.applications ``.h5`` file (with or
             without its classifier) or a timm/torchvision ``.safetensors``
@@ -166,14 +167,21 @@ def _normalization(mode):
 
 
 def _from_keras_file(path, name):
+    """A kres ``.keras`` model and its normalisation: its own
+    (`kres.layers.InputPreprocessing`), else the ``model.json`` beside it (runs
+    of kres before 0.2)."""
     from kres import runs
-    from kres.models.base import load_model
+    from kres.models.base import load_model, preprocessing_layer
 
     model = load_model(path)
     if model.name != name:
         raise ValueError(
             f"The model in the weights file is {model.name!r}, the run's is {name!r}: give "
             f"--model {model.name} (or weights of {name}). Received: weights={path!r}")
+    carried = preprocessing_layer(model)
+    if carried is not None:
+        return Pretrained(path, model, (carried.mean, carried.std, carried.channel_order),
+                          "model", {})
     described = runs.read_json(os.path.join(os.path.dirname(os.path.abspath(path)),
                                             "model.json"))
     prep = described.get("preprocessing")

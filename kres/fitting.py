@@ -9,6 +9,7 @@ order that keeps a crash from losing or corrupting anything.
 
 import os
 import shutil
+import sys
 import time
 
 import keras
@@ -43,8 +44,9 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
     `deterministic` fixes the element order of both whatever the thread
     timing: needed when workers each read the whole input and keep their
     share of it (`kres.multiworker.shard_by_data`), or the shares overlap.
-    `preprocessing` is the normalisation of pretrained weights (default: the
-    dataset's).
+    The batches hold pixels, which the model normalises; `preprocessing` is
+    its normalisation (pretrained weights' own; default: the dataset's),
+    whose statistics random erasing draws its noise with.
     """
     from kres.augment import fits_in_memory, pipeline  # tf.data: TensorFlow only here
 
@@ -76,7 +78,9 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
     writing it still resumes (from the epoch before). A fit
     with an `initial_epoch` continues a run's history (a later phase):
     the rows and the best checkpoint of the epochs before it stay.
-    `class_weight` is `model.fit`'s.
+    `class_weight` is `model.fit`'s. `verbose` is too, except that
+    ``"auto"`` is Keras's progress bar only in a terminal, and one line per
+    epoch (``2``) where the output goes to a file or a pipe (`progress`).
 
     Returns:
         The Keras `History`.
@@ -120,4 +124,24 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
     # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
     return model.fit(train_ds, validation_data=val_ds, epochs=epochs or recipe.epochs,
                      initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
-                     verbose=verbose, class_weight=class_weight)
+                     verbose=progress(verbose), class_weight=class_weight)
+
+
+def progress(verbose, stream=None):
+    """Keras's `verbose` for a fit that prints to `stream` (default: standard output).
+
+    ``"auto"`` becomes 1 (the progress bar, redrawn in place) in a terminal
+    and 2 (one line per epoch) otherwise: in a log file or CI, Keras's bar
+    writes a new line at every step, thousands per epoch. Other values are
+    returned as they are.
+
+    Example:
+
+    >>> progress("auto", io.StringIO())
+    2
+    """
+    if verbose != "auto":
+        return verbose
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return 1 if isatty is not None and isatty() else 2

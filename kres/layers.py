@@ -231,11 +231,23 @@ class BatchNormalization(keras.layers.BatchNormalization):
     synchronized, masks, other layouts and backends) is the Keras layer's
     own code.
 
+    A `frozen` layer is batch norm as detectors fine-tune a pretrained
+    backbone (torchvision's ``FrozenBatchNorm2d``): it always normalises
+    with its moving statistics, and its scale, offset and statistics never
+    change, whatever ``trainable`` is set to later and whatever `training`
+    a caller passes. Keras's own layer has no such state: setting
+    ``model.trainable = True`` makes every inner batch norm trainable again,
+    and Keras 3's ``fit`` trains a functional model's layers even where it
+    was called with ``training=False`` (keras-team/keras#20285). `frozen` is
+    part of the config, so it survives saving and loading.
+
     Args:
         *args, **kwargs: those of `keras.layers.BatchNormalization`.
         fused_inference: use the fused op in inference too (True, the
             default); False keeps Keras's ops there (after a biased
             convolution).
+        frozen: freeze the layer for good (False by default; also settable
+            as the attribute ``layer.frozen``).
 
     Example:
 
@@ -244,13 +256,46 @@ class BatchNormalization(keras.layers.BatchNormalization):
     (2, 4, 4, 8)
     """
 
-    def __init__(self, *args, fused_inference=True, **kwargs):
+    def __init__(self, *args, fused_inference=True, frozen=False, **kwargs):
         super().__init__(*args, **kwargs)
         checks.boolean("fused_inference", fused_inference)
         self.fused_inference = fused_inference
+        self.frozen = frozen
+
+    @property
+    def frozen(self):
+        """Whether the layer is frozen for good (see the class docstring)."""
+        return getattr(self, "_frozen", False)
+
+    @frozen.setter
+    def frozen(self, value):
+        checks.boolean("frozen", value)
+        self._frozen = value
+        self._sync_variables()
+
+    @property
+    def trainable(self):
+        """Keras's `trainable`, always False while the layer is `frozen`."""
+        return self._trainable and not self.frozen
+
+    @trainable.setter
+    def trainable(self, value):
+        # What Keras's setter does (a model's `trainable = True` reaches every layer
+        # through it), except that a frozen layer's variables stay untrainable.
+        self._trainable = bool(value)
+        self._sync_variables()
+
+    def _sync_variables(self):
+        for variable in self._trainable_variables:
+            variable.trainable = self.trainable
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._sync_variables()
 
     def get_config(self):
-        return {**super().get_config(), "fused_inference": self.fused_inference}
+        return {**super().get_config(), "fused_inference": self.fused_inference,
+                "frozen": self.frozen}
 
     def call(self, inputs, training=None, mask=None):
         inference = not (training and self.trainable)
@@ -374,3 +419,76 @@ class LocalResponseNormalization(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
                 "alpha": self.alpha, "beta": self.beta}
+
+
+@keras.saving.register_keras_serializable(package="kres")
+class InputPreprocessing(keras.layers.Layer):
+    """A model's own input normalisation, and what else its server needs to know.
+
+    The first layer of every model kres trains: it takes RGB (or grayscale)
+    pixels, 0-255, at the model's input size, and normalises them as the
+    network was trained (`kres.preprocessing.Preprocessing.normalize`:
+    channel order, mean, standard deviation). Its config also records how an
+    image is brought to the input size (`resize`) and what the classes are
+    called (`class_names`), so a ``.keras`` file alone says how to serve the
+    model: `kres.export`, `kres evaluate` and `kres predict` read it from
+    here, wherever the file was moved. It has no weights and computes in
+    float32 whatever the model's dtype policy.
+
+    Args:
+        mean: per-channel mean in [0, 1] (one value, or one per channel),
+            in the model's channel order.
+        std: per-channel standard deviation in [0, 1].
+        channel_order: ``"rgb"``, or ``"bgr"`` for weights trained on BGR
+            images (the layer reverses the channels first).
+        resize: ``"resize"`` or ``"center_crop"``: how an image of another
+            size is brought to the input size (`kres.preprocessing.eval_resize`).
+        class_names: a name per class, or ``None``.
+
+    Example:
+
+    >>> layer = InputPreprocessing(mean=(0.5,), std=(0.25,))
+    >>> float(layer(keras.ops.full((1, 2, 2, 1), 255.0))[0, 0, 0, 0])
+    2.0
+    """
+
+    def __init__(self, mean, std, channel_order="rgb", resize="resize", class_names=None,
+                 **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.mean, self.std = checks.as_tuple(mean), checks.as_tuple(std)
+        self.channel_order, self.resize = channel_order, resize
+        if class_names is not None:
+            if not isinstance(class_names, list | tuple) or not all(
+                    isinstance(c, str) for c in class_names):
+                checks.fail("class_names", class_names, "must be a list of strings or None")
+            class_names = list(class_names)
+        self.class_names = class_names
+        # Every value checked now, before the channels are known (at build).
+        widest = max([len(v) for v in (self.mean, self.std) if isinstance(v, tuple)]
+                     + [3 if channel_order == "bgr" else 1])
+        self._description(1, 1, 3 if widest == 3 else 1)
+
+    def _description(self, height, width, channels):
+        from kres.preprocessing import Preprocessing
+
+        return Preprocessing(height, width, channels, self.mean, self.std, self.resize,
+                             self.channel_order)
+
+    def build(self, input_shape):
+        self._prep = self._description(1, 1, input_shape[-1])
+
+    def call(self, inputs):
+        return self._prep.normalize(ops.cast(inputs, self.compute_dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def preprocessing(self, height, width, channels):
+        """The `kres.preprocessing.Preprocessing` of an input of that size."""
+        return self._description(height, width, channels)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": list(self.mean), "std": list(self.std),
+                "channel_order": self.channel_order, "resize": self.resize,
+                "class_names": self.class_names}

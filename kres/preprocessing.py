@@ -1,10 +1,12 @@
 """What a model's input goes through before the first layer, shared by training and serving.
 
 `Preprocessing` describes it (input size, normalisation, channel order,
-resize mode) and applies the normalisation (`Preprocessing.normalize`, the
-one place that maths is written); `eval_resize` is the evaluation resize
-that the input pipelines and the exported serving graph both apply, so a
-served model sees exactly what it was evaluated on.
+resize mode) and computes the normalisation (`Preprocessing.normalize`, the
+one place that maths is written), which a model kres trains carries inside
+itself as its first layer (`kres.layers.InputPreprocessing`): the input
+pipelines and every export feed it pixels. `eval_resize` is the evaluation
+resize that the input pipelines and the exported serving graph both apply,
+so a served model sees exactly what it was evaluated on.
 """
 
 import dataclasses
@@ -76,10 +78,10 @@ class Preprocessing:
         """Normalises RGB pixels (0-255, float) as the model expects them.
 
         Reorders the channels for ``"bgr"``, then subtracts ``mean * 255`` and
-        divides by ``std * 255``. Works on NumPy arrays and TensorFlow
-        tensors alike (the constants are NumPy, so a traced graph holds them
-        as constants); the input pipelines, the serving graphs and their
-        checks all call this.
+        divides by ``std * 255``. Works on NumPy arrays and TensorFlow or
+        JAX tensors alike (the constants are NumPy, so a traced graph holds
+        them as constants). The one place this is computed: a model's
+        `kres.layers.InputPreprocessing` calls it.
 
         Example:
 
@@ -94,6 +96,24 @@ class Preprocessing:
         if self.channel_order == "bgr":
             images = images[..., ::-1]
         return (images - mean) / std
+
+    def pixel_statistics(self):
+        """``(mean, std)`` in pixel values (0-255), one per channel in the images'
+        own (RGB) order: the pixel that `normalize` maps to 0, and the step
+        that it maps to 1 (random erasing's noise is drawn with them).
+
+        Example:
+
+        >>> Preprocessing(2, 2, 3, (0.5,), (0.25,)).pixel_statistics()[0].tolist()
+        [127.5, 127.5, 127.5]
+        """
+        import numpy as np
+
+        mean = np.broadcast_to(np.asarray(self.mean, np.float32) * 255.0, (self.channels,))
+        std = np.broadcast_to(np.asarray(self.std, np.float32) * 255.0, (self.channels,))
+        if self.channel_order == "bgr":
+            mean, std = mean[::-1], std[::-1]
+        return mean.copy(), std.copy()
 
     @classmethod
     def imagenet(cls, input_shape):

@@ -8,7 +8,7 @@ the plot of the curves.
     runs/<model>-<dataset>-<time>/
         config.json      the run's configuration (resume checks against it)
         model.json       the model's description: spec, input, preprocessing,
-                         class names (what `kres.export` needs besides weights)
+                         class names (a record: the model carries the last two)
         history.csv      one row per epoch (loss, accuracy, learning rate, time)
         best.keras       the best model by validation accuracy
         backup/          Keras BackupAndRestore state while a run is unfinished
@@ -88,7 +88,11 @@ def read_json(path):
 
 
 def write_model_description(directory, *, model, spec, preprocessing, class_names, dataset):
-    """Writes ``model.json``: what a served model needs besides its weights.
+    """Writes ``model.json``: the model's description, beside its file.
+
+    A model kres trains carries its preprocessing and class names itself
+    (`kres.layers.InputPreprocessing`); this record also names its spec and
+    dataset, and gave the preprocessing of models trained before it did.
 
     Args:
         directory: the run directory.

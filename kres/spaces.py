@@ -22,6 +22,7 @@ import keras_tuner as kt
 
 from kres import checks, runs, stats
 from kres.fitting import fit, pipelines
+from kres.models.base import image_input
 from kres.recipes import compile_model, resolve_recipe
 from kres.registry import build_model, resolve_spec
 
@@ -246,9 +247,15 @@ class ResidualHyperModel(kt.HyperModel):
         return resolve_recipe(self.config.recipe, **fields)
 
     def _build_model(self, overrides, dtype=None):
+        """A trial's network, normalising its own pixels (`kres.models.base.image_input`)."""
         return build_model(self.space.model, classes=self.data.spec.num_classes,
-                           input_shape=(self.image_size, self.image_size, self.channels),
+                           input_tensor=image_input(self.preprocessing, self.data.class_names),
                            dtype=dtype, **overrides)
+
+    @property
+    def preprocessing(self):
+        """The trials' `kres.preprocessing.Preprocessing`: the dataset's statistics."""
+        return self.data.spec.preprocessing((self.image_size, self.image_size, self.channels))
 
     def cost(self, overrides):
         """(MACs, parameters) of the network with these spec overrides (cached)."""
@@ -341,12 +348,11 @@ class ResidualHyperModel(kt.HyperModel):
             model.optimizer.iterations.assign(initial_epoch * steps)
         trial_id = trial_id or datetime.datetime.now().strftime("%H%M%S%f")
         run_dir = trial_run_dir(self.out_dir, trial_id, self.execution)
-        input_shape = (self.image_size, self.image_size, self.channels)
         os.makedirs(run_dir, exist_ok=True)
         runs.write_model_description(
             run_dir, model=self.space.model,
             spec=resolve_spec(self.space.model, **overrides),
-            preprocessing=self.data.spec.preprocessing(input_shape),
+            preprocessing=self.preprocessing,
             class_names=self.data.class_names, dataset=self.data.name)
         start = time.perf_counter()
         # A fresh run every time: a trial interrupted mid-way is retried from scratch.

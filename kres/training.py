@@ -26,7 +26,13 @@ from kres import splits as ksplits
 from kres.augment import FLIPPING, pipeline
 from kres.devices import PRECISIONS, STRATEGIES, make_strategy, resolve_precision
 from kres.fitting import fit, pipelines
-from kres.models.base import flip_averaged, load_model
+from kres.models.base import (
+    flip_averaged,
+    image_input,
+    load_model,
+    preprocessing_layer,
+    with_preprocessing,
+)
 from kres.preprocessing import Preprocessing
 from kres.recipes import (
     Recipe,
@@ -349,12 +355,13 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
         if config.seed is not None:
             keras.utils.set_random_seed(config.seed)
         recipe, d = p.recipe, p.data
-        input_shape = (p.image_size, p.image_size, p.channels)
         overrides = {**model_overrides(config, recipe),
                      **(p.pretrained.overrides if p.pretrained else {})}
         with strategy.scope():
+            # The model normalises its own pixels: the .keras file alone serves it.
             model = build_model(config.model, classes=d.spec.num_classes,
-                                input_shape=input_shape, dtype=precision, **overrides)
+                                input_tensor=image_input(p.preprocessing, d.class_names),
+                                dtype=precision, **overrides)
             if p.pretrained is not None:  # weights that do not fit fail before any file
                 finetune.transfer_weights(p.pretrained.model, model)
                 p.pretrained = None  # the copy is all the run needs
@@ -394,7 +401,7 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
         model = load_model(best_path)
     test_ds = pipeline(d.test, d.spec, training=False, cache=False, image_size=p.image_size,
                        channels=p.channels, num_classes=d.spec.num_classes,
-                       batch_size=recipe.batch_size, preprocessing=p.preprocessing)
+                       batch_size=recipe.batch_size)
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
     single_view = {}
     if recipe.test_flip:
@@ -526,10 +533,13 @@ def _check_cluster(config, run_dir):
 def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256, flip=False):
     """Scores a saved ``.keras`` model on a dataset split.
 
-    Beside a run's model, the run directory says how: its ``model.json``
-    gives the normalisation the model was trained with (pretrained weights'
-    own), its ``splits.json`` an image folder's split, its ``config.json``
-    the validation size and whether bad images were skipped.
+    A model kres trained normalises its own pixels
+    (`kres.layers.InputPreprocessing`), wherever its file was moved. For
+    another model (a run of kres before 0.2, a model built by hand), the
+    normalisation is the ``model.json`` beside it, else the dataset's
+    statistics. Beside a run's model, the run directory also gives an image
+    folder's split (``splits.json``), the validation size and whether bad
+    images were skipped (``config.json``).
 
     Args:
         model_path: a ``.keras`` file (e.g. a run's ``best.keras``).
@@ -572,11 +582,12 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
                       if same and os.path.isfile(splits_path) else None)
     data = load_data(dataset, data_dir=data_dir,
                      val_size=saved.get("val_size") if same else None, **folder)
-    described = runs.read_json(os.path.join(run, "model.json"))
-    prep = described.get("preprocessing")
-    prep = Preprocessing.from_json(prep) if prep else None
-    if prep is not None and (prep.height, prep.width, prep.channels) != (height, width, channels):
-        prep = None  # a description of another model
+    if preprocessing_layer(model) is None:
+        described = runs.read_json(os.path.join(run, "model.json")).get("preprocessing")
+        prep = Preprocessing.from_json(described) if described else None
+        if prep is None or (prep.height, prep.width, prep.channels) != (height, width, channels):
+            prep = data.spec.preprocessing((height, width, channels))  # none, or another model's
+        model = with_preprocessing(model, prep)
     classes = model.output_shape[-1]
     if classes != data.spec.num_classes:
         raise ValueError(
@@ -584,7 +595,6 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
             f"Received: dataset={dataset!r}"
         )
     ds = pipeline(getattr(data, split), data.spec, training=False, batch_size=batch_size,
-                  image_size=height, channels=channels, num_classes=classes, cache=False,
-                  preprocessing=prep)
+                  image_size=height, channels=channels, num_classes=classes, cache=False)
     return _scores(model, ds, classes, loss="categorical_crossentropy", flip=flip)
 

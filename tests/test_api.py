@@ -94,6 +94,27 @@ def test_import_kres_loads_neither_keras_nor_tensorflow():
     assert shape == "(None, 3)"
 
 
+KRES_THEN_KERAS = """
+import sys
+import kres, keras
+model = keras.saving.load_model(sys.argv[1])
+print(type(model.get_layer("conv1_bn")).__module__, model.output_shape)
+"""
+
+
+def test_keras_loads_a_kres_file_after_import_kres_keras(tmp_path):
+    # A kres .keras file names kres's registered layers; Keras finds them once kres's
+    # layers are registered, which `import kres` arranges for whenever Keras loads.
+    # (Keras imported first: every other test, whose conftest imports Keras first.)
+    path = str(tmp_path / "m.keras")
+    kres.CifarResNet20(depths=(1, 1, 1), classes=3).save(path)
+    done = subprocess.run([sys.executable, "-c", KRES_THEN_KERAS, path],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["kres.layers", "(None,", "3)"]
+
+
 def test_generated_constructors_and_catalog_match_the_registry():
     # The counts of each row are checked against the built model in test_models.
     from kres import catalog, registry

@@ -16,6 +16,7 @@ import pytest
 
 import kres
 from kres import backbones, registry
+from kres.models.base import leaves
 from tests.test_timm import TorchArch, random_state, write_safetensors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,7 +135,7 @@ def test_weights_are_shared_with_the_classifier():
     frozen = kres.feature_extractor(classifier, "C5", freeze_batch_norm=True)
     assert list(frozen.output) == ["C5"]
     assert classifier.get_layer("conv1_bn").trainable is False
-    assert classifier.get_layer("conv5_block1_2_bn").trainable is False
+    assert classifier.get_layer("conv5_block1_2_bn").frozen is True
 
 
 def _trained_once(freeze_batch_norm):
@@ -179,6 +180,69 @@ def test_frozen_batch_norm_keeps_its_statistics_and_scales():
     free = _trained_once(freeze_batch_norm=False)
     assert free["bn_changed"] == 4 * free["bn"] and free["trainable_bn"] == 2 * free["bn"]
     assert not free["train_mode_is_inference"]
+    keras.backend.clear_session()
+
+
+def _detector(freeze_batch_norm):
+    """A two-level FPN and a per-pixel head on a one-block ResNet-18 extractor, as a
+    user builds a detector or segmenter on it."""
+    backbone = kres.feature_extractor("resnet18", ("C4", "C5"), depths=(1, 1, 1, 1),
+                                      freeze_batch_norm=freeze_batch_norm)
+    image = keras.Input((64, 64, 3), name="image")
+    features = backbone(image)
+    p5 = keras.layers.Conv2D(8, 1, name="lateral5")(features["C5"])
+    p4 = keras.layers.Add(name="merge4")([
+        keras.layers.Conv2D(8, 1, name="lateral4")(features["C4"]),
+        keras.layers.UpSampling2D(2, name="up5")(p5)])
+    logits = keras.layers.Conv2D(3, 3, padding="same", name="head")(p4)
+    return backbone, keras.Model(image, logits, name="detector")
+
+
+def test_a_detector_on_the_backbone_saves_and_reloads_in_safe_mode(tmp_path):
+    backbone, detector = _detector(freeze_batch_norm=True)
+    x = np.random.default_rng(2).normal(size=(2, 64, 64, 3)).astype("float32")
+    for model, name in ((detector, "det.keras"), (backbone, "backbone.keras")):
+        path = str(tmp_path / name)
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+        for got, expected in zip(keras.tree.flatten(loaded(x)), keras.tree.flatten(model(x))):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # The frozen batch norms are frozen in the loaded model too.
+    loaded_bn = [layer for layer in leaves(loaded)
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+    assert loaded_bn and all(layer.frozen and not layer.trainable for layer in loaded_bn)
+    keras.backend.clear_session()
+
+
+def test_frozen_batch_norm_stays_frozen_through_two_phase_fine_tuning():
+    # The detectors' recipe: the backbone frozen while the heads train, then all of it.
+    backbone, detector = _detector(freeze_batch_norm=True)
+    rng = np.random.default_rng(3)
+    x = rng.normal(1.0, 2.0, (8, 64, 64, 3)).astype("float32")
+    y = rng.integers(0, 3, (8, 4, 4))
+    bn = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    before = [w.numpy().copy() for layer in bn for w in layer.weights]
+    kernel = backbone.get_layer("conv1_conv").kernel
+    kernel_before = kernel.numpy().copy()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for trainable in (False, True):
+        backbone.trainable = trainable
+        detector.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+        detector.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    # The second phase trained the backbone's convolutions, and no batch-norm variable
+    # (moving mean and variance, scale, offset) of it.
+    assert not np.array_equal(kernel.numpy(), kernel_before)
+    after = [w.numpy() for layer in bn for w in layer.weights]
+    assert len(bn) == 12 and all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert all(layer.trainable is False for layer in bn)
+    keras.backend.clear_session()
+
+
+def test_freezing_refuses_keras_own_batch_norm():
+    model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3),
+                                        include_top=False)
+    with pytest.raises(ValueError, match=r"freeze_batch_norm .* Keras's own \(conv1_bn"):
+        kres.feature_extractor(model, "C5", freeze_batch_norm=True)
     keras.backend.clear_session()
 
 
@@ -267,13 +331,17 @@ def test_public_and_documented():
                                                          "Example:"))
 
 
-def test_fpn_example_trains(capsys):
+def test_fpn_example_trains_and_saves(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location(
         "fpn_backbone", os.path.join(ROOT, "examples", "fpn_backbone.py"))
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    result = example.main(["--smoke"])
+    out = tmp_path / "segmenter.keras"
+    result = example.main(["--smoke", "--out", str(out)])
     assert result["after"]["loss"] < 0.8 * result["before"]["loss"]
     printed = capsys.readouterr().out
     assert "before: loss" in printed and "after:  loss" in printed
+    # The segmenter, backbone included, saved and loaded back in safe mode.
+    assert out.is_file() and result["reload_difference"] <= 1e-4
+    assert f"saved {out}" in printed
     keras.backend.clear_session()

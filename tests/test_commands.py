@@ -249,8 +249,16 @@ def test_train_in_every_precision_and_with_xla(fashion_mnist_dir, tmp_path, flag
         results = json.load(f)
     assert (results["precision"], results["jit_compile"]) == (precision, jit)
     assert results["precision_reason"] == reason
-    first = capsys.readouterr().out.splitlines()[0]
+    printed = capsys.readouterr().out
+    first = printed.splitlines()[0]
     assert f", {precision}" in first and (reason in first) == (reason != "asked for")
+    # The line printed is the run's result, to the digit; the flags reached the config.
+    assert f"test accuracy {results['test_accuracy']:.4f} after 1 epochs" in printed
+    assert results["epochs_run"] == 1 and results["train_examples"] == 256
+    with open(os.path.join(run, "config.json")) as f:
+        config = json.load(f)
+    assert config["recipe_overrides"]["augment"] == "none"
+    assert config["model_overrides"] == {"depths": [1, 1, 1]} and config["val_size"] == 128
     best = kres.load_model(os.path.join(run, "best.keras"))
     assert best.get_layer("conv1_conv").compute_dtype == compute
     assert best.get_layer("predictions").compute_dtype == "float32"

@@ -45,13 +45,20 @@ def test_load_splits_train_val_test(fashion_mnist_dir):
     assert len(_labels(d.train)) == 3000 and len(_labels(d.val)) == 1000
 
 
-def test_pipeline_normalises_real_data(fashion_mnist_dir):
+def test_pipeline_gives_pixels_that_the_model_normalises(fashion_mnist_dir):
+    from kres.layers import InputPreprocessing
+
     d = datasets.load("fashion_mnist", data_dir=fashion_mnist_dir, val_size=5000)
     ds = augment.pipeline(d.val, d.spec, training=False, batch_size=5000, image_size=28,
                        channels=1, num_classes=10)
     x, y = next(iter(ds))
     assert x.shape == (5000, 28, 28, 1) and y.shape == (5000, 10)
-    assert abs(float(tf.reduce_mean(x))) < 0.05 and abs(float(tf.math.reduce_std(x)) - 1) < 0.05
+    # Pixels, as a server receives them (whole values 0-255 at the native size) ...
+    assert float(tf.reduce_min(x)) == 0 and float(tf.reduce_max(x)) == 255
+    np.testing.assert_array_equal(x, tf.round(x))
+    # ... which the first layer of a model trained on the dataset normalises.
+    z = InputPreprocessing(d.spec.mean, d.spec.std)(x)
+    assert abs(float(tf.reduce_mean(z))) < 0.05 and abs(float(tf.math.reduce_std(z)) - 1) < 0.05
     np.testing.assert_array_equal(tf.reduce_sum(y, axis=1), 1.0)
 
 
@@ -111,6 +118,27 @@ def test_imagenet_eval_resizes_and_center_crops():
     x, _ = next(iter(augment.pipeline(ds, spec, training=True, batch_size=1, image_size=28,
                                    channels=3, num_classes=2, seed=0, color_jitter=0.4)))
     assert x.shape == (1, 28, 28, 3)
+
+
+@pytest.mark.parametrize("order", ["rgb", "bgr"])
+def test_random_erasing_fills_with_what_the_model_normalises_to_standard_normal(order):
+    # The pipeline gives pixels; the box's noise is drawn so that the model's first
+    # layer turns it into N(0, 1) in every channel, as erasing in normalised space does.
+    gray = np.full((64, 16, 16, 3), 128, np.uint8)
+    d = datasets.from_arrays(gray, np.zeros(64, int), gray[:8], np.zeros(8, int),
+                             num_classes=2, val_size=8, augment="none")
+    prep = preprocessing.Preprocessing(16, 16, 3, (0.2, 0.4, 0.6), (0.1, 0.2, 0.3),
+                                       channel_order=order)
+    ds = augment.pipeline(d.train, d.spec, training=True, batch_size=56, image_size=16,
+                          channels=3, num_classes=2, seed=0, random_erasing=1.0,
+                          preprocessing=prep)
+    x = next(iter(ds))[0].numpy()
+    erased = np.any(x != 128, axis=-1)
+    assert 0.02 < erased.mean() < 0.4  # a box of 2-40% of each image, in every image
+    assert np.array_equal(x[~erased], np.full_like(x[~erased], 128))  # the rest untouched
+    z = np.asarray(prep.normalize(x))[erased]
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=0.1)
+    np.testing.assert_allclose(z.std(axis=0), 1, atol=0.1)
 
 
 def test_mixup_and_cutmix_mix_labels():

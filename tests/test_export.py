@@ -82,35 +82,74 @@ def test_rgb_model_center_crops_and_reads_jpeg(tmp_path):
 
 def test_versions_are_atomic_and_never_overwritten(gray_model, tmp_path, monkeypatch):
     base = str(tmp_path / "m")
-    assert serving.export(gray_model, base, verify=False).endswith(os.sep + "1")
-    assert serving.export(gray_model, base, verify=False).endswith(os.sep + "2")
+    fm = dict(dataset="fashion_mnist")
+    assert serving.export(gray_model, base, verify=False, **fm).endswith(os.sep + "1")
+    assert serving.export(gray_model, base, verify=False, **fm).endswith(os.sep + "2")
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(archive, "verify_saved_model", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        serving.export(gray_model, base)
+        serving.export(gray_model, base, **fm)
     assert sorted(os.listdir(base)) == ["1", "2"]  # no 3, no staging left behind
     monkeypatch.undo()
     with pytest.raises(ValueError, match=r"Version 2 exists already.*version=2"):
-        serving.export(gray_model, base, version=2)
+        serving.export(gray_model, base, version=2, **fm)
     config = (tmp_path / "models.config").read_text()
     assert 'name: "m"' in config and 'base_path: "/models/m"' in config
 
 
 def test_bad_export_targets(gray_model, tmp_path):
     any_size = kres.build_model("cifar_resnet20", input_shape=(None, None, 3))
+    fm = dict(dataset="fashion_mnist")
     with pytest.raises(ValueError, match=r"known input size"):
-        serving.export(any_size, str(tmp_path / "a"))
+        serving.export(any_size, str(tmp_path / "a"), **fm)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match=r"is a file"):
-        serving.export(gray_model, str(tmp_path / "file"))
+        serving.export(gray_model, str(tmp_path / "file"), **fm)
     with pytest.raises(ValueError, match=r"version=0"):
-        serving.export(gray_model, str(tmp_path / "b"), version=0)
+        serving.export(gray_model, str(tmp_path / "b"), version=0, **fm)
     with pytest.raises(ValueError, match=r"class_names must name the model's 10 classes"):
-        serving.export(gray_model, str(tmp_path / "c"), class_names=["a", "b"])
+        serving.export(gray_model, str(tmp_path / "c"), class_names=["a", "b"], **fm)
     assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
+
+
+def test_a_model_without_its_normalisation_is_refused(gray_model, tmp_path):
+    # Guessed statistics would serve confidently wrong answers: refused, before any file.
+    for fmt in ("saved_model", "tflite", "onnx"):
+        with pytest.raises(ValueError, match=r"'cifar_resnet20' does not carry its input "
+                           r"normalisation.*preprocessing=kres\.serving\.Preprocessing\(28, "
+                           r"28, 1, mean, std\).*--dataset.*Received: preprocessing=None, "
+                           r"dataset=None"):
+            serving.export(gray_model, str(tmp_path / fmt), format=fmt)
+    # A dataset whose statistics kres does not know says nothing either.
+    with pytest.raises(ValueError, match=r"Received: preprocessing=None, dataset='photos'"):
+        serving.export(gray_model, str(tmp_path / "photos"), dataset="photos")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_model_carrying_its_normalisation_is_served_with_it(tmp_path):
+    from kres.models.base import image_input
+    from kres.preprocessing import Preprocessing
+
+    prep = Preprocessing(28, 28, 1, (0.25,), (0.5,))
+    model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), classes=3,
+                             input_tensor=image_input(prep, ["a", "b", "c"]))
+    path = serving.export(model, str(tmp_path / "m"))  # nothing said: the model says it
+    with open(os.path.join(path, "kres.json")) as f:
+        record = json.load(f)
+    assert record["preprocessing"] == prep.to_json() and record["class_names"] == ["a", "b", "c"]
+    pixels = np.random.default_rng(4).integers(0, 256, (2, 28, 28, 1), np.uint8)
+    out = tf.saved_model.load(path).signatures["serving_pixels"](pixels=tf.constant(pixels))
+    # The model takes pixels: its first layer normalises them.
+    expected = model.predict(pixels.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    with pytest.raises(ValueError, match=r"normalises its input itself.*preprocessing must be "
+                                         r"None or that"):
+        serving.export(model, str(tmp_path / "other"),
+                       preprocessing=Preprocessing(28, 28, 1, (0.5,), (0.5,)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "models.config"]
 
 
 def _png_header(width, height):
@@ -201,7 +240,7 @@ def test_decompression_bomb_costs_no_memory(exported, tmp_path):
 
 def test_byte_limit(gray_model, tmp_path):
     path = serving.export(gray_model, str(tmp_path / "small"), max_image_bytes=100,
-                          verify=False)
+                          verify=False, dataset="fashion_mnist")
     loaded = tf.saved_model.load(path)
     big = tf.io.encode_png(np.random.default_rng(0).integers(0, 256, (28, 28, 1),
                                                              np.uint8)).numpy()
@@ -372,7 +411,7 @@ import kres
 from kres.serving import archive
 model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
 archive.verify_saved_model = lambda *args, **kwargs: os._exit(9)  # killed while verifying
-kres.export(model, sys.argv[1])
+kres.export(model, sys.argv[1], dataset="fashion_mnist")
 """
 
 
@@ -389,14 +428,15 @@ def test_a_killed_export_leaves_no_version(tmp_path):
 def test_auxiliary_classifiers_are_not_exported(tmp_path):
     model = kres.build_model("googlenet_bn", aux_classifiers=True, classes=4,
                              input_shape=(96, 96, 3))
-    path = serving.export(model, str(tmp_path / "googlenet"))
+    from kres.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+    path = serving.export(model, str(tmp_path / "googlenet"),
+                          preprocessing=Preprocessing.imagenet((96, 96, 3)))
     loaded = tf.saved_model.load(path)
     pixels = np.random.default_rng(1).integers(0, 256, (2, 96, 96, 3), np.uint8)
     out = loaded.signatures["serving_pixels"](pixels=tf.constant(pixels))
     assert out["probabilities"].shape == (2, 4)
     # What the one-output inference network gives on the same preprocessed input.
-    from kres.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # the default preprocessing
-
     images = _normalise(pixels, IMAGENET_MEAN, IMAGENET_STD)
     expected = kres.strip_auxiliary(model).predict(images, verbose=0)
     np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
@@ -407,7 +447,8 @@ import sys, kres
 from kres.serving import export, predict
 model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
 model.save(sys.argv[1] + "/best.keras")
-path = kres.export(model, sys.argv[1] + "/saved/m")
+prep = kres.serving.Preprocessing(28, 28, 1, (0.5,), (0.25,))
+path = kres.export(model, sys.argv[1] + "/saved/m", preprocessing=prep)
 image = open(sys.argv[2], "rb").read()
 assert predict(sys.argv[1] + "/saved/m", [image])["probabilities"].shape == (1, 10)
 loaded = [m for m in ("tensorflow_datasets", "kres.datasets", "kres.training", "kres.recipes",
@@ -453,7 +494,7 @@ def test_export_of_a_run_uses_its_description(tmp_path):
         kres.export(model, str(tmp_path / "bad"), preprocessing=Preprocessing(32, 32, 1,
                                                                               (0.5,), (0.5,)))
     with pytest.raises(ValueError, match=r"grouped_conv must be one of.*grouped_conv='fast'"):
-        kres.export(model, str(tmp_path / "bad"), grouped_conv="fast")
+        kres.export(model, str(tmp_path / "bad"), grouped_conv="fast", dataset="mnist")
     assert not (tmp_path / "bad").exists()
 
 

@@ -169,8 +169,9 @@ def test_weights_normalisation_is_keras_preprocess_input(mode):
                                rtol=1e-5, atol=1e-4)
 
 
-def test_caffe_normalisation_inside_the_pipeline_and_the_export(tmp_path):
+def test_caffe_normalisation_inside_the_model_and_the_export(tmp_path):
     from kres.augment import pipeline
+    from kres.models.base import image_input
     from kres.serving import c_api_run, export
 
     mean, std, order = finetune._normalization("caffe")
@@ -180,14 +181,19 @@ def test_caffe_normalisation_inside_the_pipeline_and_the_export(tmp_path):
     batch, _ = next(iter(pipeline(data.test, data.spec, training=False, batch_size=4,
                                   image_size=8, channels=3, num_classes=2, preprocessing=prep,
                                   deterministic=True)))
+    np.testing.assert_array_equal(batch.numpy(), x)  # the pipeline gives pixels
     caffe = keras.applications.imagenet_utils.preprocess_input(x.astype(np.float32),
                                                               mode="caffe")
-    np.testing.assert_allclose(batch.numpy(), caffe, atol=1e-4)
-
-    model = kres.build_model("cifar_resnet20", classes=2, input_shape=(8, 8, 3), **TINY)
-    path = export(model, str(tmp_path / "served"), preprocessing=prep, class_names=["a", "b"])
+    # The model's first layer normalises them as keras.applications' caffe mode.
+    model = kres.build_model("cifar_resnet20", classes=2, input_tensor=image_input(prep),
+                             **TINY)
+    normalised = keras.Model(model.input, model.get_layer("preprocessing").output)
+    np.testing.assert_allclose(normalised.predict(batch, verbose=0), caffe, atol=1e-4)
+    path = export(model, str(tmp_path / "served"), class_names=["a", "b"])
     served = c_api_run(path, "serving_pixels", {"pixels": x})["probabilities"]
-    np.testing.assert_allclose(served, model.predict(caffe, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(served, model.predict(batch, verbose=0), atol=1e-5)
+    with open(os.path.join(path, "kres.json")) as f:
+        assert json.load(f)["preprocessing"] == prep.to_json()
 
 
 def test_bad_weights_are_refused_before_training(pretrained_run, tmp_path):

@@ -23,9 +23,10 @@ NATIVE_BACKWARD_ON_CPU = layers.cpu_runs_grouped_backward("float32")
 
 
 def keras_config(batch_norm):
-    """Our batch norm's config is Keras's plus `fused_inference`."""
+    """Our batch norm's config is Keras's plus `fused_inference` and `frozen`."""
     config = batch_norm.get_config()
     assert config.pop("fused_inference") in (True, False)
+    assert config.pop("frozen") in (True, False)
     return config
 
 
@@ -336,6 +337,35 @@ def test_fused_batch_norm_inference_and_frozen_equal_keras(dtype, tolerance, jit
         assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_frozen_batch_norm_stays_frozen_whatever_trainable_says():
+    # Frozen: Keras's layer with trainable=False (its moving statistics in training, no
+    # trainable weights), also after trainable=True, the way a model sets its layers.
+    x = tf.random.normal((4, 5, 5, 6), mean=3.0, stddev=2.0, seed=9)
+    ours = BatchNormalization(frozen=True)
+    theirs = keras.layers.BatchNormalization.from_config(keras_config(ours))
+    for layer in (ours, theirs):
+        layer.build(x.shape)
+        layer.set_weights([np.linspace(0.5, 1.5, 6), np.linspace(-1, 1, 6),
+                           np.linspace(2, 4, 6), np.linspace(1, 3, 6)])
+    theirs.trainable = False
+    model = keras.Sequential([keras.Input((5, 5, 6)), ours])
+    model.trainable = True  # reaches every layer through its `trainable` setter
+    assert ours.trainable is False and not ours.trainable_weights
+    assert not any(v.trainable for v in ours.weights)
+    for training in (True, False):
+        y, (dx, *_) = bn_step(ours, training, False)(x)
+        y_keras, (dx_keras, *_) = bn_step(theirs, training, False)(x)
+        np.testing.assert_allclose(y, y_keras, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dx, dx_keras, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours.moving_mean, np.linspace(2, 4, 6), rtol=1e-6)
+    clone = BatchNormalization.from_config(ours.get_config())
+    assert clone.frozen is True and clone.trainable is False
+    ours.frozen = False  # unfrozen: trainable again, as the model says
+    assert ours.trainable is True and len(ours.trainable_weights) == 2
+    with pytest.raises(ValueError, match=r"Received: frozen='yes'"):
+        BatchNormalization(frozen="yes")
 
 
 @pytest.mark.parametrize("fused_inference", [True, False])

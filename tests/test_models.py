@@ -30,8 +30,14 @@ def _marked(names, slow):
 
 
 @pytest.mark.parametrize("name", _marked(kres.list_models(), SLOW))
-def test_model_size(name):
-    model = kres.build_model(name)
+def test_model_size_training_and_rebuild(name):
+    model = kres.build_model(name)  # built once for both halves
+    _check_size(name, model)
+    if name not in HEAVY:
+        _check_trains_and_rebuilds(name, model)
+
+
+def _check_size(name, model):
     spec = kres.get_spec(name)
     assert model.name == name
     size = spec.default_size
@@ -65,9 +71,13 @@ def test_model_size(name):
     assert len(set(kernels)) == len(kernels), "some layers start with identical kernels"
 
 
-@pytest.mark.parametrize("name", _marked(kres.list_models(), HEAVY | SLOW))
-def test_model_trains_and_rebuilds(name):
-    model = kres.build_model(name)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(HEAVY))
+def test_heavy_model_trains_and_rebuilds(name):
+    _check_trains_and_rebuilds(name, kres.build_model(name))
+
+
+def _check_trains_and_rebuilds(name, model):
     spec = kres.get_spec(name)
     size = spec.default_size
     x = tf.random.uniform((2, size, size, 3))

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import keras
@@ -62,12 +63,15 @@ def test_coupled_weight_decay():
     assert "L2" not in json.dumps(fresh.get_config())
 
 
-def test_short_run_on_real_fashion_mnist_learns(fashion_mnist_dir, tmp_path):
-    config = training.TrainConfig(
-        "cifar_resnet20", "fashion_mnist", model_overrides=TINY, subset=4000, val_size=1000,
-        recipe_overrides={"epochs": 2, "batch_size": 64}, data_dir=fashion_mnist_dir)
-    run = tmp_path / "run"
-    results = training.train(config, run_dir=str(run), verbose=0)
+def test_short_run_on_real_fashion_mnist_learns(trained, fashion_mnist_dir):
+    # The shared run (conftest.py): kres.train of a one-block ResNet on 4,000 images.
+    run = Path(trained).parent
+    with open(run / "results.json") as f:
+        results = json.load(f)
+    with open(run / "config.json") as f:
+        config = training.TrainConfig(**json.load(f))
+    assert (config.subset, config.model_overrides, config.recipe_overrides["epochs"]) == \
+        (4000, {"depths": [1, 1, 1]}, 2)
     assert results["test_accuracy"] > 0.6  # chance is 0.1
     assert results["epochs_run"] == 2 and len(results["epoch_times"]) == 2
     assert results["params"] == kres.count_params(kres.build_model(
@@ -94,7 +98,7 @@ def test_short_run_on_real_fashion_mnist_learns(fashion_mnist_dir, tmp_path):
     test = tfds.load("fashion_mnist", split="test", data_dir=fashion_mnist_dir,
                      as_supervised=True)
     images, labels = (np.stack(a) for a in zip(*tfds.as_numpy(test)))
-    x = (images.astype("float32") - 0.2860 * 255) / (0.3530 * 255)
+    x = images.astype("float32")  # pixels: the model normalises them itself
     both = best.predict(x, verbose=0) + best.predict(x[:, :, ::-1], verbose=0)
     flipped = training.evaluate(str(run / "best.keras"), "fashion_mnist",
                                 data_dir=fashion_mnist_dir, flip=True)
@@ -388,3 +392,54 @@ def test_imagenet_cosine_recipe_zero_init_decay_and_label_smoothing():
     assert set(decayed) == kernels  # no decay on batch norm and biases (Bag of Tricks)
     assert {float(r.l2) for r in decayed.values()} == {1e-4 / 2}
     assert model.loss.label_smoothing == pytest.approx(0.1)
+
+
+def test_training_prints_a_line_per_epoch_outside_a_terminal(tmp_path, capsys):
+    # In a log file or CI (standard output is no terminal, as under capsys), "auto" is
+    # one line per epoch: Keras's bar would redraw itself with \r and \b at every step.
+    from kres.fitting import fit, progress
+
+    data = _arrays()
+    model = kres.build_model("cifar_resnet20", classes=2, input_shape=(8, 8, 1), **TINY)
+    recipe = recipes.resolve_recipe("he2015-cifar", epochs=2, batch_size=8)
+    recipes.compile_model(model, recipe, 8, 2)
+    train, val = (augment.pipeline(ds, data.spec, training=False, batch_size=8, image_size=8,
+                                   channels=1, num_classes=2) for ds in (data.train, data.val))
+    fit(model, str(tmp_path / "run"), train, val, recipe=recipe, train_examples=64)
+    printed = capsys.readouterr().out
+    assert "\r" not in printed and "\b" not in printed
+    assert printed.count("Epoch ") == 2 and len(printed.splitlines()) <= 6
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    assert progress("auto", Terminal()) == 1 and progress(0, Terminal()) == 0
+
+
+def test_evaluate_normalises_a_model_that_does_not_itself(tmp_path, fashion_mnist_dir):
+    # A model without its own normalisation (built by hand, or saved by kres 0.1): the
+    # model.json beside it says how its inputs were normalised, else the dataset does.
+    import tensorflow_datasets as tfds
+
+    from kres import runs
+    from kres.preprocessing import Preprocessing
+
+    model = kres.build_model("cifar_resnet20", classes=10, input_shape=(28, 28, 1), **TINY)
+    test = tfds.load("fashion_mnist", split="test", data_dir=fashion_mnist_dir,
+                     as_supervised=True)
+    images, labels = (np.stack(a) for a in zip(*tfds.as_numpy(test)))
+    for folder, (mean, std) in (("described", (0.25, 0.5)), ("bare", (0.2860, 0.3530))):
+        path = tmp_path / folder / "best.keras"
+        path.parent.mkdir()
+        model.save(path)
+        if folder == "described":
+            runs.write_model_description(
+                str(path.parent), model="cifar_resnet20", spec=kres.get_spec("cifar_resnet20"),
+                preprocessing=Preprocessing(28, 28, 1, (mean,), (std,)),
+                class_names=[str(i) for i in range(10)], dataset="fashion_mnist")
+        scores = training.evaluate(str(path), "fashion_mnist", data_dir=fashion_mnist_dir)
+        x = (images.astype("float32") - np.float32(mean * 255)) / np.float32(std * 255)
+        loss = keras.losses.categorical_crossentropy(
+            keras.ops.one_hot(labels, 10), model.predict(x, verbose=0))
+        assert scores["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-4), folder

@@ -1,16 +1,18 @@
 """Serving: exported models for TF Serving, and the checks that they serve right.
 
 - `kres.serving.archive`: `export` (versions, signatures, warmup records,
-  ``models.config``, ``kres.json``) and `predict` through an export;
-- `kres.serving.decode`: decoding with limits and the preprocessing inside
-  the serving graph;
+  ``models.config``, ``kres.json``; `served_model`, the model with its own
+  normalisation) and `predict` through an export;
+- `kres.serving.decode`: decoding with limits and the resize inside the
+  serving graph;
 - `kres.serving.verify`: loading an export through TensorFlow's C API (the
   loader TF Serving links) and comparing it with the Keras model;
 - `kres.serving.edge`: LiteRT (TFLite, with quantization) and ONNX files,
   each checked against the Keras model before it is written.
 
-Serving needs a model and its description, never the training code or
-TensorFlow Datasets.
+Serving needs a model that carries its normalisation (every model kres
+trains does: `kres.layers.InputPreprocessing`), or is told it, and never the
+training code or TensorFlow Datasets.
 """
 
 from kres.preprocessing import Preprocessing

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from kres import checks, runs
 from kres.layers import FORMULATIONS, use_formulation
-from kres.models.base import in_float32, load_model
+from kres.models.base import in_float32, load_model, preprocessing_layer, with_preprocessing
 from kres.models.googlenet import strip_auxiliary
 from kres.preprocessing import Preprocessing
 from kres.serving import edge
@@ -82,12 +82,20 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
            metadata=None, warmup_images=None, grouped_conv="split", verify=True):
     """Exports a model as version `version` of a TF Serving model in `directory`.
 
+    The served graph decodes and resizes; the normalisation is the model's
+    own. A model kres trained carries it (`kres.layers.InputPreprocessing`:
+    statistics, resize mode, class names), wherever its ``.keras`` file was
+    moved. Any other model needs it said (`preprocessing`, or a `dataset`
+    whose statistics kres knows, or the ``model.json`` of a kres run beside
+    its file), and is refused without it: a server that normalises with the
+    wrong statistics answers confidently and wrongly, and nothing at serving
+    time can tell.
+
     Args:
         model: a Keras model with a known input size, or the path of a
             ``.keras`` file; a file in a `kres.train` run (or search)
-            directory brings the run's description (``model.json``: spec,
-            preprocessing, class names) and test accuracy, which fill the
-            arguments not given.
+            directory brings the run's record (``model.json``: spec;
+            ``results.json``: test accuracy) into ``kres.json``.
         directory: for a SavedModel, the model's base path, e.g.
             ``saved_models/resnext50`` (versions go inside it); for a LiteRT or
             ONNX file, the folder to write (it must not exist yet).
@@ -102,12 +110,14 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
             at the model's input size) representative of the training data:
             ``quantize="int8"`` calibrates on them, and a LiteRT or ONNX file
             is checked on them (else on random pixels) before it is written.
-        class_names: a name per class (default: the run's, else the indices).
-        preprocessing: a `kres.preprocessing.Preprocessing`; default: the
-            run's, else the one of `dataset`, else ImageNet statistics
-            (averaged for 1-channel models) with a plain resize.
-        dataset: the training dataset's name (for the preprocessing and the
-            record in ``kres.json``).
+        class_names: a name per class (default: the model's own, else the
+            run's, else the indices).
+        preprocessing: a `kres.preprocessing.Preprocessing`, for a model that
+            does not normalise its own input (else it must agree with the
+            model's); default: the run's ``model.json``, else the statistics
+            of `dataset`.
+        dataset: the training dataset's name (for the preprocessing of a
+            model without its own, and the record in ``kres.json``).
         top_k: how many classes ``classes``, ``scores`` and ``labels`` give
             (default: 5, or every class for models with fewer). SavedModels
             only, as are the two limits and the warmup images.
@@ -126,8 +136,9 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
         The path of the new version directory (SavedModel) or folder.
 
     Raises:
-        ValueError: for a model without a known input size, a `directory`
-            that is a file, an existing `version`, a layer the format cannot
+        ValueError: for a model without a known input size, a model whose
+            normalisation is unknown (see above), a `directory` that is a
+            file, an existing `version`, a layer the format cannot
             represent, or invalid settings, all before anything is written.
         RuntimeError: for ONNX without the ``edge`` extra installed.
 
@@ -146,19 +157,14 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
     _check_model(model)
     # Auxiliary classifiers (GoogLeNet) are for training only; a model trained in
     # mixed precision is served in float32 (its variables are float32 already).
-    model = in_float32(strip_auxiliary(model))
+    model, preprocessing, class_names = served_model(
+        in_float32(strip_auxiliary(model)), preprocessing, class_names, dataset)
     directory = os.fspath(directory)
     if format != "saved_model":
         if version is not None:
             raise ValueError(f"version is for TF Serving's SavedModels; a {format} export is "
                              f"one folder. Received: version={version!r}")
         edge.check_file_options(format, quantize, input_type, calibration_images)
-        classes = model.output_shape[-1]
-        class_names = [str(c) for c in (class_names or range(classes))]
-        if len(class_names) != classes:
-            raise ValueError(f"class_names must name the model's {classes} classes. "
-                             f"Received: {len(class_names)} names")
-        preprocessing = _checked_preprocessing(model, preprocessing, dataset)
         return edge.export_file(model, directory, fmt=format, preprocessing=preprocessing,
                                 class_names=class_names, quantize=quantize,
                                 input_type=input_type, calibration=calibration_images,
@@ -178,17 +184,12 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
         raise ValueError(f"Version {version} exists already in {directory}; versions are "
                          f"never overwritten. Received: version={version}")
     classes = model.output_shape[-1]
-    class_names = [str(c) for c in (class_names or range(classes))]
-    if len(class_names) != classes:
-        raise ValueError(f"class_names must name the model's {classes} classes. "
-                         f"Received: {len(class_names)} names")
     top_k = min(5, classes) if top_k is None else top_k
     checks.integer("top_k", top_k, minimum=1, maximum=classes)
     checks.positive_int("max_image_bytes", max_image_bytes)
     checks.positive_int("max_pixels", max_pixels)
     checks.choice("grouped_conv", grouped_conv, FORMULATIONS)
     checks.boolean("verify", verify)
-    preprocessing = _checked_preprocessing(model, preprocessing, dataset)
 
     os.makedirs(directory, exist_ok=True)
     # TF Serving only loads integer directories: build the version beside them.
@@ -221,26 +222,62 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
     return final
 
 
-def _checked_preprocessing(model, preprocessing, dataset):
-    if preprocessing is None:
-        preprocessing = _default_preprocessing(model.input_shape[1:], dataset)
-    if not isinstance(preprocessing, Preprocessing):
+def served_model(model, preprocessing=None, class_names=None, dataset=None):
+    """``(model, preprocessing, class_names)``: the model that an export serves.
+
+    A model that carries its preprocessing (`kres.layers.InputPreprocessing`)
+    is served as it is, with its own class names unless `class_names` are
+    given; `preprocessing`, when given, must agree with its own. Any other
+    model gets one from `preprocessing`, else from the statistics of
+    `dataset` (`kres.datasets.DATASETS`), in front of it
+    (`kres.models.base.with_preprocessing`), or is refused.
+
+    Returns:
+        The model taking pixels (0-255) at its input size, its
+        `kres.preprocessing.Preprocessing` and a name per class.
+
+    Raises:
+        ValueError: for a model whose normalisation is unknown or disagrees
+            with `preprocessing`, or class names that do not fit its classes.
+    """
+    shape = tuple(model.input_shape[1:])
+    if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
         checks.fail("preprocessing", preprocessing, "must be a kres.preprocessing.Preprocessing")
-    if (preprocessing.height, preprocessing.width, preprocessing.channels) != \
-            tuple(model.input_shape[1:]):
-        raise ValueError(
-            f"preprocessing must give the model's input shape {tuple(model.input_shape[1:])}. "
-            f"Received: preprocessing={preprocessing!r}")
-    return preprocessing
+    carried = preprocessing_layer(model)
+    if carried is not None:
+        own = carried.preprocessing(*shape)
+        if preprocessing is not None and preprocessing != own:
+            raise ValueError(
+                f"The model normalises its input itself ({own}); preprocessing must be None or "
+                f"that. Received: preprocessing={preprocessing!r}")
+        preprocessing, class_names = own, class_names or carried.class_names
+    else:
+        if preprocessing is None and dataset is not None:
+            from kres.datasets import DATASETS  # the statistics of the named datasets
+
+            if dataset in DATASETS:
+                preprocessing = DATASETS[dataset].preprocessing(shape)
+        if preprocessing is None:
+            raise ValueError(
+                f"The model {model.name!r} does not carry its input normalisation (a model "
+                "kres trains does), and serving it with guessed statistics would answer "
+                "wrongly without a sign: give preprocessing=kres.serving.Preprocessing("
+                f"{shape[0]}, {shape[1]}, {shape[2]}, mean, std) with the mean and standard "
+                f"deviation (0-1) it was trained with, or dataset= one of {_dataset_names()} "
+                f"(kres export: --dataset). Received: preprocessing=None, dataset={dataset!r}")
+        model = with_preprocessing(model, preprocessing)
+    classes = model.output_shape[-1]
+    class_names = [str(c) for c in (class_names or range(classes))]
+    if len(class_names) != classes:
+        raise ValueError(f"class_names must name the model's {classes} classes. "
+                         f"Received: {len(class_names)} names")
+    return model, preprocessing, class_names
 
 
-def _default_preprocessing(input_shape, dataset):
-    if dataset is not None:
-        from kres.datasets import DATASETS
+def _dataset_names():
+    from kres.datasets import DATASETS
 
-        if dataset in DATASETS:
-            return DATASETS[dataset].preprocessing(input_shape)
-    return Preprocessing.imagenet(input_shape)
+    return ", ".join(sorted(DATASETS))
 
 
 def _from_run(model_path):
@@ -250,6 +287,8 @@ def _from_run(model_path):
     preprocessing, class names and dataset; ``results.json`` the test
     accuracy; ``config.json`` the training configuration. Runs from before
     ``model.json`` give the dataset (hence the preprocessing) and class names.
+    A model that carries its own preprocessing takes nothing from a folder
+    whose ``model.json`` describes another model (a file moved into it).
     """
     if not os.path.isfile(model_path):
         raise ValueError(f"No model file at model_path. Received: model_path={model_path!r}")
@@ -257,8 +296,11 @@ def _from_run(model_path):
     described, config, results = (runs.read_json(os.path.join(run, name)) for name in
                                   ("model.json", "config.json", "results.json"))
     model = load_model(model_path)
+    carried = preprocessing_layer(model)
+    if carried is not None and not _describes(described, model, carried):
+        described, config, results = {}, {}, {}
     dataset = described.get("dataset") or config.get("dataset")
-    preprocessing = described.get("preprocessing")
+    preprocessing = None if carried else described.get("preprocessing")
     metadata = {"training": {"run": run, "dataset": dataset, "config": config or None,
                              "test_accuracy": results.get("test_accuracy")}}
     if described.get("spec"):
@@ -267,6 +309,15 @@ def _from_run(model_path):
         "class_names": described.get("class_names") or results.get("class_names"),
         "preprocessing": Preprocessing.from_json(preprocessing) if preprocessing else None,
         "dataset": dataset, "metadata": metadata}
+
+
+def _describes(described, model, carried):
+    """Whether a run's ``model.json`` describes `model`, which carries `carried`."""
+    prep = described.get("preprocessing") or {}
+    return (described.get("model") == model.name
+            and described.get("class_names") == carried.class_names
+            and tuple(prep.get("mean", ())) == carried.mean
+            and tuple(prep.get("std", ())) == carried.std)
 
 
 def predict(saved_model, images, version=None, signature="serving_default"):

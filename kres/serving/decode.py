@@ -3,8 +3,9 @@
 Everything here is TensorFlow graph code that runs in the server: the image
 header's size is read before decoding (PNG, GIF, BMP headers parsed in the
 graph, JPEG through ``extract_jpeg_shape``), an animated GIF is cut after its
-first frame, and `Server` resizes and normalises exactly as the training
-pipeline's evaluation did (`kres.preprocessing.eval_resize`).
+first frame, and `Server` resizes exactly as the training pipeline's
+evaluation did (`kres.preprocessing.eval_resize`), then hands the pixels to
+the model, which normalises them itself (`kres.layers.InputPreprocessing`).
 """
 
 import tensorflow as tf
@@ -111,7 +112,11 @@ def decode(data, channels, max_image_bytes, max_pixels):
 
 
 class Server:
-    """The functions behind the signatures (closes over the model and settings)."""
+    """The functions behind the signatures (closes over the model and settings).
+
+    `model` takes pixels (0-255) and normalises them itself; `prep` says how
+    images are brought to its input size.
+    """
 
     def __init__(self, model, prep, class_names, top_k, max_image_bytes, max_pixels):
         self.model, self.prep = model, prep
@@ -125,8 +130,8 @@ class Server:
                            self.prep.resize == "center_crop")
 
     def _outputs(self, images):
-        images = self.prep.normalize(tf.cast(images, tf.float32))
-        probabilities = tf.cast(self.model(images, training=False), tf.float32)
+        probabilities = tf.cast(self.model(tf.cast(images, tf.float32), training=False),
+                                tf.float32)
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
         return {"probabilities": probabilities, "classes": classes, "scores": scores,
                 "labels": tf.gather(self.class_names, classes)}

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from kres import checks
 from kres.layers import FORMULATIONS, use_formulation
+from kres.models.base import leaves
 
 FORMATS = ("tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -89,16 +90,13 @@ def run_onnx(content, pixels, threads=None):
     return session.run(None, {source.name: pixels.astype(dtype)})[0].astype(np.float32)
 
 
-def _normalising_function(model, prep, input_dtype):
-    """``pixels -> probabilities`` with the model's normalisation inside, and its spec."""
-    # `normalize`'s NumPy values become constants of the traced graph (tensors made out
-    # here would be captured as extra inputs by the ONNX converter).
+def _pixels_function(model, prep, input_dtype):
+    """``pixels -> probabilities`` (the model normalises them itself), and its spec."""
     spec = tf.TensorSpec([None, prep.height, prep.width, prep.channels], input_dtype,
                          name="pixels")
 
     def serve(pixels):
-        images = prep.normalize(tf.cast(pixels, tf.float32))
-        return tf.cast(model(images, training=False), tf.float32)
+        return tf.cast(model(tf.cast(pixels, tf.float32), training=False), tf.float32)
 
     return spec, serve
 
@@ -106,7 +104,7 @@ def _normalising_function(model, prep, input_dtype):
 def _layers_named_in(model, text):
     """The model's layers whose names appear as a path component in `text`
     (TensorFlow names an op ``model_1/layer_1/Op``)."""
-    names = {layer.name for layer in model.layers} - {model.name}
+    names = {layer.name for layer in leaves(model)} - {model.name}
     found = []
     for component in re.findall(r"[A-Za-z0-9_.\-]+", text):
         base = re.sub(r"_\d+$", "", component)
@@ -121,7 +119,7 @@ def _tflite(model, prep, quantize, input_type, calibration):
     with tempfile.TemporaryDirectory() as folder:
         # int8 wants a float graph input, which the converter gives a uint8 interface.
         graph_dtype = tf.float32 if quantize == "int8" else tf.as_dtype(input_type)
-        spec, serve = _normalising_function(model, prep, graph_dtype)
+        spec, serve = _pixels_function(model, prep, graph_dtype)
         archive = keras.export.ExportArchive()  # no track(): keras-team/keras#23553
         archive.add_endpoint("serve", serve, input_signature=[spec])
         with contextlib.redirect_stdout(io.StringIO()):
@@ -165,7 +163,7 @@ def _onnx(model, prep, input_type):
     """The ``.onnx`` bytes of `model`."""
     tf2onnx = _require("tf2onnx", "Exporting to ONNX")
     onnx = _require("onnx", "Exporting to ONNX")
-    spec, serve = _normalising_function(model, prep, tf.as_dtype(input_type))
+    spec, serve = _pixels_function(model, prep, tf.as_dtype(input_type))
     function = tf.function(serve, input_signature=[spec])
     with contextlib.redirect_stdout(io.StringIO()):
         proto, _ = tf2onnx.convert.from_function(function, input_signature=[spec],
@@ -266,7 +264,7 @@ def _verify(model, content, fmt, quantize, input_type, prep, calibration, sample
     pixels = np.asarray(sample, np.float32)
     if input_type == "uint8":  # what a client can feed: whole values
         pixels = np.clip(np.round(pixels), 0, 255)
-    expected = model.predict(prep.normalize(pixels), verbose=0)
+    expected = model.predict(pixels, verbose=0)
     run = run_tflite if fmt == "tflite" else run_onnx
     got = run(content, pixels)
     difference = float(np.max(np.abs(got - expected)))

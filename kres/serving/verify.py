@@ -21,7 +21,8 @@ def verify_saved_model(path, model, preprocessing, atol=1e-5):
     Refuses a SavedModel without its variables (TF Serving's C++ loader
     loads one without complaint; only its first request fails), then loads it
     through TensorFlow's C API (`c_api_run`), runs the pixels signature on
-    random images and compares with ``model.predict`` after the same preprocessing.
+    random images and compares with ``model.predict`` on the same pixels
+    after the same resize (`model` normalises its own input).
 
     Raises:
         ValueError: if the SavedModel is incomplete or disagrees.
@@ -42,7 +43,7 @@ def verify_saved_model(path, model, preprocessing, atol=1e-5):
     pixels = rng.integers(0, 256, (2, h, w, prep.channels), np.uint8)
     got = c_api_run(path, "serving_pixels", {"pixels": pixels})["probabilities"]
     crop = pixels[:, top:top + prep.height, left:left + prep.width]
-    expected = model.predict(prep.normalize(crop.astype(np.float32)), verbose=0)
+    expected = model.predict(crop.astype(np.float32), verbose=0)
     diff = float(np.max(np.abs(got - expected)))
     if diff > atol:
         raise ValueError(f"The SavedModel in {path} disagrees with the model: max abs "
