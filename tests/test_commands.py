@@ -141,7 +141,7 @@ def _check_best(out):
 def test_hyperband_search_through_the_command_line(fashion_mnist_dir, tmp_path, capsys):
     out = str(tmp_path / "search")
     assert main(["tune", "--space", "cifar-resnet", *_data_args(fashion_mnist_dir),
-                 "--tuner", "hyperband", "--max-epochs", "3", "--depths", "8,14,20,32",
+                 "--tuner", "hyperband", "--max-epochs", "3", "--depths", "8,14",
                  "--set-recipe", "batch_size=64", "--set-recipe", "augment=none", "--out", out,
                  "--quiet"]) == 0
     rows = _check_best(out)

@@ -13,9 +13,11 @@ from kres.models.base import deep_graphs
 from tests.golden import CIFAR_OPTION_B, DERIVED, KERAS_APPLICATIONS, PAPER_ROUNDED, PUBLISHED
 
 # The deeper and wider members of a family run the same builder code as a smaller
-# sibling that is tested in full by default (resnet50 for resnet101/152, vgg11 for
-# vgg13/16/19, ...): their exact size is checked in every run, their forward,
-# backward and rebuild passes with `-m slow`. ResNet-1202's build alone takes 20 s.
+# sibling that is built and tested in full by default (resnet50 for resnet101/152,
+# vgg11 for vgg13/16/19, ...): every run checks their catalog rows against the
+# published or derived figures (test_catalog_rows_are_the_golden_figures), and
+# `-m slow` builds them and checks the built networks (size, forward and backward
+# passes, rebuild). ResNet-1202's build alone takes 20 s.
 HEAVY = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "resnext101_32x4d",
          "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2", "se_resnet101",
          "se_resnet152", "se_resnext101_32x4d", "densenet169", "densenet201",
@@ -29,12 +31,19 @@ def _marked(names, slow):
     return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in names]
 
 
-@pytest.mark.parametrize("name", _marked(kres.list_models(), SLOW))
+@pytest.mark.parametrize("name", _marked(kres.list_models(), SLOW | HEAVY))
 def test_model_size_training_and_rebuild(name):
     model = kres.build_model(name)  # built once for both halves
     _check_size(name, model)
-    if name not in HEAVY:
-        _check_trains_and_rebuilds(name, model)
+    _check_trains_and_rebuilds(name, model)
+
+
+@pytest.mark.parametrize("name", kres.list_models())
+def test_catalog_rows_are_the_golden_figures(name):
+    # What `kres models` prints (the generated catalog, no build) against the papers'
+    # figures; the built networks equal these rows (test_model_size_training_and_rebuild).
+    entry = catalog.MODELS[name]
+    _check_golden(name, entry.params, entry.macs)
 
 
 def _check_size(name, model):
@@ -47,8 +56,16 @@ def _check_size(name, model):
     # The catalog that `kres models` prints without building anything.
     entry = catalog.MODELS[name]
     assert (entry.params, entry.macs) == (kres.count_params(model), kres.count_macs(model))
+    _check_golden(name, kres.count_params(model), kres.count_macs(model))
 
-    params, macs = kres.count_params(model), kres.count_macs(model)
+    # Every kernel starts from its own random draw (a shared Keras initializer
+    # instance would give every convolution of a shape the same one).
+    kernels = [w.numpy().ravel()[:64].tobytes() for w in model.trainable_weights
+               if len(w.shape) > 1]
+    assert len(set(kernels)) == len(kernels), "some layers start with identical kernels"
+
+
+def _check_golden(name, params, macs):
     assert {name} & (PUBLISHED.keys() | DERIVED.keys() | KERAS_APPLICATIONS.keys()), \
         f"{name} has no published or independently derived size in tests/golden.py"
     if name in PUBLISHED:
@@ -63,18 +80,6 @@ def _check_size(name, model):
         assert round(params / 1e6, 1) == PAPER_ROUNDED[name][0]
     if name in KERAS_APPLICATIONS:
         assert params == KERAS_APPLICATIONS[name]
-
-    # Every kernel starts from its own random draw (a shared Keras initializer
-    # instance would give every convolution of a shape the same one).
-    kernels = [w.numpy().ravel()[:64].tobytes() for w in model.trainable_weights
-               if len(w.shape) > 1]
-    assert len(set(kernels)) == len(kernels), "some layers start with identical kernels"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(HEAVY))
-def test_heavy_model_trains_and_rebuilds(name):
-    _check_trains_and_rebuilds(name, kres.build_model(name))
 
 
 def _check_trains_and_rebuilds(name, model):

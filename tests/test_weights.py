@@ -54,10 +54,17 @@ def test_every_published_architecture_is_tested():
     assert set(APPLICATIONS) == set(kweights.KERAS_WEIGHTS)
 
 
+# The deeper members of a family map their layers with the same code as the first
+# (resnet50 for resnet101/152, ...), which every run checks; these with `-m slow`.
+DEEPER = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "densenet169",
+          "densenet201"}
+
+
 # Every published model with its classifier; the files without it (the
 # "notop" files) on one model per family.
 @pytest.mark.parametrize("name, include_top", [
-    *((name, True) for name in sorted(APPLICATIONS)),
+    *(pytest.param(name, True, marks=pytest.mark.slow) if name in DEEPER else (name, True)
+      for name in sorted(APPLICATIONS)),
     *((name, False) for name in ("resnet50", "resnet50v2", "vgg16", "densenet121")),
 ])
 def test_keras_file_gives_keras_outputs(tmp_path, name, include_top):
