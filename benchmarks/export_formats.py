@@ -36,7 +36,8 @@ import tensorflow as tf  # noqa: E402
 from machine import describe  # noqa: E402
 
 import kres  # noqa: E402
-from kres import calibration, runs  # noqa: E402
+from kres import rundir as runs  # noqa: E402
+from kres.data import calibration
 from kres.preprocessing import Preprocessing  # noqa: E402
 from kres.serving import edge  # noqa: E402
 
@@ -158,7 +159,7 @@ def main(argv=None):
     calib = calibration.sample_pixels(dataset, prep, 256)
     runners = export_all(model_path, os.path.join(out, "trained"), prep, calib, args.threads)
     test = calibration.sample_pixels(dataset, prep, 10_000, split="test")
-    data = kres.datasets.load(dataset)
+    data = kres.data.sources.load(dataset)
     labels = np.array([int(label) for _, label in data.test.take(len(test))])
     accuracy = {}
     for name, runner in runners.items():

@@ -3,7 +3,7 @@
 Outside a distribution strategy Keras creates the optimizer's and the
 metrics' variables while it traces the first training step, and TensorFlow
 then traces the step again (a function whose first trace created variables
-is traced anew). `kres.recipes.build_state` creates them before the fit.
+is traced anew). `kres.training.recipes.build_state` creates them before the fit.
 This script times the same short run both ways in fresh processes, in
 alternating rounds, and counts the traces of the training step:
 
@@ -32,7 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import keras
 import kres
-from kres import datasets, recipes
+from kres import data as datasets
+from kres.training import recipes
 
 model, variant, images = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if variant == "keras-default":

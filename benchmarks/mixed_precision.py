@@ -6,12 +6,12 @@ seconds per epoch, then each precision's mean accuracy and its difference
 from float32, and its epoch time over float32's:
 
 - data: the four IDX files of Debian's ``dataset-fashion-mnist`` (or
-  ``--data-dir``), read by `kres.offline.read_fashion_mnist` without
+  ``--data-dir``), read by `kres.data.fashion_mnist.read_fashion_mnist` without
   TensorFlow; pixels scaled to [0, 1] and standardised with the training
   images' mean and standard deviation; no augmentation; the 10,000 test
   images evaluated once, at the end of each run;
 - training: ``model.fit`` on NumPy arrays, compiled by
-  `kres.recipes.compile_model` with a kres recipe (default ``fast-cpu``: its
+  `kres.training.recipes.compile_model` with a kres recipe (default ``fast-cpu``: its
   warmup and cosine schedule, Nesterov SGD, weight decay, label smoothing,
   zero-initialised last batch norms) and ``--epochs`` epochs;
 - precisions: ``float32``, ``mixed_float16`` (Keras wraps the optimizer in
@@ -48,7 +48,7 @@ def parse_run(text):
 
 
 def load_data(data_dir, subset):
-    from kres.offline import read_fashion_mnist
+    from kres.data.fashion_mnist import read_fashion_mnist
 
     splits = read_fashion_mnist(data_dir)
     (x, y), (x_test, y_test) = splits["train"], splits["test"]
@@ -63,8 +63,8 @@ def train_once(model_name, recipe, precision, seed, data, verbose):
     import keras
 
     import kres
-    from kres.fitting import EpochStats
-    from kres.recipes import compile_model, spec_overrides
+    from kres.training.fit import EpochStats
+    from kres.training.recipes import compile_model, spec_overrides
 
     (x, y), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
@@ -105,9 +105,9 @@ def main(argv=None):
     if args.subset < 0:
         parser.error(f"--subset must be 0 (all) or positive. Received: {args.subset}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from kres.offline import DEBIAN_FASHION_MNIST
-    from kres.recipes import resolve_recipe
-    from kres.runs import write_json
+    from kres.data.fashion_mnist import DEBIAN_FASHION_MNIST
+    from kres.rundir import write_json
+    from kres.training.recipes import resolve_recipe
 
     recipe = resolve_recipe(args.recipe, epochs=args.epochs)  # checked before any work
     data = load_data(args.data_dir or DEBIAN_FASHION_MNIST, args.subset)

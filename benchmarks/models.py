@@ -225,7 +225,7 @@ class KerasModel:
 
         import kres
         from kres import layers
-        from kres.weights import KERAS_RESNET_V1
+        from kres.weights.keras_applications import KERAS_RESNET_V1
 
         self.name = name
         name, dtype = split_precision(name, default_dtype)

@@ -31,7 +31,9 @@ import machine  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kres  # noqa: E402
-from kres import augment, datasets, recipes  # noqa: E402
+from kres import data as datasets
+from kres.data import pipeline as augment
+from kres.training import recipes  # noqa: E402
 
 
 def pipeline_rate(ds, batches):

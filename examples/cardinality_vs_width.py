@@ -25,7 +25,7 @@ import os
 
 import kres
 from kres import tuning
-from kres.blocks import bottleneck_width
+from kres.models.blocks import bottleneck_width
 
 
 def parse_args(argv=None):

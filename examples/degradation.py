@@ -53,7 +53,7 @@ def parse_args(argv=None):
     parser.add_argument("--val-size", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--augment", default="none",
-                        help="training augmentation (kres.augment.AUGMENTATIONS): none, or "
+                        help="training augmentation (kres.data.pipeline.AUGMENTATIONS): none, or "
                              "crop_flip for the paper's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/degradation")

@@ -48,7 +48,7 @@ def train_small(args):
 
 
 def test_images(args):
-    data = kres.datasets.load("fashion_mnist", data_dir=args.data_dir)
+    data = kres.data.sources.load("fashion_mnist", data_dir=args.data_dir)
     examples = [(image.numpy(), int(label)) for image, label in data.test.take(args.count)]
     pngs = [tf.io.encode_png(image).numpy() for image, _ in examples]
     return pngs, [label for _, label in examples], data.class_names

@@ -50,7 +50,7 @@ def parse_args(argv=None):
 def _arrays(data_dir, split):
     import tensorflow_datasets as tfds
 
-    from kres import datasets
+    from kres import data as datasets
 
     datasets.ensure_prepared("fashion_mnist", data_dir)
     ds = tfds.load("fashion_mnist", split=split, data_dir=data_dir, as_supervised=True,
@@ -73,7 +73,7 @@ def write_folder(root, images, labels, split, per_class):
 def main(argv=None):
     args = parse_args(argv)
     import kres
-    from kres import datasets
+    from kres import data as datasets
 
     data_dir = args.data_dir or datasets.data_dir_for("fashion_mnist")
     x_train, y_train = _arrays(data_dir, "train")

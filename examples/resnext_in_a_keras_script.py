@@ -2,7 +2,7 @@
 
 `kres.ResNeXt29_32x4d(...)` is an ordinary Functional `keras.Model`: this
 script loads Fashion-MNIST with TensorFlow Datasets (prepared offline from
-Debian's files by `kres.datasets.ensure_prepared`; any tfds dataset works the
+Debian's files by `kres.data.sources.ensure_prepared`; any tfds dataset works the
 same), compiles and fits it with plain Keras, evaluates it, saves it to
 ``.keras`` and loads it back with ``safe_mode=True``. Nothing else of kres
 is involved.
@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import kres
-from kres import datasets
+from kres import data as datasets
 
 
 def parse_args(argv=None):

@@ -16,13 +16,13 @@ for the deepest networks).
 import importlib
 import importlib.abc
 import importlib.util
-import pkgutil
 import sys
 from typing import TYPE_CHECKING
 
-from kres import catalog
-from kres.constructors import *  # noqa: F401,F403  (the CamelCase constructors)
-from kres.constructors import __all__ as _constructor_names
+from kres.lazy_names import public_names
+from kres.models import catalog
+from kres.models.constructors import *  # noqa: F401,F403  (the CamelCase constructors)
+from kres.models.constructors import __all__ as _constructor_names
 from kres.version import __version__
 
 # Public constructor name -> registry name.
@@ -30,51 +30,43 @@ CONSTRUCTORS = {entry.constructor: name for name, entry in catalog.MODELS.items(
 
 # Public name -> the module that defines it, imported on first use.
 _LAZY = {
-    "build_model": "kres.registry",
-    "get_spec": "kres.registry",
-    "list_models": "kres.registry",
-    "count_params": "kres.stats",
-    "count_macs": "kres.stats",
-    "load_model": "kres.models.base",
-    "flip_averaged": "kres.models.base",
+    "build_model": "kres.models.registry",
+    "get_spec": "kres.models.registry",
+    "list_models": "kres.models.registry",
+    "count_params": "kres.models.counting",
+    "count_macs": "kres.models.counting",
+    "load_model": "kres.models.saving",
+    "flip_averaged": "kres.models.inference",
     "strip_auxiliary": "kres.models.googlenet",
-    "load_keras_weights": "kres.weights",
-    "preprocess_input": "kres.weights",
-    "decode_predictions": "kres.weights",
-    "load_timm_weights": "kres.timm",
-    "train": "kres.training",
-    "evaluate": "kres.training",
-    "tune": "kres.tuning",
-    "export": "kres.serving",
-    "feature_extractor": "kres.backbones",
+    "feature_extractor": "kres.models.backbones",
+    "load_keras_weights": "kres.weights.keras_applications",
+    "preprocess_input": "kres.weights.keras_applications",
+    "decode_predictions": "kres.weights.keras_applications",
+    "load_timm_weights": "kres.weights.torch_state_dict",
+    "train": "kres.training.run",
+    "evaluate": "kres.training.evaluation",
+    "tune": "kres.tuning.run",
+    "export": "kres.serving.dispatch",
 }
-_SUBMODULES = {module.name for module in pkgutil.iter_modules(__path__)}  # noqa: F405
+__getattr__, __dir__ = public_names(__name__, _LAZY)
 
 if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
-    from kres.backbones import feature_extractor  # noqa: F401
-    from kres.models.base import flip_averaged, load_model  # noqa: F401
+    from kres.models.backbones import feature_extractor  # noqa: F401
+    from kres.models.counting import count_macs, count_params  # noqa: F401
     from kres.models.googlenet import strip_auxiliary  # noqa: F401
-    from kres.registry import build_model, get_spec, list_models  # noqa: F401
-    from kres.serving import export  # noqa: F401
-    from kres.stats import count_macs, count_params  # noqa: F401
-    from kres.timm import load_timm_weights  # noqa: F401
-    from kres.training import evaluate, train  # noqa: F401
-    from kres.tuning import tune  # noqa: F401
-    from kres.weights import decode_predictions, load_keras_weights, preprocess_input  # noqa: F401
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f"kres.{name}")
-    raise AttributeError(f"module 'kres' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+    from kres.models.inference import flip_averaged  # noqa: F401
+    from kres.models.registry import build_model, get_spec, list_models  # noqa: F401
+    from kres.models.saving import load_model  # noqa: F401
+    from kres.serving.dispatch import export  # noqa: F401
+    from kres.training.evaluation import evaluate  # noqa: F401
+    from kres.training.run import train  # noqa: F401
+    from kres.tuning.run import tune  # noqa: F401
+    from kres.weights.keras_applications import (  # noqa: F401
+        decode_predictions,
+        load_keras_weights,
+        preprocess_input,
+    )
+    from kres.weights.torch_state_dict import load_timm_weights  # noqa: F401
 
 
 __all__ = [*sorted(_LAZY), "CONSTRUCTORS", "__version__", *_constructor_names]

@@ -16,15 +16,31 @@ from kres import checks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The ImageNet mean and std for one-channel models, with the luma weights of
+# `kres.images`' grayscale conversion (0.2989, 0.5870, 0.1140): the mean's luma,
+# and the same sum of the stds (the luma's std when the channels are fully
+# correlated, nearly so in photographs).
+IMAGENET_GRAY_MEAN = (0.459,)
+IMAGENET_GRAY_STD = (0.226,)
 RESIZE_MODES = ("resize", "center_crop")
 CHANNEL_ORDERS = ("rgb", "bgr")
 # The ImageNet evaluation: the shorter side to size / 0.875 (256 for 224), then the centre.
 CROP_FRACTION = 0.875
-# The training augmentations by name (`kres.augment` applies them; named here, free of
+# The training augmentations by name (`kres.data.pipeline` applies them; named here, free of
 # TensorFlow, so that recipes validate on any Keras backend).
 AUGMENTATIONS = ("crop_flip", "crop", "imagenet", "none")
 # The augmentations that show a network mirror images.
 FLIPPING = ("crop_flip", "imagenet")
+# What a model trained on a dataset kres names expects: the training images' per-channel
+# mean and standard deviation in [0, 1], and the evaluation resize of its recipe.
+DATASET_STATISTICS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "resize"),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "resize"),
+    "fashion_mnist": ((0.2860,), (0.3530,), "resize"),
+    "mnist": ((0.1307,), (0.3081,), "resize"),
+    "imagenette": (IMAGENET_MEAN, IMAGENET_STD, "center_crop"),
+    "imagenet2012": (IMAGENET_MEAN, IMAGENET_STD, "center_crop"),
+}
 
 
 @dataclass(frozen=True)
@@ -118,12 +134,27 @@ class Preprocessing:
     @classmethod
     def imagenet(cls, input_shape):
         """ImageNet statistics for a model input ``(height, width, channels)``
-        (averaged over the colours for a 1-channel model), plain resize."""
+        (their luma for a 1-channel model: `IMAGENET_GRAY_MEAN`), plain resize."""
         height, width, channels = input_shape
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
         if channels == 1:
-            mean, std = (sum(mean) / 3,), (sum(std) / 3,)
-        return cls(height, width, channels, mean, std)
+            return cls(height, width, 1, IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD)
+        return cls(height, width, channels, IMAGENET_MEAN, IMAGENET_STD)
+
+    @classmethod
+    def for_dataset(cls, name, input_shape):
+        """The preprocessing of a model with input ``(height, width, channels)``
+        trained on the dataset kres names `name` (`DATASET_STATISTICS`), or
+        ``None`` for a name kres does not know.
+
+        Example:
+
+        >>> Preprocessing.for_dataset("fashion_mnist", (28, 28, 1)).mean
+        (0.286,)
+        """
+        if name not in DATASET_STATISTICS:
+            return None
+        mean, std, resize = DATASET_STATISTICS[name]
+        return cls(*input_shape, mean, std, resize)
 
     def to_json(self):
         """A JSON-ready dict (tuples as lists)."""

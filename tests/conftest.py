@@ -29,7 +29,8 @@ def fashion_mnist_dir(tmp_path_factory):
     tests use (and if need be prepare) kres's own copy there, as `kres train`
     does: CI sets it, so that its `make demo` finds the data the tests prepared.
     """
-    from kres import datasets, offline
+    from kres import data as datasets
+    from kres.data import fashion_mnist as offline
 
     if not os.path.isdir(offline.DEBIAN_FASHION_MNIST):
         pytest.fail("Debian's dataset-fashion-mnist is not installed; `make test` installs it.")

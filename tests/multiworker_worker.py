@@ -54,11 +54,13 @@ def reference():
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import kres
-    from kres import multiworker, training
+    from kres.training import multiworker
+    from kres.training import run as training_run
 
     # The workers split each global batch in two, each normalising its half;
     # a MirroredStrategy over two devices does the same in one process.
-    training.make_strategy = lambda *args: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    training_run.make_strategy = lambda *args: tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"])
     settings = {k: v for k, v in job["settings"].items() if k != "strategy"}
     with multiworker.keras_fixes():  # the same input-shape build: no batch taken
         results = kres.train(**settings, verbose=0)
@@ -68,7 +70,7 @@ def reference():
 def overflow():
     import keras
 
-    from kres import cluster, multiworker
+    from kres.training import cluster, multiworker
 
     strategy = cluster.make_strategy(cluster.from_environment(), timeout=60)
     rank = strategy.cluster_resolver.task_id

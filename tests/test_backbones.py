@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import kres
-from kres import backbones, registry
-from kres.models.base import leaves
+from kres.models import backbones, registry
+from kres.models.inference import leaves
 from tests.test_timm import TorchArch, random_state, write_safetensors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,14 +16,14 @@ import sys
 import numpy as np
 
 import kres
-from kres import offline
+from kres.data import fashion_mnist as offline
 
 CHILD = r"""
 import json, sys
 import numpy as np
 import keras, kres
-from kres.offline import read_fashion_mnist
-from kres.recipes import compile_model, resolve_recipe
+from kres.data.fashion_mnist import read_fashion_mnist
+from kres.training.recipes import compile_model, resolve_recipe
 
 spec = json.loads(sys.argv[1])
 out = {"backend": keras.backend.backend(), "predictions": {}}

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import kres
-from kres import blocks
+from kres.models import blocks
 
 
 def _layers(model, suffix):

@@ -78,8 +78,8 @@ def test_evaluate_command_and_the_resume_of_a_finished_run(trained, fashion_mnis
 
 
 def test_train_flags_land_in_the_run_configuration():
-    from kres import commands
-    from kres.cli import _parser
+    from kres.cli import commands
+    from kres.cli.parser import _parser
 
     args = _parser().parse_args([
         "train", "--model", "wrn16_4", "--dataset", "fashion_mnist", "--recipe", "wrn-cifar",
@@ -171,7 +171,7 @@ def test_tensorflow_start_up_logging_is_hidden_unless_verbose(monkeypatch):
     # What --verbose lets through (on this machine, TensorFlow's start-up lines).
     assert TF_LOG.search(verbose.stderr) is not None or verbose.stderr == ""
     # KRES_VERBOSE=1 is --verbose (the flag's default), for every command.
-    from kres.cli import _parser
+    from kres.cli.parser import _parser
 
     for value, expected in (("1", True), ("0", False), ("", False)):
         monkeypatch.setenv("KRES_VERBOSE", value)
@@ -196,7 +196,7 @@ def test_tensorflow_that_fails_to_load_is_shown(tmp_path):
 def test_version_flag_and_a_served_models_version_do_not_collide(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"kres {__import__('kres').__version__}"
-    from kres.cli import _parser
+    from kres.cli.parser import _parser
 
     args = _parser().parse_args(["export", "--model", "m.keras", "--name", "n",
                                  "--version", "7"])

@@ -24,7 +24,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import kres
-from kres import datasets, runs
+from kres import data as datasets
+from kres import rundir as runs
 from kres.cli import main
 
 TINY = ["--model", "cifar_resnet20", "--set", "depths=(1,1,1)", "--augment", "none"]
@@ -236,7 +237,7 @@ def test_chief_and_workers_started_by_the_command_line(fashion_mnist_dir, tmp_pa
 ])
 def test_train_in_every_precision_and_with_xla(fashion_mnist_dir, tmp_path, flags, precision,
                                                compute, jit, capsys):
-    from kres import devices
+    from kres.training import devices
 
     reason = "asked for"
     if precision is None:

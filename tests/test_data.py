@@ -11,7 +11,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kres import augment, datasets, offline, preprocessing
+from kres import data as datasets
+from kres import preprocessing
+from kres.data import fashion_mnist as offline
+from kres.data import pipeline as augment
 
 
 def _labels(ds):

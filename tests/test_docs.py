@@ -1,6 +1,6 @@
 """The numbers the README and docs/models.md state, against the tests' own sources.
 
-docs/models.md's table must say what `kres.catalog` says (which test_models
+docs/models.md's table must say what `kres.models.catalog` says (which test_models
 checks against the built models) and quote tests/golden.py's published or
 derived figures; the README's examples of exact figures must be the same.
 """
@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from kres import catalog
+from kres.models import catalog
 from tests.golden import DERIVED, KERAS_APPLICATIONS, PUBLISHED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

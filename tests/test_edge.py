@@ -21,9 +21,9 @@ import tensorflow as tf
 
 import kres
 from kres.cli import main
-from kres.models.base import in_float32
+from kres.models.inference import in_float32
 from kres.preprocessing import Preprocessing
-from kres.serving import edge
+from kres.serving import litert_onnx as edge
 
 TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 0.15}
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import kres
-from kres import weights as kweights
+from kres.weights import keras_applications as kweights
 from tests.golden import KERAS_APPLICATIONS
 from tests.reference import copy_weights_by_name, randomize_weights
 

@@ -16,9 +16,11 @@ import tensorflow as tf
 from PIL import Image
 
 import kres
-from kres import datasets, serving
+from kres import data as datasets
+from kres import images as kimages
+from kres import serving
 from kres.cli import main
-from kres.serving import archive, decode
+from kres.serving import saved_model
 
 NAMES = [f"class{i}" for i in range(10)]
 
@@ -89,7 +91,7 @@ def test_versions_are_atomic_and_never_overwritten(gray_model, tmp_path, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(archive, "verify_saved_model", broken)
+    monkeypatch.setattr(saved_model, "verify_saved_model", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         serving.export(gray_model, base, **fm)
     assert sorted(os.listdir(base)) == ["1", "2"]  # no 3, no staging left behind
@@ -130,7 +132,7 @@ def test_a_model_without_its_normalisation_is_refused(gray_model, tmp_path):
 
 
 def test_a_model_carrying_its_normalisation_is_served_with_it(tmp_path):
-    from kres.models.base import image_input
+    from kres.models.inputs import image_input
     from kres.preprocessing import Preprocessing
 
     prep = Preprocessing(28, 28, 1, (0.25,), (0.5,))
@@ -257,7 +259,7 @@ def test_animated_gif_gives_its_first_frame(exported):
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:])
     gif = buffer.getvalue()
     assert tf.io.decode_gif(gif).shape[0] == 5
-    cut = decode.gif_first_frame(tf.constant(gif))
+    cut = kimages.gif_first_frame(tf.constant(gif))
     assert tf.io.decode_gif(cut).shape[0] == 1
     np.testing.assert_array_equal(tf.io.decode_gif(cut)[0], tf.io.decode_gif(gif)[0])
     out = loaded.signatures["serving_default"](images=tf.constant([gif]))
@@ -408,9 +410,9 @@ def test_export_and_predict_commands(tmp_path, capsys):
 KILL_SCRIPT = """
 import os, sys
 import kres
-from kres.serving import archive
+from kres.serving import saved_model
 model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
-archive.verify_saved_model = lambda *args, **kwargs: os._exit(9)  # killed while verifying
+saved_model.verify_saved_model = lambda *args, **kwargs: os._exit(9)  # killed while verifying
 kres.export(model, sys.argv[1], dataset="fashion_mnist")
 """
 
@@ -451,8 +453,9 @@ prep = kres.serving.Preprocessing(28, 28, 1, (0.5,), (0.25,))
 path = kres.export(model, sys.argv[1] + "/saved/m", preprocessing=prep)
 image = open(sys.argv[2], "rb").read()
 assert predict(sys.argv[1] + "/saved/m", [image])["probabilities"].shape == (1, 10)
-loaded = [m for m in ("tensorflow_datasets", "kres.datasets", "kres.training", "kres.recipes",
-                      "kres.fitting", "kres.tuning", "keras_tuner") if m in sys.modules]
+loaded = [m for m in ("tensorflow_datasets", "kres.data.sources", "kres.data.pipeline",
+                      "kres.training.run", "kres.training.recipes", "kres.training.fit",
+                      "kres.tuning.run", "keras_tuner") if m in sys.modules]
 print("LOADED", loaded)
 """
 
@@ -469,7 +472,7 @@ def test_serving_needs_no_training_code_nor_tfds(tmp_path):
 
 def test_export_of_a_run_uses_its_description(tmp_path):
     # What kres train writes beside best.keras: the preprocessing and names travel.
-    from kres import runs
+    from kres import rundir as runs
     from kres.preprocessing import Preprocessing
 
     model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1),

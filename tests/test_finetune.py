@@ -1,4 +1,4 @@
-"""Fine-tuning: runs that start from pretrained weights (kres.finetune and kres.train).
+"""Fine-tuning: runs that start from pretrained weights (kres.training.finetune and kres.train).
 
 The pretrained networks are real kres runs and real timm-layout state dicts
 (written with the reference safetensors writer of test_timm); the data are
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import kres
-from kres import finetune
-from kres.datasets import from_arrays
+from kres.data.sources import from_arrays
 from kres.preprocessing import IMAGENET_MEAN, Preprocessing
+from kres.training import finetune
 from tests.test_timm import TorchArch, random_state, write_safetensors
 
 TINY = {"depths": (1, 1, 1)}
@@ -170,8 +170,8 @@ def test_weights_normalisation_is_keras_preprocess_input(mode):
 
 
 def test_caffe_normalisation_inside_the_model_and_the_export(tmp_path):
-    from kres.augment import pipeline
-    from kres.models.base import image_input
+    from kres.data.pipeline import pipeline
+    from kres.models.inputs import image_input
     from kres.serving import c_api_run, export
 
     mean, std, order = finetune._normalization("caffe")

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kres import augment, datasets, folders
-from kres import splits as ksplits
+from kres import data as datasets
+from kres.data import folders
+from kres.data import pipeline as augment
+from kres.data import splits as ksplits
 
 # A 7 x 9 grayscale JPEG XL (Pillow cannot write one; pillow-jxl-plugin did).
 JXL_GRAY = bytes.fromhex(

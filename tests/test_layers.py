@@ -172,7 +172,7 @@ def test_grouped_conv_gpu_formulation(monkeypatch, strides, padding):
     x = tf.random.normal((2, 9, 9, 32), seed=2)
     layer = GroupedConv2D(64, 3, strides=strides, padding=padding, groups=8)
     on_cpu = layer(x)
-    monkeypatch.setattr(layers, "_placed_on_gpu", lambda tf, tensor: True)
+    monkeypatch.setattr(layers.grouped_conv, "_placed_on_gpu", lambda tf, tensor: True)
     traced = tf.function(layer).get_concrete_function(x)
     ops_used = {op.type for op in traced.graph.get_operations()}
     assert "Conv2D" in ops_used and "Split" not in ops_used and "ConcatV2" not in ops_used

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 import kres
-from kres import catalog
-from kres.models.base import deep_graphs
+from kres.models import catalog
+from kres.models.saving import deep_graphs
 from tests.golden import CIFAR_OPTION_B, DERIVED, KERAS_APPLICATIONS, PAPER_ROUNDED, PUBLISHED
 
 # The deeper and wider members of a family run the same builder code as a smaller

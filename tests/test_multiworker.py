@@ -1,4 +1,4 @@
-"""Multi-worker training (kres.cluster, kres.multiworker) on loopback: two real
+"""Multi-worker training (kres.training.cluster, kres.training.multiworker) on loopback: two real
 processes on 127.0.0.1, each with its own TF_CONFIG, talking over gRPC."""
 
 import json
@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from kres import cluster, multiworker
+from kres.training import cluster, multiworker
 
 WORKER = os.path.join(os.path.dirname(__file__), "multiworker_worker.py")
 
@@ -86,7 +86,7 @@ def test_two_workers_train_as_one_process_with_the_same_global_batches(tmp_path,
     assert "backup" not in os.listdir(run_dir)  # removed at the end, as in one process
 
     import kres
-    from kres import runs
+    from kres import rundir as runs
 
     history = runs.read_history(str(run_dir / "history.csv"))
     expected = runs.read_history(str(reference_dir / "history.csv"))
@@ -127,7 +127,7 @@ def test_a_worker_killed_mid_epoch_and_restarted_completes_the_run(tmp_path, fas
 
     log = (tmp_path / "worker0.log").read_text()
     assert f"lost {configs[1]['cluster']['worker'][1]} in epoch 2; restarting" in log, log[-3000:]
-    from kres import runs
+    from kres import rundir as runs
 
     assert [r["epoch"] for r in runs.read_history(str(run_dir / "history.csv"))] == ["0", "1"]
     assert out["worker0"]["results"]["epochs_run"] == 2

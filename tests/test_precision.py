@@ -11,8 +11,10 @@ import pytest
 import tensorflow as tf
 
 import kres
-from kres import datasets, devices, layers
-from kres.models.base import in_float32
+from kres import data as datasets
+from kres import layers
+from kres.models.inference import in_float32
+from kres.training import devices
 
 # Feature sets as /proc/cpuinfo spells them.
 SAPPHIRE_RAPIDS = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})

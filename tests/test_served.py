@@ -24,7 +24,8 @@ import tensorflow as tf
 
 import kres
 from kres.cli import main
-from kres.models.base import in_float32, preprocessing_layer
+from kres.models.inference import in_float32
+from kres.models.inputs import preprocessing_layer
 
 FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                  "Sneaker", "Bag", "Ankle boot"]

@@ -1,4 +1,4 @@
-"""kres.timm: reading safetensors files and loading timm/torchvision ResNet weights.
+"""kres.weights.torch_state_dict: safetensors files read, timm/torchvision ResNet weights loaded.
 
 The state dicts here are made from a description of the PyTorch layout
 (`TorchArch`), never from the kres model, and written by a small safetensors
@@ -19,8 +19,8 @@ import pytest
 from keras import layers
 
 import kres
-from kres.safetensors import read_safetensors
-from kres.timm import load_timm_weights
+from kres.weights.safetensors_file import read_safetensors
+from kres.weights.torch_state_dict import load_timm_weights
 
 INPUT = 64
 CLASSES = 5

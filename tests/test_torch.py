@@ -25,7 +25,7 @@ timm = pytest.importorskip("timm")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 import kres  # noqa: E402
-from kres import catalog  # noqa: E402
+from kres.models import catalog  # noqa: E402
 
 TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",

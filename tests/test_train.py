@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 
 import kres
-from kres import augment, datasets, recipes, training
-from kres.models.base import in_float32
+from kres import data as datasets
+from kres import training
+from kres.data import pipeline as augment
+from kres.models.inference import in_float32
+from kres.training import recipes
 
 TINY = {"depths": (1, 1, 1)}  # a CIFAR ResNet-8: the same code, fast
 
@@ -165,7 +168,8 @@ def test_recipe_test_flip_scores_the_test_set_both_ways(tmp_path):
 RESUME_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import numpy as np, keras
-    from kres import datasets, training
+    from kres import training
+    from kres import data as datasets
 
     run_dir, kill_at = sys.argv[1], int(sys.argv[2])
     rng = np.random.default_rng(0)
@@ -377,7 +381,7 @@ def test_imagenet_cosine_recipe_in_a_real_run(tmp_path):
 def test_imagenet_cosine_recipe_zero_init_decay_and_label_smoothing():
     config = training.TrainConfig("resnet18", "arrays", recipe="imagenet-cosine")
     recipe = recipes.resolve_recipe("imagenet-cosine")
-    overrides = training.model_overrides(config, recipe)
+    overrides = recipes.spec_overrides(recipe, config.model, config.model_overrides)
     assert overrides == {"zero_init_last": True}
     model = kres.build_model("resnet18", input_shape=(64, 64, 3), classes=10, **overrides)
     norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
@@ -397,7 +401,7 @@ def test_imagenet_cosine_recipe_zero_init_decay_and_label_smoothing():
 def test_training_prints_a_line_per_epoch_outside_a_terminal(tmp_path, capsys):
     # In a log file or CI (standard output is no terminal, as under capsys), "auto" is
     # one line per epoch: Keras's bar would redraw itself with \r and \b at every step.
-    from kres.fitting import fit, progress
+    from kres.training.fit import fit, progress
 
     data = _arrays()
     model = kres.build_model("cifar_resnet20", classes=2, input_shape=(8, 8, 1), **TINY)
@@ -422,7 +426,7 @@ def test_evaluate_normalises_a_model_that_does_not_itself(tmp_path, fashion_mnis
     # model.json beside it says how its inputs were normalised, else the dataset does.
     import tensorflow_datasets as tfds
 
-    from kres import runs
+    from kres import rundir as runs
     from kres.preprocessing import Preprocessing
 
     model = kres.build_model("cifar_resnet20", classes=10, input_shape=(28, 28, 1), **TINY)

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import kres
-from kres import datasets, oracles, spaces, tuning
+from kres import data as datasets
+from kres.tuning import run as tuning
+from kres.tuning import oracles, spaces
 
 FAST = {"batch_size": 32, "augment": "none"}
 
@@ -68,7 +70,10 @@ def test_real_search_writes_the_report(fashion_mnist_dir, tmp_path):
 SEARCH = textwrap.dedent("""
     import os, sys
     import numpy as np
-    from kres import datasets, oracles, spaces, tuning
+    from kres import tuning
+    from kres import data as datasets
+    from kres.tuning import oracles
+    from kres.tuning import spaces
 
     out, mode = sys.argv[1], sys.argv[2]
     rng = np.random.default_rng(0)

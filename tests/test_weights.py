@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras.src.legacy.saving import legacy_h5_format
 
 import kres
-from kres import weights as kweights
+from kres.weights import keras_applications as kweights
 from tests.reference import randomize_weights
 
 APPLICATIONS = {

@@ -13,7 +13,7 @@ from keras import layers
 
 from kres import checks
 from kres.layers import GroupedConv2D, LocalResponseNormalization
-from kres.models import base, heads
+from kres.models import heads, template
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class AlexNetSpec:
         for field in ("lrn", "dropout_first"):
             checks.boolean(field, getattr(self, field))
         checks.positive_int("fc_width", self.fc_width)
-        base.check_common_fields(self)
+        template.check_common_fields(self)
         checks.rate("dropout_rate", self.dropout_rate)
 
     @property
@@ -132,4 +132,4 @@ def _top(spec, x, head, model_name):
     return heads.predictions(x, head)
 
 
-build_alexnet = base.builder(AlexNetSpec, _body, _top, family="alexnet")
+build_alexnet = template.builder(AlexNetSpec, _body, _top, family="alexnet")

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 from keras import layers
 
-from kres import blocks, checks
-from kres.models import base
+from kres import checks
+from kres.models import blocks, template
 
 STEMS = ("imagenet", "cifar")
 
 
 @dataclass(frozen=True)
-class DenseNetSpec(base.StemAndStages):
+class DenseNetSpec(template.StemAndStages):
     """The architecture of one DenseNet.
 
     Attributes:
@@ -59,7 +59,7 @@ class DenseNetSpec(base.StemAndStages):
         if not checks.is_number(self.compression) or not 0.0 < self.compression <= 1.0:
             raise ValueError("compression is the fraction of channels a transition keeps, in "
                              f"(0, 1]. Received: compression={self.compression!r}")
-        base.check_common_fields(self)
+        template.check_common_fields(self)
 
     def describe(self):
         """A one-line description of the network."""
@@ -133,4 +133,4 @@ def _body(spec, image, head):
     return layers.Activation("relu", name="relu")(x)
 
 
-build_densenet = base.builder(DenseNetSpec, _body, family="densenet")
+build_densenet = template.builder(DenseNetSpec, _body, family="densenet")

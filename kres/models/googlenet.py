@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from kres import blocks, checks
+from kres import checks
 from kres.layers import LocalResponseNormalization
-from kres.models import base, heads
+from kres.models import blocks, heads, template
 
 # Szegedy et al. 2014, Table 1: module, #1x1, #3x3 reduce, #3x3, #5x5 reduce,
 # #5x5, pool proj. A 3x3/2 max-pool precedes the first module of stages 3-5.
@@ -98,7 +98,7 @@ class GoogLeNetSpec:
         for field in ("batch_norm", "lrn", "aux_classifiers"):
             checks.boolean(field, getattr(self, field))
         checks.rate("dropout_rate", self.dropout_rate)
-        base.check_common_fields(self)
+        template.check_common_fields(self)
 
     @property
     def total_stride(self):
@@ -187,7 +187,7 @@ def _top(spec, x, head, model_name):
     return heads.predictions(x, head)
 
 
-build_googlenet = base.builder(GoogLeNetSpec, _body, _top, family="googlenet")
+build_googlenet = template.builder(GoogLeNetSpec, _body, _top, family="googlenet")
 
 
 def _auxiliary_classifier(x, conv, head, name):

@@ -2,8 +2,8 @@
 the CIFAR ResNets and their plain twins.
 
 Every named variant is one row of `VARIANTS` (its constructor name and its
-spec); `build_resnet`, made by the template of `kres.models.base`, turns any
-`ResNetSpec` into a Functional `keras.Model` through `kres.blocks`. Any other
+spec); `build_resnet`, made by the template of `kres.models.template`, turns any
+`ResNetSpec` into a Functional `keras.Model` through `kres.models.blocks`. Any other
 member of the family is a row with other field values
 (``dataclasses.replace(spec, depths=(2, 2, 2))`` or
 ``kres.build_model("resnet50", cardinality=8, width_per_group=8)``).
@@ -14,15 +14,15 @@ from dataclasses import dataclass
 
 from keras import layers
 
-from kres import blocks, checks
-from kres.models import base
+from kres import checks
+from kres.models import blocks, template
 
 STEMS = ("imagenet", "cifar")
 DOWNSAMPLE = ("first", "last")
 
 
 @dataclass(frozen=True)
-class ResNetSpec(base.StemAndStages):
+class ResNetSpec(template.StemAndStages):
     """The architecture of one residual network.
 
     Attributes:
@@ -45,7 +45,7 @@ class ResNetSpec(base.StemAndStages):
             linearly from 0 at the first).
         zero_init_last: zero-initialise each branch's last BN scale.
         conv_bias: keras.applications' convolution biases (see
-            `kres.blocks.residual_block`).
+            `kres.models.blocks.residual_block`).
         bn_momentum: batch norm momentum.
         bn_epsilon: batch norm epsilon.
         default_size: default input height and width.
@@ -97,7 +97,7 @@ class ResNetSpec(base.StemAndStages):
         checks.rate("drop_path_rate", self.drop_path_rate)
         for field in ("preact", "zero_init_last", "conv_bias"):
             checks.boolean(field, getattr(self, field))
-        base.check_common_fields(self)
+        template.check_common_fields(self)
         if self.zero_init_last and self.shortcut == "none":
             raise ValueError(
                 "zero_init_last would make a plain network (shortcut='none') output zeros from "
@@ -261,4 +261,4 @@ def _body(spec, image, head):
     return x
 
 
-build_resnet = base.builder(ResNetSpec, _body, family="resnet")
+build_resnet = template.builder(ResNetSpec, _body, family="resnet")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from keras import layers
 
-from kres import blocks, checks
-from kres.models import base, heads
+from kres import checks
+from kres.models import blocks, heads, template
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class VGGSpec:
         checks.boolean("batch_norm", self.batch_norm)
         checks.positive_int("fc_width", self.fc_width)
         checks.rate("dropout_rate", self.dropout_rate)
-        base.check_common_fields(self)
+        template.check_common_fields(self)
 
     @property
     def min_size(self):
@@ -114,4 +114,4 @@ def _top(spec, x, head, model_name):
     return heads.predictions(x, head)
 
 
-build_vgg = base.builder(VGGSpec, _body, _top, family="vgg")
+build_vgg = template.builder(VGGSpec, _body, _top, family="vgg")

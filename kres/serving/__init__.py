@@ -7,7 +7,7 @@
   serving graph;
 - `kres.serving.verify`: loading an export through TensorFlow's C API (the
   loader TF Serving links) and comparing it with the Keras model;
-- `kres.serving.edge`: LiteRT (TFLite, with quantization) and ONNX files,
+- `kres.serving.litert_onnx`: LiteRT (TFLite, with quantization) and ONNX files,
   each checked against the Keras model before it is written.
 
 Serving needs a model that carries its normalisation (every model kres
@@ -16,13 +16,12 @@ training code or TensorFlow Datasets.
 """
 
 from kres.preprocessing import Preprocessing
-from kres.serving.archive import (
-    export,
-    predict,
-    read_warmup_requests,
-    update_models_config,
-    versions,
-    write_warmup_requests,
+from kres.serving.dispatch import export, predict
+from kres.serving.saved_model import (
+           read_warmup_requests,
+           update_models_config,
+           versions,
+           write_warmup_requests,
 )
 from kres.serving.verify import c_api_run, verify_saved_model
 

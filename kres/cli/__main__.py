@@ -1,0 +1,7 @@
+"""``python -m kres.cli``: the ``kres`` command."""
+
+import sys
+
+from kres.cli.parser import main
+
+sys.exit(main())

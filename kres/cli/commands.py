@@ -1,0 +1,299 @@
+"""What each ``kres`` command does, given its parsed arguments (`kres.cli` parses them).
+
+Each command imports what it needs when it runs: ``kres models`` reads
+`kres.models.catalog` and never loads TensorFlow.
+"""
+
+import json
+import os
+
+from kres.models import catalog
+
+
+def _progress(args):
+    """Keras's `verbose` for a command: its progress bars unless `--quiet`."""
+    return 0 if args.quiet else "auto"
+
+
+def tune(args):
+    from kres import tuning
+
+    if args.chief and args.worker:
+        raise ValueError("A process is either the chief or a worker. Received: --chief and "
+                         f"--worker {args.worker}")
+    if args.worker:
+        host, _, port = (args.oracle or "").rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"A worker needs --oracle HOST:PORT. Received: --oracle {args.oracle}")
+    if args.resume:
+        config, out = _saved(tuning.SearchConfig, args.resume, "search.json"), args.resume
+    else:
+        if not args.space or not args.dataset:
+            raise ValueError("kres tune needs --space and --dataset (or --resume DIR).")
+        config = tuning.SearchConfig(
+            space=args.space, dataset=args.dataset, tuner=args.tuner, recipe=args.recipe,
+            recipe_overrides=dict(args.recipe_overrides),
+            model_overrides=dict(args.model_overrides), max_epochs=args.max_epochs,
+            max_trials=args.max_trials, depths=args.depths, cardinalities=args.cardinalities,
+            widths_per_group=args.widths_per_group, widen_factors=args.widen_factors,
+            tune_training=args.tune_training, batch_sizes=args.batch_sizes,
+            budget_mmacs=args.budget_mmacs, budget_mparams=args.budget_mparams,
+            time_budget=args.time_budget, executions_per_trial=args.executions_per_trial,
+            equal_complexity=args.equal_complexity, subset=args.subset,
+            val_size=args.val_size, image_size=args.image_size, channels=args.channels,
+            seed=args.seed, data_dir=args.data_dir)
+        out = args.out or _default_dir("tune", config.space, config.dataset)
+    # keras-tuner reads its distribution settings from the environment.
+    if args.chief:
+        os.environ.update(KERASTUNER_TUNER_ID="chief", KERASTUNER_ORACLE_IP="0.0.0.0",
+                          KERASTUNER_ORACLE_PORT=str(args.port))
+    elif args.worker:
+        os.environ.update(KERASTUNER_TUNER_ID=args.worker, KERASTUNER_ORACLE_IP=host,
+                          KERASTUNER_ORACLE_PORT=port)
+    role = " (chief)" if args.chief else f" (worker {args.worker})" if args.worker else ""
+    print(f"kres tune{role}: {config.space} on {config.dataset} with {config.tuner}; "
+          f"search directory {out}", flush=True)
+    rows = tuning.search(config, out, verbose=_progress(args))
+    summary = os.path.join(out, "summary.json")
+    if rows and os.path.isfile(summary):
+        from kres.tuning.report import summary_note
+
+        with open(summary) as f:
+            print(summary_note(json.load(f)))
+    if rows:
+        best = rows[0]
+        point = ", ".join(f"{k} {best[k]}" for k in ("depths", "cardinality",
+                                                      "width_per_group", "widen_factor")
+                          if best.get(k) is not None)
+        print(f"best trial {best['trial_id']} ({point}): val accuracy "
+              f"{best['best_val_accuracy']:.4f}; report {os.path.join(out, 'trials.md')}, "
+              f"model {os.path.join(out, 'best.keras')}")
+
+
+def _default_dir(*parts):
+    from kres.rundir import default_dir
+
+    return default_dir(*parts)
+
+
+def export(args):
+    from kres.serving import export
+
+    if args.format == "saved_model":
+        path = export(args.model, os.path.join(args.out, args.name), args.version,
+                      top_k=args.top_k, grouped_conv=args.grouped_conv, verify=args.verify,
+                      dataset=args.dataset)
+        print(f"kres export: wrote {path}"
+              f"{' (verified through the C API)' if args.verify else ''}; "
+              f"TF Serving config {os.path.join(args.out, 'models.config')}")
+        return
+    suffix = "" if args.quantize == "none" else f"-{args.quantize}"
+    folder = os.path.join(args.out, f"{args.name}-{args.format}{suffix}")
+    images = _calibration_images(args)
+    path = export(args.model, folder, format=args.format, quantize=args.quantize,
+                  input_type=args.input_type, calibration_images=images,
+                  grouped_conv=args.grouped_conv, verify=args.verify, dataset=args.dataset)
+    with open(os.path.join(path, "kres.json")) as f:
+        record = json.load(f)
+    check = record.get("verification")
+    runner = "the LiteRT interpreter" if args.format == "tflite" else "ONNX Runtime"
+    checked = (f"; run by {runner} on {check['images']} images: largest probability "
+               f"difference from the model {check['max_abs_difference']:.2g}, top-1 agreement "
+               f"{check['top1_agreement']:.0%}" if check else "")
+    print(f"kres export: wrote {os.path.join(path, record['file'])} ({record['bytes']:,} bytes)"
+          f"{checked}; what a client does first: {os.path.join(path, 'kres.json')}")
+
+
+def _calibration_images(args):
+    """Representative pixels for the export: `--calibration-data`, else the run's dataset,
+    at the model's input size and resized as its preprocessing says."""
+    from kres import rundir as runs
+    from kres.data import calibration
+    from kres.models.inputs import preprocessing_layer
+    from kres.models.saving import load_model
+    from kres.serving.dispatch import served_model
+
+    run = os.path.dirname(os.path.abspath(args.model))
+    described = runs.read_json(os.path.join(run, "model.json"))
+    source = (args.calibration_data or args.dataset or described.get("dataset")
+              or runs.read_json(os.path.join(run, "config.json")).get("dataset"))
+    if source is None:
+        if args.quantize == "int8":
+            raise ValueError("--quantize int8 needs representative images: give "
+                             "--calibration-data (a dataset, folder or .npy). Received: no run "
+                             f"description beside {args.model}")
+        return None
+    if not os.path.isfile(args.model):
+        raise ValueError(f"No model file. Received: --model {args.model}")
+    model = load_model(args.model)
+    own = None if preprocessing_layer(model) else _run_preprocessing(described)
+    _, prep, _ = served_model(model, own, dataset=args.dataset or source)
+    count = args.calibration_samples if args.quantize == "int8" else 32
+    return calibration.sample_pixels(source, prep, count, data_dir=args.data_dir)
+
+
+def _run_preprocessing(described):
+    from kres.preprocessing import Preprocessing
+
+    record = described.get("preprocessing")
+    return Preprocessing.from_json(record) if record else None
+
+
+def predict(args):
+    from kres.serving import predict
+
+    names, images, truth = [], [], []
+    for path in args.images:
+        if not os.path.isfile(path):
+            raise ValueError(f"No image file. Received: {path!r}")
+        with open(path, "rb") as f:
+            images.append(f.read())
+        names.append(path)
+        truth.append(None)
+    if args.from_dataset:
+        import tensorflow as tf
+
+        from kres.training.preparation import load_data
+
+        d = load_data(args.from_dataset, data_dir=args.data_dir)
+        for i, (image, label) in enumerate(d.test.take(args.count)):
+            images.append(tf.io.encode_png(image).numpy())
+            names.append(f"{args.from_dataset} test image {i}")
+            truth.append(d.class_names[int(label)])
+    if not images:
+        raise ValueError("Give image files or --from-dataset. Received: no images")
+    outputs = predict(args.saved_model, images, version=args.version)
+    right = 0
+    for name, labels, scores, true in zip(names, outputs["labels"], outputs["scores"], truth):
+        top = ", ".join(f"{label.decode()} {score:.3f}" for label, score in
+                        zip(labels[:3], scores[:3]))
+        note = "" if true is None else f" (true: {true})"
+        right += true is not None and labels[0].decode() == true
+        print(f"{name}{note}: {top}")
+    if any(t is not None for t in truth):
+        known = sum(t is not None for t in truth)
+        print(f"{right} of {known} dataset images right through the export")
+
+
+def _saved(config_class, directory, filename):
+    """The config saved in a run or search directory, for --resume."""
+    path = os.path.join(directory, filename)
+    if not os.path.isfile(path):
+        raise ValueError(f"No {filename} in the directory to resume. Received: --resume "
+                         f"{directory}")
+    with open(path) as f:
+        return config_class(**json.load(f))
+
+
+def _saved_name(path):
+    """The model name in a ``.keras`` file (kres names a model after its architecture),
+    read from the file's config without building it; ``None`` if unreadable."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))["config"]["name"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _train_config(args):
+    """The TrainConfig of `kres train`'s flags (or of the run to resume)."""
+    from kres.training.config import TrainConfig
+
+    if args.resume:
+        return _saved(TrainConfig, args.resume, "config.json"), args.resume
+    model = args.model
+    if not model and args.weights and args.weights.endswith(".keras"):
+        from kres.rundir import read_json  # a kres run's model names its architecture
+
+        model = read_json(os.path.join(os.path.dirname(os.path.abspath(args.weights)),
+                                       "model.json")).get("model") or _saved_name(args.weights)
+    if not model or not args.dataset:
+        raise ValueError("kres train needs --model and --dataset (or --resume RUN_DIR).")
+    recipe = dict(args.recipe_overrides)
+    for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"),
+                        ("lr", "learning_rate"), ("weight_decay", "weight_decay"),
+                        ("patience", "patience"), ("augment", "augment")):
+        if getattr(args, flag) is not None:
+            recipe[field] = getattr(args, flag)
+    config = TrainConfig(
+        model=model, dataset=args.dataset,
+        recipe=args.recipe or ("transfer" if args.weights else "he2015-cifar"),
+        recipe_overrides=recipe, model_overrides=dict(args.model_overrides),
+        image_size=args.image_size, channels=args.channels, subset=args.subset,
+        val_size=args.val_size, seed=args.seed, precision=args.precision,
+        jit_compile=args.jit_compile, strategy=args.strategy, data_dir=args.data_dir,
+        weights=args.weights, skip_bad_images=args.skip_bad_images,
+        class_weights=args.class_weights)
+    return config, args.out
+
+
+def train(args):
+    from kres.training.devices import resolve_precision
+    from kres.training.run import train
+
+    config, run_dir = _train_config(args)
+    if config.strategy == "multi-worker" and not run_dir:
+        raise ValueError("kres train --strategy multi-worker needs --out RUN_DIR, the same on "
+                         "every worker. Received: --out unset")
+    run_dir = run_dir or _default_dir(config.model, config.dataset)
+    start = f" from {config.weights}" if config.weights else ""
+    precision, reason = resolve_precision(config.precision)
+    if config.precision == "auto":
+        precision = f"{precision} (auto: {reason})"
+    print(f"kres train: {config.model}{start} on {config.dataset}, recipe {config.recipe}, "
+          f"{precision}; run directory {run_dir}", flush=True)
+    results = train(config, run_dir=run_dir, verbose=_progress(args),
+                    cluster_timeout=args.cluster_timeout, worker_restarts=args.worker_restarts)
+    if "worker" in results:
+        print(f"kres train: worker {results['worker']} done after {results['epochs_run']} "
+              f"epochs; the chief wrote {run_dir}")
+        return
+    flip = (f" with flip averaging ({results['test_accuracy_single_view']:.4f} single view)"
+            if results.get("test_flip") else "")
+    print(f"test accuracy {results['test_accuracy']:.4f}{flip} after {results['epochs_run']} "
+          f"epochs "
+          f"({results['train_images_per_second']:.0f} training images/s); best model "
+          f"{os.path.join(run_dir, 'best.keras')}, curves {os.path.join(run_dir, 'curves.png')}")
+
+
+def evaluate(args):
+    from kres.training.evaluation import evaluate
+
+    scores = evaluate(args.model_path, args.dataset, split=args.split, data_dir=args.data_dir,
+                      flip=args.flip)
+    order = [k for k in ("accuracy", "top5", "loss") if k in scores]
+    print(" ".join(f"{k} {scores[k]:.4f}" for k in order))
+
+
+def models(args):
+    import fnmatch
+
+    names = sorted({n for p in args.patterns for n in catalog.MODELS
+                    if fnmatch.fnmatchcase(n, p)})
+    if not names:
+        raise ValueError(f"No model matches. Received: patterns={args.patterns}")
+    if args.names_only:
+        print("\n".join(names))
+        return
+    print(f"{'model':<26}{'params':>14}{'MMACs':>12}  input  classes")
+    for name in names:
+        entry = catalog.MODELS[name]
+        print(f"{name:<26}{entry.params:>14,}{entry.macs / 1e6:>12,.1f}"
+              f"  {entry.default_size:>5}  {entry.default_classes:>7}")
+
+
+def summary(args):
+    from kres.models import counting as stats
+    from kres.models.registry import build_model, get_spec
+
+    size = args.input_size or get_spec(args.name).default_size
+    kwargs = {"input_shape": (size, size, args.channels), **dict(args.overrides)}
+    if args.classes is not None:
+        kwargs["classes"] = args.classes
+    model = build_model(args.name, **kwargs)
+    model.summary(line_length=110)
+    print(f"{args.name}: {stats.count_params(model):,} trainable parameters, "
+          f"{stats.count_macs(model) / 1e6:,.1f} million multiply-accumulates per image "
+          f"at {model.input_shape[1]}x{model.input_shape[2]}")

@@ -1,0 +1,28 @@
+"""Data: the datasets kres names, image folders, arrays, and the input pipelines.
+
+- `kres.data.catalog`: `DatasetSpec`, `DATASETS`, `list_datasets`,
+  `get_dataset_spec`, `data_dir_for` (no TensorFlow);
+- `kres.data.sources`: `load` (tfds, folders, arrays), `Data`,
+  `from_arrays`, `ensure_prepared` (offline preparation);
+- `kres.data.folders` and `kres.data.splits`: an image folder's scan, and
+  its stratified splits and class weights;
+- `kres.data.fashion_mnist`: Fashion-MNIST from Debian's IDX files (no
+  TensorFlow to read them);
+- `kres.data.pipeline`: the `tf.data` pipelines and augmentations;
+- `kres.data.calibration`: representative pixels for quantization.
+
+Data reads images with `kres.images` and run directories with
+`kres.rundir`; it imports no model, training, tuning or serving code.
+"""
+
+from kres.lazy_names import public_names
+
+_NAMES = {
+    "DatasetSpec": "kres.data.catalog", "DATASETS": "kres.data.catalog",
+    "list_datasets": "kres.data.catalog", "get_dataset_spec": "kres.data.catalog",
+    "data_dir_for": "kres.data.catalog", "load": "kres.data.sources",
+    "Data": "kres.data.sources", "from_arrays": "kres.data.sources",
+    "ensure_prepared": "kres.data.sources",
+}
+__getattr__, __dir__ = public_names(__name__, _NAMES)
+__all__ = sorted(_NAMES)

@@ -1,0 +1,470 @@
+"""Image folders as they are: scanned and checked before any training.
+
+A folder of images is either split on disk or flat::
+
+    root/train/<class>/...   root/val/<class>/...   root/test/<class>/...   ("splits")
+    root/<class>/...                                                        ("flat")
+
+`scan` reads every image-suffixed file once, with the decoder the training
+pipeline uses (TensorFlow's), and reports per file what the pipeline would
+otherwise only find in the middle of an epoch: files that do not decode (by
+path, with TensorFlow's message), files that are not images (``.DS_Store``,
+``notes.txt``, hidden files), the colour kinds (grayscale, RGB, RGBA, CMYK,
+palette) and the size range. `FolderScan.summary` shows it, with the images
+per class and split and the class imbalance.
+
+The train, validation and test splits of a scanned folder are made, kept and
+weighed in `kres.data.splits`. `image_dataset` is the ``(uint8 image, int64 label)``
+dataset of a list of files, every kind converted to the channels asked for.
+
+Decoding is `kres.images.decode`, the one decoder of kres (exports decode
+served images with it too): all channels kept, the first frame of an
+animated GIF, then one conversion that cannot fail (grayscale repeated to
+RGB, alpha dropped, RGB converted to grayscale for one-channel models;
+TensorFlow converts CMYK JPEGs to RGB itself). `scan` and `image_dataset`
+share it, so what the scan passes, the pipeline decodes.
+"""
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from kres import checks
+from kres.images import decode, decode_stored
+from kres.native_output import native_stderr_hidden
+
+# What tf.io.decode_image reads (TensorFlow 2.21: JPEG, PNG, GIF, BMP, WebP, JPEG XL).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl")
+SPLIT_NAMES = ("train", "val", "test")
+KINDS = ("grayscale", "grayscale+alpha", "rgb", "rgba", "cmyk", "palette")
+# Above this many files, `scan` shows a progress bar (progress=None).
+PROGRESS_FILES = 500
+# The largest-to-smallest class ratio above which the summary flags an imbalance.
+IMBALANCE_RATIO = 3.0
+# Files listed in an error message before "... and N more".
+LISTED = 20
+
+
+def _probe(path):
+    """``(height, width, channels, jpeg components, header)`` of one file (graph code)."""
+    data = tf.io.read_file(path)
+    shape = tf.shape(decode_stored(data))
+    components = tf.cond(tf.io.is_jpeg(data),
+                         lambda: tf.image.extract_jpeg_shape(data)[2], lambda: shape[2])
+    return shape[0], shape[1], shape[2], components, tf.strings.substr(data, 0, 32)
+
+
+def _kind(channels, components, header):
+    """One of `KINDS`, from the decoded channels, a JPEG's components and the header."""
+    if header.startswith(b"\xff\xd8") and components == 4:
+        return "cmyk"
+    if header.startswith(b"GIF8"):
+        return "palette"
+    if header.startswith(b"\x89PNG") and len(header) > 25 and header[25] == 3:
+        return "palette"
+    if header.startswith(b"BM") and len(header) > 29 and int.from_bytes(header[28:30],
+                                                                          "little") <= 8:
+        return "palette"
+    return KINDS[channels - 1]  # grayscale, grayscale+alpha, rgb, rgba
+
+
+def _reason(error):
+    """TensorFlow's message for a file, on one line, without the op's decorations."""
+    message = getattr(error, "message", None) or str(error)
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", message)
+    message = re.sub(r"\s*\[Op:\w+\](\s*name:.*)?", "", message)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+# --- Scanning ------------------------------------------------------------------
+
+@dataclass
+class FolderScan:
+    """What `scan` found in an image folder.
+
+    Attributes:
+        root: the folder's absolute path.
+        layout: ``"splits"`` (``root/train|val|test/<class>/...``) or
+            ``"flat"`` (``root/<class>/...``).
+        class_names: the sorted class folder names, over all splits.
+        images: split -> sorted ``(relative_path, label)`` of the images that
+            decode: the splits on disk (``"train"``, ``"val"``, ``"test"``) or
+            ``"all"`` for a flat folder. Paths are relative to `root`, with
+            ``/``.
+        bad: ``(relative_path, reason)`` of the image-suffixed files that do not
+            decode, `reason` being TensorFlow's message.
+        ignored: relative paths of the files not read: other suffixes, hidden
+            files (``.DS_Store``, ``._x.jpg``), hidden folders (ending in
+            ``/``), files outside class folders.
+        kinds: `KINDS` entry -> number of images of that kind, over the good
+            images (``"palette"``: palette PNGs and BMPs, GIFs).
+        min_size: ``(smallest height, smallest width)`` over the good images
+            (each the minimum on its own; ``(0, 0)`` with no good image).
+        max_size: ``(largest height, largest width)`` likewise.
+    """
+
+    root: str
+    layout: str
+    class_names: list
+    images: dict
+    bad: list = field(default_factory=list)
+    ignored: list = field(default_factory=list)
+    kinds: dict = field(default_factory=dict)
+    min_size: tuple = (0, 0)
+    max_size: tuple = (0, 0)
+
+    def counts(self):
+        """split -> {class name: good images}, every class listed (0 when it has none).
+
+        Example:
+
+        >>> scan("flowers").counts()  # doctest: +SKIP
+        {'all': {'daisy': 633, 'roses': 641, 'tulips': 799}}
+        """
+        result = {}
+        for split_name, items in self.images.items():
+            per_class = np.bincount([label for _, label in items],
+                                    minlength=len(self.class_names))
+            result[split_name] = {name: int(n) for name, n in zip(self.class_names, per_class)}
+        return result
+
+    @property
+    def num_images(self):
+        """Good images over all splits."""
+        return sum(len(items) for items in self.images.values())
+
+    def imbalance(self):
+        """``(ratio, largest class, smallest class)`` of the training images (a flat
+        folder's all); the ratio is ``inf`` when a class has none."""
+        counts = self.counts()["train" if self.layout == "splits" else "all"]
+        largest = max(counts, key=lambda c: (counts[c], c))
+        smallest = min(counts, key=lambda c: (counts[c], c))
+        ratio = counts[largest] / counts[smallest] if counts[smallest] else math.inf
+        return ratio, largest, smallest
+
+    def summary(self):
+        """A human-readable report: images per class and split, the imbalance, the
+        files that do not decode (by path), the files ignored, kinds and sizes.
+
+        Example:
+
+        >>> print(scan("pets").summary())  # doctest: +SKIP
+        Image folder /data/pets (train/, test/): 2 classes, 1,210 images
+        class  train  test
+        cat      900    50
+        dog      200    60
+        Imbalance: cat has 4.5x the training images of dog (900 to 200; more than 3x): ...
+        Kinds: 1,100 rgb, 60 grayscale, 50 cmyk (converted to the model's channels)
+        Sizes: 90x120 to 1200x1600 (height x width)
+        1 file does not decode:
+          train/cat/broken.jpg: jpeg::Uncompress failed. Invalid JPEG data or crop window.
+        Ignored 2 files that are not images or not in a class folder: .DS_Store, notes.txt
+        """
+        counts = self.counts()
+        splits = list(counts)
+        where = ", ".join(f"{s}/" for s in splits) if self.layout == "splits" else "flat"
+        lines = [f"Image folder {self.root} ({where}): {len(self.class_names)} classes, "
+                 f"{self.num_images:,} images"]
+        lines += _table(self.class_names, counts, splits)
+        ratio, largest, smallest = self.imbalance()
+        reference = "training images" if self.layout == "splits" else "images"
+        first = counts[splits[0]]
+        sizes = f"{first[largest]:,} to {first[smallest]:,}"
+        if math.isinf(ratio):
+            lines.append(f"Imbalance: {smallest} has no {reference} that decode")
+        elif ratio > IMBALANCE_RATIO:
+            lines.append(f"Imbalance: {largest} has {ratio:.1f}x the {reference} of {smallest} "
+                         f"({sizes}; more than {IMBALANCE_RATIO:g}x): consider class weights")
+        elif len(self.class_names) > 1:
+            lines.append(f"Balance: {largest} has {ratio:.1f}x the {reference} of {smallest} "
+                         f"({sizes})")
+        kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(self.kinds.items(),
+                                                           key=lambda kv: -kv[1]) if n)
+        if kinds:
+            lines.append(f"Kinds: {kinds} (converted to the model's channels)")
+            lines.append(f"Sizes: {self.min_size[0]}x{self.min_size[1]} to "
+                         f"{self.max_size[0]}x{self.max_size[1]} (height x width)")
+        if self.bad:
+            lines.append(f"{_files(len(self.bad))} not decode:")
+            lines += [f"  {path}: {reason}" for path, reason in self.bad[:LISTED]]
+            if len(self.bad) > LISTED:
+                lines.append(f"  ... and {len(self.bad) - LISTED} more")
+        if self.ignored:
+            shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
+            lines.append(f"Ignored {len(self.ignored)} file{'s' * (len(self.ignored) != 1)} "
+                         f"that {'are' if len(self.ignored) != 1 else 'is'} not images "
+                         f"or not in a class folder: {shown}")
+        return "\n".join(lines)
+
+    def to_json(self):
+        """A JSON-compatible dict of the scan (lists for tuples), with its `counts`."""
+        return {
+            "root": self.root, "layout": self.layout, "class_names": list(self.class_names),
+            "images": {s: [[p, int(label)] for p, label in items]
+                       for s, items in self.images.items()},
+            "bad": [[p, r] for p, r in self.bad], "ignored": list(self.ignored),
+            "kinds": dict(self.kinds), "min_size": list(self.min_size),
+            "max_size": list(self.max_size), "counts": self.counts(),
+        }
+
+
+def _files(n):
+    return f"{n} file does" if n == 1 else f"{n} files do"
+
+
+def _table(class_names, counts, splits, limit=30):
+    """The per-class rows (all up to `limit` classes, else the largest and smallest)."""
+    order = list(class_names)
+    hidden = 0
+    if len(order) > limit:
+        first = counts[splits[0]]
+        by_size = sorted(order, key=lambda c: (-first[c], c))
+        order = by_size[:limit // 2] + by_size[-(limit // 2):]
+        hidden = len(class_names) - len(order)
+    width = max(len("class"), *(len(c) for c in order))
+    widths = [max(len(s), *(len(f"{counts[s][c]:,}") for c in class_names)) for s in splits]
+    rows = ["  ".join(["class".ljust(width)] + [s.rjust(w) for s, w in zip(splits, widths)])]
+    for i, name in enumerate(order):
+        if hidden and i == limit // 2:
+            rows.append(f"... {hidden} classes between these ...")
+        rows.append("  ".join([name.ljust(width)] + [f"{counts[s][name]:,}".rjust(w)
+                                                     for s, w in zip(splits, widths)]))
+    return rows
+
+
+def _is_hidden(name):
+    return name.startswith(".")
+
+
+def _listing(root):
+    """``(layout, {split: {class: [relative paths of image files]}}, ignored)``."""
+    ignored = []
+    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    folders = [e.name for e in entries if e.is_dir() and not _is_hidden(e.name)]
+    for e in entries:
+        if _is_hidden(e.name) or not e.is_dir():
+            ignored.append(e.name + ("/" if e.is_dir() else ""))
+    split_folders = [f for f in folders if f in SPLIT_NAMES]
+    if split_folders:
+        others = [f for f in folders if f not in SPLIT_NAMES]
+        if others:
+            raise ValueError(
+                f"The image folder {root} mixes split folders ({', '.join(split_folders)}) with "
+                f"other folders ({', '.join(others[:LISTED])}): use root/train/<class>/ (with "
+                f"optional val/ and test/) or root/<class>/, not both. Received: dataset={root!r}"
+            )
+        if "train" not in split_folders:
+            raise ValueError(
+                f"The image folder {root} has {' and '.join(f + '/' for f in split_folders)} "
+                f"but no train/: add root/train/<class>/ (or, if {split_folders[0]!r} is a "
+                f"class, rename it). Received: dataset={root!r}"
+            )
+        layout, tops = "splits", {s: os.path.join(root, s) for s in split_folders}
+    else:
+        layout, tops = "flat", {"all": root}
+    files = {}
+    for split_name, top in tops.items():
+        classes = {}
+        entries = sorted(os.scandir(top), key=lambda e: e.name) if layout == "splits" else entries
+        for entry in entries:
+            relative = (f"{split_name}/" if layout == "splits" else "") + entry.name
+            if _is_hidden(entry.name) or not entry.is_dir():
+                if layout == "splits":  # the flat root's own files are listed above
+                    ignored.append(relative + ("/" if entry.is_dir() else ""))
+                continue
+            classes[entry.name] = _class_files(root, entry.path, ignored)
+        files[split_name] = classes
+    return layout, files, ignored
+
+
+def _class_files(root, folder, ignored):
+    """The image files under one class folder (recursively), sorted; the rest to `ignored`."""
+    images = []
+    for directory, subdirs, names in os.walk(folder):
+        for d in [d for d in subdirs if _is_hidden(d)]:
+            ignored.append(_relative(root, os.path.join(directory, d)) + "/")
+            subdirs.remove(d)
+        subdirs.sort()
+        for name in names:
+            path = _relative(root, os.path.join(directory, name))
+            if not _is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS):
+                images.append(path)
+            else:
+                ignored.append(path)
+    return sorted(images)
+
+
+def _relative(root, path):
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+def scan(root, *, progress=None):
+    """Reads every image of a folder once, as training would, and reports on it.
+
+    Lists ``root/train|val|test/<class>/`` or ``root/<class>/`` (class folders
+    searched recursively; hidden files and folders skipped), then decodes every
+    file whose suffix is in `IMAGE_EXTENSIONS` with TensorFlow, in parallel
+    (a ``tf.data`` map; the few files it drops are decoded again one by one to
+    get TensorFlow's message).
+
+    Args:
+        root: the folder.
+        progress: show a progress bar (`keras.utils.Progbar`): ``None`` for
+            one when there are more than `PROGRESS_FILES` files, or
+            ``True``/``False``.
+
+    Returns:
+        A `FolderScan`.
+
+    Raises:
+        ValueError: naming `root` (``dataset=``) when it is not a directory, has
+            no class folders, has no image files, has val/ or test/ but no
+            train/, mixes split and other folders, or has a class folder in
+            val/ or test/ that train/ lacks, or one without image files.
+
+    Example:
+
+    >>> s = scan("pets")  # doctest: +SKIP
+    >>> s.class_names, [p for p, _ in s.bad]  # doctest: +SKIP
+    (['cat', 'dog'], ['train/cat/broken.jpg'])
+    """
+    if not isinstance(root, str | os.PathLike) or not os.path.isdir(root):
+        raise ValueError(f"dataset must be a directory of images (root/<class>/*.jpg or "
+                         f"root/train/<class>/*.jpg). Received: dataset={root!r}")
+    if progress is not None:
+        checks.boolean("progress", progress)
+    root = os.path.abspath(os.fspath(root))
+    layout, files, ignored = _listing(root)
+    class_names = sorted({c for classes in files.values() for c in classes})
+    if not class_names:
+        where = "root/train/<class>/" if layout == "splits" else "root/<class>/"
+        raise ValueError(f"The image folder {root} has no class folders: put each class's "
+                         f"images in {where}. Received: dataset={root!r}")
+    first = "train" if layout == "splits" else "all"
+    missing = [c for c in class_names if c not in files[first]]
+    if missing:
+        where = [f"{s}/" for s in files if set(missing) & set(files[s])]
+        raise ValueError(
+            f"The image folder {root} has classes that train/ lacks: "
+            f"{', '.join(missing[:LISTED])} (in {', '.join(where)}). Every class needs "
+            f"training images. Received: dataset={root!r}"
+        )
+    empty = [c for c in class_names if not files[first][c]]
+    paths = [p for classes in files.values() for images in classes.values() for p in images]
+    if not paths:
+        shown = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        raise ValueError(
+            f"The image folder {root} has no image files (suffixes "
+            f"{', '.join(IMAGE_EXTENSIONS)}) in its class folders"
+            + (f"; it has {len(ignored)} other file{'s' * (len(ignored) != 1)}: {shown}"
+               if ignored else "")
+            + f". Received: dataset={root!r}")
+    if empty:
+        where = "train/" if layout == "splits" else "the folder"
+        raise ValueError(
+            f"The image folder {root} has class folders without image files in {where}: "
+            f"{', '.join(empty[:LISTED])}. Remove them or add images. Received: dataset={root!r}"
+        )
+    # libjpeg prints its own line for each file that fails; the summary names them.
+    with native_stderr_hidden():
+        found = _decode_all(root, paths, progress)
+    images, bad = {}, []
+    kinds = dict.fromkeys(KINDS, 0)
+    heights, widths = [], []
+    for split_name, classes in files.items():
+        items = []
+        for label, name in enumerate(class_names):
+            for path in classes.get(name, ()):
+                result = found[path]
+                if isinstance(result, str):
+                    bad.append((path, result))
+                    continue
+                height, width, channels, components, header = result
+                items.append((path, label))
+                kinds[_kind(channels, components, header)] += 1
+                heights.append(height)
+                widths.append(width)
+        images[split_name] = sorted(items)
+    sizes = ((min(heights), min(widths)), (max(heights), max(widths))) if heights else (
+        (0, 0), (0, 0))
+    return FolderScan(root=root, layout=layout, class_names=class_names, images=images,
+                      bad=sorted(bad), ignored=sorted(ignored), kinds=kinds,
+                      min_size=sizes[0], max_size=sizes[1])
+
+
+def _decode_all(root, paths, progress):
+    """relative path -> ``(h, w, channels, components, header)``, or the reason it failed."""
+    absolute = [os.fsencode(os.path.join(root, p)) for p in paths]
+    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64),
+                                             tf.constant(absolute, tf.string)))
+    # Batched: per-element iteration in Python costs more than decoding a small image.
+    ds = ds.map(lambda i, path: (i, *_probe(path)), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=False).ignore_errors().batch(256)
+    bar = None
+    if progress or (progress is None and len(paths) > PROGRESS_FILES):
+        import keras
+
+        bar = keras.utils.Progbar(len(paths), unit_name="file")
+    found = {}
+    done = 0
+    for batch in ds.as_numpy_iterator():
+        for i, height, width, channels, components, header in zip(*batch):
+            found[paths[i]] = (int(height), int(width), int(channels), int(components),
+                               bytes(header))
+        done += len(batch[0])
+        if bar is not None:
+            bar.update(done)
+    for path, raw in zip(paths, absolute):
+        if path not in found:  # dropped by ignore_errors: decode it again for the message
+            try:
+                result = _probe(tf.constant(raw))
+            except (tf.errors.OpError, ValueError) as error:
+                found[path] = _reason(error)
+            else:
+                found[path] = (*(int(v) for v in result[:4]), bytes(result[4].numpy()))
+    if bar is not None:
+        bar.update(len(paths), finalize=True)
+    return found
+
+
+def image_dataset(root, items, *, channels=3):
+    """The ``(uint8 [h, w, channels], int64 label)`` dataset of files in a folder.
+
+    Decodes with `kres.images.decode` (in parallel, in the order of `items`): grayscale
+    is repeated to RGB, alpha dropped, palette images expanded, a GIF's first
+    frame kept, CMYK JPEGs converted to RGB (by TensorFlow); with
+    ``channels=1``, colour images become their luma. Use the files of a
+    `scan`: a file that does not decode fails the iteration.
+
+    Args:
+        root: the folder the paths are relative to.
+        items: ``(relative_path, label)`` pairs.
+        channels: 3 or 1.
+
+    Returns:
+        A `tf.data.Dataset`.
+
+    Raises:
+        ValueError: for `channels` other than 1 or 3, or items that are not
+            ``(path, label)`` pairs.
+
+    Example:
+
+    >>> s = scan("pets")  # doctest: +SKIP
+    >>> ds = image_dataset(s.root, s.images["train"], channels=1)  # doctest: +SKIP
+    """
+    checks.choice("channels", channels, (1, 3))
+    try:
+        paths = [os.fsencode(os.path.join(os.fspath(root), p)) for p, _ in items]
+        labels = [int(label) for _, label in items]
+    except (TypeError, ValueError):
+        checks.fail("items", items, "must be (relative_path, label) pairs")
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string, shape=[len(paths)]),
+                                             tf.constant(labels, tf.int64, shape=[len(labels)])))
+    return ds.map(lambda path, label: (decode(tf.io.read_file(path), channels), label),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,0 +1,382 @@
+"""Classifiers as backbones: their stage outputs, for detectors and segmenters.
+
+`feature_extractor` turns a registered model (built without its classifier)
+or a kres classifier (whose layers it then shares) into a Functional model
+whose outputs are the network's stage outputs: ``C2`` ... ``C5`` at strides
+4, 8, 16 and 32, the inputs of a feature pyramid network.
+
+Stage ``C<k>`` is always the output at stride ``2**k``: the *last* layer at
+that stride among the layers that end a stage in the family's row of
+`FAMILIES`. The row is data (layer-name patterns); the strides are read from
+the model's layers (their ``strides``), so the same row serves every member
+of a family: other depths, the keras.applications ResNet-V2 layout that
+downsamples in the last block of a stage, the CIFAR stems. What each row
+gives for the default networks:
+
+=========  =======================  ========================  ======================
+stage      ResNet v1, ResNeXt, SE   ResNet-V2 (keras layout)  DenseNet-121
+=========  =======================  ========================  ======================
+C1 (/2)    ``conv1_relu``           ``conv1_conv``            ``conv1_relu``
+C2 (/4)    ``conv2_block{n}_out``   ``conv2_block{n-1}_out``  ``conv2_block6_concat``
+C3 (/8)    ``conv3_block{n}_out``   ``conv3_block{n-1}_out``  ``conv3_block12_concat``
+C4 (/16)   ``conv4_block{n}_out``   ``conv4_block{n-1}_out``  ``conv4_block24_concat``
+C5 (/32)   ``conv5_block{n}_out``   ``post_relu``             ``relu``
+=========  =======================  ========================  ======================
+
+(``{n}`` is the stage's number of blocks: keras.applications' ResNet-V2
+strides the last block of stages 2 to 4, so the last stride-4 output is the
+block before it.) VGG: ``C<k>`` is the last convolution of block ``k + 1``
+(before its max-pool; ``C0`` is block 1's) and ``C5`` is ``block5_pool``.
+GoogLeNet: ``C2`` is the stem's ``conv3`` (``conv3_relu``, or ``conv3_lrn``
+in the paper's network), ``C3`` ``inception3b_output``, ``C4``
+``inception4e_output``, ``C5`` ``inception5b_output``. CIFAR networks have
+strides 1, 2 and 4 only: stages ``C0``, ``C1``, ``C2``. AlexNet is refused
+(see `REFUSED`).
+
+``docs/backbones.md`` explains these choices and how to feed the extractor
+to keras-hub and KerasCV detectors.
+"""
+
+import collections
+import dataclasses
+import math
+import re
+
+import keras
+
+from kres import checks
+from kres.layers import BatchNormalization
+from kres.models import registry
+from kres.models.inference import leaves
+from kres.weights import keras_applications as kweights
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One family's row of the stage table.
+
+    Attributes:
+        signature: a layer-name pattern that only this family's models have
+            (how a model passed in is recognised).
+        stage_ends: a pattern of the layers that end a stage; ``C<k>`` is
+            the last of them (in the graph's order) whose output is at
+            stride ``2**k``.
+        description: the networks of the family, for messages.
+    """
+
+    signature: str
+    stage_ends: str
+    description: str
+
+
+# The stage table: family -> which layers' outputs are C0 ... C5.
+FAMILIES = {
+    # Pre-activation networks end with post_bn/post_relu, which is then C5:
+    # the normalised features the classifier sees (timm's choice for its
+    # pre-activation and DenseNet features; keras-hub takes the raw sum).
+    "resnet": Family(
+        signature=r"conv\d+_block\d+_out",
+        stage_ends=r"conv1_conv|conv1_relu|pool1_pool|conv\d+_block\d+_out|post_relu",
+        description="ResNet v1/v1.5, ResNet-V2, ResNeXt, Wide ResNet, SE-ResNet(Xt), the CIFAR "
+                    "ResNets, WRN and ResNeXt-29"),
+    # The dense blocks' outputs (before each transition), as keras-hub and
+    # timm take them; C5 is the final batch norm and ReLU.
+    "densenet": Family(
+        signature=r"conv\d+_block\d+_concat",
+        stage_ends=r"conv1_conv|conv1_relu|pool1|conv\d+_block\d+_concat|relu",
+        description="DenseNet-121/169/201 and DenseNet-BC"),
+    # The last convolution of each block, before its max-pool (timm's VGG
+    # features, and the conv4_3 of SSD), and the last max-pool at stride 32.
+    "vgg": Family(
+        signature=r"block\d+_conv\d+",
+        stage_ends=r"block\d+_conv\d+(?:_relu)?|block\d+_pool",
+        description="VGG-11/13/16/19, with and without batch norm"),
+    # The stem's last convolution at stride 4, then the last inception
+    # module of each stage.
+    "googlenet": Family(
+        signature=r"inception\w+_output",
+        stage_ends=r"conv1_relu|pool1(?:_lrn)?|conv[23]_relu|conv3_lrn|inception\w+_output",
+        description="GoogLeNet and its batch-normalised layout"),
+}
+# Families without stage outputs a feature pyramid can use: signature, reason.
+REFUSED = {
+    "alexnet": (r"pool5", "AlexNet's 11x11/4 first convolution and unpadded 3x3/2 "
+                          "max-pools give maps of 55, 27, 13 and 6 pixels at 224x224, "
+                          "not 56, 28, 14 and 7, so a feature pyramid's 2x upsampling "
+                          "does not line them up"),
+}
+DEFAULT_STAGES = ("C2", "C3", "C4", "C5")
+
+Stage = collections.namedtuple("Stage", "layer stride channels")
+Stage.__doc__ = """One stage output: its layer's name, stride and channel count."""
+
+_STAGE = re.compile(r"C(\d+)")
+_STRIDED = (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+_NOT_FROM_MODEL = ("include_top", "pooling")
+
+
+def feature_extractor(model_or_name, stages=DEFAULT_STAGES, *, freeze_batch_norm=False,
+                      **kwargs):
+    """A Functional model whose outputs are a network's stage outputs.
+
+    The outputs are a dict keyed by the stage names asked for (``{"C2":
+    ..., "C5": ...}``); ``C<k>`` is at stride ``2**k`` (its height is the
+    input's divided by ``2**k``, rounded up where the network pads, down
+    after unpadded pooling: see ``docs/backbones.md``). Each output passes
+    through a weightless ``Identity`` layer named after its stage, so
+    ``extractor.get_layer("C3")`` and Keras's output names are the stage
+    names. The model also carries, as keras-hub's backbones do,
+    ``pyramid_outputs`` (``{"P2": tensor, ...}``, the same tensors keyed by
+    level) and, as KerasCV's do, ``pyramid_level_inputs`` (``{"P2": "C2",
+    ...}``, level to layer name). Neither attribute survives saving to a
+    ``.keras`` file: rebuild it from the loaded model's layers.
+
+    The outputs keep the dtype the layers compute in (``float16`` or
+    ``bfloat16`` under a mixed policy); nothing is cast.
+
+    Args:
+        model_or_name: a registry name (see `kres.list_models`), built here
+            without its classifier, for inputs of any size unless
+            `input_shape` says otherwise; or a kres model (a classifier, with
+            or without its top), whose layers the extractor then uses: the
+            two share their weights, so training one trains the other.
+        stages: the stage names to output, ``"C0"`` ... ``"C5"`` (one name
+            or a sequence); by default ``("C2", "C3", "C4", "C5")``.
+            `stage_layers` lists what a model has.
+        freeze_batch_norm: freeze every batch norm layer of the extractor
+            for good (`freeze_batch_norms`): it normalises with its moving
+            statistics in training too, and its scale, offset and statistics
+            never change, even after ``backbone.trainable = True`` (as
+            detectors fine-tune pretrained backbones at small batch sizes);
+            saved with the model. With a model passed in, this changes the
+            layers it shares with the extractor, so the classifier's batch
+            norms are frozen too.
+        **kwargs: with a name only: arguments of `kres.build_model`:
+            ``weights`` (``"imagenet"``, a timm ``.safetensors`` file or any
+            weights file kres reads), ``input_shape`` (default ``(None,
+            None, 3)``), ``input_tensor``, ``dtype``, ``name`` and spec
+            fields (``depths=(2, 2, 2, 2)``, ...).
+
+    Returns:
+        A Functional `keras.Model` with dict outputs, named
+        ``"{model name}_backbone"``.
+
+    Raises:
+        ValueError: for a model or name of no family with stage outputs
+            (AlexNet, a model that is not kres's), `stages` that are not
+            stage names or that the network does not have (a CIFAR network
+            has only ``C0``, ``C1``, ``C2``), keyword arguments with a model
+            passed in or ones that make no sense for an extractor
+            (`include_top`, `pooling`), and whatever `kres.build_model`
+            refuses. With a name, these are raised before the model is built.
+
+    Example:
+
+    >>> backbone = kres.feature_extractor("resnet50", weights="imagenet",  # doctest: +SKIP
+    ...                                   freeze_batch_norm=True)
+    >>> features = backbone(np.zeros((1, 256, 320, 3), "float32"))  # doctest: +SKIP
+    >>> {k: tuple(v.shape) for k, v in features.items()}  # doctest: +SKIP
+    {'C2': (1, 64, 80, 256), 'C3': (1, 32, 40, 512), 'C4': (1, 16, 20, 1024),
+     'C5': (1, 8, 10, 2048)}
+    """
+    stages = _check_stages(stages)
+    checks.boolean("freeze_batch_norm", freeze_batch_norm)
+    if isinstance(model_or_name, str):
+        model = _build(model_or_name, stages, kwargs)
+    elif isinstance(model_or_name, keras.Model):
+        if kwargs:
+            raise ValueError(
+                "Keyword arguments build a model from a registry name; a model passed in is "
+                f"used as it is. Received: model_or_name={model_or_name.name!r} with "
+                f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())}")
+        model = model_or_name
+    else:
+        raise ValueError(
+            "model_or_name must be a registry name (see kres.list_models()) or a kres "
+            f"keras.Model. Received: model_or_name={model_or_name!r}")
+    table = stage_layers(model)
+    _check_available(stages, table, model.name)
+    outputs = {}
+    for stage in stages:
+        layer = model.get_layer(table[stage].layer)
+        # The layer's own dtype policy, so that a mixed-precision output is not cast;
+        # by name: a policy object is no config value, and the model would not save.
+        outputs[stage] = keras.layers.Identity(name=stage, dtype=layer.dtype_policy.name)(
+            layer.output)
+    extractor = keras.Model(model.input, outputs, name=f"{model.name}_backbone")
+    extractor.pyramid_outputs = {f"P{stage[1:]}": tensor for stage, tensor in outputs.items()}
+    extractor.pyramid_level_inputs = {f"P{stage[1:]}": stage for stage in stages}
+    if freeze_batch_norm:
+        freeze_batch_norms(extractor)
+    return extractor
+
+
+def freeze_batch_norms(model):
+    """Freezes every batch norm layer of `model` for good (`kres.layers.BatchNormalization`'s
+    `frozen`): moving statistics in training too, nothing updated, whatever
+    ``trainable`` is set to later; saved with the model.
+
+    Returns:
+        The number of layers frozen.
+
+    Raises:
+        ValueError: for a batch norm layer that is Keras's own (a model that
+            is not kres's), which `trainable = True` would unfreeze again.
+    """
+    norms = [layer for layer in leaves(model)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    foreign = [layer.name for layer in norms if not isinstance(layer, BatchNormalization)]
+    if foreign:
+        raise ValueError(
+            f"freeze_batch_norm freezes kres's batch norm for good; {model.name!r} has Keras's "
+            f"own ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}), which "
+            f"the next `trainable = True` would unfreeze. Build the model with kres.")
+    for layer in norms:
+        layer.frozen = True
+    return len(norms)
+
+
+def stage_layers(model):
+    """The stage outputs a kres model has: stage name -> `Stage`.
+
+    Args:
+        model: a kres model of a family in `FAMILIES`.
+
+    Returns:
+        A dict from ``"C<k>"`` (in order) to ``Stage(layer, stride,
+        channels)``: the name of the layer whose output is that stage, its
+        stride ``2**k`` and its number of channels.
+
+    Raises:
+        ValueError: for a model of no family in `FAMILIES` (AlexNet, a model
+            that is not kres's).
+
+    Example:
+
+    >>> kres.models.backbones.stage_layers(kres.build_model("resnet18"))["C5"]
+    Stage(layer='conv5_block2_out', stride=32, channels=512)
+    """
+    family = FAMILIES[_family(model)]
+    stage_end = re.compile(family.stage_ends)
+    strides = _output_strides(model)
+    found = {}
+    for layer in model.layers:  # in the graph's (topological) order
+        stride = strides.get(layer.name)
+        if stage_end.fullmatch(layer.name) and stride and stride[0] == stride[1]:
+            level = math.log2(stride[0])
+            if level == int(level):  # the last layer at each stride wins
+                found[int(level)] = Stage(layer.name, stride[0], layer.output.shape[-1])
+    return {f"C{level}": found[level] for level in sorted(found)}
+
+
+def _build(name, stages, kwargs):
+    """The model of a registry name without its classifier, after every check
+    that needs no model."""
+    entry = registry.lookup(name)
+    if entry.family in REFUSED:
+        _refuse(entry.family, f"model_or_name={name!r}")
+    for key in _NOT_FROM_MODEL:
+        if key in kwargs:
+            raise ValueError(
+                f"{key} is not an argument of feature_extractor: the extractor is built "
+                f"without the classifier and outputs the stage feature maps. "
+                f"Received: {key}={kwargs[key]!r}")
+    overrides = {k: v for k, v in kwargs.items() if k not in registry.BUILD_ARGS}
+    if isinstance(kwargs.get("weights"), str) and kwargs["weights"] == "imagenet":
+        # Published weights and their layout, checked before anything is fetched.
+        overrides = kweights.imagenet_overrides(name, overrides, include_top=False,
+                                                classes=entry.spec.default_classes)
+    spec = registry.resolve_spec(name, **overrides)
+    levels = _spec_levels(entry.family, spec)
+    _check_available(stages, {f"C{level}": None for level in levels}, name)
+    if "input_shape" not in kwargs and "input_tensor" not in kwargs:
+        kwargs = {**kwargs, "input_shape": (None, None, 3)}
+    return registry.build_model(name, include_top=False, **kwargs)
+
+
+def _spec_levels(family, spec):
+    """The stage levels a family's spec gives, known before the model is built."""
+    if family == "vgg":
+        return range(0, len(spec.depths) + 1)
+    low = 0 if getattr(spec, "stem", "imagenet") == "cifar" else 1
+    return range(low, int(math.log2(spec.total_stride)) + 1)
+
+
+def _check_stages(stages):
+    """`stages` as a tuple of distinct stage names in level order."""
+    if isinstance(stages, str):
+        stages = (stages,)
+    try:
+        names = tuple(stages)
+    except TypeError:
+        names = None
+    if (not names or not all(isinstance(s, str) and _STAGE.fullmatch(s) for s in names)
+            or len(set(names)) != len(names)):
+        raise ValueError(
+            "stages must be one or more distinct stage names 'C<k>' (the output at stride "
+            "2**k), such as ('C2', 'C3', 'C4', 'C5'). Received: "
+            f"stages={stages!r}")
+    return tuple(sorted(names, key=lambda s: int(s[1:])))
+
+
+def _check_available(stages, table, model_name):
+    missing = [s for s in stages if s not in table]
+    if missing:
+        deepest = max(int(s[1:]) for s in table)
+        note = (f" (it downsamples by {2 ** deepest} at most)"
+                if any(int(s[1:]) > deepest for s in missing) else "")
+        raise ValueError(
+            f"stages must be stages that {model_name!r} has: {', '.join(table)}{note}; "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not among them "
+            f"(C<k> is the output at stride 2**k). Received: stages={stages!r}")
+
+
+def _family(model):
+    """The family of a model, from its layer names (or, failing that, its name)."""
+    names = [layer.name for layer in model.layers]
+    for family, row in FAMILIES.items():
+        if any(re.fullmatch(row.signature, n) for n in names):
+            return family
+    for family, (signature, _) in REFUSED.items():
+        if any(re.fullmatch(signature, n) for n in names):
+            _refuse(family, f"model_or_name={model.name!r}")
+    if model.name in registry.list_models():
+        family = registry.lookup(model.name).family
+        if family in REFUSED:
+            _refuse(family, f"model_or_name={model.name!r}")
+    raise ValueError(
+        "model_or_name must be a kres model of a family with stage outputs "
+        f"({_supported()}); {model.name!r} has none of their layer names. "
+        f"Received: model_or_name={model.name!r}")
+
+
+def _refuse(family, received):
+    raise ValueError(
+        f"feature_extractor does not support {family}: {REFUSED[family][1]}. "
+        f"It supports {_supported()}. Received: {received}")
+
+
+def _supported():
+    return "; ".join(f"{family}: {row.description}" for family, row in FAMILIES.items())
+
+
+def _output_strides(model):
+    """Layer name -> ``(stride_y, stride_x)`` of its output, ``None`` for outputs
+    that are no spatial map (or mix maps of different strides)."""
+    strides = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            strides[layer.name] = (1, 1)
+            continue
+        parents = {strides.get(t._keras_history.operation.name)
+                   for t in keras.tree.flatten(layer.input)} - {None}
+        if len(parents) != 1 or len(layer.output.shape) != 4:
+            strides[layer.name] = None
+            continue
+        (sy, sx), = parents
+        if isinstance(layer, _STRIDED):
+            ky, kx = layer.strides
+            sy, sx = sy * ky, sx * kx
+        strides[layer.name] = (sy, sx)
+    return strides
+

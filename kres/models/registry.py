@@ -1,0 +1,247 @@
+"""The registry of named models: list, look up, build.
+
+Each family module in `kres.models` contributes a `VARIANTS` table (registry
+name: constructor name and spec) and a builder; this module merges them.
+Keyword arguments of `build_model` that are spec fields override the row;
+the others go to the builder.
+
+`kres.models.catalog` and `kres.models.constructors` are generated from this registry
+(``python -m kres.models.registry``) so that the command line and ``import kres``
+know the models without building them; the tests check that they agree.
+"""
+
+import dataclasses
+import fnmatch
+import json
+import os
+import sys
+import textwrap
+
+from kres import checks
+from kres.models import alexnet, densenet, googlenet, resnet, vgg
+from kres.weights import keras_applications as kweights
+
+
+@dataclasses.dataclass(frozen=True)
+class Registered:
+    """One registered model: its family, constructor name, spec and builder."""
+
+    family: str
+    constructor: str
+    spec: object
+    build: object
+
+
+_FAMILIES = {
+    "resnet": (resnet.VARIANTS, resnet.build_resnet),
+    "densenet": (densenet.VARIANTS, densenet.build_densenet),
+    "vgg": (vgg.VARIANTS, vgg.build_vgg),
+    "googlenet": (googlenet.VARIANTS, googlenet.build_googlenet),
+    "alexnet": (alexnet.VARIANTS, alexnet.build_alexnet),
+}
+_MODELS = {name: Registered(family, constructor, spec, build)
+           for family, (variants, build) in _FAMILIES.items()
+           for name, (constructor, spec) in variants.items()}
+BUILD_ARGS = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+              "classifier_activation", "name", "dtype")
+
+
+def list_models(pattern="*"):
+    """Names of the registered models, sorted.
+
+    Args:
+        pattern: a shell-style filter such as ``"resnext*"``.
+
+    Returns:
+        A list of registry names.
+
+    Example:
+
+    >>> kres.list_models("resnext101*")
+    ['resnext101_32x4d', 'resnext101_32x8d', 'resnext101_64x4d']
+    """
+    return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
+
+
+def get_spec(name):
+    """The spec (a frozen dataclass) of a registered model.
+
+    Raises:
+        ValueError: for an unknown name, suggesting the closest ones.
+
+    Example:
+
+    >>> kres.get_spec("resnext50_32x4d").cardinality
+    32
+    """
+    return lookup(name).spec
+
+
+def build_model(name, /, **kwargs):
+    """Builds a registered model, optionally changing fields of its spec.
+
+    Args:
+        name: a registry name (see `list_models`).
+        **kwargs: constructor arguments (`include_top`, `weights`,
+            `input_tensor`, `input_shape`, `pooling`, `classes`,
+            `classifier_activation`, `name`, `dtype`) and spec fields to
+            override (`depths`, `cardinality`, `width_per_group`,
+            `se_ratio`, `drop_path_rate`, ...).
+
+    Returns:
+        A Functional `keras.Model` named `name` unless `name` is given.
+
+    Raises:
+        ValueError: for an unknown model name or keyword, or an invalid value.
+
+    Example:
+
+    >>> model = kres.build_model("cifar_resnet20", depths=(5, 5, 5))  # ResNet-32
+    >>> kres.count_params(model)
+    464154
+    """
+    build_args = {k: v for k, v in kwargs.items() if k in BUILD_ARGS}
+    overrides = {k: v for k, v in kwargs.items() if k not in BUILD_ARGS}
+    imagenet = isinstance(build_args.get("weights"), str) and build_args["weights"] == "imagenet"
+    if imagenet:
+        spec = get_spec(name)  # unknown names fail first
+        overrides = kweights.imagenet_overrides(
+            name, overrides, include_top=build_args.get("include_top", True),
+            classes=build_args.get("classes") or spec.default_classes)
+        build_args["weights"] = None
+    spec = resolve_spec(name, **overrides)
+    build_args["name"] = build_args.get("name") or name
+    model = lookup(name).build(spec, **build_args)
+    if imagenet:
+        include_top = build_args.get("include_top", True)
+        kweights.load_keras_weights(model, kweights.fetch_keras_weights(name, include_top))
+    return model
+
+
+def resolve_spec(name, /, **overrides):
+    """The spec of a registered model with some fields replaced, validated.
+
+    Raises:
+        ValueError: for an unknown model or field, or an invalid value.
+
+    Example:
+
+    >>> kres.models.registry.resolve_spec("resnet50", cardinality=32, width_per_group=4).cardinality
+    32
+    """
+    spec = lookup(name).spec
+    fields = {f.name for f in dataclasses.fields(spec)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        hint = checks.did_you_mean(unknown[0], sorted(fields | set(BUILD_ARGS)), cutoff=0.6)
+        raise ValueError(
+            f"Unknown argument {unknown[0]!r} for model {name!r}.{hint} Spec fields: "
+            f"{', '.join(sorted(fields))}. Received: {unknown[0]}={overrides[unknown[0]]!r}"
+        )
+    return dataclasses.replace(spec, **overrides) if overrides else spec
+
+
+def lookup(name):
+    """The `Registered` entry of a model name.
+
+    Raises:
+        ValueError: for an unknown name, suggesting the closest ones.
+    """
+    if name not in _MODELS:
+        raise ValueError(
+            f"Unknown model name.{checks.did_you_mean(name, _MODELS)} See kres.list_models() "
+            f"for all {len(_MODELS)}. Received: name={name!r}"
+        )
+    return _MODELS[name]
+
+
+# --- The generated files ------------------------------------------------------------
+
+def catalog_source():
+    """The text of ``kres/models/catalog.py``: every model's row, counted from the built model."""
+    from kres.models import counting as stats
+
+    lines = ['"""Every registered model at a glance, without building any (generated).',
+             "",
+             "``python -m kres.models.registry`` writes this file from the registry; the tests",
+             "check each row against the model it describes. Counts are at the default",
+             "input size with the default classes, as `kres.count_params` and",
+             "`kres.count_macs` give them.",
+             '"""',
+             "",
+             "from collections import namedtuple",
+             "",
+             'Entry = namedtuple("Entry", "constructor family default_size default_classes '
+             'params macs description")',
+             "",
+             "MODELS = {"]
+    for name in list_models():
+        entry = _MODELS[name]
+        model = build_model(name)
+        row = (entry.constructor, entry.family, entry.spec.default_size,
+               entry.spec.default_classes, stats.count_params(model), stats.count_macs(model),
+               entry.spec.describe())
+        lines.append(f'    "{name}": Entry(')
+        lines.append(f"        {', '.join(json.dumps(v) for v in row[:-1])},")
+        lines.append(f"        {json.dumps(row[-1])}),")
+        del model
+        import keras
+
+        keras.backend.clear_session()
+    lines += ["}", ""]
+    return "\n".join(lines)
+
+
+def constructors_source():
+    """The text of ``kres/models/constructors.py``: one explicit function per model."""
+    lines = ['"""The keras.applications-style constructors, one per registered model (generated).',
+             "",
+             "``python -m kres.models.registry`` writes this file from the registry; the",
+             "tests check that it matches. Importing it imports neither Keras nor TensorFlow:",
+             "each function builds its model through `kres.build_model` when called.",
+             '"""',
+             "",
+             "from kres.models.constructor_template import build, document",
+             "",
+             "__all__ = [",
+             *textwrap.wrap(", ".join(f'"{e.constructor}"' for e in
+                                      sorted(_MODELS.values(), key=lambda e: e.constructor)),
+                            96, initial_indent="    ", subsequent_indent="    "),
+             "]",
+             ""]
+    for name in list_models():
+        entry = _MODELS[name]
+        indent = " " * (len(entry.constructor) + 5)
+        lines += ["",
+                  f"def {entry.constructor}(include_top=True, weights=None, input_tensor=None, "
+                  "input_shape=None,",
+                  f"{indent}pooling=None, classes={entry.spec.default_classes}, "
+                  'classifier_activation="softmax",',
+                  f'{indent}name="{name}", **overrides):',
+                  f'    return build("{name}", locals())',
+                  ""]
+    lines += ["", "document(globals(), __all__)", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """``python -m kres.models.registry [--check]``: write (or check) the generated files."""
+    argv = sys.argv[1:] if argv is None else argv
+    folder = os.path.dirname(os.path.abspath(__file__))
+    files = {"constructors.py": constructors_source(), "catalog.py": catalog_source()}
+    stale = []
+    for filename, text in files.items():
+        path = os.path.join(folder, filename)
+        current = open(path).read() if os.path.isfile(path) else None
+        if current != text:
+            stale.append(filename)
+            if "--check" not in argv:
+                with open(path, "w") as f:
+                    f.write(text)
+    verb = "out of date" if "--check" in argv else "rewritten"
+    print(f"{', '.join(stale)} {verb}" if stale else "generated files up to date")
+    return 1 if stale and "--check" in argv else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

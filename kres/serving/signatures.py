@@ -1,0 +1,56 @@
+"""The functions behind an export's signatures: decode with limits, resize, classify.
+
+Everything here is TensorFlow graph code that runs in the server: each image
+is checked and decoded by `kres.images.decode_checked` (the training
+pipeline's decoder, behind the limits), resized exactly as the training
+pipeline's evaluation did (`kres.preprocessing.eval_resize`), then handed to
+the model, which normalises it itself (`kres.layers.InputPreprocessing`).
+"""
+
+import tensorflow as tf
+
+from kres.images import decode_checked
+from kres.preprocessing import eval_resize
+
+
+class Server:
+    """The functions behind the signatures (closes over the model and settings).
+
+    `model` takes pixels (0-255) and normalises them itself; `prep` says how
+    images are brought to its input size.
+    """
+
+    def __init__(self, model, prep, class_names, top_k, max_image_bytes, max_pixels):
+        self.model, self.prep = model, prep
+        self.class_names = tf.constant(class_names)
+        self.top_k = top_k
+        self.limits = (max_image_bytes, max_pixels)
+
+    def _fit(self, image):
+        """Resizes or center-crops one float image as training's evaluation did."""
+        return eval_resize(image, self.prep.height, self.prep.width,
+                           self.prep.resize == "center_crop")
+
+    def _outputs(self, images):
+        probabilities = tf.cast(self.model(tf.cast(images, tf.float32), training=False),
+                                tf.float32)
+        scores, classes = tf.math.top_k(probabilities, k=self.top_k)
+        return {"probabilities": probabilities, "classes": classes, "scores": scores,
+                "labels": tf.gather(self.class_names, classes)}
+
+    def serve_images(self, images):
+        channels = self.prep.channels
+
+        def one(data):
+            image = decode_checked(data, channels, *self.limits)
+            return self._fit(tf.cast(image, tf.float32))
+
+        spec = tf.TensorSpec([self.prep.height, self.prep.width, channels], tf.float32)
+        return self._outputs(tf.map_fn(one, images, fn_output_signature=spec))
+
+    def serve_pixels(self, pixels):
+        images = tf.map_fn(self._fit, tf.cast(pixels, tf.float32),
+                           fn_output_signature=tf.TensorSpec(
+                               [self.prep.height, self.prep.width, self.prep.channels],
+                               tf.float32))
+        return self._outputs(images)

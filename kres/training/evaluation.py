@@ -1,0 +1,94 @@
+"""Scoring a model: a saved ``.keras`` on a dataset split, or a model on a pipeline."""
+
+import os
+
+from kres import checks, rundir
+from kres.data import splits as ksplits
+from kres.data.pipeline import pipeline
+from kres.models.inference import flip_averaged
+from kres.models.inputs import preprocessing_layer, with_preprocessing
+from kres.models.saving import load_model
+from kres.preprocessing import Preprocessing
+from kres.training.preparation import load_data
+from kres.training.recipes import build_state, metrics
+
+
+def scores(model, ds, num_classes, *, loss, flip=False):
+    """`model`'s loss and metrics on `ds`, compiled anew with `loss` (and the recipes'
+    metrics); with `flip`, of each image's and its mirror image's probabilities
+    averaged (`kres.flip_averaged`)."""
+    if flip:
+        model = flip_averaged(model)
+    model.compile(loss=loss, metrics=metrics(num_classes))
+    build_state(model, num_classes)
+    return model.evaluate(ds, verbose=0, return_dict=True)
+
+
+def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256, flip=False):
+    """Scores a saved ``.keras`` model on a dataset split.
+
+    A model kres trained normalises its own pixels
+    (`kres.layers.InputPreprocessing`), wherever its file was moved. For
+    another model (a run of kres before 0.2, a model built by hand), the
+    normalisation is the ``model.json`` beside it, else the dataset's
+    statistics. Beside a run's model, the run directory also gives an image
+    folder's split (``splits.json``), the validation size and whether bad
+    images were skipped (``config.json``).
+
+    Args:
+        model_path: a ``.keras`` file (e.g. a run's ``best.keras``).
+        dataset: a dataset name or image folder.
+        split: ``"test"``, ``"val"`` or ``"train"``.
+        data_dir: the dataset's tfds data directory.
+        batch_size: evaluation batch size.
+        flip: average each image's and its mirror image's predictions
+            (`kres.flip_averaged`; a recipe's ``test_flip``).
+
+    Returns:
+        A dict with ``loss``, ``accuracy`` (and ``top5`` for many classes).
+
+    Raises:
+        ValueError: for a missing model file, an unknown dataset or split, or
+            a model whose classes or input do not fit the dataset.
+
+    Example:
+
+    >>> kres.evaluate("runs/demo/best.keras", "fashion_mnist")  # doctest: +SKIP
+    {'accuracy': 0.899, 'loss': 0.28}
+    """
+    checks.choice("split", split, ("train", "val", "test"))
+    checks.positive_int("batch_size", batch_size)
+    checks.boolean("flip", flip)
+    if not os.path.isfile(model_path):
+        raise ValueError(f"No model file at model_path. Received: model_path={model_path!r}")
+    run = os.path.dirname(os.path.abspath(model_path))
+    saved = rundir.read_json(os.path.join(run, "config.json"))
+    same = saved.get("dataset") is not None and os.path.abspath(saved["dataset"]) == \
+        os.path.abspath(dataset)
+    model = load_model(model_path)
+    _, height, width, channels = model.input_shape
+    folder = {}
+    if os.path.isdir(dataset):
+        splits_path = os.path.join(run, "splits.json")
+        folder = dict(channels=channels, seed=saved.get("seed") or 0,
+                      skip_bad_images=bool(same and saved.get("skip_bad_images")),
+                      splits=ksplits.read_splits(splits_path)
+                      if same and os.path.isfile(splits_path) else None)
+    data = load_data(dataset, data_dir=data_dir,
+                     val_size=saved.get("val_size") if same else None, **folder)
+    if preprocessing_layer(model) is None:
+        described = rundir.read_json(os.path.join(run, "model.json")).get("preprocessing")
+        prep = Preprocessing.from_json(described) if described else None
+        if prep is None or (prep.height, prep.width, prep.channels) != (height, width, channels):
+            prep = data.spec.preprocessing((height, width, channels))  # none, or another model's
+        model = with_preprocessing(model, prep)
+    classes = model.output_shape[-1]
+    if classes != data.spec.num_classes:
+        raise ValueError(
+            f"The model predicts {classes} classes, the dataset has {data.spec.num_classes}. "
+            f"Received: dataset={dataset!r}"
+        )
+    ds = pipeline(getattr(data, split), data.spec, training=False, batch_size=batch_size,
+                  image_size=height, channels=channels, num_classes=classes, cache=False)
+    return scores(model, ds, classes, loss="categorical_crossentropy", flip=flip)
+

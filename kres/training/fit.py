@@ -1,0 +1,147 @@
+"""The one call of `model.fit` in kres, shared by training and tuning.
+
+`pipelines` makes a recipe's training and validation `tf.data` pipelines;
+`fit` runs `model.fit` on them with the run directory's callbacks: a NaN
+guard, per-epoch statistics, the best checkpoint, the CSV history,
+TensorBoard, early stopping and `keras.callbacks.BackupAndRestore`, in the
+order that keeps a crash from losing or corrupting anything.
+"""
+
+import os
+import shutil
+import sys
+import time
+
+import keras
+
+from kres import rundir as runs
+
+
+class EpochStats(keras.callbacks.Callback):
+    """Adds the learning rate, the epoch's wall time and images/s to the logs."""
+
+    def __init__(self, train_examples):
+        super().__init__()
+        self.train_examples = train_examples
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        seconds = time.perf_counter() - self._start
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
+        logs["epoch_time"] = seconds
+        logs["images_per_second"] = self.train_examples / seconds
+
+
+def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
+              preprocessing=None):
+    """The training and validation pipelines of a recipe on loaded data `d`.
+
+    `deterministic` fixes the element order of both whatever the thread
+    timing: needed when workers each read the whole input and keep their
+    share of it (`kres.training.multiworker.shard_by_data`), or the shares overlap.
+    The batches hold pixels, which the model normalises; `preprocessing` is
+    its normalisation (pretrained weights' own; default: the dataset's),
+    whose statistics random erasing draws its noise with.
+    """
+    from kres.data.pipeline import fits_in_memory, pipeline  # tf.data: TensorFlow only here
+
+    common = dict(image_size=image_size, channels=channels, num_classes=d.spec.num_classes,
+                  batch_size=recipe.batch_size, deterministic=deterministic,
+                  preprocessing=preprocessing)
+    train_ds = pipeline(d.train, d.spec, training=True, seed=seed,
+                        cache=fits_in_memory(d.spec, d.sizes["train"]),
+                        augment=recipe.augment, color_jitter=recipe.color_jitter,
+                        mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
+                        random_erasing=recipe.random_erasing, **common)
+    val_ds = pipeline(d.val, d.spec, training=False,
+                      cache=fits_in_memory(d.spec, d.sizes["val"]), **common)
+    return train_ds, val_ds
+
+
+def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None,
+        initial_epoch=0, resume=False, callbacks=(), verbose="auto",
+        backup=None, backup_dir=None, class_weight=None):
+    """The one call of `model.fit` in kres, with the run directory's callbacks.
+
+    Writes ``history.csv``, ``best.keras``, ``tensorboard/`` and ``backup/``
+    in `run_dir`. With `resume`, continues from the backup (dropping history
+    rows newer than it); without, any old backup is discarded so the run
+    starts from scratch. `backup` replaces the
+    `keras.callbacks.BackupAndRestore` of ``backup/`` (a multi-worker run's
+    `kres.training.multiworker.ChiefBackupAndRestore`); `backup_dir` moves it. The
+    backup keeps the previous epoch's copy too, so a kill in the middle of
+    writing it still resumes (from the epoch before). A fit
+    with an `initial_epoch` continues a run's history (a later phase):
+    the rows and the best checkpoint of the epochs before it stay.
+    `class_weight` is `model.fit`'s. `verbose` is too, except that
+    ``"auto"`` is Keras's progress bar only in a terminal, and one line per
+    epoch (``2``) where the output goes to a file or a pipe (`progress`).
+
+    Returns:
+        The Keras `History`.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    history_path = os.path.join(run_dir, "history.csv")
+    best_path = os.path.join(run_dir, "best.keras")
+    backup_dir = backup_dir or os.path.join(run_dir, "backup")
+    if not resume:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        if not initial_epoch:
+            for path in (history_path, best_path):
+                if os.path.exists(path):
+                    os.remove(path)
+    previous = runs.trim_history(history_path, max(runs.backup_epoch(backup_dir),
+                                                   initial_epoch)) \
+        if resume or initial_epoch else []
+    best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
+
+    all_callbacks = [
+        # Raises at the first non-finite loss, before any epoch-end callback can
+        # save NaN weights; the backup of the last good epoch stays.
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        EpochStats(train_examples),
+        keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+        *callbacks,
+    ]
+    if recipe.patience:
+        all_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=recipe.patience,
+            restore_best_weights=True))
+    # Last: an epoch is backed up only after its row and checkpoint are written.
+    # double_checkpoint: a kill while the weights are written leaves a truncated
+    # file; the resume then takes the copy made before the write.
+    all_callbacks.append(backup or keras.callbacks.BackupAndRestore(
+        backup_dir, double_checkpoint=True))
+    # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
+    return model.fit(train_ds, validation_data=val_ds, epochs=epochs or recipe.epochs,
+                     initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
+                     verbose=progress(verbose), class_weight=class_weight)
+
+
+def progress(verbose, stream=None):
+    """Keras's `verbose` for a fit that prints to `stream` (default: standard output).
+
+    ``"auto"`` becomes 1 (the progress bar, redrawn in place) in a terminal
+    and 2 (one line per epoch) otherwise: in a log file or CI, Keras's bar
+    writes a new line at every step, thousands per epoch. Other values are
+    returned as they are.
+
+    Example:
+
+    >>> progress("auto", io.StringIO())
+    2
+    """
+    if verbose != "auto":
+        return verbose
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return 1 if isatty is not None and isatty() else 2

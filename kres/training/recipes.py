@@ -1,0 +1,334 @@
+"""Training recipes: the papers' settings as data, and what they make of a model.
+
+A `Recipe` is a named preset (optimizer, schedule, weight decay, epochs,
+augmentation) every field of which can be overridden (`resolve_recipe`).
+`compile_model` turns one into SGD with its per-iteration learning-rate
+schedule (a `keras.optimizers.schedules` object), coupled weight decay and
+the label-smoothed cross-entropy.
+
+Weight decay is coupled L2, as in the papers' SGD (and PyTorch's
+``weight_decay``): each decayed variable carries an L2 regularizer of
+``weight_decay / 2 * ||w||^2``, so its gradient gains ``weight_decay * w``
+before momentum.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import keras
+
+from kres import checks
+from kres.models.registry import lookup
+from kres.preprocessing import AUGMENTATIONS
+
+SCHEDULES = ("step", "cosine", "constant")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe. Every field can be overridden (`resolve_recipe`).
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: examples per step.
+        learning_rate: peak learning rate (before `scale_lr`).
+        scale_lr: multiply `learning_rate` by ``batch_size / 256`` (Goyal et
+            al.'s linear scaling rule, the ImageNet recipes).
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: coupled L2 weight decay.
+        decay_all: decay batch-norm parameters and biases too (the papers);
+            False decays convolution and dense kernels only (Bag of Tricks).
+        schedule: ``"step"`` (multiply by `gamma` at each milestone),
+            ``"cosine"`` or ``"constant"``.
+        milestones: fractions of the run at which the step schedule decays.
+        gamma: the step schedule's factor.
+        warmup_epochs: linear warmup from 0 (cosine schedule).
+        label_smoothing: label smoothing of the cross-entropy.
+        augment: training augmentation (`kres.data.pipeline.AUGMENTATIONS`); ``None``
+            for the dataset's own (the CIFAR pad-crop-flip on the small sets).
+        color_jitter: brightness/contrast/saturation jitter strength for the
+            ``"imagenet"`` augmentation (0: off).
+        mixup_alpha: mixup's Beta parameter (0: off).
+        cutmix_alpha: CutMix's Beta parameter (0: off).
+        random_erasing: random-erasing probability (0: off).
+        zero_init_last: zero-initialise each residual branch's last BN.
+        test_flip: score the test set with each image's and its mirror
+            image's predictions averaged (`kres.flip_averaged`; for networks
+            trained with flips). The run's results keep the single-view
+            score too.
+        patience: early-stopping patience in epochs on validation accuracy
+            (0: no early stopping).
+        frozen_epochs: fine-tuning (a run with ``weights``): the first
+            `frozen_epochs` of the `epochs` train the new classifier alone,
+            the backbone frozen and its batch norm in inference mode; the
+            rest train the network (`unfreeze`) with the schedule (0: no
+            frozen phase).
+        frozen_learning_rate: the frozen phase's constant learning rate
+            (``None``: `learning_rate`).
+        unfreeze: the stages trained after the frozen phase, as layer-name
+            prefixes (``("conv4", "conv5")`` for a ResNet's last two stages);
+            ``()`` for the whole network. A comma-separated string is split.
+    """
+
+    epochs: int = 164
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    scale_lr: bool = False
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    decay_all: bool = True
+    schedule: str = "step"
+    milestones: tuple = (0.5, 0.75)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    augment: str | None = None
+    color_jitter: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    random_erasing: float = 0.0
+    zero_init_last: bool = False
+    test_flip: bool = False
+    patience: int = 0
+    frozen_epochs: int = 0
+    frozen_learning_rate: float | None = None
+    unfreeze: tuple = ()
+
+    def __post_init__(self):
+        checks.tuples(self, "milestones", "unfreeze")
+        if isinstance(self.unfreeze, str):  # --set-recipe unfreeze=conv4,conv5
+            object.__setattr__(self, "unfreeze",
+                               tuple(s.strip() for s in self.unfreeze.split(",") if s.strip()))
+        checks.positive_int("epochs", self.epochs)
+        checks.positive_int("batch_size", self.batch_size)
+        checks.number("learning_rate", self.learning_rate, low=0, low_open=True)
+        checks.number("momentum", self.momentum, low=0, high=1, high_open=True)
+        checks.number("weight_decay", self.weight_decay, low=0)
+        checks.choice("schedule", self.schedule, SCHEDULES)
+        if (not isinstance(self.milestones, tuple)
+                or not all(checks.is_number(m) and 0 < m < 1 for m in self.milestones)
+                or list(self.milestones) != sorted(self.milestones)):
+            checks.fail("milestones", self.milestones,
+                        "must be a tuple of increasing fractions of the run, each in (0, 1)")
+        checks.number("gamma", self.gamma, low=0, high=1, low_open=True)
+        checks.number("warmup_epochs", self.warmup_epochs, low=0)
+        checks.rate("label_smoothing", self.label_smoothing)
+        if self.augment is not None:
+            checks.choice("augment", self.augment, AUGMENTATIONS)
+        checks.number("color_jitter", self.color_jitter, low=0, high=1)
+        for field in ("mixup_alpha", "cutmix_alpha"):
+            checks.number(field, getattr(self, field), low=0)
+        checks.number("random_erasing", self.random_erasing, low=0, high=1)
+        for field in ("scale_lr", "nesterov", "decay_all", "zero_init_last",
+                      "test_flip"):
+            checks.boolean(field, getattr(self, field))
+        checks.integer("patience", self.patience, minimum=0)
+        checks.integer("frozen_epochs", self.frozen_epochs, minimum=0)
+        if self.frozen_epochs >= self.epochs:
+            checks.fail("frozen_epochs", self.frozen_epochs,
+                        f"must leave at least one of the {self.epochs} epochs to train the "
+                        "whole network")
+        if self.warmup_epochs >= self.epochs - self.frozen_epochs:
+            checks.fail("warmup_epochs", self.warmup_epochs,
+                        f"must be shorter than the {self.epochs - self.frozen_epochs} epochs "
+                        "after the frozen phase")
+        if self.frozen_learning_rate is not None:
+            checks.number("frozen_learning_rate", self.frozen_learning_rate, low=0,
+                          low_open=True)
+        if not isinstance(self.unfreeze, tuple) or not all(
+                isinstance(s, str) and s for s in self.unfreeze):
+            checks.fail("unfreeze", self.unfreeze,
+                        "must be a tuple of layer-name prefixes such as ('conv5',)")
+
+    def frozen_phase(self):
+        """The recipe of the frozen phase: `frozen_epochs` at the constant
+        `frozen_learning_rate`, no warmup, no early stopping."""
+        return dataclasses.replace(
+            self, epochs=self.frozen_epochs, frozen_epochs=0, schedule="constant",
+            learning_rate=self.frozen_learning_rate or self.learning_rate, warmup_epochs=0.0,
+            patience=0)
+
+    def unfrozen_phase(self):
+        """The recipe of the epochs after the frozen phase: the schedule over
+        ``epochs - frozen_epochs``."""
+        return dataclasses.replace(self, epochs=self.epochs - self.frozen_epochs,
+                                   frozen_epochs=0)
+    def to_json(self):
+        """The recipe as a JSON-ready dict."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+RECIPES = {
+    # He et al. 2015, Sec. 4.2: lr 0.1, /10 at 32k and 48k of 64k iterations
+    # (50% and 75%), wd 1e-4, batch 128, about 164 epochs.
+    "he2015-cifar": Recipe(),
+    # Xie et al. 2017, Sec. 5.3: wd 5e-4, 300 epochs, /10 at 150 and 225.
+    "xie2016-cifar": Recipe(epochs=300, weight_decay=5e-4),
+    # Zagoruyko & Komodakis 2016: Nesterov, wd 5e-4, x0.2 at 60/120/160 of 200.
+    "wrn-cifar": Recipe(epochs=200, weight_decay=5e-4, nesterov=True, gamma=0.2,
+                        milestones=(0.3, 0.6, 0.8)),
+    # torchvision's reference: lr 0.1 per 256, /10 every 30 of 90 epochs.
+    "imagenet-step": Recipe(epochs=90, batch_size=256, scale_lr=True,
+                            milestones=(1 / 3, 2 / 3)),
+    # Bag of Tricks (He et al. 2018): 5-epoch warmup, cosine, label smoothing,
+    # zero-init last BN, no decay on BN and biases.
+    "imagenet-cosine": Recipe(epochs=120, batch_size=256, scale_lr=True, schedule="cosine",
+                              warmup_epochs=5, label_smoothing=0.1, decay_all=False,
+                              zero_init_last=True),
+    # Short runs on small datasets on a CPU (tens of epochs, not hundreds): a linear
+    # warmup into a cosine decay to zero, as Smith & Topin's one-cycle policy
+    # (arXiv:1708.07120) and Bag of Tricks' warmup + cosine do; Nesterov momentum;
+    # label smoothing 0.1 (Szegedy et al. 2016); zero-initialised last BN of each
+    # residual branch and no decay on BN and biases (Bag of Tricks); wd 5e-4 as the
+    # WRN and ResNeXt CIFAR recipes. Batch 128 and the peak learning rate were
+    # chosen by measurement on Fashion-MNIST (docs/results.md).
+    "fast-cpu": Recipe(epochs=20, batch_size=128, learning_rate=0.2, nesterov=True,
+                       weight_decay=5e-4, decay_all=False, schedule="cosine",
+                       warmup_epochs=2, label_smoothing=0.1, zero_init_last=True,
+                       test_flip=True),
+    # Fine-tuning pretrained weights (Keras's transfer-learning guide; Kornblith
+    # et al. 2019, "Do Better ImageNet Models Transfer Better?"): the new classifier
+    # alone first, the backbone frozen with its batch norm in inference mode, then
+    # the whole network at a tenth of that learning rate, cosine to zero; light
+    # decay, kernels only; label smoothing.
+    "transfer": Recipe(epochs=10, batch_size=64, learning_rate=0.01, frozen_epochs=2,
+                       frozen_learning_rate=0.1, schedule="cosine", weight_decay=5e-5,
+                       decay_all=False, label_smoothing=0.1),
+}
+
+
+def resolve_recipe(name, **overrides):
+    """A named recipe with some fields replaced, validated.
+
+    Raises:
+        ValueError: for an unknown recipe or field, or an invalid value.
+
+    Example:
+
+    >>> resolve_recipe("wrn-cifar", epochs=30).milestones
+    (0.3, 0.6, 0.8)
+    """
+    if name not in RECIPES:
+        raise ValueError(f"Unknown recipe.{checks.did_you_mean(name, RECIPES, cutoff=0.4)} "
+                         f"Known: {', '.join(RECIPES)}. Received: recipe={name!r}")
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    for key in overrides:
+        if key not in fields:
+            raise ValueError(f"Unknown recipe field.{checks.did_you_mean(key, fields, 0.6)} "
+                             f"Fields: {', '.join(sorted(fields))}. "
+                             f"Received: {key}={overrides[key]!r}")
+    return dataclasses.replace(RECIPES[name], **overrides)
+
+
+def learning_rate_schedule(recipe, steps_per_epoch):
+    """The recipe's per-iteration schedule (a `keras.optimizers.schedules` object;
+    the learning rate itself, a float, for the constant schedule).
+
+    Example:
+
+    >>> schedule = learning_rate_schedule(RECIPES["he2015-cifar"], steps_per_epoch=100)
+    >>> round(float(schedule(8200)), 6), round(float(schedule(8201)), 6)
+    (0.1, 0.01)
+    """
+    lr = recipe.learning_rate * (recipe.batch_size / 256 if recipe.scale_lr else 1.0)
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "constant":
+        return lr
+    if recipe.schedule == "cosine":
+        warmup = int(round(recipe.warmup_epochs * steps_per_epoch))
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else lr, decay_steps=max(total - warmup, 1),
+            warmup_target=lr if warmup else None, warmup_steps=warmup)
+    boundaries = [int(round(m * total)) for m in recipe.milestones]
+    values = [lr * recipe.gamma ** i for i in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def spec_overrides(recipe, model, overrides=()):
+    """The spec fields a run of `recipe` changes in `model`: `overrides`, plus the
+    recipe's zero-init (for the families that have a residual branch).
+
+    Example:
+
+    >>> spec_overrides(RECIPES["fast-cpu"], "cifar_resnet20")
+    {'zero_init_last': True}
+    >>> spec_overrides(RECIPES["fast-cpu"], "vgg11")
+    {}
+    """
+    overrides = dict(overrides)
+    if recipe.zero_init_last and hasattr(lookup(model).spec, "zero_init_last"):
+        overrides.setdefault("zero_init_last", True)
+    return overrides
+
+
+def apply_weight_decay(model, weight_decay, decay_all=True):
+    """Adds coupled L2 weight decay to `model`'s trainable variables.
+
+    Each decayed variable gets the regularizer ``weight_decay / 2 * sum(w^2)``,
+    whose gradient is ``weight_decay * w``. Regularizers set on variables are
+    not part of the model's config, so saved models carry no training setting.
+
+    Args:
+        model: a Keras model.
+        weight_decay: the decay coefficient.
+        decay_all: decay every trainable variable; False decays only kernels
+            (variables of rank > 1), sparing batch norm and biases.
+
+    Returns:
+        The number of decayed variables.
+    """
+    if weight_decay <= 0:
+        return 0
+    regularizer = keras.regularizers.L2(weight_decay / 2)
+    decayed = [v for v in model.trainable_weights if decay_all or len(v.shape) > 1]
+    for variable in decayed:
+        variable.regularizer = regularizer
+    return len(decayed)
+
+
+def metrics(num_classes):
+    """Accuracy, and top-5 accuracy beyond 10 classes (one-hot labels)."""
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 10:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
+    return metrics
+
+
+def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto"):
+    """Compiles `model` with a recipe: SGD, its schedule, coupled weight decay,
+    cross-entropy with label smoothing, accuracy (and top-5 beyond 10 classes)."""
+    apply_weight_decay(model, recipe.weight_decay, recipe.decay_all)
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate_schedule(recipe, steps_per_epoch),
+        momentum=recipe.momentum, nesterov=recipe.nesterov)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(
+                      label_smoothing=recipe.label_smoothing),
+                  metrics=metrics(num_classes), jit_compile=jit_compile)
+    build_state(model, num_classes)
+
+
+def build_state(model, num_classes):
+    """Creates a compiled model's optimizer and metric variables now, eagerly.
+
+    Outside a distribution strategy's scope Keras creates them while it
+    traces the first training (or evaluation) step, and TensorFlow traces a
+    function again whenever its first trace created variables: every fit
+    paid for two traces of its training step. Built here, the step is traced
+    once (measured in ``docs/benchmarks.md``). Under a strategy Keras builds
+    them itself, before tracing.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():
+            return
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    y = keras.ops.zeros((1, num_classes))
+    model.compute_metrics(None, y, y)
+    model.reset_metrics()
+

@@ -1,0 +1,333 @@
+"""Training: a `TrainConfig` resolved into a run directory and one call of `model.fit`.
+
+`train` is five named steps: open the run (config, cluster, resume),
+prepare it (`kres.training.preparation`: data, input, pretrained weights),
+build the model (in the run's precision, with its own preprocessing and the
+pretrained weights), fit it (`fit_run`: the recipe's phases through
+`kres.training.fit.fit`, shared with `kres.tuning`: best checkpoint, CSV
+history, TensorBoard, early stopping, a NaN guard and
+`keras.callbacks.BackupAndRestore`, so a killed run resumes where it was),
+then score the best model on the test split and record the results. The
+files it leaves are described in `kres.rundir`.
+"""
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from kres import checks, rundir
+from kres.data import splits as ksplits
+from kres.data.pipeline import pipeline
+from kres.models.counting import count_macs, count_params
+from kres.models.inputs import image_input
+from kres.models.registry import build_model
+from kres.models.saving import load_model
+from kres.training import cluster as kcluster
+from kres.training import finetune, multiworker
+from kres.training.config import TrainConfig, as_config
+from kres.training.devices import make_strategy, resolve_precision
+from kres.training.evaluation import scores
+from kres.training.fit import fit, pipelines
+from kres.training.preparation import prepare
+from kres.training.recipes import compile_model, resolve_recipe
+
+
+@dataclass
+class Run:
+    """Where a run writes, and how it started.
+
+    Attributes:
+        config: its `TrainConfig`.
+        run_dir: the run directory (the chief's, on every worker).
+        own_dir: this process's directory: `run_dir`, or a worker's own copy.
+        resuming: whether `own_dir` holds an unfinished run of this config.
+        worker: the multi-worker `kres.training.cluster.Cluster`, or None.
+        backup: a multi-worker run's chief backup, or None (the default one).
+    """
+
+    config: TrainConfig
+    run_dir: str
+    own_dir: str
+    resuming: bool
+    worker: object = None
+    backup: object = None
+
+
+def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose="auto",
+          cluster_timeout=None, worker_restarts=3, **settings):
+    """Trains a model on a dataset with one call of `model.fit`, in a run directory.
+
+    If `run_dir` holds an unfinished run of the same config, training resumes
+    from its last completed epoch (weights, optimizer state and iteration
+    count restored by `keras.callbacks.BackupAndRestore`). Everything is
+    checked before any work starts. Keras's global settings (the dtype
+    policy among them) are left as they were, with one exception: with a
+    `seed`, `keras.utils.set_random_seed` seeds Python's, NumPy's and the
+    backend's global random generators, for the rest of the process.
+
+    With ``strategy="multi-worker"``, every worker calls `train` with the
+    same arguments (its own `TF_CONFIG`); the recipe's batch size is the
+    global batch, split evenly among the workers. Only the chief (worker 0)
+    writes `run_dir`; the others keep their copy in
+    `kres.training.multiworker.worker_dir` and remove it when the run
+    completes. Every worker resumes from the chief's backup; a worker that
+    loses another restarts itself to wait for it (`worker_restarts`).
+
+    Args:
+        model: a registry name, or a whole `TrainConfig` (then no `dataset`
+            and no `settings`).
+        dataset: a dataset name or image folder.
+        run_dir: the run directory (default ``runs/<model>-<dataset>-<time>``).
+        data: a `kres.data.sources.Data` to use instead of loading the
+            dataset (e.g. `kres.data.sources.from_arrays`).
+        callbacks: extra Keras callbacks.
+        verbose: Keras's `fit` verbosity (0 for quiet; ``"auto"``: a progress
+            bar in a terminal, a line per epoch elsewhere).
+        cluster_timeout: multi-worker only: seconds to wait for the other
+            workers (default `kres.training.cluster.DEFAULT_TIMEOUT`).
+        worker_restarts: multi-worker only: when another worker is lost,
+            this process restarts itself (the same command) to wait for it
+            and resume from the chief's backup, at most this many times in
+            a row without a finished epoch
+            (`kres.training.multiworker.restart_after_loss`).
+        **settings: `TrainConfig` fields (``recipe="wrn-cifar"``,
+            ``precision="mixed_bfloat16"``, ``subset=5000``, ...) and recipe
+            fields (``epochs=30``, ``batch_size=64``, ``learning_rate=0.05``).
+
+    Returns:
+        The results dict written to ``results.json`` (on a worker other than
+        the chief: ``{"worker": rank, "run_dir": run_dir, "epochs_run": n}``).
+
+    Raises:
+        ValueError: for an invalid configuration, before training starts
+            (for a multi-worker run also a malformed `TF_CONFIG`, a missing
+            `run_dir`, a batch that does not split evenly among the workers).
+        RuntimeError: if the loss becomes NaN or infinite (the last backup is
+            kept, and finite).
+
+    Example:
+
+    >>> results = kres.train("cifar_resnet20", "fashion_mnist", epochs=2,
+    ...                      subset=5000)  # doctest: +SKIP
+    >>> results["test_accuracy"]  # doctest: +SKIP
+    0.87
+    """
+    config = as_config(TrainConfig, model, dataset, settings)
+    checks.integer("worker_restarts", worker_restarts, minimum=0)
+    run = open_run(config, run_dir)
+    try:
+        strategy = make_strategy(config.strategy, run.worker, cluster_timeout)
+        p = prepare(config, data, run_dir=run.own_dir, resuming=run.resuming)
+        precision = resolve_precision(config.precision)
+        model = build(config, p, strategy, precision[0])
+        jit_compile = fit_run(model, run, p, strategy, callbacks=callbacks, verbose=verbose)
+    except Exception as error:
+        if run.worker is None or not multiworker.is_worker_lost(error):
+            raise
+        multiworker.restart_after_loss(error, run.worker, run.backup.epoch, worker_restarts)
+    if run.worker is not None and not run.worker.is_chief:
+        shutil.rmtree(run.own_dir, ignore_errors=True)
+        return {"worker": run.worker.rank, "run_dir": run.run_dir,
+                "epochs_run": run.backup.epoch}
+    return record(run, p, precision, jit_compile, model)
+
+
+def open_run(config, run_dir):
+    """The `Run` of `config` in `run_dir`: the cluster checked (before TensorFlow
+    starts one), the directory's saved config checked if it holds one.
+
+    Raises:
+        ValueError: for a directory of another config or a finished run, and
+            a multi-worker run without a run directory or a seed, or whose
+            batch does not split among its workers.
+    """
+    worker = _check_cluster(config, run_dir)
+    run_dir = run_dir or rundir.default_dir(config.model, config.dataset)
+    own_dir = run_dir if worker is None or worker.is_chief else multiworker.worker_dir(
+        run_dir, worker.rank)
+    resuming = rundir.check_saved_config(own_dir, "config.json", config)
+    if resuming and os.path.isfile(os.path.join(run_dir, "results.json")):
+        raise ValueError(f"The run in {run_dir} has finished already (results.json exists). "
+                         f"Received: run_dir={run_dir!r}")
+    backup = None if worker is None else multiworker.ChiefBackupAndRestore(
+        os.path.join(own_dir, "backup"), worker.is_chief)
+    return Run(config, run_dir, own_dir, resuming, worker, backup)
+
+
+def build(config, p, strategy, precision):
+    """The run's model: the network in `precision`, normalising its own pixels
+    (`kres.models.inputs.image_input`), with the pretrained weights copied in.
+
+    With a seed, the global random generators are seeded first (the initial
+    weights): see `train`.
+    """
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        # The model normalises its own pixels: the .keras file alone serves it.
+        model = build_model(config.model, classes=p.data.spec.num_classes,
+                            input_tensor=image_input(p.preprocessing, p.data.class_names),
+                            dtype=precision, **p.overrides)
+        if p.pretrained is not None:  # weights that do not fit fail before any file
+            finetune.transfer_weights(p.pretrained.model, model)
+            p.pretrained = None  # the copy is all the run needs
+    return model
+
+
+def fit_run(model, run, p, strategy, *, callbacks, verbose):
+    """Writes the run's files and fits `model` on its pipelines (the recipe's phases).
+
+    Returns:
+        Whether Keras compiled the steps with XLA.
+    """
+    d, config = p.data, run.config
+    os.makedirs(run.own_dir, exist_ok=True)
+    if not run.resuming:
+        rundir.write_config(run.own_dir, "config.json", config)
+    _write_data_records(run.own_dir, d)
+    rundir.write_model_description(run.own_dir, model=config.model, spec=p.spec,
+                                   preprocessing=p.preprocessing,
+                                   class_names=d.class_names, dataset=d.name)
+    train_ds, val_ds = pipelines(d, p.recipe, p.image_size, p.channels, seed=config.seed,
+                                 deterministic=run.worker is not None,
+                                 preprocessing=p.preprocessing)
+    fixes = contextlib.nullcontext()
+    if strategy.num_replicas_in_sync > 1:
+        callbacks = [multiworker.AverageBatchNormStatistics(), *callbacks]
+    if run.worker is not None:
+        train_ds = multiworker.shard_by_data(train_ds)
+        val_ds = multiworker.shard_by_data(val_ds)
+        fixes = multiworker.keras_fixes()
+    common = dict(train_examples=d.sizes["train"], callbacks=callbacks, verbose=verbose,
+                  class_weight=_class_weights(config, d))
+    with fixes:
+        return _fit_phases(model, run, train_ds, val_ds, p, strategy, **common)
+
+
+def record(run, p, precision, jit_compile, model):
+    """Scores the run's best model (its ``best.keras``; `model` if there is none) on
+    the test split and writes ``results.json`` and ``curves.png``; returns the results."""
+    d, recipe = p.data, p.recipe
+    history = rundir.read_history(os.path.join(run.run_dir, "history.csv"))
+    best_path = os.path.join(run.run_dir, "best.keras")
+    if os.path.isfile(best_path):
+        model = load_model(best_path)
+    test_ds = pipeline(d.test, d.spec, training=False, cache=False, image_size=p.image_size,
+                       channels=p.channels, num_classes=d.spec.num_classes,
+                       batch_size=recipe.batch_size)
+    single = scores(model, test_ds, d.spec.num_classes, loss=model.loss)
+    final = scores(model, test_ds, d.spec.num_classes, loss=model.loss, flip=True) \
+        if recipe.test_flip else single
+    results = {
+        "model": run.config.model, "dataset": d.name, "precision": precision[0],
+        "precision_reason": precision[1], "jit_compile": jit_compile,
+        "test_accuracy": final["accuracy"], "test_loss": final["loss"],
+        **({"test_top5": final["top5"]} if "top5" in final else {}),
+        "test_flip": recipe.test_flip,
+        **({f"test_{key}_single_view": value for key, value in single.items()}
+           if recipe.test_flip else {}),
+        "best_val_accuracy": max((float(r["val_accuracy"]) for r in history), default=None),
+        "epochs_run": len(history), "params": count_params(model), "macs": count_macs(model),
+        "epoch_times": [float(r["epoch_time"]) for r in history],
+        "train_images_per_second": float(np.median(
+            [float(r["images_per_second"]) for r in history])) if history else None,
+        "train_examples": d.sizes["train"], "class_names": d.class_names,
+        "image_size": p.image_size, "channels": p.channels,
+    }
+    rundir.write_json(os.path.join(run.run_dir, "results.json"), results)
+    rundir.plot_history(history, os.path.join(run.run_dir, "curves.png"),
+                        title=os.path.basename(os.path.normpath(run.run_dir)))
+    return results
+
+
+def _fit_phases(model, run, train_ds, val_ds, p, strategy, **common):
+    """Compiles and fits `model`: in one phase, or, with the recipe's
+    `frozen_epochs`, first the classifier alone and then the network.
+
+    The frozen phase keeps its backup in ``backup-frozen/`` and, once done,
+    its weights in ``frozen.npz``; a run killed in either phase, or between
+    them, resumes where it was. Returns whether Keras compiled with XLA.
+    """
+    recipe, own_dir = p.recipe, run.own_dir
+
+    def compile_phase(phase_recipe):
+        with strategy.scope():
+            compile_model(model, phase_recipe, p.steps_per_epoch, p.data.spec.num_classes,
+                          jit_compile=run.config.jit_compile)
+
+    if not recipe.frozen_epochs:
+        compile_phase(recipe)
+        fit(model, own_dir, train_ds, val_ds, recipe=recipe, resume=run.resuming,
+            backup=run.backup, **common)
+        return bool(model.jit_compile)
+    frozen_path = os.path.join(own_dir, "frozen.npz")
+    frozen_done = run.resuming and os.path.isfile(frozen_path)
+    if frozen_done:
+        finetune.load_weights_array(model, frozen_path)
+    else:
+        finetune.freeze_backbone(model)
+        compile_phase(recipe.frozen_phase())
+        # The frozen phase's weights are saved at its last epoch's end, before its
+        # backup is removed: a crash between the phases loses nothing.
+        saver = finetune.SaveWeightsAt(frozen_path, recipe.frozen_epochs)
+        fit(model, own_dir, train_ds, val_ds, recipe=recipe.frozen_phase(),
+            resume=run.resuming, backup_dir=os.path.join(own_dir, "backup-frozen"),
+            **{**common, "callbacks": [*common["callbacks"], saver]})
+    finetune.unfreeze(model, recipe.unfreeze)
+    later = recipe.unfrozen_phase()
+    compile_phase(later)
+    fit(model, own_dir, train_ds, val_ds, recipe=later, resume=frozen_done,
+        initial_epoch=recipe.frozen_epochs, epochs=recipe.epochs, **common)
+    return bool(model.jit_compile)
+
+
+def _class_weights(config, d):
+    """``{class: weight}`` for `model.fit` when the config asks for class weights."""
+    if not config.class_weights:
+        return None
+    if d.splits is None:
+        raise ValueError("class_weights needs the training labels of an image folder "
+                         f"(kres.data.splits); {d.name!r} is none. Received: class_weights=True")
+    return ksplits.class_weights(d.splits, d.spec.num_classes)
+
+
+def _write_data_records(run_dir, d):
+    """A folder's split, scan summary and skipped files, in the run directory."""
+    if d.splits is None:
+        return
+    path = os.path.join(run_dir, "splits.json")
+    if not os.path.isfile(path):
+        ksplits.write_splits(path, d.splits)
+    if d.folder_scan is not None:
+        with open(os.path.join(run_dir, "scan.txt"), "w") as f:
+            f.write(d.folder_scan.summary() + "\n")
+    rundir.write_json(os.path.join(run_dir, "skipped.json"),
+                      [{"path": path, "reason": reason} for path, reason in d.skipped])
+
+
+def _check_cluster(config, run_dir):
+    """A multi-worker run's `kres.training.cluster.Cluster`, checked before TensorFlow
+    starts; else None."""
+    if config.strategy != "multi-worker":
+        return None
+    worker = kcluster.from_environment()
+    multiworker.check_keras_version()
+    if run_dir is None:
+        raise ValueError(
+            "strategy='multi-worker' needs run_dir (--out), the same on every worker (the chief "
+            "writes it; a restarted worker finds its backup by it). Received: run_dir=None")
+    if config.seed is None:
+        raise ValueError(
+            "strategy='multi-worker' needs a seed, the same on every worker: each worker reads "
+            "the whole dataset, shuffles it and keeps its share, so the shuffles must agree. "
+            "Received: seed=None")
+    recipe = resolve_recipe(config.recipe, **config.recipe_overrides)
+    if recipe.batch_size % worker.num_workers:
+        raise ValueError(
+            f"batch_size is the global batch of a multi-worker run and must split evenly "
+            f"among its {worker.num_workers} workers. Received: batch_size={recipe.batch_size}")
+    return worker

@@ -1,0 +1,24 @@
+"""Weights files: Keras's published ImageNet files, timm/torchvision state dicts.
+
+- `kres.weights.keras_applications`: keras.applications' published files
+  (`KERAS_WEIGHTS`), `load_keras_weights`, `preprocess_input`,
+  `decode_predictions`;
+- `kres.weights.torch_state_dict`: `load_timm_weights` (timm and
+  torchvision `.safetensors` files, NumPy only);
+- `kres.weights.safetensors_file`: the `.safetensors` reader;
+- `kres.weights.files`: any weights file into a model (`load_weights_file`),
+  refusing mismatches.
+"""
+
+from kres.lazy_names import public_names
+
+_NAMES = {
+    "KERAS_WEIGHTS": "kres.weights.keras_applications",
+    "load_keras_weights": "kres.weights.keras_applications",
+    "preprocess_input": "kres.weights.keras_applications",
+    "decode_predictions": "kres.weights.keras_applications",
+    "load_timm_weights": "kres.weights.torch_state_dict",
+    "load_weights_file": "kres.weights.files",
+}
+__getattr__, __dir__ = public_names(__name__, _NAMES)
+__all__ = sorted(_NAMES)
