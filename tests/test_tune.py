@@ -15,8 +15,8 @@ import pytest
 
 import kres
 from kres import data as datasets
-from kres.tuning import run as tuning
 from kres.tuning import oracles, spaces
+from kres.tuning import run as tuning
 
 FAST = {"batch_size": 32, "augment": "none"}
 
