@@ -382,3 +382,39 @@ def test_corrupted_tuner_state_names_the_project(tmp_path):
         f.write('{"ongoing_trials": ')  # a crash in the middle of a write
     with pytest.raises(ValueError, match=r"tuner state in .*project cannot be read"):
         tuning.search(config, out, data=_arrays())
+
+
+def test_keras_tuner_is_as_kres_reaches_it_where_it_has_no_public_hook():
+    # kres.tuning.keras_tuner_internals uses these private members of keras-tuner; this
+    # test fails when an installed keras-tuner no longer has them as kres uses them.
+    import inspect
+
+    import keras_tuner as kt
+
+    from kres.tuning import keras_tuner_internals as internals
+
+    internals.check_keras_tuner_version()  # the installed keras-tuner is a tested one
+    with pytest.raises(RuntimeError, match=r"keras-tuner 1\.4\.x has it; this is keras-tuner "
+                                           r"1\.5\.0.*KRES_ANY_KERAS_TUNER=1.*keras-tuner==1\.5\.0"):
+        internals.check_keras_tuner_version("1.5.0", environ={})
+    internals.check_keras_tuner_version("1.5.0", environ={"KRES_ANY_KERAS_TUNER": "1"})
+    # Random search, Bayesian optimisation's first points and a new Hyperband bracket
+    # draw through Oracle._random_values, seeded from the oracle's saved _seed_state.
+    for caller in (kt.oracles.RandomSearchOracle.populate_space,
+                   kt.oracles.BayesianOptimizationOracle._random_populate_space,
+                   kt.oracles.HyperbandOracle._random_trial):
+        assert "self._random_values()" in inspect.getsource(caller), caller
+    assert list(inspect.signature(kt.Oracle._random_values).parameters) == ["self"]
+    oracle = kt.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=1, seed=3)
+    assert oracle._seed_state == 3 and oracle.get_state()["seed_state"] == 3
+    # Hyperband's bracket sizes, and its brackets: rounds of {"id": trial id} entries.
+    assert list(inspect.signature(kt.oracles.HyperbandOracle._get_size).parameters) == [
+        "self", "bracket_num", "round_num"]
+    hyperband = inspect.getsource(kt.oracles.HyperbandOracle)
+    assert 'rounds[0].append({"past_id": None, "id": trial_id})' in hyperband
+    brackets = kt.oracles.HyperbandOracle(objective="val_accuracy", max_epochs=3)._brackets
+    assert all(isinstance(b["rounds"], list) and all(isinstance(r, list) for r in b["rounds"])
+               for b in brackets)
+    # keras_tuner.Hyperband.__init__ makes its oracle and hands it on to Tuner.__init__.
+    init = inspect.getsource(kt.Hyperband.__init__)
+    assert "HyperbandOracle(" in init and "super().__init__(oracle=oracle" in init

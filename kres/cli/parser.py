@@ -61,12 +61,23 @@ def _parser():
     def add(name, **kwargs):
         return commands.add_parser(name, parents=[output], **kwargs)
 
+    for add_flags in (_models_flags, _summary_flags, _train_flags, _evaluate_flags,
+                      _tune_flags, _export_flags, _predict_flags):
+        add_flags(add)
+    return parser
+
+
+def _models_flags(add):
+    """The flags of `kres models`."""
     models = add(
         "models", help="list the models with their parameters and multiply-accumulates")
     models.add_argument("patterns", nargs="*", default=["*"],
                         help="shell-style name filters, e.g. 'resnext*' (default: all)")
     models.add_argument("--names-only", action="store_true", help="print names only")
 
+
+def _summary_flags(add):
+    """The flags of `kres summary`."""
     summary = add("summary", help="print the Keras summary of one model")
     summary.add_argument("name", help="a registry name, e.g. cifar_resnet20")
     summary.add_argument("--classes", type=int, default=None, help="number of classes")
@@ -76,6 +87,10 @@ def _parser():
     summary.add_argument("--set", dest="overrides", action="append", default=[],
                          type=_parse_override, metavar="FIELD=VALUE",
                          help="override a spec field, e.g. --set depths=(5,5,5)")
+
+
+def _train_flags(add):
+    """The flags of `kres train`."""
     train = add("train", help="train a model on a dataset (model.fit)")
     train.add_argument("--model", help="registry name, e.g. cifar_resnet20 (with --weights "
                                        "RUN/best.keras: that run's model by default)")
@@ -126,6 +141,9 @@ def _parser():
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the unfinished run in RUN_DIR with its saved config")
 
+
+def _evaluate_flags(add):
+    """The flags of `kres evaluate`."""
     evaluate = add("evaluate", help="score a saved .keras model on a dataset")
     evaluate.add_argument("model_path", help="a .keras file, e.g. runs/.../best.keras")
     evaluate.add_argument("--dataset", required=True, help="dataset name or image folder")
@@ -133,6 +151,10 @@ def _parser():
     evaluate.add_argument("--data-dir", help="the dataset's tfds data directory")
     evaluate.add_argument("--flip", action="store_true",
                           help="average each image's and its mirror image's predictions")
+
+
+def _tune_flags(add):
+    """The flags of `kres tune`."""
     tune = add("tune", help="keras-tuner search over depth and cardinality")
     tune.add_argument("--space", help="cifar-resnet, resnext-cifar, resnext-imagenet, wrn-cifar")
     tune.add_argument("--dataset", help="dataset name or image folder")
@@ -170,6 +192,9 @@ def _parser():
     tune.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address (workers)")
     tune.add_argument("--port", type=int, default=8000, help="the chief's port (default 8000)")
 
+
+def _export_flags(add):
+    """The flags of `kres export`."""
     export = add("export", help="export a .keras model for TF Serving, LiteRT or ONNX")
     export.add_argument("--model", required=True, help="a .keras file, e.g. runs/.../best.keras")
     export.add_argument("--name", required=True, help="the served model's name")
@@ -205,6 +230,9 @@ def _parser():
     export.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip that check")
 
+
+def _predict_flags(add):
+    """The flags of `kres predict`."""
     predict = add("predict", help="classify images with an exported model")
     predict.add_argument("images", nargs="*", help="image files (JPEG, PNG, BMP, GIF)")
     predict.add_argument("--saved-model", "--export", dest="saved_model", required=True,
@@ -214,7 +242,6 @@ def _parser():
                          help="also send the first --count test images of DATASET, as PNG")
     predict.add_argument("--count", type=int, default=8, help="images for --from-dataset")
     predict.add_argument("--data-dir", help="the dataset's tfds data directory")
-    return parser
 
 
 def _add_data_flags(parser):

@@ -10,7 +10,7 @@ pipeline uses (TensorFlow's), and reports per file what the pipeline would
 otherwise only find in the middle of an epoch: files that do not decode (by
 path, with TensorFlow's message), files that are not images (``.DS_Store``,
 ``notes.txt``, hidden files), the colour kinds (grayscale, RGB, RGBA, CMYK,
-palette) and the size range. `FolderScan.summary` shows it, with the images
+palette) and the size range. `kres.data.folder_scan.FolderScan.summary` shows it, with the images
 per class and split and the class imbalance.
 
 The train, validation and test splits of a scanned folder are made, kept and
@@ -25,28 +25,20 @@ TensorFlow converts CMYK JPEGs to RGB itself). `scan` and `image_dataset`
 share it, so what the scan passes, the pipeline decodes.
 """
 
-import math
 import os
 import re
-from dataclasses import dataclass, field
 
-import numpy as np
 import tensorflow as tf
 
 from kres import checks
+from kres.data.folder_scan import KINDS, LISTED, SPLIT_NAMES, FolderScan
 from kres.images import decode, decode_stored
 from kres.native_output import native_stderr_hidden
 
 # What tf.io.decode_image reads (TensorFlow 2.21: JPEG, PNG, GIF, BMP, WebP, JPEG XL).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl")
-SPLIT_NAMES = ("train", "val", "test")
-KINDS = ("grayscale", "grayscale+alpha", "rgb", "rgba", "cmyk", "palette")
 # Above this many files, `scan` shows a progress bar (progress=None).
 PROGRESS_FILES = 500
-# The largest-to-smallest class ratio above which the summary flags an imbalance.
-IMBALANCE_RATIO = 3.0
-# Files listed in an error message before "... and N more".
-LISTED = 20
 
 
 def _probe(path):
@@ -82,159 +74,6 @@ def _reason(error):
 
 
 # --- Scanning ------------------------------------------------------------------
-
-@dataclass
-class FolderScan:
-    """What `scan` found in an image folder.
-
-    Attributes:
-        root: the folder's absolute path.
-        layout: ``"splits"`` (``root/train|val|test/<class>/...``) or
-            ``"flat"`` (``root/<class>/...``).
-        class_names: the sorted class folder names, over all splits.
-        images: split -> sorted ``(relative_path, label)`` of the images that
-            decode: the splits on disk (``"train"``, ``"val"``, ``"test"``) or
-            ``"all"`` for a flat folder. Paths are relative to `root`, with
-            ``/``.
-        bad: ``(relative_path, reason)`` of the image-suffixed files that do not
-            decode, `reason` being TensorFlow's message.
-        ignored: relative paths of the files not read: other suffixes, hidden
-            files (``.DS_Store``, ``._x.jpg``), hidden folders (ending in
-            ``/``), files outside class folders.
-        kinds: `KINDS` entry -> number of images of that kind, over the good
-            images (``"palette"``: palette PNGs and BMPs, GIFs).
-        min_size: ``(smallest height, smallest width)`` over the good images
-            (each the minimum on its own; ``(0, 0)`` with no good image).
-        max_size: ``(largest height, largest width)`` likewise.
-    """
-
-    root: str
-    layout: str
-    class_names: list
-    images: dict
-    bad: list = field(default_factory=list)
-    ignored: list = field(default_factory=list)
-    kinds: dict = field(default_factory=dict)
-    min_size: tuple = (0, 0)
-    max_size: tuple = (0, 0)
-
-    def counts(self):
-        """split -> {class name: good images}, every class listed (0 when it has none).
-
-        Example:
-
-        >>> scan("flowers").counts()  # doctest: +SKIP
-        {'all': {'daisy': 633, 'roses': 641, 'tulips': 799}}
-        """
-        result = {}
-        for split_name, items in self.images.items():
-            per_class = np.bincount([label for _, label in items],
-                                    minlength=len(self.class_names))
-            result[split_name] = {name: int(n) for name, n in zip(self.class_names, per_class)}
-        return result
-
-    @property
-    def num_images(self):
-        """Good images over all splits."""
-        return sum(len(items) for items in self.images.values())
-
-    def imbalance(self):
-        """``(ratio, largest class, smallest class)`` of the training images (a flat
-        folder's all); the ratio is ``inf`` when a class has none."""
-        counts = self.counts()["train" if self.layout == "splits" else "all"]
-        largest = max(counts, key=lambda c: (counts[c], c))
-        smallest = min(counts, key=lambda c: (counts[c], c))
-        ratio = counts[largest] / counts[smallest] if counts[smallest] else math.inf
-        return ratio, largest, smallest
-
-    def summary(self):
-        """A human-readable report: images per class and split, the imbalance, the
-        files that do not decode (by path), the files ignored, kinds and sizes.
-
-        Example:
-
-        >>> print(scan("pets").summary())  # doctest: +SKIP
-        Image folder /data/pets (train/, test/): 2 classes, 1,210 images
-        class  train  test
-        cat      900    50
-        dog      200    60
-        Imbalance: cat has 4.5x the training images of dog (900 to 200; more than 3x): ...
-        Kinds: 1,100 rgb, 60 grayscale, 50 cmyk (converted to the model's channels)
-        Sizes: 90x120 to 1200x1600 (height x width)
-        1 file does not decode:
-          train/cat/broken.jpg: jpeg::Uncompress failed. Invalid JPEG data or crop window.
-        Ignored 2 files that are not images or not in a class folder: .DS_Store, notes.txt
-        """
-        counts = self.counts()
-        splits = list(counts)
-        where = ", ".join(f"{s}/" for s in splits) if self.layout == "splits" else "flat"
-        lines = [f"Image folder {self.root} ({where}): {len(self.class_names)} classes, "
-                 f"{self.num_images:,} images"]
-        lines += _table(self.class_names, counts, splits)
-        ratio, largest, smallest = self.imbalance()
-        reference = "training images" if self.layout == "splits" else "images"
-        first = counts[splits[0]]
-        sizes = f"{first[largest]:,} to {first[smallest]:,}"
-        if math.isinf(ratio):
-            lines.append(f"Imbalance: {smallest} has no {reference} that decode")
-        elif ratio > IMBALANCE_RATIO:
-            lines.append(f"Imbalance: {largest} has {ratio:.1f}x the {reference} of {smallest} "
-                         f"({sizes}; more than {IMBALANCE_RATIO:g}x): consider class weights")
-        elif len(self.class_names) > 1:
-            lines.append(f"Balance: {largest} has {ratio:.1f}x the {reference} of {smallest} "
-                         f"({sizes})")
-        kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(self.kinds.items(),
-                                                           key=lambda kv: -kv[1]) if n)
-        if kinds:
-            lines.append(f"Kinds: {kinds} (converted to the model's channels)")
-            lines.append(f"Sizes: {self.min_size[0]}x{self.min_size[1]} to "
-                         f"{self.max_size[0]}x{self.max_size[1]} (height x width)")
-        if self.bad:
-            lines.append(f"{_files(len(self.bad))} not decode:")
-            lines += [f"  {path}: {reason}" for path, reason in self.bad[:LISTED]]
-            if len(self.bad) > LISTED:
-                lines.append(f"  ... and {len(self.bad) - LISTED} more")
-        if self.ignored:
-            shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
-            lines.append(f"Ignored {len(self.ignored)} file{'s' * (len(self.ignored) != 1)} "
-                         f"that {'are' if len(self.ignored) != 1 else 'is'} not images "
-                         f"or not in a class folder: {shown}")
-        return "\n".join(lines)
-
-    def to_json(self):
-        """A JSON-compatible dict of the scan (lists for tuples), with its `counts`."""
-        return {
-            "root": self.root, "layout": self.layout, "class_names": list(self.class_names),
-            "images": {s: [[p, int(label)] for p, label in items]
-                       for s, items in self.images.items()},
-            "bad": [[p, r] for p, r in self.bad], "ignored": list(self.ignored),
-            "kinds": dict(self.kinds), "min_size": list(self.min_size),
-            "max_size": list(self.max_size), "counts": self.counts(),
-        }
-
-
-def _files(n):
-    return f"{n} file does" if n == 1 else f"{n} files do"
-
-
-def _table(class_names, counts, splits, limit=30):
-    """The per-class rows (all up to `limit` classes, else the largest and smallest)."""
-    order = list(class_names)
-    hidden = 0
-    if len(order) > limit:
-        first = counts[splits[0]]
-        by_size = sorted(order, key=lambda c: (-first[c], c))
-        order = by_size[:limit // 2] + by_size[-(limit // 2):]
-        hidden = len(class_names) - len(order)
-    width = max(len("class"), *(len(c) for c in order))
-    widths = [max(len(s), *(len(f"{counts[s][c]:,}") for c in class_names)) for s in splits]
-    rows = ["  ".join(["class".ljust(width)] + [s.rjust(w) for s, w in zip(splits, widths)])]
-    for i, name in enumerate(order):
-        if hidden and i == limit // 2:
-            rows.append(f"... {hidden} classes between these ...")
-        rows.append("  ".join([name.ljust(width)] + [f"{counts[s][name]:,}".rjust(w)
-                                                     for s, w in zip(splits, widths)]))
-    return rows
 
 
 def _is_hidden(name):

@@ -96,7 +96,7 @@ class Data:
         train, val, test: `tf.data.Dataset` of ``(uint8 image, int64 label)``.
         sizes: number of examples per split.
         class_names: the label names.
-        folder_scan: for an image folder, its `kres.data.folders.FolderScan`
+        folder_scan: for an image folder, its `kres.data.folder_scan.FolderScan`
             (counts, files that do not decode, files ignored, kinds, sizes).
         splits: for an image folder, the `kres.data.splits.Splits` used
             (``write_splits`` keeps them for a resume or an evaluation).
@@ -219,9 +219,37 @@ def _check_sizes(total, subset, val_size):
 
 
 def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, channels, progress):
+    channels = 3 if channels is None else channels
+    _check_folder_settings(subset, val_size, skip_bad_images, splits, seed, channels)
+    scan = folders.scan(root, progress=progress)
+    if scan.bad and not skip_bad_images:
+        _refuse_bad_images(scan, root)
+    if val_size is not None and "val" in scan.images:
+        raise ValueError(
+            f"val_size holds validation images out of train/, but {scan.root} has a val/ "
+            f"folder: drop val_size or the val/ folder. Received: val_size={val_size!r}")
+    splits = _folder_splits(scan, root, splits, val_size, seed)
+    train = _training_items(scan, splits, subset, seed)
+    gray = channels == 1
+    spec = DatasetSpec(None, None, channels, len(scan.class_names),
+                       IMAGENET_GRAY_MEAN if gray else IMAGENET_MEAN,
+                       IMAGENET_GRAY_STD if gray else IMAGENET_STD, augment="imagenet",
+                       val_size=len(splits["val"]))
+
+    def read(items):
+        return folders.image_dataset(scan.root, items, channels=channels)
+
+    return Data(name=os.path.basename(os.path.normpath(root)), spec=spec,
+                train=read(train), val=read(splits["val"]), test=read(splits["test"]),
+                sizes={"train": len(train), "val": len(splits["val"]),
+                       "test": len(splits["test"])},
+                class_names=list(scan.class_names), folder_scan=scan, splits=splits,
+                skipped=list(scan.bad))
+
+
+def _check_folder_settings(subset, val_size, skip_bad_images, splits, seed, channels):
     checks.boolean("skip_bad_images", skip_bad_images)
     checks.integer("seed", seed, minimum=0)
-    channels = 3 if channels is None else channels
     checks.choice("channels", channels, (1, 3))
     checks.positive_int("subset", subset, optional=True)
     if splits is not None and not isinstance(splits, ksplits.Splits):
@@ -233,23 +261,25 @@ def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, chann
                 and 0 < val_size < 1)):
         checks.fail("val_size", val_size, "must be a positive integer (images) or a "
                                           "fraction in (0, 1)")
-    scan = folders.scan(root, progress=progress)
-    if scan.bad and not skip_bad_images:
-        listed = "\n".join(f"  {path}: {reason}" for path, reason in scan.bad[:folders.LISTED])
-        more = (f"\n  ... and {len(scan.bad) - folders.LISTED} more"
-                if len(scan.bad) > folders.LISTED else "")
-        raise ValueError(
-            f"The image folder {scan.root} has {len(scan.bad)} image file"
-            f"{'s' * (len(scan.bad) != 1)} that TensorFlow cannot decode:\n{listed}{more}\n"
-            f"Fix or remove {'it' if len(scan.bad) == 1 else 'them'}, or train without "
-            f"{'it' if len(scan.bad) == 1 else 'them'}: --skip-bad-images (kres train), "
-            f"skip_bad_images=True (kres.data.sources.load). Received: dataset={root!r}, "
-            f"skip_bad_images=False"
-        )
-    if val_size is not None and "val" in scan.images:
-        raise ValueError(
-            f"val_size holds validation images out of train/, but {scan.root} has a val/ "
-            f"folder: drop val_size or the val/ folder. Received: val_size={val_size!r}")
+
+
+def _refuse_bad_images(scan, root):
+    listed = "\n".join(f"  {path}: {reason}" for path, reason in scan.bad[:folders.LISTED])
+    more = (f"\n  ... and {len(scan.bad) - folders.LISTED} more"
+            if len(scan.bad) > folders.LISTED else "")
+    them = "it" if len(scan.bad) == 1 else "them"
+    raise ValueError(
+        f"The image folder {scan.root} has {len(scan.bad)} image file"
+        f"{'s' * (len(scan.bad) != 1)} that TensorFlow cannot decode:\n{listed}{more}\n"
+        f"Fix or remove {them}, or train without {them}: --skip-bad-images (kres train), "
+        f"skip_bad_images=True (kres.data.sources.load). Received: dataset={root!r}, "
+        f"skip_bad_images=False"
+    )
+
+
+def _folder_splits(scan, root, splits, val_size, seed):
+    """The folder's splits: the ones given (checked), else a seeded stratified split;
+    every split holding images."""
     if splits is not None:
         splits = _check_folder_splits(scan, splits)
     else:
@@ -275,6 +305,11 @@ def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, chann
             f"({scan.num_images} images in {len(scan.class_names)} classes, each class "
             f"keeping one for training): add images, or a {s}/ folder. "
             f"Received: dataset={root!r}")
+    return splits
+
+
+def _training_items(scan, splits, subset, seed):
+    """The training split's items (a stratified `subset` of them), shuffled once."""
     train = list(splits["train"])
     if subset is not None:
         if subset > len(train):
@@ -285,22 +320,7 @@ def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, chann
                                    seed=seed, salt=1, keep=0)[0]
     # A folder lists its files class by class: shuffle them once for shuffle buffers
     # smaller than the split.
-    train = [train[i] for i in np.random.default_rng([seed, 2]).permutation(len(train))]
-    gray = channels == 1
-    spec = DatasetSpec(None, None, channels, len(scan.class_names),
-                       IMAGENET_GRAY_MEAN if gray else IMAGENET_MEAN,
-                       IMAGENET_GRAY_STD if gray else IMAGENET_STD, augment="imagenet",
-                       val_size=len(splits["val"]))
-
-    def read(items):
-        return folders.image_dataset(scan.root, items, channels=channels)
-
-    return Data(name=os.path.basename(os.path.normpath(root)), spec=spec,
-                train=read(train), val=read(splits["val"]), test=read(splits["test"]),
-                sizes={"train": len(train), "val": len(splits["val"]),
-                       "test": len(splits["test"])},
-                class_names=list(scan.class_names), folder_scan=scan, splits=splits,
-                skipped=list(scan.bad))
+    return [train[i] for i in np.random.default_rng([seed, 2]).permutation(len(train))]
 
 
 def _check_folder_splits(scan, splits):

@@ -276,31 +276,10 @@ def residual_block(
     branch_input = x
 
     out_channels = planes * EXPANSION[block]
-    if block == "bottleneck":
-        width = bottleneck_width(planes, cardinality, width_per_group)
-        s1, s3 = (strides, 1) if stride_on == "1x1" else (1, strides)
-        x = conv2d(x, width, 1, strides=s1, use_bias=mid_bias, name=f"{name}_1")
-        x = batch_norm(x, name=f"{name}_1_bn", after_bias=mid_bias, **bn)
-        x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-        x = conv2d(x, width, 3, strides=s3, groups=cardinality, use_bias=mid_bias,
-                   name=f"{name}_2")
-        x = batch_norm(x, name=f"{name}_2_bn", after_bias=mid_bias, **bn)
-        x = layers.Activation("relu", name=f"{name}_2_relu")(x)
-        last = f"{name}_3"
-        x = conv2d(x, out_channels, 1, use_bias=last_bias, kernel_initializer=last_init,
-                   name=last)
-    else:
-        if cardinality != 1:
-            raise ValueError(
-                "cardinality > 1 needs bottleneck blocks (ResNeXt groups the bottleneck's 3x3 "
-                f"convolution). Received: cardinality={cardinality} with block='basic'"
-            )
-        x = conv2d(x, planes, 3, strides=strides, use_bias=mid_bias, name=f"{name}_1")
-        x = batch_norm(x, name=f"{name}_1_bn", after_bias=mid_bias, **bn)
-        x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-        last = f"{name}_2"
-        x = conv2d(x, out_channels, 3, use_bias=last_bias, kernel_initializer=last_init,
-                   name=last)
+    x, last = _branch(x, planes, out_channels, name=name, block=block, strides=strides,
+                      cardinality=cardinality, width_per_group=width_per_group,
+                      stride_on=stride_on, mid_bias=mid_bias, last_bias=last_bias,
+                      last_init=last_init, bn=bn)
     if not preact:
         x = batch_norm(x, name=f"{last}_bn", zero_gamma=zero_init_last, after_bias=last_bias,
                        **bn)
@@ -319,6 +298,38 @@ def residual_block(
     if not preact:
         x = layers.Activation("relu", name=f"{name}_out")(x)
     return x
+
+
+def _branch(x, planes, out_channels, *, name, block, strides, cardinality, width_per_group,
+            stride_on, mid_bias, last_bias, last_init, bn):
+    """A residual block's convolutions up to its last (without the last batch norm):
+    ``(output, name of the last convolution)``."""
+    if block == "bottleneck":
+        width = bottleneck_width(planes, cardinality, width_per_group)
+        s1, s3 = (strides, 1) if stride_on == "1x1" else (1, strides)
+        x = conv2d(x, width, 1, strides=s1, use_bias=mid_bias, name=f"{name}_1")
+        x = batch_norm(x, name=f"{name}_1_bn", after_bias=mid_bias, **bn)
+        x = layers.Activation("relu", name=f"{name}_1_relu")(x)
+        x = conv2d(x, width, 3, strides=s3, groups=cardinality, use_bias=mid_bias,
+                   name=f"{name}_2")
+        x = batch_norm(x, name=f"{name}_2_bn", after_bias=mid_bias, **bn)
+        x = layers.Activation("relu", name=f"{name}_2_relu")(x)
+        last = f"{name}_3"
+        x = conv2d(x, out_channels, 1, use_bias=last_bias, kernel_initializer=last_init,
+                   name=last)
+        return x, last
+    if cardinality != 1:
+        raise ValueError(
+            "cardinality > 1 needs bottleneck blocks (ResNeXt groups the bottleneck's 3x3 "
+            f"convolution). Received: cardinality={cardinality} with block='basic'"
+        )
+    x = conv2d(x, planes, 3, strides=strides, use_bias=mid_bias, name=f"{name}_1")
+    x = batch_norm(x, name=f"{name}_1_bn", after_bias=mid_bias, **bn)
+    x = layers.Activation("relu", name=f"{name}_1_relu")(x)
+    last = f"{name}_2"
+    x = conv2d(x, out_channels, 3, use_bias=last_bias, kernel_initializer=last_init,
+               name=last)
+    return x, last
 
 
 def residual_stage(x, planes, depth, *, name, strides=2, downsample="first",

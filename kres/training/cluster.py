@@ -271,8 +271,10 @@ if os.getppid() == int(parent):
 def make_strategy(cluster, timeout=DEFAULT_TIMEOUT):
     """`tf.distribute.MultiWorkerMirroredStrategy` over `cluster`, once every worker is up.
 
-    Call it before any other TensorFlow work in the process. `TF_CONFIG` is
-    set from `cluster` (TensorFlow reads it there). TensorFlow itself waits
+    Call it before any other TensorFlow work in the process. It sets the
+    process's ``TF_CONFIG`` environment variable from `cluster`, for good
+    (TensorFlow reads its cluster there, and a multi-worker strategy cannot be
+    undone in a process). TensorFlow itself waits
     for the other workers without a limit; here, if the strategy and a first
     all-reduce among all workers are not done within `timeout` seconds, a
     watchdog process prints which addresses did not answer and terminates

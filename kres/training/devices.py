@@ -1,8 +1,11 @@
 """What a run runs on: its distribution strategy and its precision.
 
 Both are resolved for the machine at hand and passed on explicitly (the
-strategy's scope, the builders' `dtype`): nothing here changes a global
-setting.
+strategy's scope, the builders' `dtype`), not set globally. One exception: a
+multi-worker strategy writes the process's ``TF_CONFIG`` environment
+variable, which is where TensorFlow reads its cluster
+(`kres.training.cluster.make_strategy`); TensorFlow's strategy itself lives
+for the rest of the process.
 """
 
 import tensorflow as tf

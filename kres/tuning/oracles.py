@@ -3,17 +3,24 @@
 A `Plan` lists a search space's networks that are valid and within the
 compute budget, and keeps the time budget; the oracles (random, Hyperband,
 Bayesian optimisation, grid) subclass keras-tuner's through its extension
-points (`populate_space`, `_random_values`, `end_trial`) so that they draw
-from the plan only and start no trial that cannot finish; the tuners hand
-each trial's id and execution (seed) to `kres.tuning.spaces.ResidualHyperModel`.
-`kres.tuning` assembles them into a search.
+points (`populate_space`, `end_trial`) and, where it has none, through the
+private members that `kres.tuning.keras_tuner_internals` contains, so that
+they draw from the plan only and start no trial that cannot finish; the
+tuners hand each trial's id to `kres.tuning.spaces.ResidualHyperModel`
+(public `run_trial`). `kres.tuning.run` assembles them into a search.
 """
 
+import json
 import random
 import time
 
 import keras_tuner as kt
 
+from kres.tuning.keras_tuner_internals import (
+    DrawsFromPlan,
+    PlannedBrackets,
+    hyperband_tuner_init,
+)
 from kres.tuning.spaces import architectures
 
 
@@ -160,7 +167,13 @@ def _below(low, high):
     return low[0] == high[0] and all(a <= b for a, b in zip(low[1:], high[1:], strict=True))
 
 
-class _PlannedOracle:
+def _values_key(values):
+    """A point's values as a comparable key, without Hyperband's own entries."""
+    return json.dumps({k: v for k, v in values.items() if not k.startswith("tuner/")},
+                      sort_keys=True, default=str)
+
+
+class _PlannedOracle(DrawsFromPlan):
     """An oracle that keeps to a search's `Plan`.
 
     Draws the networks of `plan.architectures` only: a random draw (random
@@ -178,35 +191,50 @@ class _PlannedOracle:
     # draws train for its rungs' epochs, not `max_epochs`: its estimates
     # come when the trial is proposed.
     draws_in_time = True
+    # Draws of other hyperparameters tried per network before the draw gives up.
+    collisions = 20
 
     def __init__(self, *args, plan, **kwargs):
         super().__init__(*args, **kwargs)
         self.plan = plan
         self.began = {}
 
-    def _random_values(self):
+    def draw_values(self, seeds):
+        """A random point of the plan not tried yet (or ``None``): the network
+        first, among the trainable ones not tried, then the other hyperparameters.
+
+        Args:
+            seeds: the oracle's seed state
+                (`kres.tuning.keras_tuner_internals.SeedState`: saved with the
+                oracle, so a resumed search draws on the same way).
+        """
         architectures = self.plan.architectures
         tried = {_key(t.hyperparameters.values) for t in self.trials.values()}
         fresh = [a for a in architectures if _key(a) not in tried] or architectures
         if self.draws_in_time and self.plan.left() is not None:
             fresh = ([a for a in fresh if self.plan.in_time(a)]
                      or [min(fresh, key=self.plan.work)])  # none fits: the cheapest, refused
-        rng = random.Random(self.seed * 1_000_003 + self._seed_state)
-        for _ in range(self._max_collisions + 10 * len(architectures)):
-            self._seed_state += 1
+        rng = random.Random(self.seed * 1_000_003 + seeds.peek())
+        for _ in range(self.collisions + 10 * len(architectures)):
+            seeds.advance()
             network = rng.choice(fresh)
             hps = kt.HyperParameters()
             hps.merge(self.hyperparameters.space)  # (at their defaults)
             hps.values.update(network)
             for hp in self.hyperparameters.space:
                 if hp.name not in ARCHITECTURE_NAMES and hps.is_active(hp):
-                    hps.values[hp.name] = hp.random_sample(self._seed_state)
-                    self._seed_state += 1
+                    hps.values[hp.name] = hp.random_sample(seeds.peek())
+                    seeds.advance()
             values = {k: v for k, v in hps.values.items()
                       if k not in ARCHITECTURE_NAMES or k in network}
-            if not self._duplicate(values):
+            if not self.tried(values):
                 return values
         return None
+
+    def tried(self, values):
+        """Whether a trial of the search has these values already."""
+        key = _values_key(values)
+        return any(_values_key(t.hyperparameters.values) == key for t in self.trials.values())
 
     def populate_space(self, trial_id):
         proposal = super().populate_space(trial_id)
@@ -255,7 +283,7 @@ class BayesianOracle(_PlannedOracle, kt.oracles.BayesianOptimizationOracle):
         return proposal
 
 
-class HyperbandOracle(_PlannedOracle, kt.oracles.HyperbandOracle):
+class HyperbandOracle(_PlannedOracle, PlannedBrackets, kt.oracles.HyperbandOracle):
     """keras-tuner's Hyperband whose brackets start from trainable networks only.
 
     A network is a duplicate only within the brackets under way: a later
@@ -267,24 +295,20 @@ class HyperbandOracle(_PlannedOracle, kt.oracles.HyperbandOracle):
 
     draws_in_time = False
 
-    def _get_size(self, bracket_num, round_num):
-        return min(super()._get_size(bracket_num, round_num), len(self.plan.architectures))
+    def bracket_limit(self):
+        """A bracket asks for at most as many networks as the plan can train."""
+        return len(self.plan.architectures)
 
-    def _duplicate(self, values):
-        digest = self._compute_values_hash(values)
-        for bracket in self._brackets:
-            for info in bracket["rounds"][0]:
-                trial = self.trials.get(info["id"])
-                if trial is not None and digest == self._compute_values_hash(
-                        {k: v for k, v in trial.hyperparameters.values.items()
-                         if not k.startswith("tuner/")}):
-                    return True
+    def tried(self, values):
+        key = _values_key(values)
+        for trial_id in self.bracket_trial_ids():
+            trial = self.trials.get(trial_id)
+            if trial is not None and _values_key(trial.hyperparameters.values) == key:
+                return True
         return False
 
     def _forget(self, trial_id):
-        for bracket in self._brackets:
-            for round_info in bracket["rounds"]:
-                round_info[:] = [info for info in round_info if info["id"] != trial_id]
+        self.drop_from_brackets(trial_id)
 
 
 class _Grid(kt.Oracle):
@@ -296,10 +320,9 @@ class _Grid(kt.Oracle):
         return grid
 
     def populate_space(self, trial_id):
-        ongoing = {self._compute_values_hash(t.hyperparameters.values)
-                   for t in self.ongoing_trials.values()}
+        ongoing = {_values_key(t.hyperparameters.values) for t in self.ongoing_trials.values()}
         for values in self._grid():
-            if not self._duplicate(values) and self._compute_values_hash(values) not in ongoing:
+            if not self.tried(values) and _values_key(values) not in ongoing:
                 return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
         if self.ongoing_trials:
             return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
@@ -312,20 +335,12 @@ class GridOracle(_PlannedOracle, _Grid):
 
 
 class _PassesTrialIds:
-    """Hands each trial's id to the hypermodel's `fit` (its run directory's name),
-    and tells the hypermodel which of the trial's executions (seeds) it builds."""
+    """Hands each trial's id to the hypermodel's `fit` (its run directory's name), and
+    tells the hypermodel a trial begins (it counts the trial's executions, its seeds)."""
 
     def run_trial(self, trial, *args, **kwargs):
-        self._execution = 0
+        self.hypermodel.begin_trial()
         return super().run_trial(trial, *args, trial_id=trial.trial_id, **kwargs)
-
-    def _build_and_fit_model(self, trial, *args, **kwargs):
-        self.hypermodel.execution = self._execution
-        try:
-            return super()._build_and_fit_model(trial, *args, **kwargs)
-        finally:
-            self._execution += 1
-            self.hypermodel.execution = 0
 
 
 class Tuner(_PassesTrialIds, kt.Tuner):
@@ -340,4 +355,4 @@ class HyperbandTuner(_PassesTrialIds, kt.Hyperband):
         oracle = HyperbandOracle(plan=plan, objective=objective, max_epochs=max_epochs,
                                  factor=factor, seed=seed,
                                  max_consecutive_failed_trials=max_consecutive_failed_trials)
-        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+        hyperband_tuner_init(self, oracle, hypermodel, **kwargs)

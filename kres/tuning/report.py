@@ -46,40 +46,65 @@ def write_report(out_dir, tuner, summary=None):
     Returns:
         The trial rows, best first.
     """
-    rows = []
-    for trial in tuner.oracle.trials.values():
-        executions = _executions(out_dir, trial.trial_id)
-        info = executions[0] if executions else {}
-        scores = [e["best_val_accuracy"] for e in executions if "best_val_accuracy" in e]
-        values = trial.hyperparameters.values
-        overrides = info.get("overrides", {})
-        rows.append({
-            "trial_id": trial.trial_id, "status": trial.status,
-            "depths": values.get("depths"),
-            "cardinality": values.get("cardinality", overrides.get("cardinality")),
-            "width_per_group": overrides.get("width_per_group", values.get("width_per_group")),
-            "widen_factor": values.get("widen_factor"),
-            "learning_rate": values.get("learning_rate"),
-            "weight_decay": values.get("weight_decay"),
-            "label_smoothing": values.get("label_smoothing"),
-            "batch_size": values.get("batch_size"),
-            "params": info.get("params"),
-            "mmacs": None if info.get("macs") is None else round(info["macs"] / 1e6, 1),
-            "best_val_accuracy": None if trial.score is None else float(trial.score),
-            "seeds": len(scores) or None,
-            "val_sd": statistics.stdev(scores) if len(scores) > 1 else None,
-            "val_min": min(scores) if len(scores) > 1 else None,
-            "val_max": max(scores) if len(scores) > 1 else None,
-            "epochs": info.get("epochs"),
-            "seconds": (round(sum(e.get("seconds", 0) for e in executions), 1)
-                        if executions else None),
-            "message": (trial.message or "").strip().splitlines()[-1:] or [""],
-        })
-    rows.sort(key=lambda r: -(r["best_val_accuracy"] or -1))
+    rows = sorted((_row(out_dir, trial) for trial in tuner.oracle.trials.values()),
+                  key=lambda r: -(r["best_val_accuracy"] or -1))
     with open(os.path.join(out_dir, "trials.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=REPORT_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    lines = _table(rows)
+    if summary:
+        lines = [summary_note(summary), ""] + lines
+        runs.write_json(os.path.join(out_dir, "summary.json"), summary)
+    with open(os.path.join(out_dir, "trials.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plot_report(rows, os.path.join(out_dir, "accuracy.png"))
+    done = [r for r in rows if r["best_val_accuracy"] is not None]
+    if done:
+        best = done[0]
+        trial_dir = trial_run_dir(out_dir, best["trial_id"])
+        # The best model with its description (the model carries its preprocessing).
+        for name in ("best.keras", "model.json"):
+            if os.path.isfile(os.path.join(trial_dir, name)):
+                shutil.copyfile(os.path.join(trial_dir, name), os.path.join(out_dir, name))
+        runs.write_json(os.path.join(out_dir, "best.json"),
+                        json.loads(json.dumps(best, default=str)))
+    return rows
+
+
+def _row(out_dir, trial):
+    """A trial's row of the report: its point, sizes, score over its seeds, time."""
+    executions = _executions(out_dir, trial.trial_id)
+    info = executions[0] if executions else {}
+    scores = [e["best_val_accuracy"] for e in executions if "best_val_accuracy" in e]
+    values = trial.hyperparameters.values
+    overrides = info.get("overrides", {})
+    return {
+        "trial_id": trial.trial_id, "status": trial.status,
+        "depths": values.get("depths"),
+        "cardinality": values.get("cardinality", overrides.get("cardinality")),
+        "width_per_group": overrides.get("width_per_group", values.get("width_per_group")),
+        "widen_factor": values.get("widen_factor"),
+        "learning_rate": values.get("learning_rate"),
+        "weight_decay": values.get("weight_decay"),
+        "label_smoothing": values.get("label_smoothing"),
+        "batch_size": values.get("batch_size"),
+        "params": info.get("params"),
+        "mmacs": None if info.get("macs") is None else round(info["macs"] / 1e6, 1),
+        "best_val_accuracy": None if trial.score is None else float(trial.score),
+        "seeds": len(scores) or None,
+        "val_sd": statistics.stdev(scores) if len(scores) > 1 else None,
+        "val_min": min(scores) if len(scores) > 1 else None,
+        "val_max": max(scores) if len(scores) > 1 else None,
+        "epochs": info.get("epochs"),
+        "seconds": (round(sum(e.get("seconds", 0) for e in executions), 1)
+                    if executions else None),
+        "message": (trial.message or "").strip().splitlines()[-1:] or [""],
+    }
+
+
+def _table(rows):
+    """trials.md's lines: the columns any row fills, the failed trials, the noise note."""
     used = [c for c in REPORT_COLUMNS if any(r.get(c) not in (None, "") for r in rows)]
     lines = ["| " + " | ".join(used) + " |", "|" + "---|" * len(used)]
 
@@ -97,24 +122,7 @@ def write_report(out_dir, tuner, summary=None):
     if failed:
         lines += ["", "Failed trials:"] + [f"- {r['trial_id']}: {r['message'][0]}"
                                            for r in failed]
-    lines += ["", noise_note(rows)]
-    if summary:
-        lines = [summary_note(summary), ""] + lines
-        runs.write_json(os.path.join(out_dir, "summary.json"), summary)
-    with open(os.path.join(out_dir, "trials.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    plot_report(rows, os.path.join(out_dir, "accuracy.png"))
-    done = [r for r in rows if r["best_val_accuracy"] is not None]
-    if done:
-        best = done[0]
-        trial_dir = trial_run_dir(out_dir, best["trial_id"])
-        # The best model with its description, so that `kres export` serves it right.
-        for name in ("best.keras", "model.json"):
-            if os.path.isfile(os.path.join(trial_dir, name)):
-                shutil.copyfile(os.path.join(trial_dir, name), os.path.join(out_dir, name))
-        runs.write_json(os.path.join(out_dir, "best.json"),
-                        json.loads(json.dumps(best, default=str)))
-    return rows
+    return lines + ["", noise_note(rows)]
 
 
 def noise_note(rows):

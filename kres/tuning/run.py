@@ -8,9 +8,10 @@ tuner starts, a `Plan` lists the space's networks that are valid and within
 the compute budget; every oracle draws from those only (so no trial is spent
 on a network that cannot train), and with a time budget no trial starts that
 is not expected to finish. keras-tuner is extended through its extension
-points only: the oracles are subclassed (`populate_space`, `_random_values`,
-`end_trial`), and the tuners pass each trial's id and execution to the
-hypermodel (`run_trial`, `_build_and_fit_model`).
+points (the oracles' `populate_space` and `end_trial`, the tuners' `run_trial`,
+which passes each trial's id to the hypermodel), and where it has none
+through the private members that `kres.tuning.keras_tuner_internals` holds,
+behind a check of keras-tuner's version.
 
     runs/tune-<space>-<dataset>-<time>/
         search.json     the search's settings (resume checks against them)
@@ -36,6 +37,7 @@ from kres.training.config import as_config
 from kres.training.devices import make_strategy, resolve_precision
 from kres.training.preparation import load_data, resolve_input
 from kres.training.recipes import resolve_recipe
+from kres.tuning.keras_tuner_internals import check_keras_tuner_version
 from kres.tuning.oracles import (
     BayesianOracle,
     GridOracle,
@@ -207,7 +209,10 @@ def search(config, out_dir=None, *, data=None, verbose=0):
 
     Raises:
         ValueError: for an invalid config, before any trial.
+        RuntimeError: for a keras-tuner version kres's searches were not
+            tested with (`kres.tuning.keras_tuner_internals`).
     """
+    check_keras_tuner_version()
     out_dir = out_dir or runs.default_dir("tune", config.space, config.dataset)
     resume = runs.check_saved_config(out_dir, "search.json", config)
     space = get_space(config)

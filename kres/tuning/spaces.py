@@ -199,6 +199,11 @@ class ResidualHyperModel(kt.HyperModel):
         self.discovering = False
         self.execution = 0  # which of a trial's executions (seeds) is built and fitted
 
+    def begin_trial(self):
+        """A trial begins: its first execution is next (keras-tuner then builds and
+        fits each execution in turn; `fit` counts them)."""
+        self.execution = 0
+
     def seed(self):
         """The seed of the current execution: the search's, plus the execution's index."""
         return None if self.config.seed is None else self.config.seed + self.execution
@@ -337,8 +342,16 @@ class ResidualHyperModel(kt.HyperModel):
         """Trains a trial's network with `kres.training.fit.fit` in the trial's run directory.
 
         `trial_id` comes from `kres.tuning`'s tuners, and `execution` (which
-        of the trial's seeds this is) from the hypermodel's attribute.
+        of the trial's seeds this is) from the hypermodel's attribute, which
+        moves to the next execution when the fit ends.
         """
+        try:
+            return self._fit_execution(hp, model, trial_id, callbacks, epochs, initial_epoch,
+                                       verbose=kwargs.get("verbose", 0))
+        finally:
+            self.execution += 1
+
+    def _fit_execution(self, hp, model, trial_id, callbacks, epochs, initial_epoch, verbose):
         recipe = self.recipe(hp)
         overrides = self.overrides(hp)
         macs, params = self.cost(overrides)
@@ -361,7 +374,7 @@ class ResidualHyperModel(kt.HyperModel):
         history = fit(model, run_dir, train_ds, val_ds, recipe=recipe,
                       train_examples=self.data.sizes["train"], epochs=epochs,
                       initial_epoch=initial_epoch, callbacks=list(callbacks),
-                      verbose=kwargs.get("verbose", 0))
+                      verbose=verbose)
         runs.write_json(os.path.join(run_dir, "trial.json"), json.loads(json.dumps({
             "overrides": overrides, "macs": macs, "params": params, "trial_id": trial_id,
             "execution": self.execution, "seed": self.seed(),
