@@ -48,7 +48,7 @@ _LAZY = {
     "tune": "kres.tuning.run",
     "export": "kres.serving.dispatch",
 }
-__getattr__, __dir__ = public_names(__name__, _LAZY)
+__getattr__, __dir__, _names = public_names(__name__, _LAZY)
 
 if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
     from kres.models.backbones import feature_extractor  # noqa: F401
@@ -69,7 +69,7 @@ if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
     from kres.weights.torch_state_dict import load_timm_weights  # noqa: F401
 
 
-__all__ = [*sorted(_LAZY), "CONSTRUCTORS", "__version__", *_constructor_names]
+__all__ = [*_names, "CONSTRUCTORS", "__version__", *_constructor_names]
 
 
 

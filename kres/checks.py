@@ -159,3 +159,41 @@ def _range_text(low, high, low_open, high_open):
         return f"a number {'<' if high_open else '<='} {high:g}"
     return (f"a number in {'(' if low_open else '['}{low:g}, {high:g}"
             f"{')' if high_open else ']'}")
+
+
+def tested_version(package, version, tested, override, *, relies_on, advice="",
+                   display=None, environ=None):
+    """Raises unless `version` of `package` is one kres was tested with, or `override`
+    (an environment variable) is ``"1"``.
+
+    For code that reaches into a dependency where it has no public hook: the
+    message names the version, the tested ones, how to install one and the
+    override.
+
+    Args:
+        package: the package's name on PyPI, e.g. ``"keras"``.
+        version: its installed version.
+        tested: the tested ``"major.minor"`` versions.
+        override: the environment variable that lets another version through.
+        relies_on: what depends on the version, for the message.
+        advice: what to watch when trying another version, for the message.
+        display: the package's name in prose (default `package`).
+        environ: the environment (default ``os.environ``).
+
+    Raises:
+        RuntimeError: for an untested version without the override.
+
+    Example:
+
+    >>> tested_version("keras", "3.15.1", ("3.15",), "X", relies_on="a fix", environ={})
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    if ".".join(version.split(".")[:2]) in tested or environ.get(override) == "1":
+        return
+    display = display or package
+    raise RuntimeError(
+        f"{relies_on} {display} {', '.join(v + '.x' for v in tested)}; this is {display} "
+        f"{version}. Install a tested version (pip install '{package}~={tested[-1]}.0'), or "
+        f"set {override}=1 to try this one{advice}. Received: {package}=={version}")

@@ -13,13 +13,14 @@ import sys
 
 
 def public_names(package, names):
-    """``(__getattr__, __dir__)`` for `package`: each name in `names` (name ->
-    defining module) is imported on first use, and so are its submodules.
+    """``(__getattr__, __dir__, __all__)`` for `package`: each name in `names`
+    (name -> defining module) is imported on first use, and so are its
+    submodules; ``__all__`` lists the names.
 
     Example:
 
     >>> names = {"train": "kres.training.run"}
-    >>> __getattr__, __dir__ = public_names(__name__, names)  # doctest: +SKIP
+    >>> __getattr__, __dir__, __all__ = public_names(__name__, names)  # doctest: +SKIP
     """
     module = sys.modules[package]
     submodules = {m.name for m in pkgutil.iter_modules(module.__path__)}
@@ -36,4 +37,4 @@ def public_names(package, names):
     def __dir__():
         return sorted(set(vars(module)) | set(names) | submodules)
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted(names)

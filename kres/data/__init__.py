@@ -24,5 +24,4 @@ _NAMES = {
     "Data": "kres.data.sources", "from_arrays": "kres.data.sources",
     "ensure_prepared": "kres.data.sources",
 }
-__getattr__, __dir__ = public_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__getattr__, __dir__, __all__ = public_names(__name__, _NAMES)

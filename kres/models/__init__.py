@@ -29,5 +29,4 @@ _NAMES = {
     "count_params": "kres.models.counting", "count_macs": "kres.models.counting",
     "strip_auxiliary": "kres.models.googlenet",
 }
-__getattr__, __dir__ = public_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__getattr__, __dir__, __all__ = public_names(__name__, _NAMES)

@@ -4,7 +4,7 @@ Every residual unit of every family (ResNet v1/v1.5/v2, ResNeXt, Wide ResNet,
 SE-ResNet(Xt), the CIFAR ResNets and their plain twins) is built by the one
 `residual_block` below; `residual_stage` stacks them and `resnet_stem`
 starts them (the classifier heads are the model template's, in
-`kres.models.base`). Layer names follow keras.applications
+`kres.models.template`). Layer names follow keras.applications
 (``conv1_conv``, ``conv2_block1_1_conv``, ``conv5_block3_out``, ``avg_pool``,
 ``predictions``): they are the weight format and never change once released.
 """
@@ -307,13 +307,9 @@ def _branch(x, planes, out_channels, *, name, block, strides, cardinality, width
     if block == "bottleneck":
         width = bottleneck_width(planes, cardinality, width_per_group)
         s1, s3 = (strides, 1) if stride_on == "1x1" else (1, strides)
-        x = conv2d(x, width, 1, strides=s1, use_bias=mid_bias, name=f"{name}_1")
-        x = batch_norm(x, name=f"{name}_1_bn", after_bias=mid_bias, **bn)
-        x = layers.Activation("relu", name=f"{name}_1_relu")(x)
-        x = conv2d(x, width, 3, strides=s3, groups=cardinality, use_bias=mid_bias,
-                   name=f"{name}_2")
-        x = batch_norm(x, name=f"{name}_2_bn", after_bias=mid_bias, **bn)
-        x = layers.Activation("relu", name=f"{name}_2_relu")(x)
+        x = _conv_bn_relu(x, width, 1, s1, name=f"{name}_1", use_bias=mid_bias, bn=bn)
+        x = _conv_bn_relu(x, width, 3, s3, name=f"{name}_2", use_bias=mid_bias, bn=bn,
+                          groups=cardinality)
         last = f"{name}_3"
         x = conv2d(x, out_channels, 1, use_bias=last_bias, kernel_initializer=last_init,
                    name=last)
@@ -323,13 +319,19 @@ def _branch(x, planes, out_channels, *, name, block, strides, cardinality, width
             "cardinality > 1 needs bottleneck blocks (ResNeXt groups the bottleneck's 3x3 "
             f"convolution). Received: cardinality={cardinality} with block='basic'"
         )
-    x = conv2d(x, planes, 3, strides=strides, use_bias=mid_bias, name=f"{name}_1")
-    x = batch_norm(x, name=f"{name}_1_bn", after_bias=mid_bias, **bn)
-    x = layers.Activation("relu", name=f"{name}_1_relu")(x)
+    x = _conv_bn_relu(x, planes, 3, strides, name=f"{name}_1", use_bias=mid_bias, bn=bn)
     last = f"{name}_2"
     x = conv2d(x, out_channels, 3, use_bias=last_bias, kernel_initializer=last_init,
                name=last)
     return x, last
+
+
+def _conv_bn_relu(x, filters, kernel_size, strides, *, name, use_bias, bn, groups=1):
+    """Convolution ``{name}``, batch norm ``{name}_bn``, ReLU ``{name}_relu``."""
+    x = conv2d(x, filters, kernel_size, strides=strides, groups=groups, use_bias=use_bias,
+               name=name)
+    x = batch_norm(x, name=f"{name}_bn", after_bias=use_bias, **bn)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def residual_stage(x, planes, depth, *, name, strides=2, downsample="first",

@@ -22,5 +22,4 @@ _NAMES = {
     "resolve_input": "kres.training.preparation", "train": "kres.training.run",
     "evaluate": "kres.training.evaluation",
 }
-__getattr__, __dir__ = public_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__getattr__, __dir__, __all__ = public_names(__name__, _NAMES)

@@ -144,34 +144,39 @@ def load_pretrained(weights, name, *, input_shape, overrides=None):
     check_weights(weights)
     overrides = dict(overrides or {})
     shape = tuple(input_shape)
+    if weights.endswith(".keras"):
+        return _from_keras_file(weights, name)
+    include_top, classes, mode, overrides = _network_of(weights, name, overrides)
+    model = build_model(name, weights=weights, include_top=include_top, classes=classes,
+                        input_shape=shape, **overrides)
+    if weights == "imagenet":  # the run's network takes the weights' layout too
+        overrides = kweights.imagenet_overrides(name, overrides, include_top=False, classes=None)
+    return Pretrained(weights, model, _normalization(mode), mode, overrides)
+
+
+def _network_of(weights, name, overrides):
+    """``(include_top, classes, mode, overrides)`` of the network that holds `weights`:
+    with the file's classifier where it has one, in the layout of Keras's
+    published files where they are theirs; `mode` is their normalisation."""
+    from kres.weights import keras_applications as kweights
+
     published = kweights.KERAS_WEIGHTS.get(name)
     mode = published.mode if published else "unknown"
     if weights == "imagenet":
-        model = build_model(name, weights="imagenet", include_top=False, input_shape=shape,
-                            **overrides)
-        overrides = kweights.imagenet_overrides(name, overrides, include_top=False, classes=None)
-        return Pretrained(weights, model, _normalization(mode), mode, overrides)
-    if weights.endswith(".keras"):
-        return _from_keras_file(weights, name)
+        return False, None, mode, overrides
     if weights.endswith(".safetensors"):
-        model = build_model(name, include_top=False, input_shape=shape, weights=weights,
-                            **overrides)
-        return Pretrained(weights, model, _normalization("torch"), "torch", overrides)
+        return False, None, "torch", overrides
     if weights.endswith(".weights.h5"):
         classes = _stored_classes(weights)
-        model = build_model(name, input_shape=shape, classes=classes or 1,
-                            include_top=classes is not None, weights=weights, **overrides)
-        return Pretrained(weights, model, None, "unknown", overrides)
+        return classes is not None, classes or 1, "unknown", overrides
     # keras.applications' legacy HDF5: with its classifier when the last layer is one.
     layers = kweights.read_keras_h5(weights)
     include_top = bool(layers) and layers[-1][0] == "predictions"
-    overrides = (kweights.imagenet_overrides(name, overrides, include_top=include_top,
-                                             classes=kweights.IMAGENET_CLASSES)
-                 if published else overrides)
-    model = build_model(name, input_shape=shape, include_top=include_top,
-                        classes=layers[-1][1][0][1].shape[-1] if include_top else None,
-                        weights=weights, **overrides)
-    return Pretrained(weights, model, _normalization(mode), mode, overrides)
+    if published:
+        overrides = kweights.imagenet_overrides(name, overrides, include_top=include_top,
+                                                classes=kweights.IMAGENET_CLASSES)
+    return (include_top, layers[-1][1][0][1].shape[-1] if include_top else None, mode,
+            overrides)
 
 
 def _normalization(mode):

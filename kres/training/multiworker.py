@@ -42,6 +42,8 @@ import sys
 
 import keras
 
+from kres import checks
+
 TESTED_KERAS = ("3.15",)
 OVERRIDE = "KRES_MULTI_WORKER_ANY_KERAS"
 
@@ -52,17 +54,11 @@ def check_keras_version(version=None, environ=None):
     Raises:
         RuntimeError: naming the version, the tested ones and the override.
     """
-    version = version or keras.__version__
-    environ = os.environ if environ is None else environ
-    if ".".join(version.split(".")[:2]) in TESTED_KERAS or environ.get(OVERRIDE) == "1":
-        return
-    raise RuntimeError(
-        f"strategy='multi-worker' relies on a fix of Keras's TensorFlow trainer that was "
-        f"tested with Keras {', '.join(v + '.x' for v in TESTED_KERAS)}; this is Keras "
-        f"{version}. Install a tested version (pip install 'keras~={TESTED_KERAS[-1]}.0'), "
-        f"or set {OVERRIDE}=1 to try this one and check the first epoch's logs on every "
-        f"worker. Received: keras=={version}"
-    )
+    checks.tested_version(
+        "keras", version or keras.__version__, TESTED_KERAS, OVERRIDE, environ=environ,
+        relies_on="strategy='multi-worker' relies on a fix of Keras's TensorFlow trainer "
+                  "that was tested with",
+        advice=" and check the first epoch's logs on every worker", display="Keras")
 
 
 def _multi_worker(strategy):

@@ -10,5 +10,4 @@ from kres.lazy_names import public_names
 
 _NAMES = {"SearchConfig": "kres.tuning.run", "search": "kres.tuning.run",
           "tune": "kres.tuning.run", "TUNERS": "kres.tuning.run"}
-__getattr__, __dir__ = public_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__getattr__, __dir__, __all__ = public_names(__name__, _NAMES)

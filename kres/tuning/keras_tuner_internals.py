@@ -23,9 +23,9 @@ and ``tests/test_tune.py`` fails when an installed keras-tuner no longer has
 them as kres uses them.
 """
 
-import os
-
 import keras_tuner as kt
+
+from kres import checks
 
 TESTED_KERAS_TUNER = ("1.4",)
 OVERRIDE = "KRES_ANY_KERAS_TUNER"
@@ -37,16 +37,10 @@ def check_keras_tuner_version(version=None, environ=None):
     Raises:
         RuntimeError: naming the version, the tested ones and the override.
     """
-    version = version or kt.__version__
-    environ = os.environ if environ is None else environ
-    if ".".join(version.split(".")[:2]) in TESTED_KERAS_TUNER or environ.get(OVERRIDE) == "1":
-        return
-    raise RuntimeError(
-        f"kres's searches extend keras-tuner where it has no public hook, as keras-tuner "
-        f"{', '.join(v + '.x' for v in TESTED_KERAS_TUNER)} has it; this is keras-tuner "
-        f"{version}. Install a tested version (pip install "
-        f"'keras-tuner~={TESTED_KERAS_TUNER[-1]}.0'), or set {OVERRIDE}=1 to try this one. "
-        f"Received: keras-tuner=={version}")
+    checks.tested_version(
+        "keras-tuner", version or kt.__version__, TESTED_KERAS_TUNER, OVERRIDE,
+        environ=environ, relies_on="kres's searches extend keras-tuner where it has no "
+                                   "public hook, as they were tested with")
 
 
 class SeedState:

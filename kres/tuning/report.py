@@ -40,7 +40,7 @@ def write_report(out_dir, tuner, summary=None):
     Args:
         out_dir: the search directory.
         tuner: the search's keras-tuner tuner.
-        summary: what the search did with its time (`kres.tuning.Plan.summary`),
+        summary: what the search did with its time (`kres.tuning.oracles.Plan.summary`),
             written at the top of trials.md and to summary.json.
 
     Returns:

@@ -20,5 +20,4 @@ _NAMES = {
     "load_timm_weights": "kres.weights.torch_state_dict",
     "load_weights_file": "kres.weights.files",
 }
-__getattr__, __dir__ = public_names(__name__, _NAMES)
-__all__ = sorted(_NAMES)
+__getattr__, __dir__, __all__ = public_names(__name__, _NAMES)
