@@ -39,7 +39,7 @@ import kres  # noqa: E402
 from kres import rundir as runs  # noqa: E402
 from kres.data import calibration
 from kres.preprocessing import Preprocessing  # noqa: E402
-from kres.serving import edge  # noqa: E402
+from kres.serving import litert_onnx  # noqa: E402
 
 VARIANTS = [("saved_model", "none"), ("tflite", "none"), ("tflite", "float16"),
             ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "none")]
@@ -68,7 +68,7 @@ class Runner:
         self.size = len(content)
         self.uint8 = record["input"]["dtype"] == "uint8"
         if fmt == "tflite":
-            self.runner = edge.interpreter(content, threads)
+            self.runner = litert_onnx.interpreter(content, threads)
             self.input = self.runner.get_input_details()[0]
             self.output = self.runner.get_output_details()[0]
             self.shape = None

@@ -50,9 +50,9 @@ def parse_args(argv=None):
 def _arrays(data_dir, split):
     import tensorflow_datasets as tfds
 
-    from kres import data as datasets
+    import kres
 
-    datasets.ensure_prepared("fashion_mnist", data_dir)
+    kres.data.ensure_prepared("fashion_mnist", data_dir)
     ds = tfds.load("fashion_mnist", split=split, data_dir=data_dir, as_supervised=True,
                    batch_size=-1)
     images, labels = tfds.as_numpy(ds)
@@ -73,9 +73,8 @@ def write_folder(root, images, labels, split, per_class):
 def main(argv=None):
     args = parse_args(argv)
     import kres
-    from kres import data as datasets
 
-    data_dir = args.data_dir or datasets.data_dir_for("fashion_mnist")
+    data_dir = args.data_dir or kres.data.data_dir_for("fashion_mnist")
     x_train, y_train = _arrays(data_dir, "train")
     x_test, y_test = _arrays(data_dir, "test")
     folder = os.path.join(args.out, "own_images")
@@ -86,7 +85,7 @@ def main(argv=None):
     # The pretrained network: the other five classes, all their training images.
     keep, keep_test = y_train < 5, y_test < 5
     limit = 500 if args.smoke else None
-    pretrain = datasets.from_arrays(x_train[keep][:limit], y_train[keep][:limit],
+    pretrain = kres.data.from_arrays(x_train[keep][:limit], y_train[keep][:limit],
                                     x_test[keep_test], y_test[keep_test], val_size=0.1,
                                     name="fashion_mnist_0-4")
     small = {"model_overrides": {"depths": (1, 1, 1)}, "batch_size": 16} if args.smoke else {}

@@ -19,7 +19,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import kres
-from kres import data as datasets
 
 
 def parse_args(argv=None):
@@ -38,8 +37,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    data_dir = args.data_dir or datasets.data_dir_for("fashion_mnist")
-    datasets.ensure_prepared("fashion_mnist", data_dir)  # offline copy of tfds's fashion_mnist
+    data_dir = args.data_dir or kres.data.data_dir_for("fashion_mnist")
+    kres.data.ensure_prepared("fashion_mnist", data_dir)  # offline copy of tfds's fashion_mnist
     train, test = tfds.load("fashion_mnist", split=[f"train[:{args.train_examples}]", "test"],
                             data_dir=data_dir, as_supervised=True)
 
