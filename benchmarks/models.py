@@ -225,7 +225,7 @@ class KerasModel:
 
         import kres
         from kres import layers
-        from kres.weights.keras_applications import KERAS_RESNET_V1
+        from kres.models.families.resnet import KERAS_V1_LAYOUT
 
         self.name = name
         name, dtype = split_precision(name, default_dtype)
@@ -242,7 +242,7 @@ class KerasModel:
             finally:
                 keras.mixed_precision.set_global_policy(policy)
         else:
-            overrides = KERAS_RESNET_V1 if kind == "keras-layout" else {}
+            overrides = KERAS_V1_LAYOUT if kind == "keras-layout" else {}
             self.model = kres.build_model(model_name, classes=classes, input_shape=shape,
                                           dtype=dtype, **overrides)
             if kind == "keras-layers":  # the plain Keras network

@@ -37,10 +37,11 @@ _LAZY = {
     "count_macs": "kres.models.counting",
     "load_model": "kres.models.saving",
     "flip_averaged": "kres.models.inference",
-    "strip_auxiliary": "kres.models.googlenet",
+    "strip_auxiliary": "kres.models.families.googlenet",
     "feature_extractor": "kres.models.backbones",
     "load_keras_weights": "kres.weights.keras_applications",
-    "preprocess_input": "kres.weights.keras_applications",
+    "preprocess_input": "kres.models.registry",
+    "published_weights": "kres.models.registry",
     "decode_predictions": "kres.weights.keras_applications",
     "load_timm_weights": "kres.weights.torch_state_dict",
     "train": "kres.training.run",
@@ -53,9 +54,15 @@ __getattr__, __dir__, _names = public_names(__name__, _LAZY)
 if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
     from kres.models.backbones import feature_extractor  # noqa: F401
     from kres.models.counting import count_macs, count_params  # noqa: F401
-    from kres.models.googlenet import strip_auxiliary  # noqa: F401
+    from kres.models.families.googlenet import strip_auxiliary  # noqa: F401
     from kres.models.inference import flip_averaged  # noqa: F401
-    from kres.models.registry import build_model, get_spec, list_models  # noqa: F401
+    from kres.models.registry import (  # noqa: F401
+        build_model,
+        get_spec,
+        list_models,
+        preprocess_input,
+        published_weights,
+    )
     from kres.models.saving import load_model  # noqa: F401
     from kres.serving.dispatch import export  # noqa: F401
     from kres.training.evaluation import evaluate  # noqa: F401
@@ -64,7 +71,6 @@ if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
     from kres.weights.keras_applications import (  # noqa: F401
         decode_predictions,
         load_keras_weights,
-        preprocess_input,
     )
     from kres.weights.torch_state_dict import load_timm_weights  # noqa: F401
 

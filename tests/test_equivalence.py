@@ -11,11 +11,11 @@ import pytest
 import tensorflow as tf
 
 import kres
-from kres.weights import keras_applications as kweights
+from kres.models.families import resnet
 from tests.golden import KERAS_APPLICATIONS
 from tests.reference import copy_weights_by_name, randomize_weights
 
-KERAS_V1 = kweights.KERAS_RESNET_V1
+KERAS_V1 = resnet.KERAS_V1_LAYOUT
 
 
 @pytest.mark.parametrize("reference, name, overrides", [

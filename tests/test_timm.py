@@ -519,6 +519,21 @@ def test_refuses_other_families():
         load_timm_weights(model, {})
 
 
+def test_families_without_a_state_dict_loader_are_refused_before_building(monkeypatch):
+    # Each family declares whether its timm/torchvision weights load (ResNet's do).
+    from kres.models import registry
+
+    def build(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    entry = registry.lookup("densenet121")
+    monkeypatch.setitem(registry._MODELS, "densenet121", entry.__class__(
+        entry.family, entry.constructor, entry.spec, build))
+    with pytest.raises(ValueError, match=r"'densenet121' is a densenet network; timm/"
+                                         r"torchvision state dicts .* resnet family only"):
+        kres.build_model("densenet121", weights="w.safetensors")
+
+
 def test_refuses_non_model():
     with pytest.raises(ValueError, match="Received: model='resnet50'"):
         load_timm_weights("resnet50", {})

@@ -18,6 +18,8 @@ import tensorflow as tf
 from keras.src.legacy.saving import legacy_h5_format
 
 import kres
+from kres.models import registry
+from kres.models.families import resnet
 from kres.weights import keras_applications as kweights
 from tests.reference import randomize_weights
 
@@ -46,12 +48,29 @@ def _save_legacy(model, path):
 def _layout(name):
     # VGG: Keras flattens the feature map as it is; kres's torchvision-style
     # adaptive pool is the identity only at 224x224.
-    return {**dict(kweights.KERAS_WEIGHTS[name].layout),
+    return {**dict(kres.published_weights(name).layout),
             **({"adaptive_pool": None} if name.startswith("vgg") else {})}
 
 
+def test_published_weights_are_declared_whole():
+    # Each family's module declares its files as objects: address, hash, preprocessing,
+    # layout and the accuracy keras.io gives; the layout builds the model.
+    published = kres.published_weights()
+    assert published and all(isinstance(w, kweights.PublishedWeights) for w in published.values())
+    for name, weights in published.items():
+        family = registry.FAMILIES[registry.lookup(name).family]
+        assert family.weights[name] is weights
+        assert weights.url(True).startswith(kweights.KERAS_BASE_URL) and weights.top_hash
+        assert weights.mode in ("caffe", "tf", "torch") and weights.classes == 1000
+        assert 70 < weights.top1 < weights.top5 < 100
+        registry.resolve_spec(name, **dict(weights.layout))
+        assert kres.models.catalog.MODELS[name].imagenet_layout == dict(weights.layout)
+    assert {n for n, e in kres.models.catalog.MODELS.items()
+            if e.imagenet_layout is not None} == set(published)
+
+
 def test_every_published_architecture_is_tested():
-    assert set(APPLICATIONS) == set(kweights.KERAS_WEIGHTS)
+    assert set(APPLICATIONS) == set(kres.published_weights())
 
 
 # The deeper members of a family map their layers with the same code as the first
@@ -123,7 +142,7 @@ def test_file_names_and_hashes_are_keras_applications_own(monkeypatch, name):
         raise Stop
 
     monkeypatch.setattr(keras.src.utils.file_utils, "get_file", get_file)
-    source = kweights.KERAS_WEIGHTS[name]
+    source = kres.published_weights(name)
     for include_top in (True, False):
         with pytest.raises(Stop):
             APPLICATIONS[name](weights="imagenet", include_top=include_top,
@@ -146,10 +165,10 @@ def test_wrong_architecture_names_the_layer_and_changes_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"'predictions/kernel' .* shape \(2048, 7\).*expects "
                                          r"\(2048, 9\)"):
         kres.build_model("resnet50", weights=path, input_shape=(SIZE, SIZE, 3), classes=9,
-                         **kweights.KERAS_RESNET_V1)
+                         **resnet.KERAS_V1_LAYOUT)
     with pytest.raises(ValueError, match=r"the file has \d+ weighted layers.*classifier"):
         kres.build_model("resnet50", weights=path, include_top=False,
-                         input_shape=(SIZE, SIZE, 3), **kweights.KERAS_RESNET_V1)
+                         input_shape=(SIZE, SIZE, 3), **resnet.KERAS_V1_LAYOUT)
     with pytest.raises(ValueError, match=r"does not match 'densenet121'.*Received: weights="):
         kres.load_keras_weights(kres.build_model("densenet121", input_shape=(SIZE, SIZE, 3)),
                                 path)
@@ -169,7 +188,7 @@ def test_not_a_keras_h5_file(tmp_path):
 
 @pytest.mark.parametrize("name, kwargs, message", [
     ("googlenet", {}, r"No published ImageNet weights for 'googlenet'; .*available for "
-                      r"resnet50, .*densenet201.*Received: weights='imagenet'"),
+                      r"densenet121, .*resnet50, .*vgg19.*Received: weights='imagenet'"),
     ("resnext50_32x4d", {}, r"kres.load_timm_weights"),
     ("resnet50", {"classes": 10}, r"1000 classes.*include_top=False.*Received: classes=10"),
     ("resnet50", {"stride_on": "3x3"}, r"need stride_on='1x1'.*Received: stride_on='3x3'"),

@@ -5,13 +5,11 @@ or a kres classifier (whose layers it then shares) into a Functional model
 whose outputs are the network's stage outputs: ``C2`` ... ``C5`` at strides
 4, 8, 16 and 32, the inputs of a feature pyramid network.
 
-Stage ``C<k>`` is always the output at stride ``2**k``: the *last* layer at
-that stride among the layers that end a stage in the family's row of
-`FAMILIES`. The row is data (layer-name patterns); the strides are read from
-the model's layers (their ``strides``), so the same row serves every member
-of a family: other depths, the keras.applications ResNet-V2 layout that
-downsamples in the last block of a stage, the CIFAR stems. What each row
-gives for the default networks:
+Stage ``C<k>`` is always the output at stride ``2**k``: the last layer at
+that stride, as the family's module declares it (its ``stage_outputs``,
+worked out from the spec; see `kres.models.family.Family`). For a model passed
+in, the family reads the fields it needs back from the model's layers
+(``layout_of``). What the families declare for the default networks:
 
 =========  =======================  ========================  ======================
 stage      ResNet v1, ResNeXt, SE   ResNet-V2 (keras layout)  DenseNet-121
@@ -31,15 +29,13 @@ GoogLeNet: ``C2`` is the stem's ``conv3`` (``conv3_relu``, or ``conv3_lrn``
 in the paper's network), ``C3`` ``inception3b_output``, ``C4``
 ``inception4e_output``, ``C5`` ``inception5b_output``. CIFAR networks have
 strides 1, 2 and 4 only: stages ``C0``, ``C1``, ``C2``. AlexNet is refused
-(see `REFUSED`).
+(its family says why).
 
 ``docs/backbones.md`` explains these choices and how to feed the extractor
 to keras-hub and KerasCV detectors.
 """
 
 import collections
-import dataclasses
-import math
 import re
 
 import keras
@@ -48,70 +44,13 @@ from kres import checks
 from kres.layers import BatchNormalization
 from kres.models import registry
 from kres.models.inference import leaves
-from kres.weights import keras_applications as kweights
 
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """One family's row of the stage table.
-
-    Attributes:
-        signature: a layer-name pattern that only this family's models have
-            (how a model passed in is recognised).
-        stage_ends: a pattern of the layers that end a stage; ``C<k>`` is
-            the last of them (in the graph's order) whose output is at
-            stride ``2**k``.
-        description: the networks of the family, for messages.
-    """
-
-    signature: str
-    stage_ends: str
-    description: str
-
-
-# The stage table: family -> which layers' outputs are C0 ... C5.
-FAMILIES = {
-    # Pre-activation networks end with post_bn/post_relu, which is then C5:
-    # the normalised features the classifier sees (timm's choice for its
-    # pre-activation and DenseNet features; keras-hub takes the raw sum).
-    "resnet": Family(
-        signature=r"conv\d+_block\d+_out",
-        stage_ends=r"conv1_conv|conv1_relu|pool1_pool|conv\d+_block\d+_out|post_relu",
-        description="ResNet v1/v1.5, ResNet-V2, ResNeXt, Wide ResNet, SE-ResNet(Xt), the CIFAR "
-                    "ResNets, WRN and ResNeXt-29"),
-    # The dense blocks' outputs (before each transition), as keras-hub and
-    # timm take them; C5 is the final batch norm and ReLU.
-    "densenet": Family(
-        signature=r"conv\d+_block\d+_concat",
-        stage_ends=r"conv1_conv|conv1_relu|pool1|conv\d+_block\d+_concat|relu",
-        description="DenseNet-121/169/201 and DenseNet-BC"),
-    # The last convolution of each block, before its max-pool (timm's VGG
-    # features, and the conv4_3 of SSD), and the last max-pool at stride 32.
-    "vgg": Family(
-        signature=r"block\d+_conv\d+",
-        stage_ends=r"block\d+_conv\d+(?:_relu)?|block\d+_pool",
-        description="VGG-11/13/16/19, with and without batch norm"),
-    # The stem's last convolution at stride 4, then the last inception
-    # module of each stage.
-    "googlenet": Family(
-        signature=r"inception\w+_output",
-        stage_ends=r"conv1_relu|pool1(?:_lrn)?|conv[23]_relu|conv3_lrn|inception\w+_output",
-        description="GoogLeNet and its batch-normalised layout"),
-}
-# Families without stage outputs a feature pyramid can use: signature, reason.
-REFUSED = {
-    "alexnet": (r"pool5", "AlexNet's 11x11/4 first convolution and unpadded 3x3/2 "
-                          "max-pools give maps of 55, 27, 13 and 6 pixels at 224x224, "
-                          "not 56, 28, 14 and 7, so a feature pyramid's 2x upsampling "
-                          "does not line them up"),
-}
 DEFAULT_STAGES = ("C2", "C3", "C4", "C5")
 
 Stage = collections.namedtuple("Stage", "layer stride channels")
 Stage.__doc__ = """One stage output: its layer's name, stride and channel count."""
 
 _STAGE = re.compile(r"C(\d+)")
-_STRIDED = (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
 _NOT_FROM_MODEL = ("include_top", "pooling")
 
 
@@ -240,7 +179,7 @@ def stage_layers(model):
     """The stage outputs a kres model has: stage name -> `Stage`.
 
     Args:
-        model: a kres model of a family in `FAMILIES`.
+        model: a kres model of a family with stage outputs.
 
     Returns:
         A dict from ``"C<k>"`` (in order) to ``Stage(layer, stride,
@@ -248,33 +187,28 @@ def stage_layers(model):
         stride ``2**k`` and its number of channels.
 
     Raises:
-        ValueError: for a model of no family in `FAMILIES` (AlexNet, a model
-            that is not kres's).
+        ValueError: for a model of no family with stage outputs (AlexNet, a
+            model that is not kres's).
 
     Example:
 
     >>> kres.models.backbones.stage_layers(kres.build_model("resnet18"))["C5"]
     Stage(layer='conv5_block2_out', stride=32, channels=512)
     """
-    family = FAMILIES[_family(model)]
-    stage_end = re.compile(family.stage_ends)
-    strides = _output_strides(model)
-    found = {}
-    for layer in model.layers:  # in the graph's (topological) order
-        stride = strides.get(layer.name)
-        if stage_end.fullmatch(layer.name) and stride and stride[0] == stride[1]:
-            level = math.log2(stride[0])
-            if level == int(level):  # the last layer at each stride wins
-                found[int(level)] = Stage(layer.name, stride[0], layer.output.shape[-1])
-    return {f"C{level}": found[level] for level in sorted(found)}
+    family = _family(model)
+    present = {layer.name for layer in model.layers}
+    return {stage: Stage(layer, 2 ** int(stage[1:]), model.get_layer(layer).output.shape[-1])
+            for stage, layer in family.stage_outputs(family.layout_of(model)).items()
+            if layer in present}
 
 
 def _build(name, stages, kwargs):
     """The model of a registry name without its classifier, after every check
     that needs no model."""
     entry = registry.lookup(name)
-    if entry.family in REFUSED:
-        _refuse(entry.family, f"model_or_name={name!r}")
+    family = registry.FAMILIES[entry.family]
+    if family.stage_outputs is None:
+        _refuse(family, f"model_or_name={name!r}")
     for key in _NOT_FROM_MODEL:
         if key in kwargs:
             raise ValueError(
@@ -284,22 +218,13 @@ def _build(name, stages, kwargs):
     overrides = {k: v for k, v in kwargs.items() if k not in registry.BUILD_ARGS}
     if isinstance(kwargs.get("weights"), str) and kwargs["weights"] == "imagenet":
         # Published weights and their layout, checked before anything is fetched.
-        overrides = kweights.imagenet_overrides(name, overrides, include_top=False,
-                                                classes=entry.spec.default_classes)
+        overrides = registry.published_weights(name).overrides(
+            name, overrides, include_top=False, classes=entry.spec.default_classes)
     spec = registry.resolve_spec(name, **overrides)
-    levels = _spec_levels(entry.family, spec)
-    _check_available(stages, {f"C{level}": None for level in levels}, name)
+    _check_available(stages, family.stage_outputs(spec), name)
     if "input_shape" not in kwargs and "input_tensor" not in kwargs:
         kwargs = {**kwargs, "input_shape": (None, None, 3)}
     return registry.build_model(name, include_top=False, **kwargs)
-
-
-def _spec_levels(family, spec):
-    """The stage levels a family's spec gives, known before the model is built."""
-    if family == "vgg":
-        return range(0, len(spec.depths) + 1)
-    low = 0 if getattr(spec, "stem", "imagenet") == "cifar" else 1
-    return range(low, int(math.log2(spec.total_stride)) + 1)
 
 
 def _check_stages(stages):
@@ -332,18 +257,14 @@ def _check_available(stages, table, model_name):
 
 
 def _family(model):
-    """The family of a model, from its layer names (or, failing that, its name)."""
+    """The family of a model with stage outputs, from the layer name its family declares."""
     names = [layer.name for layer in model.layers]
-    for family, row in FAMILIES.items():
-        if any(re.fullmatch(row.signature, n) for n in names):
+    # Families with stage outputs first: a refused family's signature is only asked last.
+    for family in sorted(registry.FAMILIES.values(), key=lambda f: f.stage_outputs is None):
+        if any(re.fullmatch(family.signature, n) for n in names):
+            if family.stage_outputs is None:
+                _refuse(family, f"model_or_name={model.name!r}")
             return family
-    for family, (signature, _) in REFUSED.items():
-        if any(re.fullmatch(signature, n) for n in names):
-            _refuse(family, f"model_or_name={model.name!r}")
-    if model.name in registry.list_models():
-        family = registry.lookup(model.name).family
-        if family in REFUSED:
-            _refuse(family, f"model_or_name={model.name!r}")
     raise ValueError(
         "model_or_name must be a kres model of a family with stage outputs "
         f"({_supported()}); {model.name!r} has none of their layer names. "
@@ -352,31 +273,10 @@ def _family(model):
 
 def _refuse(family, received):
     raise ValueError(
-        f"feature_extractor does not support {family}: {REFUSED[family][1]}. "
+        f"feature_extractor does not support {family.name}: {family.no_stages}. "
         f"It supports {_supported()}. Received: {received}")
 
 
 def _supported():
-    return "; ".join(f"{family}: {row.description}" for family, row in FAMILIES.items())
-
-
-def _output_strides(model):
-    """Layer name -> ``(stride_y, stride_x)`` of its output, ``None`` for outputs
-    that are no spatial map (or mix maps of different strides)."""
-    strides = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            strides[layer.name] = (1, 1)
-            continue
-        parents = {strides.get(t._keras_history.operation.name)
-                   for t in keras.tree.flatten(layer.input)} - {None}
-        if len(parents) != 1 or len(layer.output.shape) != 4:
-            strides[layer.name] = None
-            continue
-        (sy, sx), = parents
-        if isinstance(layer, _STRIDED):
-            ky, kx = layer.strides
-            sy, sx = sy * ky, sx * kx
-        strides[layer.name] = (sy, sx)
-    return strides
-
+    return "; ".join(f"{family.name}: {family.description}"
+                     for family in registry.FAMILIES.values() if family.stage_outputs)

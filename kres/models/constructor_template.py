@@ -1,11 +1,10 @@
 """What every generated constructor of `kres.models.constructors` shares: its body and docstring.
 
 Keras is imported when a constructor is called, not before: the docstrings
-come from `kres.models.catalog`, the published-weights table from `kres.weights.keras_applications`.
+and the published weights' layouts come from `kres.models.catalog`.
 """
 
 from kres.models import catalog
-from kres.weights.keras_applications import KERAS_WEIGHTS
 
 
 def build(name, arguments):
@@ -20,12 +19,12 @@ def build(name, arguments):
 def docstring(name):
     """The docstring of the constructor of registered model `name`."""
     entry = catalog.MODELS[name]
-    if name in KERAS_WEIGHTS:
-        layout = dict(KERAS_WEIGHTS[name].layout)
+    if entry.imagenet_layout is not None:
         published = "this model"
-        layout = f", {', '.join(f'{k}={v!r}' for k, v in layout.items())}" if layout else ""
+        layout = "".join(f", {k}={v!r}" for k, v in entry.imagenet_layout.items())
     else:
-        published = f"{', '.join(KERAS_WEIGHTS)} only"
+        with_weights = [n for n, e in catalog.MODELS.items() if e.imagenet_layout is not None]
+        published = f"{', '.join(with_weights)} only"
         layout = ""
     size = entry.default_size
     return f"""Instantiates `{name}`: {entry.description}.

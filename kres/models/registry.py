@@ -12,14 +12,16 @@ know the models without building them; the tests check that they agree.
 
 import dataclasses
 import fnmatch
+import importlib
 import json
 import os
+import pkgutil
 import sys
 import textwrap
 
 from kres import checks
-from kres.models import alexnet, densenet, googlenet, resnet, vgg
-from kres.weights import keras_applications as kweights
+from kres.models import families as _families_package
+from kres.weights.keras_applications import load_keras_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,16 +34,24 @@ class Registered:
     build: object
 
 
-_FAMILIES = {
-    "resnet": (resnet.VARIANTS, resnet.build_resnet),
-    "densenet": (densenet.VARIANTS, densenet.build_densenet),
-    "vgg": (vgg.VARIANTS, vgg.build_vgg),
-    "googlenet": (googlenet.VARIANTS, googlenet.build_googlenet),
-    "alexnet": (alexnet.VARIANTS, alexnet.build_alexnet),
-}
-_MODELS = {name: Registered(family, constructor, spec, build)
-           for family, (variants, build) in _FAMILIES.items()
-           for name, (constructor, spec) in variants.items()}
+def _collect_families():
+    """Every `Family` declared in `kres.models.families`, by name, in name order."""
+    found = {}
+    for module_info in sorted(pkgutil.iter_modules(_families_package.__path__),
+                              key=lambda m: m.name):
+        module = importlib.import_module(f"{_families_package.__name__}.{module_info.name}")
+        family = getattr(module, "FAMILY", None)
+        if family is not None:
+            found[family.name] = family
+    return found
+
+
+FAMILIES = _collect_families()
+_MODELS = {name: Registered(family.name, constructor, spec, family.build)
+           for family in FAMILIES.values()
+           for name, (constructor, spec) in family.variants.items()}
+_PUBLISHED = {name: weights for family in FAMILIES.values()
+              for name, weights in family.weights.items()}
 BUILD_ARGS = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
               "classifier_activation", "name", "dtype")
 
@@ -102,10 +112,11 @@ def build_model(name, /, **kwargs):
     """
     build_args = {k: v for k, v in kwargs.items() if k in BUILD_ARGS}
     overrides = {k: v for k, v in kwargs.items() if k not in BUILD_ARGS}
+    _check_state_dict_family(name, build_args.get("weights"))
     imagenet = isinstance(build_args.get("weights"), str) and build_args["weights"] == "imagenet"
     if imagenet:
         spec = get_spec(name)  # unknown names fail first
-        overrides = kweights.imagenet_overrides(
+        overrides = published_weights(name).overrides(
             name, overrides, include_top=build_args.get("include_top", True),
             classes=build_args.get("classes") or spec.default_classes)
         build_args["weights"] = None
@@ -114,8 +125,22 @@ def build_model(name, /, **kwargs):
     model = lookup(name).build(spec, **build_args)
     if imagenet:
         include_top = build_args.get("include_top", True)
-        kweights.load_keras_weights(model, kweights.fetch_keras_weights(name, include_top))
+        load_keras_weights(model, published_weights(name).fetch(include_top))
     return model
+
+
+def _check_state_dict_family(name, weights):
+    """Refuses, before building, a timm/torchvision state dict for a family that
+    declares no loader for one."""
+    if not (isinstance(weights, str) and weights.endswith(".safetensors")):
+        return
+    family = FAMILIES[lookup(name).family]
+    if family.state_dict_loader is None:
+        takers = [f.name for f in FAMILIES.values() if f.state_dict_loader]
+        raise ValueError(
+            f"{name!r} is a {family.name} network; timm/torchvision state dicts "
+            f"(.safetensors) load into the {', '.join(takers)} family only. "
+            f"Received: weights={weights!r}")
 
 
 def resolve_spec(name, /, **overrides):
@@ -139,6 +164,73 @@ def resolve_spec(name, /, **overrides):
             f"{', '.join(sorted(fields))}. Received: {unknown[0]}={overrides[unknown[0]]!r}"
         )
     return dataclasses.replace(spec, **overrides) if overrides else spec
+
+
+def published_weights(name=None):
+    """The published ImageNet weights of a registered model, or of all of them.
+
+    Args:
+        name: a registry name, or ``None`` for every model that has them.
+
+    Returns:
+        A `kres.weights.keras_applications.PublishedWeights` (address,
+        hash, preprocessing, layout, accuracy), or with no name a dict from
+        registry name to those.
+
+    Raises:
+        ValueError: for a model without published weights, naming those
+            that have them.
+
+    Example:
+
+    >>> kres.published_weights("resnet50v2").mode
+    'tf'
+    >>> sorted(kres.published_weights())[:3]
+    ['densenet121', 'densenet169', 'densenet201']
+    """
+    if name is None:
+        return dict(_PUBLISHED)
+    if name not in _PUBLISHED:
+        lookup(name)  # an unknown name says so first
+        raise ValueError(
+            f"No published ImageNet weights for {name!r}; weights='imagenet' is available for "
+            f"{', '.join(_PUBLISHED)}. Pass weights=None, a weights file, or load "
+            f"timm weights with kres.load_timm_weights. Received: weights='imagenet' for "
+            f"{name!r}"
+        )
+    return _PUBLISHED[name]
+
+
+def preprocess_input(x, model):
+    """Preprocesses RGB images (0-255) for a model with published ImageNet weights.
+
+    The same transformation as keras.applications' `preprocess_input` of the
+    matching module: ``"caffe"`` for the v1 ResNets and VGG, ``"tf"`` for
+    the v2 ResNets, ``"torch"`` for DenseNet (`published_weights` says
+    which).
+
+    Args:
+        x: images, channels last, values 0-255 (NumPy array or tensor).
+        model: a registry name (``"resnet50"``) or a model of that name.
+
+    Returns:
+        The preprocessed images (float32).
+
+    Raises:
+        ValueError: for a model without published weights.
+
+    Example:
+
+    >>> float(kres.preprocess_input(np.full((1, 2, 2, 3), 255.0), "resnet50v2").max())
+    1.0
+    """
+    name = model if isinstance(model, str) else getattr(model, "name", None)
+    if name not in _PUBLISHED:
+        raise ValueError(
+            f"preprocess_input follows the preprocessing of the published ImageNet weights, "
+            f"which exist for {', '.join(_PUBLISHED)}. Received: model={name!r}"
+        )
+    return _PUBLISHED[name].preprocess(x)
 
 
 def lookup(name):
@@ -166,13 +258,14 @@ def catalog_source():
              "``python -m kres.models.registry`` writes this file from the registry; the tests",
              "check each row against the model it describes. Counts are at the default",
              "input size with the default classes, as `kres.count_params` and",
-             "`kres.count_macs` give them.",
+             "`kres.count_macs` give them. ``imagenet_layout``: the spec fields of the",
+             "published ImageNet weights' layout (``None``: no published weights).",
              '"""',
              "",
              "from collections import namedtuple",
              "",
-             'Entry = namedtuple("Entry", "constructor family default_size default_classes '
-             'params macs description")',
+             'Entry = namedtuple("Entry", "constructor family default_size default_classes "',
+             '                   "params macs description imagenet_layout")',
              "",
              "MODELS = {"]
     for name in list_models():
@@ -181,9 +274,11 @@ def catalog_source():
         row = (entry.constructor, entry.family, entry.spec.default_size,
                entry.spec.default_classes, stats.count_params(model), stats.count_macs(model),
                entry.spec.describe())
+        layout = dict(_PUBLISHED[name].layout) if name in _PUBLISHED else None
         lines.append(f'    "{name}": Entry(')
         lines.append(f"        {', '.join(json.dumps(v) for v in row[:-1])},")
-        lines.append(f"        {json.dumps(row[-1])}),")
+        lines.append(f"        {json.dumps(row[-1])},")
+        lines.append(f"        {layout!r}),")
         del model
         import keras
 

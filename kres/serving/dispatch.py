@@ -13,7 +13,7 @@ import os
 import keras
 
 from kres import checks, rundir
-from kres.models.googlenet import strip_auxiliary
+from kres.models.families.googlenet import strip_auxiliary
 from kres.models.inference import in_float32
 from kres.models.inputs import preprocessing_layer, with_preprocessing
 from kres.models.saving import load_model

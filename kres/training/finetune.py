@@ -138,8 +138,7 @@ def load_pretrained(weights, name, *, input_shape, overrides=None):
         RuntimeError: when the ImageNet weights are not cached and cannot be
             downloaded.
     """
-    from kres.models.registry import build_model
-    from kres.weights import keras_applications as kweights
+    from kres.models.registry import build_model, published_weights
 
     check_weights(weights)
     overrides = dict(overrides or {})
@@ -150,7 +149,8 @@ def load_pretrained(weights, name, *, input_shape, overrides=None):
     model = build_model(name, weights=weights, include_top=include_top, classes=classes,
                         input_shape=shape, **overrides)
     if weights == "imagenet":  # the run's network takes the weights' layout too
-        overrides = kweights.imagenet_overrides(name, overrides, include_top=False, classes=None)
+        overrides = published_weights(name).overrides(name, overrides, include_top=False,
+                                                      classes=None)
     return Pretrained(weights, model, _normalization(mode), mode, overrides)
 
 
@@ -158,9 +158,10 @@ def _network_of(weights, name, overrides):
     """``(include_top, classes, mode, overrides)`` of the network that holds `weights`:
     with the file's classifier where it has one, in the layout of Keras's
     published files where they are theirs; `mode` is their normalisation."""
-    from kres.weights import keras_applications as kweights
+    from kres.models.registry import published_weights
+    from kres.weights.keras_applications import read_keras_h5
 
-    published = kweights.KERAS_WEIGHTS.get(name)
+    published = published_weights().get(name)
     mode = published.mode if published else "unknown"
     if weights == "imagenet":
         return False, None, mode, overrides
@@ -170,11 +171,11 @@ def _network_of(weights, name, overrides):
         classes = _stored_classes(weights)
         return classes is not None, classes or 1, "unknown", overrides
     # keras.applications' legacy HDF5: with its classifier when the last layer is one.
-    layers = kweights.read_keras_h5(weights)
+    layers = read_keras_h5(weights)
     include_top = bool(layers) and layers[-1][0] == "predictions"
     if published:
-        overrides = kweights.imagenet_overrides(name, overrides, include_top=include_top,
-                                                classes=kweights.IMAGENET_CLASSES)
+        overrides = published.overrides(name, overrides, include_top=include_top,
+                                        classes=published.classes)
     return (include_top, layers[-1][1][0][1].shape[-1] if include_top else None, mode,
             overrides)
 

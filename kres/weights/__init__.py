@@ -1,7 +1,7 @@
 """Weights files: Keras's published ImageNet files, timm/torchvision state dicts.
 
-- `kres.weights.keras_applications`: keras.applications' published files
-  (`KERAS_WEIGHTS`), `load_keras_weights`, `preprocess_input`,
+- `kres.weights.keras_applications`: `PublishedWeights` (what a family
+  declares of its published ImageNet files), `load_keras_weights`,
   `decode_predictions`;
 - `kres.weights.torch_state_dict`: `load_timm_weights` (timm and
   torchvision `.safetensors` files, NumPy only);
@@ -13,9 +13,8 @@
 from kres.lazy_names import public_names
 
 _NAMES = {
-    "KERAS_WEIGHTS": "kres.weights.keras_applications",
+    "PublishedWeights": "kres.weights.keras_applications",
     "load_keras_weights": "kres.weights.keras_applications",
-    "preprocess_input": "kres.weights.keras_applications",
     "decode_predictions": "kres.weights.keras_applications",
     "load_timm_weights": "kres.weights.torch_state_dict",
     "load_weights_file": "kres.weights.files",

@@ -8,8 +8,10 @@ through `keras.utils.get_file`, into the Keras cache
 (``~/.keras/models``, or ``$KERAS_HOME/models``), which a machine without
 internet can be given by copying the files there.
 
-`preprocess_input` and `decode_predictions` match the weights, as
-keras.applications' functions do for its models.
+Each family declares its published weights as `PublishedWeights` objects
+(address, hash, preprocessing, layout, accuracy); this module holds the object
+and the file format: `read_keras_h5`, `load_keras_weights`, and
+`decode_predictions` for the 1000 ImageNet classes.
 """
 
 import dataclasses
@@ -20,14 +22,17 @@ import numpy as np
 from kres import checks
 
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
-# keras.applications v1 ResNets: stride on the first 1x1 convolution, biases on
-# every convolution, Keras's batch-norm epsilon.
-KERAS_RESNET_V1 = {"stride_on": "1x1", "conv_bias": True, "bn_epsilon": 1.001e-5}
 
 
 @dataclasses.dataclass(frozen=True)
-class KerasWeights:
-    """Where keras.applications publishes a model's ImageNet weights.
+class PublishedWeights:
+    """One model's published ImageNet weights: where they are, how to check them, what
+    they expect and how well they do (torchvision's ``WeightsEnum`` entries carry the
+    same).
+
+    A family module declares its published weights as these objects (see
+    `kres.models.family.Family`); `kres.models.registry.published_weights`
+    lists them.
 
     Attributes:
         folder: the folder under `KERAS_BASE_URL`.
@@ -39,6 +44,12 @@ class KerasWeights:
             (BGR, ImageNet mean subtracted), ``"tf"`` (scaled to [-1, 1]) or
             ``"torch"`` (scaled to [0, 1], ImageNet mean and std).
         layout: the spec fields that give Keras's layout of the network.
+        top1: ImageNet validation top-1 accuracy (%) as keras.io's
+            applications table gives it (not measured by kres).
+        top5: the same table's top-5 accuracy (%).
+        classes: classes of the classifier (1000).
+        size: the input height and width they were trained at.
+        dataset: what they were trained on.
     """
 
     folder: str
@@ -47,6 +58,11 @@ class KerasWeights:
     notop_hash: str
     mode: str
     layout: tuple = ()
+    top1: float = None
+    top5: float = None
+    classes: int = 1000
+    size: int = 224
+    dataset: str = "ImageNet-1k (ILSVRC 2012)"
 
     def file_name(self, include_top):
         """The weights file's name (with or without the classifier)."""
@@ -57,114 +73,80 @@ class KerasWeights:
         """The file's address."""
         return f"{KERAS_BASE_URL}{self.folder}/{self.file_name(include_top)}"
 
+    def file_hash(self, include_top):
+        """The file's MD5 hash."""
+        return self.top_hash if include_top else self.notop_hash
 
-_V1 = tuple(KERAS_RESNET_V1.items())
-# File names and MD5 hashes as keras.applications (Keras 3.15) records them.
-KERAS_WEIGHTS = {
-    "resnet50": KerasWeights("resnet", "resnet50", "2cb95161c43110f7111970584f804107",
-                             "4d473c1dd8becc155b73f8504c6f6626", "caffe", _V1),
-    "resnet101": KerasWeights("resnet", "resnet101", "f1aeb4b969a6efcfb50fad2f0c20cfc5",
-                              "88cf7a10940856eca736dc7b7e228a21", "caffe", _V1),
-    "resnet152": KerasWeights("resnet", "resnet152", "100835be76be38e30d865e96f2aaae62",
-                              "ee4c566cf9a93f14d82f913c2dc6dd0c", "caffe", _V1),
-    "resnet50v2": KerasWeights("resnet", "resnet50v2", "3ef43a0b657b3be2300d5770ece849e0",
-                               "fac2f116257151a9d068a22e544a4917", "tf"),
-    "resnet101v2": KerasWeights("resnet", "resnet101v2", "6343647c601c52e1368623803854d971",
-                                "c0ed64b8031c3730f411d2eb4eea35b5", "tf"),
-    "resnet152v2": KerasWeights("resnet", "resnet152v2", "a49b44d1979771252814e80f8ec446f9",
-                                "ed17cf2e0169df9d443503ef94b23b33", "tf"),
-    "vgg16": KerasWeights("vgg16", "vgg16", "64373286793e3c8b2b4e3219cbf3544b",
-                          "6d6bbae143d832006294945121d1f1fc", "caffe"),
-    "vgg19": KerasWeights("vgg19", "vgg19", "cbe5617147190e668d6c5d5026f83318",
-                          "253f8cb515780f3b799900260a226db6", "caffe"),
-    "densenet121": KerasWeights("densenet", "densenet121", "9d60b8095a5708f2dcce2bca79d332c7",
-                                "30ee3e1110167f948a6b9946edeeb738", "torch"),
-    "densenet169": KerasWeights("densenet", "densenet169", "d699b8f76981ab1b30698df4c175e90b",
-                                "b8c4d4c20dd625c148057b9ff1c1176b", "torch"),
-    "densenet201": KerasWeights("densenet", "densenet201", "1ceb130c1ea1b78c3bf6114dbdfd8807",
-                                "c13680b51ded0fb44dff2d8f86ac8bb1", "torch"),
-}
+    def fetch(self, include_top=True):
+        """Path of the weights file, downloaded if needed.
+
+        Uses `keras.utils.get_file`, so the file lands in (and is taken
+        from) the Keras cache, ``$KERAS_HOME/models`` (default
+        ``~/.keras/models``), and is checked against its MD5 hash.
+
+        Raises:
+            RuntimeError: if the file is not cached and cannot be
+                downloaded, saying where to put it.
+        """
+        import keras
+
+        file_name = self.file_name(include_top)
+        try:
+            return keras.utils.get_file(file_name, self.url(include_top), cache_subdir="models",
+                                        file_hash=self.file_hash(include_top))
+        except Exception as error:
+            cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
+                                 "models")
+            raise RuntimeError(
+                f"Could not get the ImageNet weights file {file_name} ({error}). Without "
+                f"internet, copy {file_name} (from {self.url(include_top)}) into {cache}."
+            ) from error
+
+    def preprocess(self, x):
+        """RGB images (0-255, channels last) normalised as these weights expect:
+        keras.applications' `preprocess_input` of their mode (float32)."""
+        import keras
+
+        if isinstance(x, np.ndarray):
+            x = x.astype("float32", copy=True)
+        return keras.applications.imagenet_utils.preprocess_input(x, mode=self.mode)
+
+    def overrides(self, name, overrides, *, include_top, classes):
+        """The spec overrides that build `name` in the layout of these weights.
+
+        Args:
+            name: the registered model's name, for messages.
+            overrides: the spec fields the caller set.
+            include_top: whether the classifier is built.
+            classes: the number of classes asked for.
+
+        Returns:
+            `overrides` plus the layout fields.
+
+        Raises:
+            ValueError: if `classes` is not theirs with the classifier, or an
+                override contradicts the layout.
+        """
+        if include_top and classes != self.classes:
+            raise ValueError(
+                f"The ImageNet weights' classifier has {self.classes} classes: use "
+                f"classes={self.classes}, or include_top=False for another classifier. "
+                f"Received: classes={classes!r}"
+            )
+        layout = dict(self.layout)
+        for field, value in overrides.items():
+            if field in layout and layout[field] != value:
+                raise ValueError(
+                    f"The ImageNet weights of {name!r} need {field}={layout[field]!r} (Keras's "
+                    f"layout). Received: {field}={value!r}"
+                )
+        return {**overrides, **layout}
+
+
 IMAGENET_CLASSES = 1000
 CLASS_INDEX_URL = ("https://storage.googleapis.com/download.tensorflow.org/data/"
                    "imagenet_class_index.json")
 CLASS_INDEX_HASH = "c2c37ea517e94d9795004a39431a14cb"
-
-
-def published(name):
-    """The `KerasWeights` of a registered model.
-
-    Raises:
-        ValueError: for a model without published weights, naming those
-            that have them.
-    """
-    if name not in KERAS_WEIGHTS:
-        raise ValueError(
-            f"No published ImageNet weights for {name!r}; weights='imagenet' is available for "
-            f"{', '.join(KERAS_WEIGHTS)}. Pass weights=None, a weights file, or load timm "
-            f"weights with kres.load_timm_weights. Received: weights='imagenet' for {name!r}"
-        )
-    return KERAS_WEIGHTS[name]
-
-
-def imagenet_overrides(name, overrides, *, include_top, classes):
-    """The spec overrides that build `name` in the layout of its Keras weights.
-
-    Args:
-        name: a registered model name.
-        overrides: the spec fields the caller set.
-        include_top: whether the classifier is built.
-        classes: the number of classes asked for.
-
-    Returns:
-        `overrides` plus the layout fields.
-
-    Raises:
-        ValueError: if `name` has no published weights, `classes` is not
-            1000 with the classifier, or an override contradicts the layout.
-    """
-    source = published(name)
-    if include_top and classes != IMAGENET_CLASSES:
-        raise ValueError(
-            "The ImageNet weights' classifier has 1000 classes: use classes=1000, or "
-            f"include_top=False for another classifier. Received: classes={classes!r}"
-        )
-    layout = dict(source.layout)
-    for field, value in overrides.items():
-        if field in layout and layout[field] != value:
-            raise ValueError(
-                f"The ImageNet weights of {name!r} need {field}={layout[field]!r} (Keras's "
-                f"layout). Received: {field}={value!r}"
-            )
-    return {**overrides, **layout}
-
-
-def fetch_keras_weights(name, include_top=True):
-    """Path of a model's Keras ImageNet weights file, downloaded if needed.
-
-    Uses `keras.utils.get_file`, so the file lands in (and is taken from)
-    the Keras cache, ``$KERAS_HOME/models`` (default ``~/.keras/models``),
-    and is checked against its MD5 hash.
-
-    Raises:
-        ValueError: for a model without published weights.
-        RuntimeError: if the file is not cached and cannot be downloaded,
-            saying where to put it.
-    """
-    import keras
-
-    source = published(name)
-    file_name = source.file_name(include_top)
-    try:
-        return keras.utils.get_file(file_name, source.url(include_top), cache_subdir="models",
-                                    file_hash=source.top_hash if include_top
-                                    else source.notop_hash)
-    except Exception as error:
-        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
-                             "models")
-        raise RuntimeError(
-            f"Could not get the ImageNet weights of {name!r} ({error}). Without internet, copy "
-            f"{file_name} (from {source.url(include_top)}) into {cache}."
-        ) from error
 
 
 def _read_attribute_list(group, name):
@@ -277,47 +259,6 @@ def load_keras_weights(model, path):
         for (_, array), variable in zip(arrays, variables):
             variable.assign(array)
     return model
-
-
-def _mode(model):
-    """The preprocessing mode of a model given by name or as a Keras model."""
-    name = model if isinstance(model, str) else getattr(model, "name", None)
-    if name not in KERAS_WEIGHTS:
-        raise ValueError(
-            f"preprocess_input follows the preprocessing of the published ImageNet weights, "
-            f"which exist for {', '.join(KERAS_WEIGHTS)}. Received: model={name!r}"
-        )
-    return KERAS_WEIGHTS[name].mode
-
-
-def preprocess_input(x, model):
-    """Preprocesses RGB images (0-255) for a model with ImageNet weights.
-
-    The same transformation as keras.applications' `preprocess_input` of the
-    matching module: ``"caffe"`` for the v1 ResNets and VGG, ``"tf"`` for
-    the v2 ResNets, ``"torch"`` for DenseNet.
-
-    Args:
-        x: images, channels last, values 0-255 (NumPy array or tensor).
-        model: a registry name (``"resnet50"``) or a model of that name.
-
-    Returns:
-        The preprocessed images (float32).
-
-    Raises:
-        ValueError: for a model without published weights.
-
-    Example:
-
-    >>> kres.preprocess_input(np.full((1, 2, 2, 3), 255.0), "resnet50v2").max()
-    1.0
-    """
-    import keras
-
-    mode = _mode(model)
-    if isinstance(x, np.ndarray):
-        x = x.astype("float32", copy=True)
-    return keras.applications.imagenet_utils.preprocess_input(x, mode=mode)
 
 
 def decode_predictions(preds, top=5, class_index=None):

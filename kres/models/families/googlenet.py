@@ -13,6 +13,8 @@ aux1_predictions, aux2_predictions]`` (fit it with loss weights
 one-output network that shares its weights, for inference and export.
 """
 
+import collections
+import re
 from dataclasses import dataclass
 
 import keras
@@ -21,6 +23,7 @@ from keras import layers
 from kres import checks
 from kres.layers import LocalResponseNormalization
 from kres.models import blocks, heads, template
+from kres.models.family import Family, last_per_level
 
 # Szegedy et al. 2014, Table 1: module, #1x1, #3x3 reduce, #3x3, #5x5 reduce,
 # #5x5, pool proj. A 3x3/2 max-pool precedes the first module of stages 3-5.
@@ -223,3 +226,39 @@ def strip_auxiliary(model):
     if len(model.outputs) == 1:
         return model
     return keras.Model(model.inputs, model.get_layer("predictions").output, name=model.name)
+
+
+# --- Stage outputs -------------------------------------------------------------------
+
+StageLayout = collections.namedtuple("StageLayout", "modules lrn")
+_MODULE = re.compile(r"inception(\w+)_output")
+
+
+def stage_outputs(spec):
+    """``{"C<k>": layer}`` of a spec (or a `StageLayout`): the stem's ``conv1_relu``
+    at stride 2, its third convolution (``conv3_relu``, or ``conv3_lrn`` in the
+    paper's network) at 4, then the last inception module of each stage
+    (``inception3b_output``, ``inception4e_output``, ``inception5b_output``)."""
+    ends = [(1, "conv1_relu"), (2, "conv3_lrn" if spec.lrn else "conv3_relu")]
+    stages = sorted({row[0][0] for row in spec.modules})
+    ends += [(3 + stages.index(row[0][0]), f"inception{row[0]}_output") for row in spec.modules]
+    return last_per_level(ends)
+
+
+def layout_of(model):
+    """The `StageLayout` of a model this family's builder made, read from its layers
+    (module rows carry only their names)."""
+    names = [layer.name for layer in model.layers]
+    modules = tuple((m.group(1),) for m in map(_MODULE.fullmatch, names) if m)
+    return StageLayout(modules, "conv3_lrn" in names)
+
+
+FAMILY = Family(
+    name="googlenet",
+    description="GoogLeNet and its batch-normalised layout",
+    variants=VARIANTS,
+    build=build_googlenet,
+    signature=r"inception\w+_output",
+    stage_outputs=stage_outputs,
+    layout_of=layout_of,
+)

@@ -14,6 +14,7 @@ from keras import layers
 from kres import checks
 from kres.layers import GroupedConv2D, LocalResponseNormalization
 from kres.models import heads, template
+from kres.models.family import Family
 
 
 @dataclass(frozen=True)
@@ -133,3 +134,15 @@ def _top(spec, x, head, model_name):
 
 
 build_alexnet = template.builder(AlexNetSpec, _body, _top, family="alexnet")
+
+
+FAMILY = Family(
+    name="alexnet",
+    description="AlexNet, single- and two-tower",
+    variants=VARIANTS,
+    build=build_alexnet,
+    signature=r"pool5",
+    no_stages="AlexNet's 11x11/4 first convolution and unpadded 3x3/2 max-pools give maps "
+              "of 55, 27, 13 and 6 pixels at 224x224, not 56, 28, 14 and 7, so a feature "
+              "pyramid's 2x upsampling does not line them up",
+)

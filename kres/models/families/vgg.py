@@ -6,13 +6,17 @@ normalisation. Layer names are keras.applications' (``block1_conv1`` ...
 ``fc1``, ``fc2``, ``predictions``), so its published weights load by name.
 """
 
+import collections
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from keras import layers
 
 from kres import checks
 from kres.models import blocks, heads, template
+from kres.models.family import Family, blocks_per_stage, last_per_level
+from kres.weights.keras_applications import PublishedWeights
 
 
 @dataclass(frozen=True)
@@ -115,3 +119,54 @@ def _top(spec, x, head, model_name):
 
 
 build_vgg = template.builder(VGGSpec, _body, _top, family="vgg")
+
+
+# --- Stage outputs -------------------------------------------------------------------
+
+StageLayout = collections.namedtuple("StageLayout", "depths batch_norm")
+_CONV = re.compile(r"block(\d+)_conv(\d+)")
+
+
+def stage_outputs(spec):
+    """``{"C<k>": layer}`` of a spec (or a `StageLayout`): ``C<k>`` is the last
+    convolution of block ``k + 1`` (with its ReLU under batch norm), before its
+    max-pool (timm's VGG features, and the conv4_3 of SSD); the last block's
+    max-pool is the deepest stage."""
+    relu = "_relu" if spec.batch_norm else ""
+    ends = []
+    for i, depth in enumerate(spec.depths):
+        ends += [(i, f"block{i + 1}_conv{depth}{relu}"), (i + 1, f"block{i + 1}_pool")]
+    return last_per_level(ends)
+
+
+def layout_of(model):
+    """The `StageLayout` of a model this family's builder made, read from its layers."""
+    names = [layer.name for layer in model.layers]
+    per_block = blocks_per_stage(names, _CONV)
+    return StageLayout(tuple(per_block[b] for b in sorted(per_block)),
+                       "block1_conv1_relu" in names)
+
+
+def _keras(key, top_hash, notop_hash, top1, top5):
+    return PublishedWeights(key, key, top_hash, notop_hash, "caffe", (), top1, top5)
+
+
+# File names and MD5 hashes as keras.applications (Keras 3.15) records them; accuracy
+# as keras.io's applications table gives it.
+WEIGHTS = {
+    "vgg16": _keras("vgg16", "64373286793e3c8b2b4e3219cbf3544b",
+                    "6d6bbae143d832006294945121d1f1fc", 71.3, 90.1),
+    "vgg19": _keras("vgg19", "cbe5617147190e668d6c5d5026f83318",
+                    "253f8cb515780f3b799900260a226db6", 71.3, 90.0),
+}
+
+FAMILY = Family(
+    name="vgg",
+    description="VGG-11/13/16/19, with and without batch norm",
+    variants=VARIANTS,
+    build=build_vgg,
+    signature=r"block\d+_conv\d+",
+    stage_outputs=stage_outputs,
+    layout_of=layout_of,
+    weights=WEIGHTS,
+)

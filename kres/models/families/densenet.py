@@ -7,13 +7,17 @@ keras.applications' layout (its layer names, so its published weights load),
 and DenseNet-BC for CIFAR (Table 2).
 """
 
+import collections
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from keras import layers
 
 from kres import checks
 from kres.models import blocks, template
+from kres.models.family import Family, blocks_per_stage, last_per_level
+from kres.weights.keras_applications import PublishedWeights
 
 STEMS = ("imagenet", "cifar")
 
@@ -134,3 +138,59 @@ def _body(spec, image, head):
 
 
 build_densenet = template.builder(DenseNetSpec, _body, family="densenet")
+
+
+# --- Stage outputs -------------------------------------------------------------------
+
+StageLayout = collections.namedtuple("StageLayout", "stem depths")
+_DENSE_LAYER = re.compile(r"conv(\d+)_block(\d+)_concat")
+
+
+def stage_outputs(spec):
+    """``{"C<k>": layer}`` of a spec (or a `StageLayout`): the dense blocks' outputs
+    (before each transition, as keras-hub and timm take them); the last is the
+    final batch norm and ReLU (``relu``). The ImageNet stem ends at
+    ``conv1_relu`` (stride 2) and ``pool1`` (4); the CIFAR stem is one
+    convolution at stride 1."""
+    imagenet = spec.stem == "imagenet"
+    ends = [(1, "conv1_relu"), (2, "pool1")] if imagenet else [(0, "conv1_conv")]
+    base = 2 if imagenet else 0
+    for i, depth in enumerate(spec.depths):
+        ends.append((base + i, f"conv{i + 2}_block{depth}_concat"))
+    ends.append((base + len(spec.depths) - 1, "relu"))
+    return last_per_level(ends)
+
+
+def layout_of(model):
+    """The `StageLayout` of a model this family's builder made, read from its layers."""
+    names = [layer.name for layer in model.layers]
+    per_stage = blocks_per_stage(names, _DENSE_LAYER)
+    return StageLayout("imagenet" if "pool1" in names else "cifar",
+                       tuple(per_stage[s] for s in sorted(per_stage)))
+
+
+def _keras(key, top_hash, notop_hash, top1, top5):
+    return PublishedWeights("densenet", key, top_hash, notop_hash, "torch", (), top1, top5)
+
+
+# File names and MD5 hashes as keras.applications (Keras 3.15) records them; accuracy
+# as keras.io's applications table gives it.
+WEIGHTS = {
+    "densenet121": _keras("densenet121", "9d60b8095a5708f2dcce2bca79d332c7",
+                          "30ee3e1110167f948a6b9946edeeb738", 75.0, 92.3),
+    "densenet169": _keras("densenet169", "d699b8f76981ab1b30698df4c175e90b",
+                          "b8c4d4c20dd625c148057b9ff1c1176b", 76.2, 93.2),
+    "densenet201": _keras("densenet201", "1ceb130c1ea1b78c3bf6114dbdfd8807",
+                          "c13680b51ded0fb44dff2d8f86ac8bb1", 77.3, 93.6),
+}
+
+FAMILY = Family(
+    name="densenet",
+    description="DenseNet-121/169/201 and DenseNet-BC",
+    variants=VARIANTS,
+    build=build_densenet,
+    signature=r"conv\d+_block\d+_concat",
+    stage_outputs=stage_outputs,
+    layout_of=layout_of,
+    weights=WEIGHTS,
+)

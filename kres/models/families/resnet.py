@@ -9,13 +9,18 @@ member of the family is a row with other field values
 ``kres.build_model("resnet50", cardinality=8, width_per_group=8)``).
 """
 
+import collections
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from keras import layers
 
 from kres import checks
 from kres.models import blocks, template
+from kres.models.family import Family, blocks_per_stage, last_per_level
+from kres.weights.keras_applications import PublishedWeights
+from kres.weights.torch_state_dict import load_timm_weights
 
 STEMS = ("imagenet", "cifar")
 DOWNSAMPLE = ("first", "last")
@@ -154,6 +159,9 @@ class ResNetSpec(template.StemAndStages):
 
 
 _IMAGENET = ResNetSpec(block="bottleneck", depths=(3, 4, 6, 3))
+# keras.applications v1 ResNets: stride on the first 1x1 convolution, biases on
+# every convolution, Keras's batch-norm epsilon.
+KERAS_V1_LAYOUT = {"stride_on": "1x1", "conv_bias": True, "bn_epsilon": 1.001e-5}
 # keras.applications ResNet-V2: biases where no BN follows, the stride in the
 # last block of a stage, Keras's BN epsilon.
 _KERAS_V2 = dataclasses.replace(_IMAGENET, preact=True, conv_bias=True, downsample="last",
@@ -262,3 +270,93 @@ def _body(spec, image, head):
 
 
 build_resnet = template.builder(ResNetSpec, _body, family="resnet")
+
+
+# --- Stage outputs -------------------------------------------------------------------
+
+StageLayout = collections.namedtuple("StageLayout", "stem depths preact downsample")
+_BLOCK_OUT = re.compile(r"conv(\d+)_block(\d+)_out")
+
+
+def stage_outputs(spec):
+    """``{"C<k>": layer}`` of a spec (or a `StageLayout`): the last layer at each stride.
+
+    The stem ends at ``conv1_relu`` (``conv1_conv`` before pre-activation
+    blocks) and, on ImageNet, ``pool1_pool`` at stride 4; stage ``i`` (layers
+    ``conv{i + 2}_*``) at stride 4 * 2**i (ImageNet stem) or 2**i (CIFAR),
+    its blocks ending at ``conv{i + 2}_block{b}_out``; a pre-activation
+    network's ``post_relu`` is its last stage's output. With
+    ``downsample="last"`` (keras.applications' ResNet-V2) a stage's last block
+    is already at the next stride, so the block before it ends the stage.
+    """
+    imagenet = spec.stem == "imagenet"
+    stem_end = "conv1_conv" if spec.preact else "conv1_relu"
+    ends = [(1, stem_end), (2, "pool1_pool")] if imagenet else [(0, stem_end)]
+    base = 2 if imagenet else 0
+    last_stage = len(spec.depths) - 1
+    for i, depth in enumerate(spec.depths):
+        for b in range(1, depth + 1):
+            strided = spec.downsample == "last" and b == depth and i < last_stage
+            ends.append((base + i + strided, f"conv{i + 2}_block{b}_out"))
+    if spec.preact:
+        ends.append((base + last_stage, "post_relu"))
+    return last_per_level(ends)
+
+
+def layout_of(model):
+    """The `StageLayout` of a model this family's builder made, read from its layers."""
+    names = [layer.name for layer in model.layers]
+    per_stage = blocks_per_stage(names, _BLOCK_OUT)
+    depths = tuple(per_stage[s] for s in sorted(per_stage))
+    downsample = "first"
+    if len(depths) > 1:
+        # Which block of the first stage halves the map: its last one in Keras's V2 layout.
+        last = f"conv2_block{depths[0]}"
+        strides = {tuple(layer.strides) for layer in model.layers
+                   if layer.name.startswith(f"{last}_") and hasattr(layer, "strides")}
+        downsample = "last" if (2, 2) in strides else "first"
+    return StageLayout("imagenet" if "pool1_pool" in names else "cifar", depths,
+                       "post_relu" in names, downsample)
+
+
+# --- Published weights ---------------------------------------------------------------
+
+def _keras(key, top_hash, notop_hash, mode, top1, top5, layout=()):
+    folder = "resnet"
+    return PublishedWeights(folder, key, top_hash, notop_hash, mode, tuple(layout), top1, top5)
+
+
+_V1 = KERAS_V1_LAYOUT.items()
+# File names and MD5 hashes as keras.applications (Keras 3.15) records them; accuracy
+# as keras.io's applications table gives it.
+WEIGHTS = {
+    "resnet50": _keras("resnet50", "2cb95161c43110f7111970584f804107",
+                       "4d473c1dd8becc155b73f8504c6f6626", "caffe", 74.9, 92.1, _V1),
+    "resnet101": _keras("resnet101", "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+                        "88cf7a10940856eca736dc7b7e228a21", "caffe", 76.4, 92.8, _V1),
+    "resnet152": _keras("resnet152", "100835be76be38e30d865e96f2aaae62",
+                        "ee4c566cf9a93f14d82f913c2dc6dd0c", "caffe", 76.6, 93.1, _V1),
+    "resnet50v2": _keras("resnet50v2", "3ef43a0b657b3be2300d5770ece849e0",
+                         "fac2f116257151a9d068a22e544a4917", "tf", 76.0, 93.0),
+    "resnet101v2": _keras("resnet101v2", "6343647c601c52e1368623803854d971",
+                          "c0ed64b8031c3730f411d2eb4eea35b5", "tf", 77.2, 93.8),
+    "resnet152v2": _keras("resnet152v2", "a49b44d1979771252814e80f8ec446f9",
+                          "ed17cf2e0169df9d443503ef94b23b33", "tf", 78.0, 94.2),
+}
+
+FAMILY = Family(
+    name="resnet",
+    description="ResNet v1/v1.5, ResNet-V2, ResNeXt, Wide ResNet, SE-ResNet(Xt), the CIFAR "
+                "ResNets, WRN and ResNeXt-29",
+    variants=VARIANTS,
+    build=build_resnet,
+    signature=r"conv\d+_block\d+_out",
+    # Pre-activation networks end with post_bn/post_relu, which is then their last
+    # stage: the normalised features the classifier sees (timm's choice for its
+    # pre-activation features; keras-hub takes the raw sum).
+    stage_outputs=stage_outputs,
+    layout_of=layout_of,
+    weights=WEIGHTS,
+    # timm's and torchvision's ResNet-family state dicts, by tensor name.
+    state_dict_loader=load_timm_weights,
+)
