@@ -62,7 +62,7 @@ def parse_args(argv=None):
                         help="a tiny run that checks the script end to end")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.depths, args.epochs, args.subset, args.val_size = [8, 14], 2, 256, 128
+        args.depths, args.epochs, args.subset, args.val_size = [8], 2, 256, 128
         args.batch_size = 64
     for depth in args.depths:
         if depth < 8 or (depth - 2) % 6:

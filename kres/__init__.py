@@ -43,7 +43,7 @@ _LAZY = {
     "preprocess_input": "kres.models.registry",
     "published_weights": "kres.models.registry",
     "decode_predictions": "kres.weights.keras_applications",
-    "load_timm_weights": "kres.weights.torch_state_dict",
+    "load_timm_weights": "kres.models.families.resnet_timm",
     "train": "kres.training.run",
     "evaluate": "kres.training.evaluation",
     "tune": "kres.tuning.run",
@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
     from kres.models.backbones import feature_extractor  # noqa: F401
     from kres.models.counting import count_macs, count_params  # noqa: F401
     from kres.models.families.googlenet import strip_auxiliary  # noqa: F401
+    from kres.models.families.resnet_timm import load_timm_weights  # noqa: F401
     from kres.models.inference import flip_averaged  # noqa: F401
     from kres.models.registry import (  # noqa: F401
         build_model,
@@ -72,7 +73,6 @@ if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
         decode_predictions,
         load_keras_weights,
     )
-    from kres.weights.torch_state_dict import load_timm_weights  # noqa: F401
 
 
 __all__ = [*_names, "CONSTRUCTORS", "__version__", *_constructor_names]

@@ -1,4 +1,5 @@
-"""kres.weights.torch_state_dict: safetensors files read, timm/torchvision ResNet weights loaded.
+"""Safetensors files read, timm/torchvision ResNet weights loaded (the ResNet family's
+mapping, kres.models.families.resnet_timm, through kres.weights.torch_state_dict).
 
 The state dicts here are made from a description of the PyTorch layout
 (`TorchArch`), never from the kres model, and written by a small safetensors
@@ -19,8 +20,8 @@ import pytest
 from keras import layers
 
 import kres
+from kres.models.families.resnet_timm import load_timm_weights
 from kres.weights.safetensors_file import read_safetensors
-from kres.weights.torch_state_dict import load_timm_weights
 
 INPUT = 64
 CLASSES = 5
@@ -532,6 +533,19 @@ def test_families_without_a_state_dict_loader_are_refused_before_building(monkey
     with pytest.raises(ValueError, match=r"'densenet121' is a densenet network; timm/"
                                          r"torchvision state dicts .* resnet family only"):
         kres.build_model("densenet121", weights="w.safetensors")
+
+
+def test_a_family_builder_leaves_state_dicts_to_the_registry(tmp_path):
+    # The names are the family's to map: a builder called directly refuses the file and
+    # says where it loads.
+    from kres.models.families import resnet
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"")
+    spec = resnet.SPECS["resnet18"]
+    with pytest.raises(ValueError, match=r"loads through its family's mapping: pass it to "
+                                         r"kres.build_model.*Received: weights="):
+        resnet.build_resnet(spec, weights=str(path), input_shape=(32, 32, 3))
 
 
 def test_refuses_non_model():

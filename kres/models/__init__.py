@@ -31,6 +31,8 @@ _NAMES = {
     "preprocessing_layer": "kres.models.inputs", "with_preprocessing": "kres.models.inputs",
     "count_params": "kres.models.counting", "count_macs": "kres.models.counting",
     "strip_auxiliary": "kres.models.families.googlenet",
-    "published_weights": "kres.models.registry", "preprocess_input": "kres.models.registry",
+    "published_weights": "kres.models.registry",
+    "load_timm_weights": "kres.models.families.resnet_timm",
+    "preprocess_input": "kres.models.registry",
 }
 __getattr__, __dir__, __all__ = public_names(__name__, _NAMES)

@@ -21,6 +21,7 @@ import textwrap
 
 from kres import checks
 from kres.models import families as _families_package
+from kres.weights.files import check_weights
 from kres.weights.keras_applications import load_keras_weights
 
 
@@ -112,7 +113,9 @@ def build_model(name, /, **kwargs):
     """
     build_args = {k: v for k, v in kwargs.items() if k in BUILD_ARGS}
     overrides = {k: v for k, v in kwargs.items() if k not in BUILD_ARGS}
-    _check_state_dict_family(name, build_args.get("weights"))
+    state_dict = _state_dict_loader(name, build_args.get("weights"))
+    if state_dict:
+        state_dict_path, build_args["weights"] = build_args["weights"], None
     imagenet = isinstance(build_args.get("weights"), str) and build_args["weights"] == "imagenet"
     if imagenet:
         spec = get_spec(name)  # unknown names fail first
@@ -126,14 +129,17 @@ def build_model(name, /, **kwargs):
     if imagenet:
         include_top = build_args.get("include_top", True)
         load_keras_weights(model, published_weights(name).fetch(include_top))
+    if state_dict:
+        state_dict(model, state_dict_path)
     return model
 
 
-def _check_state_dict_family(name, weights):
-    """Refuses, before building, a timm/torchvision state dict for a family that
-    declares no loader for one."""
-    if not (isinstance(weights, str) and weights.endswith(".safetensors")):
-        return
+def _state_dict_loader(name, weights):
+    """The family's loader of a timm/torchvision state dict (``.safetensors``) given as
+    `weights`, or ``None`` for other weights; a family that declares no loader is
+    refused before anything is built."""
+    if not (isinstance(weights, str | os.PathLike) and os.fspath(weights).endswith(".safetensors")):
+        return None
     family = FAMILIES[lookup(name).family]
     if family.state_dict_loader is None:
         takers = [f.name for f in FAMILIES.values() if f.state_dict_loader]
@@ -141,6 +147,8 @@ def _check_state_dict_family(name, weights):
             f"{name!r} is a {family.name} network; timm/torchvision state dicts "
             f"(.safetensors) load into the {', '.join(takers)} family only. "
             f"Received: weights={weights!r}")
+    check_weights(weights)
+    return family.state_dict_loader
 
 
 def resolve_spec(name, /, **overrides):

@@ -3,8 +3,8 @@
 - `kres.weights.keras_applications`: `PublishedWeights` (what a family
   declares of its published ImageNet files), `load_keras_weights`,
   `decode_predictions`;
-- `kres.weights.torch_state_dict`: `load_timm_weights` (timm and
-  torchvision `.safetensors` files, NumPy only);
+- `kres.weights.torch_state_dict`: `load_state_dict` (a PyTorch state dict
+  into Keras variables through a family's mapping, NumPy only);
 - `kres.weights.safetensors_file`: the `.safetensors` reader;
 - `kres.weights.files`: any weights file into a model (`load_weights_file`),
   refusing mismatches.
@@ -16,7 +16,7 @@ _NAMES = {
     "PublishedWeights": "kres.weights.keras_applications",
     "load_keras_weights": "kres.weights.keras_applications",
     "decode_predictions": "kres.weights.keras_applications",
-    "load_timm_weights": "kres.weights.torch_state_dict",
+    "load_state_dict": "kres.weights.torch_state_dict",
     "load_weights_file": "kres.weights.files",
 }
 __getattr__, __dir__, __all__ = public_names(__name__, _NAMES)

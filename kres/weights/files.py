@@ -23,9 +23,11 @@ def check_weights(weights):
 def load_weights_file(model, path):
     """Loads a weights file of any kind kres reads, chosen by its name.
 
-    ``*.safetensors``: a timm/torchvision state dict (`kres.load_timm_weights`);
-    ``*.h5`` other than ``*.weights.h5``: a keras.applications file
-    (`kres.load_keras_weights`); anything else: a Keras weights file
+    ``*.safetensors`` (timm/torchvision state dicts) are refused: their
+    tensor names are the family's to map, so they load through
+    `kres.build_model` (or `kres.load_timm_weights`); ``*.h5`` other than
+    ``*.weights.h5``: a keras.applications file (`kres.load_keras_weights`);
+    anything else: a Keras weights file
     (`load_weights_strict`).
 
     Raises:
@@ -33,10 +35,11 @@ def load_weights_file(model, path):
     """
     path = os.fspath(path)
     if path.endswith(".safetensors"):
-        from kres.weights.torch_state_dict import load_timm_weights
-
-        load_timm_weights(model, path)
-    elif path.endswith(".h5") and not path.endswith(".weights.h5"):
+        raise ValueError(
+            "A timm/torchvision state dict loads through its family's mapping: pass it to "
+            "kres.build_model (or a constructor such as kres.ResNet50), or use "
+            f"kres.load_timm_weights. Received: weights={path!r}")
+    if path.endswith(".h5") and not path.endswith(".weights.h5"):
         from kres.weights.keras_applications import load_keras_weights
 
         load_keras_weights(model, path)

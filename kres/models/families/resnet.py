@@ -18,9 +18,9 @@ from keras import layers
 
 from kres import checks
 from kres.models import blocks, template
+from kres.models.families.resnet_timm import load_timm_weights
 from kres.models.family import Family, blocks_per_stage, last_per_level
 from kres.weights.keras_applications import PublishedWeights
-from kres.weights.torch_state_dict import load_timm_weights
 
 STEMS = ("imagenet", "cifar")
 DOWNSAMPLE = ("first", "last")
@@ -357,6 +357,6 @@ FAMILY = Family(
     stage_outputs=stage_outputs,
     layout_of=layout_of,
     weights=WEIGHTS,
-    # timm's and torchvision's ResNet-family state dicts, by tensor name.
+    # timm's and torchvision's ResNet-family state dicts, by tensor name (resnet_timm).
     state_dict_loader=load_timm_weights,
 )
