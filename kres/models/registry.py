@@ -1,9 +1,12 @@
 """The registry of named models: list, look up, build.
 
-Each family module in `kres.models` contributes a `VARIANTS` table (registry
-name: constructor name and spec) and a builder; this module merges them.
-Keyword arguments of `build_model` that are spec fields override the row;
-the others go to the builder.
+Each module of `kres.models.families` declares its family (a
+`kres.models.family.Family`: variants, builder, stage outputs, published
+weights, state-dict loader); this module collects those it finds there
+(`FAMILIES`) and merges their variants. Keyword arguments of `build_model`
+that are spec fields override the row; the others go to the builder, except
+``weights="imagenet"`` and a ``.safetensors`` file, which go through the
+family's published weights and state-dict loader.
 
 `kres.models.catalog` and `kres.models.constructors` are generated from this registry
 (``python -m kres.models.registry``) so that the command line and ``import kres``
