@@ -201,6 +201,9 @@ def _wait_for_port(port, process, timeout=300):
     raise AssertionError(f"nothing listens on port {port} after {timeout} s")
 
 
+# Three processes (a chief, two workers) on a 2-core machine: 45 s, so with the
+# long tests (make test-all); the multi-worker training runs stay in the default suite.
+@pytest.mark.slow
 def test_chief_and_workers_started_by_the_command_line(fashion_mnist_dir, tmp_path):
     out = str(tmp_path / "search")
     with socket.socket() as s:

@@ -42,6 +42,7 @@ def test_finetune_own_images(tmp_path, fashion_mnist_dir):
         assert json.load(f)["weights"] == os.path.join(out, "pretrained", "best.keras")
 
 
+@pytest.mark.slow  # two kres.train runs; kres.train's path is in the default suite many times over
 def test_degradation(tmp_path, fashion_mnist_dir):
     out, runs = _run("degradation", tmp_path, fashion_mnist_dir)
     assert set(runs) == {("plain", 8), ("resnet", 8)}  # one depth in smoke mode
@@ -55,6 +56,9 @@ def test_degradation(tmp_path, fashion_mnist_dir):
     assert all(len(history) == 2 for history, _ in runs.values())
 
 
+# Four kres.tune trials; the seeds' spread is also test_tune's
+# test_seeds_per_configuration_and_their_spread, in the default suite.
+@pytest.mark.slow
 def test_cardinality_vs_width(tmp_path, fashion_mnist_dir):
     out, rows = _run("cardinality_vs_width", tmp_path, fashion_mnist_dir)
     assert [r["cardinality"] for r in rows] == [1, 2]
@@ -89,6 +93,9 @@ def test_export_and_serve(tmp_path, fashion_mnist_dir, capsys):
     assert printed.count(", true ") == 4
 
 
+# A ResNeXt-29 trained in a Keras script; test_api's ResNeXt-50 script (fit in a
+# plain Keras script) is in the default suite.
+@pytest.mark.slow
 def test_resnext_in_a_keras_script(tmp_path, fashion_mnist_dir):
     out, (accuracy, difference) = _run("resnext_in_a_keras_script", tmp_path, fashion_mnist_dir)
     assert difference < 1e-5

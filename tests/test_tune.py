@@ -1,6 +1,7 @@
 """Search over depth and cardinality: a real search, resume after a kill, the compute
-budget, and the errors raised before any trial (a chief with two workers, and the
-Hyperband and Bayesian tuners, run through the command line in test_commands.py)."""
+budget, and the errors raised before any trial (a chief with two workers, with
+``-m slow``, and the Hyperband and Bayesian tuners, run through the command line in
+test_commands.py)."""
 
 import csv
 import dataclasses
