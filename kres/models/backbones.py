@@ -44,6 +44,7 @@ from kres import checks
 from kres.layers import BatchNormalization
 from kres.models import registry
 from kres.models.inference import leaves
+from kres.models.template import one_or_all
 
 DEFAULT_STAGES = ("C2", "C3", "C4", "C5")
 
@@ -142,7 +143,8 @@ def feature_extractor(model_or_name, stages=DEFAULT_STAGES, *, freeze_batch_norm
         # by name: a policy object is no config value, and the model would not save.
         outputs[stage] = keras.layers.Identity(name=stage, dtype=layer.dtype_policy.name)(
             layer.output)
-    extractor = keras.Model(model.input, outputs, name=f"{model.name}_backbone")
+    # One input alone, also for a model made from a list of one (Keras warns at each call).
+    extractor = keras.Model(one_or_all(model.inputs), outputs, name=f"{model.name}_backbone")
     extractor.pyramid_outputs = {f"P{stage[1:]}": tensor for stage, tensor in outputs.items()}
     extractor.pyramid_level_inputs = {f"P{stage[1:]}": stage for stage in stages}
     if freeze_batch_norm:

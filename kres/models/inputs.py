@@ -10,6 +10,7 @@ that input, `preprocessing_layer` finds the layer in a model, and
 import keras
 
 from kres.models.inference import leaves
+from kres.models.template import one_or_all
 
 PREPROCESSING_LAYER = "preprocessing"
 
@@ -95,4 +96,5 @@ def with_preprocessing(model, preprocessing, class_names=None):
                          f"{tuple(model.input_shape[1:])}. Received: "
                          f"preprocessing={preprocessing!r}")
     image = image_input(preprocessing, class_names)
-    return keras.Model(keras.utils.get_source_inputs(image), model(image), name=model.name)
+    return keras.Model(one_or_all(keras.utils.get_source_inputs(image)), model(image),
+                       name=model.name)

@@ -198,4 +198,11 @@ def make_input(*, input_tensor, input_shape, default_size, min_size):
         image = input_tensor
     else:
         image = keras.Input(tensor=input_tensor, shape=input_shape)
-    return image, keras.utils.get_source_inputs(image)
+    return image, one_or_all(keras.utils.get_source_inputs(image))
+
+
+def one_or_all(inputs):
+    """A model's inputs as Keras wants them given: one input alone, not in a list (a
+    model made from a list of one expects a list, and Keras warns at every call
+    given one array, the loaded model too)."""
+    return inputs[0] if len(inputs) == 1 else inputs
