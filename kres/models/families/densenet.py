@@ -169,19 +169,15 @@ def layout_of(model):
                        tuple(per_stage[s] for s in sorted(per_stage)))
 
 
-def _keras(key, top_hash, notop_hash, top1, top5):
-    return PublishedWeights("densenet", key, top_hash, notop_hash, "torch", (), top1, top5)
-
-
 # File names and MD5 hashes as keras.applications (Keras 3.15) records them; accuracy
 # as keras.io's applications table gives it.
 WEIGHTS = {
-    "densenet121": _keras("densenet121", "9d60b8095a5708f2dcce2bca79d332c7",
-                          "30ee3e1110167f948a6b9946edeeb738", 75.0, 92.3),
-    "densenet169": _keras("densenet169", "d699b8f76981ab1b30698df4c175e90b",
-                          "b8c4d4c20dd625c148057b9ff1c1176b", 76.2, 93.2),
-    "densenet201": _keras("densenet201", "1ceb130c1ea1b78c3bf6114dbdfd8807",
-                          "c13680b51ded0fb44dff2d8f86ac8bb1", 77.3, 93.6),
+    "densenet121": PublishedWeights("densenet", "densenet121", "9d60b8095a5708f2dcce2bca79d332c7",
+        "30ee3e1110167f948a6b9946edeeb738", "torch", top1=75.0, top5=92.3),
+    "densenet169": PublishedWeights("densenet", "densenet169", "d699b8f76981ab1b30698df4c175e90b",
+        "b8c4d4c20dd625c148057b9ff1c1176b", "torch", top1=76.2, top5=93.2),
+    "densenet201": PublishedWeights("densenet", "densenet201", "1ceb130c1ea1b78c3bf6114dbdfd8807",
+        "c13680b51ded0fb44dff2d8f86ac8bb1", "torch", top1=77.3, top5=93.6),
 }
 
 FAMILY = Family(

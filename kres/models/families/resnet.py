@@ -321,27 +321,22 @@ def layout_of(model):
 
 # --- Published weights ---------------------------------------------------------------
 
-def _keras(key, top_hash, notop_hash, mode, top1, top5, layout=()):
-    folder = "resnet"
-    return PublishedWeights(folder, key, top_hash, notop_hash, mode, tuple(layout), top1, top5)
-
-
-_V1 = KERAS_V1_LAYOUT.items()
+_V1 = tuple(KERAS_V1_LAYOUT.items())
 # File names and MD5 hashes as keras.applications (Keras 3.15) records them; accuracy
 # as keras.io's applications table gives it.
 WEIGHTS = {
-    "resnet50": _keras("resnet50", "2cb95161c43110f7111970584f804107",
-                       "4d473c1dd8becc155b73f8504c6f6626", "caffe", 74.9, 92.1, _V1),
-    "resnet101": _keras("resnet101", "f1aeb4b969a6efcfb50fad2f0c20cfc5",
-                        "88cf7a10940856eca736dc7b7e228a21", "caffe", 76.4, 92.8, _V1),
-    "resnet152": _keras("resnet152", "100835be76be38e30d865e96f2aaae62",
-                        "ee4c566cf9a93f14d82f913c2dc6dd0c", "caffe", 76.6, 93.1, _V1),
-    "resnet50v2": _keras("resnet50v2", "3ef43a0b657b3be2300d5770ece849e0",
-                         "fac2f116257151a9d068a22e544a4917", "tf", 76.0, 93.0),
-    "resnet101v2": _keras("resnet101v2", "6343647c601c52e1368623803854d971",
-                          "c0ed64b8031c3730f411d2eb4eea35b5", "tf", 77.2, 93.8),
-    "resnet152v2": _keras("resnet152v2", "a49b44d1979771252814e80f8ec446f9",
-                          "ed17cf2e0169df9d443503ef94b23b33", "tf", 78.0, 94.2),
+    "resnet50": PublishedWeights("resnet", "resnet50", "2cb95161c43110f7111970584f804107",
+        "4d473c1dd8becc155b73f8504c6f6626", "caffe", top1=74.9, top5=92.1, layout=_V1),
+    "resnet101": PublishedWeights("resnet", "resnet101", "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+        "88cf7a10940856eca736dc7b7e228a21", "caffe", top1=76.4, top5=92.8, layout=_V1),
+    "resnet152": PublishedWeights("resnet", "resnet152", "100835be76be38e30d865e96f2aaae62",
+        "ee4c566cf9a93f14d82f913c2dc6dd0c", "caffe", top1=76.6, top5=93.1, layout=_V1),
+    "resnet50v2": PublishedWeights("resnet", "resnet50v2", "3ef43a0b657b3be2300d5770ece849e0",
+        "fac2f116257151a9d068a22e544a4917", "tf", top1=76.0, top5=93.0),
+    "resnet101v2": PublishedWeights("resnet", "resnet101v2", "6343647c601c52e1368623803854d971",
+        "c0ed64b8031c3730f411d2eb4eea35b5", "tf", top1=77.2, top5=93.8),
+    "resnet152v2": PublishedWeights("resnet", "resnet152v2", "a49b44d1979771252814e80f8ec446f9",
+        "ed17cf2e0169df9d443503ef94b23b33", "tf", top1=78.0, top5=94.2),
 }
 
 FAMILY = Family(

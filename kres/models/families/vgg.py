@@ -147,17 +147,13 @@ def layout_of(model):
                        "block1_conv1_relu" in names)
 
 
-def _keras(key, top_hash, notop_hash, top1, top5):
-    return PublishedWeights(key, key, top_hash, notop_hash, "caffe", (), top1, top5)
-
-
 # File names and MD5 hashes as keras.applications (Keras 3.15) records them; accuracy
 # as keras.io's applications table gives it.
 WEIGHTS = {
-    "vgg16": _keras("vgg16", "64373286793e3c8b2b4e3219cbf3544b",
-                    "6d6bbae143d832006294945121d1f1fc", 71.3, 90.1),
-    "vgg19": _keras("vgg19", "cbe5617147190e668d6c5d5026f83318",
-                    "253f8cb515780f3b799900260a226db6", 71.3, 90.0),
+    "vgg16": PublishedWeights("vgg16", "vgg16", "64373286793e3c8b2b4e3219cbf3544b",
+        "6d6bbae143d832006294945121d1f1fc", "caffe", top1=71.3, top5=90.1),
+    "vgg19": PublishedWeights("vgg19", "vgg19", "cbe5617147190e668d6c5d5026f83318",
+        "253f8cb515780f3b799900260a226db6", "caffe", top1=71.3, top5=90.0),
 }
 
 FAMILY = Family(
