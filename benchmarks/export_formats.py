@@ -17,10 +17,20 @@ ONNX Runtime (default: the machine's cores).
 
     .venv/bin/python benchmarks/export_formats.py
     .venv/bin/python benchmarks/export_formats.py --model runs/<run>/best.keras --rounds 5
+
+``--out FILE`` also writes the figures as JSON, with the date, machine,
+command and commit (`machine.provenance`) and the run's own `results.json`
+test accuracy; docs/export.md and the README quote
+``benchmarks/results/export_formats.json``, made on the `make demo` model of
+``benchmarks/results/demo.json``:
+
+    .venv/bin/python benchmarks/export_formats.py --model <demo.json's run>/best.keras \
+        --skip-resnet50 --out benchmarks/results/export_formats.json
 """
 
 import argparse
 import glob
+import json
 import os
 import statistics
 import sys
@@ -30,14 +40,16 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# kres from the checkout this script is in (a clean worktree measures its own commit).
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
-from machine import describe  # noqa: E402
+from machine import describe, provenance  # noqa: E402
 
 import kres  # noqa: E402
 from kres import rundir as runs  # noqa: E402
-from kres.data import calibration
+from kres.data import calibration  # noqa: E402
 from kres.preprocessing import Preprocessing  # noqa: E402
 from kres.serving import litert_onnx  # noqa: E402
 
@@ -59,8 +71,6 @@ class Runner:
             self.function = tf.saved_model.load(path).signatures["serving_pixels"]
             self.size = folder_bytes(path)
             return
-        import json
-
         with open(os.path.join(path, "kres.json")) as f:
             record = json.load(f)
         with open(os.path.join(path, record["file"]), "rb") as f:
@@ -128,6 +138,18 @@ def timings(runners, single, batch, rounds, calls):
             {n: statistics.median(v) for n, v in throughput.items()})
 
 
+def rows(runners, latency, throughput, accuracy=None):
+    """The figures of `table` per format, for the results file."""
+    reference = "saved_model-none"
+    return {name: {"bytes": runner.size,
+                   "x_smaller_than_saved_model": runners[reference].size / runner.size,
+                   "ms_per_image_batch_1": latency[name] * 1000,
+                   "images_per_s_batch_32": throughput[name],
+                   "x_saved_model_images_per_s": throughput[name] / throughput[reference],
+                   **({"test_accuracy": accuracy[name]} if accuracy else {})}
+            for name, runner in runners.items()}
+
+
 def table(title, runners, latency, throughput, accuracy=None):
     print(f"\n{title}")
     reference = "saved_model-none"
@@ -148,7 +170,9 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=20, help="single-image calls per round")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--skip-resnet50", action="store_true")
+    parser.add_argument("--out", help="also write the figures here (JSON)")
     args = parser.parse_args(argv)
+    record = provenance(argv)
     print(describe(tf))
     model_path = args.model or sorted(glob.glob("runs/demo-*/best.keras"))[-1]
     described = runs.read_json(os.path.join(os.path.dirname(model_path), "model.json"))
@@ -169,6 +193,13 @@ def main(argv=None):
     latency, throughput = timings(runners, test[:1], test[:32], args.rounds, args.calls)
     table(f"{model_path} ({described['model']}, {prep.height}x{prep.width}x{prep.channels}, "
           f"{len(test):,} test images of {dataset})", runners, latency, throughput, accuracy)
+    run_results = runs.read_json(os.path.join(os.path.dirname(model_path), "results.json"))
+    record.update(rounds=args.rounds, calls=args.calls, threads=args.threads,
+                  model={"path": os.path.abspath(model_path), "model": described["model"],
+                         "dataset": dataset, "test_images": len(test),
+                         "run_precision": run_results.get("precision"),
+                         "run_test_accuracy": run_results.get("test_accuracy")},
+                  formats=rows(runners, latency, throughput, accuracy))
 
     if not args.skip_resnet50:
         model = kres.ResNet50(weights=None)
@@ -181,6 +212,13 @@ def main(argv=None):
                                       max(args.calls // 4, 3))
         table("ResNet-50, random weights, 224x224x3 (int8 calibrated on 32 random images)",
               runners, latency, throughput)
+        record["resnet50_random_weights"] = rows(runners, latency, throughput)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.out}")
     print(f"\nexports in {out}")
 
 

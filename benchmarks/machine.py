@@ -6,6 +6,7 @@ folder on the import path).
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -138,3 +139,51 @@ def main_per_onednn(script, setting, measure, args):
         print(f"\n## oneDNN {value}\n", flush=True)
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if value == "on" else "0"}
         subprocess.run([sys.executable, script, *child], env=env, check=True)
+
+
+def _lscpu_model():
+    """``lscpu``'s model name, or None where lscpu is missing."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"^Model name:\s*(.*)$", out, re.M)
+    return match.group(1).strip() if match else None
+
+
+def _git(*args):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        done = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def provenance(argv=None):
+    """Where and when a results file was made: the head of every ``benchmarks/results`` file.
+
+    The date (UTC), the command as typed (this script and its arguments), the
+    commit checked out (``-dirty`` when tracked files were changed, as in a
+    working tree shared with other work), ``lscpu``'s model name and
+    `cpu_name`'s line, and the versions of TensorFlow and Keras installed.
+    """
+    from importlib import metadata
+
+    def version(package):
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    script = os.path.relpath(os.path.abspath(sys.argv[0]),
+                             os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return {"date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "command": shlex.join(["python", script, *argv]),
+            "commit": _git("describe", "--always", "--dirty", "--abbrev=7"),
+            "machine": _lscpu_model(), "cpu": cpu_name(),
+            "tensorflow": version("tensorflow"), "keras": version("keras")}
