@@ -14,9 +14,11 @@ Writes ``--out`` (default ``benchmarks/results/demo.json``): the date,
 machine, command and commit (`machine.provenance`), the demo's commands
 with their wall seconds, its run's test accuracy, precision and epoch
 times, how many of the test images sent through the export came back
-right, the float32 run's accuracy and epoch times, and float32's seconds
-per epoch over the demo's. The README and docs/results.md quote this file,
-and tests/test_docs.py checks that they quote it as it stands.
+right, the float32 run's accuracy and epoch times, float32's seconds per
+epoch over the demo's, and the load average as each command ended (the
+machine may be shared: the times are this run's, not the machine's best).
+The README and docs/results.md quote this file, and tests/test_docs.py
+checks that they quote it as it stands.
 
     .venv/bin/python benchmarks/demo.py
     .venv/bin/python benchmarks/demo.py --work /tmp/demo-figures   # keep the runs there
@@ -86,7 +88,8 @@ def main(argv=None):
     steps = []
     for command in demo_commands():
         seconds, output = run_timed(command, work)
-        steps.append({"command": shlex.join(command), "seconds": round(seconds, 1)})
+        steps.append({"command": shlex.join(command), "seconds": round(seconds, 1),
+                      "load_average_after": round(os.getloadavg()[0], 2)})
     served = re.findall(r"^(\d+) of (\d+) dataset images right through the export$", output,
                         re.M)
     if not served:
@@ -100,12 +103,14 @@ def main(argv=None):
     train = train[:train.index("--out")] + ["--out", float32_run, "--precision", "float32"]
     seconds, _ = run_timed(train, work)
     float32 = {"command": shlex.join(train), "seconds": round(seconds, 1),
+               "load_average_after": round(os.getloadavg()[0], 2),
                **run_record(os.path.join(work, float32_run))}
 
     ratio = (sum(float32["epoch_times"]) / len(float32["epoch_times"])
              / (sum(demo["epoch_times"]) / len(demo["epoch_times"])))
     record.update(demo=demo, float32=float32,
-                  float32_epoch_time_over_demo=round(ratio, 2))
+                  float32_epoch_time_over_demo=round(ratio, 2),
+                  load_average_at_end=[round(x, 2) for x in os.getloadavg()])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(record, f, indent=2)

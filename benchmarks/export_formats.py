@@ -213,6 +213,7 @@ def main(argv=None):
         table("ResNet-50, random weights, 224x224x3 (int8 calibrated on 32 random images)",
               runners, latency, throughput)
         record["resnet50_random_weights"] = rows(runners, latency, throughput)
+    record["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:

@@ -169,7 +169,9 @@ def provenance(argv=None):
     The date (UTC), the command as typed (this script and its arguments), the
     commit checked out (``-dirty`` when tracked files were changed, as in a
     working tree shared with other work), ``lscpu``'s model name and
-    `cpu_name`'s line, and the versions of TensorFlow and Keras installed.
+    `cpu_name`'s line, the versions of TensorFlow and Keras installed, and
+    the load average (1, 5, 15 minutes) as the script starts: on a shared
+    machine, how busy it was (the scripts add it at their end too).
     """
     from importlib import metadata
 
@@ -186,4 +188,5 @@ def provenance(argv=None):
             "command": shlex.join(["python", script, *argv]),
             "commit": _git("describe", "--always", "--dirty", "--abbrev=7"),
             "machine": _lscpu_model(), "cpu": cpu_name(),
-            "tensorflow": version("tensorflow"), "keras": version("keras")}
+            "tensorflow": version("tensorflow"), "keras": version("keras"),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
