@@ -57,7 +57,7 @@ test-torch: $(TORCH_STAMP) $(FASHION_MNIST)
 	$(TORCH_VENV)/bin/python -m pytest -m torch -n 2
 
 lint: $(STAMP)
-	$(BIN)/ruff check kres tests benchmarks examples
+	$(BIN)/ruff check conftest.py kres tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) $(TORCH_VENV) *.egg-info .pytest_cache .ruff_cache

@@ -2,6 +2,8 @@
 
 >>> import kres
 >>> model = kres.ResNeXt50(classes=10, input_shape=(64, 64, 3))
+>>> model.output_shape
+(None, 10)
 >>> kres.list_models("cifar_resnet*")[:2]
 ['cifar_resnet110', 'cifar_resnet1202']
 

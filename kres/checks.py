@@ -185,7 +185,16 @@ def tested_version(package, version, tested, override, *, relies_on, advice="",
 
     Example:
 
-    >>> tested_version("keras", "3.15.1", ("3.15",), "X", relies_on="a fix", environ={})
+    >>> from kres.checks import tested_version
+    >>> tested_version("keras", "3.15.1", ("3.15",), "KRES_TRY", relies_on="kres relies on",
+    ...                environ={})  # a tested version: nothing to say
+    >>> tested_version("keras", "3.16.0", ("3.15",), "KRES_TRY", relies_on="kres relies on",
+    ...                environ={})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    RuntimeError: kres relies on keras 3.15.x; this is keras 3.16.0. Install a tested ...
+    >>> tested_version("keras", "3.16.0", ("3.15",), "KRES_TRY", relies_on="kres relies on",
+    ...                environ={"KRES_TRY": "1"})  # the override lets it through
     """
     import os
 

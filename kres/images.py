@@ -132,8 +132,11 @@ def decode(data, channels=3):
 
     Example:
 
-    >>> decode(tf.io.encode_png(tf.zeros([4, 5, 1], tf.uint8))).shape
-    TensorShape([4, 5, 3])
+    >>> import tensorflow as tf
+    >>> from kres.images import decode
+    >>> gray_png = tf.io.encode_png(tf.zeros([4, 5, 1], tf.uint8))
+    >>> tuple(decode(gray_png).shape), tuple(decode(gray_png, channels=1).shape)
+    ((4, 5, 3), (4, 5, 1))
     """
     checks.choice("channels", channels, (1, 3))
     return _to_channels(decode_stored(data), channels)

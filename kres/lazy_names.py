@@ -19,8 +19,14 @@ def public_names(package, names):
 
     Example:
 
-    >>> names = {"train": "kres.training.run"}
-    >>> __getattr__, __dir__, __all__ = public_names(__name__, names)  # doctest: +SKIP
+    In a package's ``__init__.py``, ``__getattr__, __dir__, __all__ =
+    public_names(__name__, {"train": "kres.training.run"})``. Called by hand:
+
+    >>> import kres.training
+    >>> from kres.lazy_names import public_names
+    >>> getattr_, dir_, all_ = public_names("kres.training", {"train": "kres.training.run"})
+    >>> all_, getattr_("train").__module__, "run" in dir_()
+    (['train'], 'kres.training.run', True)
     """
     module = sys.modules[package]
     submodules = {m.name for m in pkgutil.iter_modules(module.__path__)}

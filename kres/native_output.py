@@ -21,8 +21,15 @@ def native_stderr_hidden(enabled=True):
 
     Example:
 
+    >>> import os
+    >>> from kres.native_output import native_stderr_hidden
+    >>> stderr = os.fstat(2).st_ino
     >>> with native_stderr_hidden():
-    ...     import tensorflow as tf  # doctest: +SKIP
+    ...     _ = os.write(2, b"I0000 a notice from C++\\n")  # to the buffer
+    ...     os.fstat(2).st_ino == stderr
+    False
+    >>> os.fstat(2).st_ino == stderr
+    True
     """
     if not enabled:
         yield

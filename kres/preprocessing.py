@@ -61,6 +61,7 @@ class Preprocessing:
 
     Example:
 
+    >>> from kres.preprocessing import Preprocessing
     >>> Preprocessing(28, 28, 1, (0.286,), (0.353,)).resize
     'resize'
     """
@@ -101,6 +102,8 @@ class Preprocessing:
 
         Example:
 
+        >>> import numpy as np
+        >>> from kres.preprocessing import Preprocessing
         >>> prep = Preprocessing(2, 2, 3, (0.5,), (0.5,))
         >>> float(prep.normalize(np.full((2, 2, 3), 255.0)).max())
         1.0
@@ -120,8 +123,10 @@ class Preprocessing:
 
         Example:
 
-        >>> Preprocessing(2, 2, 3, (0.5,), (0.25,)).pixel_statistics()[0].tolist()
-        [127.5, 127.5, 127.5]
+        >>> from kres.preprocessing import Preprocessing
+        >>> mean, std = Preprocessing(2, 2, 3, (0.5,), (0.25,)).pixel_statistics()
+        >>> mean.tolist(), std.tolist()
+        ([127.5, 127.5, 127.5], [63.75, 63.75, 63.75])
         """
         import numpy as np
 
@@ -148,6 +153,7 @@ class Preprocessing:
 
         Example:
 
+        >>> from kres.preprocessing import Preprocessing
         >>> Preprocessing.for_dataset("fashion_mnist", (28, 28, 1)).mean
         (0.286,)
         """

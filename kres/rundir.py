@@ -29,8 +29,9 @@ def default_dir(*parts, root="runs"):
 
     Example:
 
-    >>> default_dir("cifar_resnet20", "fashion_mnist")  # doctest: +SKIP
-    'runs/cifar_resnet20-fashion_mnist-20261202-101500'
+    >>> from kres.rundir import default_dir
+    >>> default_dir("cifar_resnet20", "data/fashion_mnist/")  # doctest: +ELLIPSIS
+    'runs/cifar_resnet20-fashion_mnist-...'
     """
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     names = [os.path.basename(os.path.normpath(str(p))) for p in parts]

@@ -61,8 +61,10 @@ class FolderScan:
 
         Example:
 
-        >>> scan("flowers").counts()  # doctest: +SKIP
-        {'all': {'daisy': 633, 'roses': 641, 'tulips': 799}}
+        >>> from kres.data.folder_scan import FolderScan
+        >>> images = {"all": [("daisy/1.jpg", 0), ("daisy/2.jpg", 0), ("roses/1.jpg", 1)]}
+        >>> FolderScan("flowers", "flat", ["daisy", "roses", "tulips"], images).counts()
+        {'all': {'daisy': 2, 'roses': 1, 'tulips': 0}}
         """
         result = {}
         for split_name, items in self.images.items():
@@ -91,7 +93,22 @@ class FolderScan:
 
         Example:
 
-        >>> print(scan("pets").summary())  # doctest: +SKIP
+        A scan of a folder with train/ and test/ (`kres.data.folders.scan`
+        makes them; this one is written out):
+
+        >>> from kres.data.folder_scan import FolderScan
+        >>> images = {"train": [(f"train/cat/{i}.jpg", 0) for i in range(900)]
+        ...                    + [(f"train/dog/{i}.jpg", 1) for i in range(200)],
+        ...           "test": [(f"test/cat/{i}.jpg", 0) for i in range(50)]
+        ...                   + [(f"test/dog/{i}.jpg", 1) for i in range(60)]}
+        >>> pets = FolderScan(
+        ...     "/data/pets", "splits", ["cat", "dog"], images,
+        ...     bad=[("train/cat/broken.jpg", "jpeg::Uncompress failed. Invalid JPEG data "
+        ...                                   "or crop window.")],
+        ...     ignored=[".DS_Store", "notes.txt"],
+        ...     kinds={"rgb": 1100, "grayscale": 60, "cmyk": 50},
+        ...     min_size=(90, 120), max_size=(1200, 1600))
+        >>> print(pets.summary())  # doctest: +ELLIPSIS
         Image folder /data/pets (train/, test/): 2 classes, 1,210 images
         class  train  test
         cat      900    50

@@ -168,9 +168,21 @@ def scan(root, *, progress=None):
 
     Example:
 
-    >>> s = scan("pets")  # doctest: +SKIP
-    >>> s.class_names, [p for p, _ in s.bad]  # doctest: +SKIP
-    (['cat', 'dog'], ['train/cat/broken.jpg'])
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> from kres.data.folders import scan
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> png = tf.io.encode_png(np.zeros((8, 6, 3), "uint8"))
+    >>> for path in ["cat/1.png", "cat/2.png", "dog/1.png"]:
+    ...     os.makedirs(os.path.join(folder.name, os.path.dirname(path)), exist_ok=True)
+    ...     tf.io.write_file(os.path.join(folder.name, path), png)
+    >>> with open(os.path.join(folder.name, "dog", "2.jpg"), "w") as f:
+    ...     _ = f.write("not an image")
+    >>> s = scan(folder.name)
+    >>> s.class_names, s.counts(), [path for path, _ in s.bad], s.max_size
+    (['cat', 'dog'], {'all': {'cat': 2, 'dog': 1}}, ['dog/2.jpg'], (8, 6))
+    >>> folder.cleanup()
     """
     if not isinstance(root, str | os.PathLike) or not os.path.isdir(root):
         raise ValueError(f"dataset must be a directory of images (root/<class>/*.jpg or "
@@ -294,8 +306,17 @@ def image_dataset(root, items, *, channels=3):
 
     Example:
 
-    >>> s = scan("pets")  # doctest: +SKIP
-    >>> ds = image_dataset(s.root, s.images["train"], channels=1)  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> from kres.data.folders import image_dataset
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> tf.io.write_file(os.path.join(folder.name, "white.png"),
+    ...                  tf.io.encode_png(np.full((8, 6, 3), 255, "uint8")))
+    >>> ds = image_dataset(folder.name, [("white.png", 2)], channels=1)
+    >>> [(tuple(image.shape), int(image[0, 0, 0]), int(label)) for image, label in ds]
+    [((8, 6, 1), 255, 2)]
+    >>> folder.cleanup()
     """
     checks.choice("channels", channels, (1, 3))
     try:

@@ -97,6 +97,7 @@ def stratified(items, num_classes, fractions, *, seed=0, salt=0, keep=1):
 
     Example:
 
+    >>> from kres.data.splits import stratified
     >>> items = [(f"{c}/{i}.png", c) for c in range(2) for i in range(10)]
     >>> [len(part) for part in stratified(items, 2, (0.1, 0.2))]
     [2, 4, 14]
@@ -155,9 +156,16 @@ def split(scan, *, val_fraction=0.1, test_fraction=0.1, seed=0):
 
     Example:
 
-    >>> s = split(scan("flowers"), seed=1)  # doctest: +SKIP
-    >>> {name: len(items) for name, items in s.items()}  # doctest: +SKIP
-    {'train': 1658, 'val': 207, 'test': 207}
+    A flat folder of 20 cats and 20 dogs (`kres.data.folders.scan` makes
+    the `FolderScan`; this one is written out):
+
+    >>> from kres.data.folder_scan import FolderScan
+    >>> from kres.data.splits import split
+    >>> images = [(f"{name}/{i}.jpg", label) for label, name in enumerate(["cat", "dog"])
+    ...           for i in range(20)]
+    >>> s = split(FolderScan("pets", "flat", ["cat", "dog"], {"all": images}), seed=1)
+    >>> {name: len(items) for name, items in s.items()}
+    {'train': 32, 'val': 4, 'test': 4}
     """
     if not isinstance(scan, FolderScan):
         checks.fail("scan", scan, "must be a FolderScan (from kres.data.folders.scan)")
@@ -210,7 +218,15 @@ def write_splits(path, splits, *, class_names=None, root=None):
 
     Example:
 
-    >>> write_splits("runs/r1/splits.json", split(scan("pets")))  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> from kres.data.splits import read_splits, write_splits
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "splits.json")
+    >>> write_splits(path, {"train": [("cat/1.jpg", 0), ("dog/1.jpg", 1)], "val": [],
+    ...                     "test": [("dog/2.jpg", 1)]}, class_names=["cat", "dog"])
+    >>> read_splits(path)["test"]
+    [('dog/2.jpg', 1)]
+    >>> folder.cleanup()
     """
     class_names = list(class_names if class_names is not None
                        else getattr(splits, "class_names", None) or [])
@@ -244,8 +260,16 @@ def read_splits(path):
 
     Example:
 
-    >>> read_splits("runs/r1/splits.json").class_names  # doctest: +SKIP
-    ['cat', 'dog']
+    >>> import os, tempfile
+    >>> from kres.data.splits import read_splits, write_splits
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "splits.json")
+    >>> write_splits(path, {"train": [("cat/1.jpg", 0), ("dog/1.jpg", 1)], "val": [],
+    ...                     "test": []}, class_names=["cat", "dog"])
+    >>> splits = read_splits(path)
+    >>> splits.class_names, splits["train"]
+    (['cat', 'dog'], [('cat/1.jpg', 0), ('dog/1.jpg', 1)])
+    >>> folder.cleanup()
     """
     try:
         with open(path) as f:
@@ -315,6 +339,7 @@ def class_weights(splits_or_labels, num_classes):
 
     Example:
 
+    >>> from kres.data.splits import class_weights
     >>> class_weights([0, 0, 0, 1], 2)
     {0: 0.6666666666666666, 1: 2.0}
     """

@@ -50,8 +50,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     Example:
 
+    >>> import keras
+    >>> from kres.layers import BatchNormalization
     >>> layer = BatchNormalization(epsilon=1e-5)
-    >>> layer(keras.ops.ones((2, 4, 4, 8)), training=True).shape
+    >>> tuple(layer(keras.ops.ones((2, 4, 4, 8)), training=True).shape)
     (2, 4, 4, 8)
     """
 

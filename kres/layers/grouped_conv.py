@@ -57,9 +57,11 @@ class GroupedConv2D(keras.layers.Conv2D):
 
     Example:
 
+    >>> import keras
+    >>> from kres.layers import GroupedConv2D
     >>> layer = GroupedConv2D(64, 3, groups=32, padding="same")
-    >>> layer(keras.ops.ones((1, 8, 8, 64))).shape
-    (1, 8, 8, 64)
+    >>> tuple(layer(keras.ops.ones((1, 8, 8, 64))).shape), tuple(layer.kernel.shape)
+    ((1, 8, 8, 64), (3, 3, 2, 64))
     """
 
     def __init__(self, *args, formulation="auto", **kwargs):
@@ -117,9 +119,17 @@ def use_formulation(model, formulation):
 
     Example:
 
+    >>> import keras
+    >>> import kres
+    >>> from kres.layers import use_formulation
     >>> model = kres.ResNeXt29_32x4d(depths=(1, 1, 1))
+    >>> grouped = model.get_layer("conv2_block1_2_conv")
     >>> with use_formulation(model, "split"):
     ...     probabilities = model(keras.ops.ones((1, 32, 32, 3)))
+    ...     grouped.formulation
+    'split'
+    >>> grouped.formulation, tuple(probabilities.shape)
+    ('auto', (1, 10))
     """
     checks.choice("formulation", formulation, FORMULATIONS)
     layers = [layer for layer in _flat_layers(model) if isinstance(layer, GroupedConv2D)]

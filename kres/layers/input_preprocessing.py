@@ -32,6 +32,8 @@ class InputPreprocessing(keras.layers.Layer):
 
     Example:
 
+    >>> import keras
+    >>> from kres.layers import InputPreprocessing
     >>> layer = InputPreprocessing(mean=(0.5,), std=(0.25,))
     >>> float(layer(keras.ops.full((1, 2, 2, 1), 255.0))[0, 0, 0, 0])
     2.0

@@ -24,8 +24,11 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     Example:
 
-    >>> LocalResponseNormalization()(keras.ops.ones((1, 2, 2, 8))).shape
-    (1, 2, 2, 8)
+    >>> import keras
+    >>> from kres.layers import LocalResponseNormalization
+    >>> outputs = LocalResponseNormalization()(keras.ops.ones((1, 2, 2, 8)))
+    >>> tuple(outputs.shape), round(float(outputs[0, 0, 0, 0]), 4)  # 1 / (2 + 3e-4) ** 0.75
+    ((1, 2, 2, 8), 0.5945)
     """
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):

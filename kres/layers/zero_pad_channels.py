@@ -19,8 +19,11 @@ class ZeroPadChannels(keras.layers.Layer):
 
     Example:
 
-    >>> ZeroPadChannels((1, 2))(keras.ops.ones((1, 2, 2, 3))).shape
-    (1, 2, 2, 6)
+    >>> import keras
+    >>> from kres.layers import ZeroPadChannels
+    >>> outputs = ZeroPadChannels((1, 2))(keras.ops.ones((1, 2, 2, 3)))
+    >>> tuple(outputs.shape), keras.ops.convert_to_numpy(outputs[0, 0, 0]).tolist()
+    ((1, 2, 2, 6), [0.0, 1.0, 1.0, 1.0, 0.0, 0.0])
     """
 
     def __init__(self, padding, **kwargs):

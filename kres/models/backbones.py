@@ -112,10 +112,14 @@ def feature_extractor(model_or_name, stages=DEFAULT_STAGES, *, freeze_batch_norm
 
     Example:
 
-    >>> backbone = kres.feature_extractor("resnet50", weights="imagenet",  # doctest: +SKIP
-    ...                                   freeze_batch_norm=True)
-    >>> features = backbone(np.zeros((1, 256, 320, 3), "float32"))  # doctest: +SKIP
-    >>> {k: tuple(v.shape) for k, v in features.items()}  # doctest: +SKIP
+    With ``weights="imagenet"`` (a download) the backbone is pretrained; here
+    its weights are random:
+
+    >>> import numpy as np
+    >>> import kres
+    >>> backbone = kres.feature_extractor("resnet50", weights=None, freeze_batch_norm=True)
+    >>> features = backbone(np.zeros((1, 256, 320, 3), "float32"))
+    >>> {k: tuple(v.shape) for k, v in features.items()}  # doctest: +NORMALIZE_WHITESPACE
     {'C2': (1, 64, 80, 256), 'C3': (1, 32, 40, 512), 'C4': (1, 16, 20, 1024),
      'C5': (1, 8, 10, 2048)}
     """
@@ -194,7 +198,9 @@ def stage_layers(model):
 
     Example:
 
-    >>> kres.models.backbones.stage_layers(kres.build_model("resnet18"))["C5"]
+    >>> import kres
+    >>> from kres.models.backbones import stage_layers
+    >>> stage_layers(kres.build_model("resnet18"))["C5"]
     Stage(layer='conv5_block2_out', stride=32, channels=512)
     """
     family = _family(model)

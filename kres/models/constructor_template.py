@@ -59,7 +59,12 @@ def docstring(name):
 
     Example:
 
-    >>> model = kres.{entry.constructor}(classes=10, input_shape=(64, 64, 3))
+    At the defaults, with the parameters counted above:
+
+    >>> import kres
+    >>> model = kres.{entry.constructor}()
+    >>> model.output_shape, kres.count_params(model)
+    ((None, {entry.default_classes}), {entry.params})
     """
 
 

@@ -19,8 +19,10 @@ def count_params(model):
 
     Example:
 
-    >>> count_params(kres.build_model("cifar_resnet20"))
-    269722
+    >>> import kres
+    >>> model = kres.build_model("cifar_resnet20")
+    >>> kres.count_params(model), model.count_params()  # Keras's also counts BN statistics
+    (269722, 271098)
     """
     return sum(math.prod(w.shape) for w in model.trainable_weights)
 

@@ -23,6 +23,8 @@ def in_float32(model):
 
     Example:
 
+    >>> import kres
+    >>> from kres.models.inference import in_float32
     >>> model = kres.CifarResNet20(dtype="mixed_bfloat16")
     >>> in_float32(model).get_layer("conv1_conv").compute_dtype
     'float32'
@@ -68,8 +70,9 @@ def flip_averaged(model):
 
     Example:
 
+    >>> import kres
     >>> model = kres.CifarResNet20(classes=10, input_shape=(28, 28, 1))
-    >>> flip_averaged(model).output_shape
+    >>> kres.flip_averaged(model).output_shape
     (None, 10)
     """
     shape = model.input_shape

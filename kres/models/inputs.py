@@ -30,6 +30,8 @@ def image_input(preprocessing, class_names=None):
 
     Example:
 
+    >>> import kres
+    >>> from kres.models.inputs import image_input, preprocessing_layer
     >>> prep = kres.preprocessing.Preprocessing(28, 28, 1, (0.286,), (0.353,))
     >>> model = kres.CifarResNet20(input_tensor=image_input(prep), classes=10)
     >>> preprocessing_layer(model).mean
@@ -80,6 +82,8 @@ def with_preprocessing(model, preprocessing, class_names=None):
 
     Example:
 
+    >>> import kres
+    >>> from kres.models.inputs import with_preprocessing
     >>> prep = kres.preprocessing.Preprocessing(32, 32, 3, (0.5,), (0.25,))
     >>> served = with_preprocessing(kres.CifarResNet20(), prep)
     >>> served.input_shape, served.output_shape

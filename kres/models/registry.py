@@ -71,6 +71,7 @@ def list_models(pattern="*"):
 
     Example:
 
+    >>> import kres
     >>> kres.list_models("resnext101*")
     ['resnext101_32x4d', 'resnext101_32x8d', 'resnext101_64x4d']
     """
@@ -85,6 +86,7 @@ def get_spec(name):
 
     Example:
 
+    >>> import kres
     >>> kres.get_spec("resnext50_32x4d").cardinality
     32
     """
@@ -110,6 +112,7 @@ def build_model(name, /, **kwargs):
 
     Example:
 
+    >>> import kres
     >>> model = kres.build_model("cifar_resnet20", depths=(5, 5, 5))  # ResNet-32
     >>> kres.count_params(model)
     464154
@@ -162,8 +165,10 @@ def resolve_spec(name, /, **overrides):
 
     Example:
 
-    >>> kres.models.registry.resolve_spec("resnet50", cardinality=32, width_per_group=4).cardinality
-    32
+    >>> from kres.models.registry import resolve_spec
+    >>> spec = resolve_spec("resnet50", cardinality=32, width_per_group=4)  # ResNeXt-50
+    >>> spec.cardinality, spec.width_per_group
+    (32, 4)
     """
     spec = lookup(name).spec
     fields = {f.name for f in dataclasses.fields(spec)}
@@ -194,6 +199,7 @@ def published_weights(name=None):
 
     Example:
 
+    >>> import kres
     >>> kres.published_weights("resnet50v2").mode
     'tf'
     >>> sorted(kres.published_weights())[:3]
@@ -232,6 +238,8 @@ def preprocess_input(x, model):
 
     Example:
 
+    >>> import numpy as np
+    >>> import kres
     >>> float(kres.preprocess_input(np.full((1, 2, 2, 3), 255.0), "resnet50v2").max())
     1.0
     """

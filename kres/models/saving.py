@@ -47,7 +47,14 @@ def load_model(path, *, safe_mode=True, **kwargs):
 
     Example:
 
-    >>> model = kres.load_model("runs/demo/best.keras")  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> import kres
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "model.keras")
+    >>> kres.CifarResNet20().save(path)
+    >>> kres.count_params(kres.load_model(path))
+    269722
+    >>> folder.cleanup()
     """
     import kres.layers  # noqa: F401  (registers kres's layers with Keras)
 
@@ -67,8 +74,15 @@ def saved_config(path):
 
     Example:
 
-    >>> saved_config("runs/demo/best.keras")["config"]["name"]  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> import kres
+    >>> from kres.models.saving import saved_config
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "model.keras")
+    >>> kres.CifarResNet20().save(path)
+    >>> saved_config(path)["config"]["name"]
     'cifar_resnet20'
+    >>> folder.cleanup()
     """
     import json
     import zipfile

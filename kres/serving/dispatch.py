@@ -105,8 +105,18 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
 
     Example:
 
-    >>> kres.export("runs/demo/best.keras", "saved_models/fashion_mnist_resnet20")  # doctest: +SKIP
-    'saved_models/fashion_mnist_resnet20/1'
+    ``kres.export("runs/demo/best.keras", "saved_models/fashion_mnist_resnet20")``
+    exports a trained run's model. An untrained one, for the example:
+
+    >>> import os, tempfile
+    >>> import kres
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> model = kres.CifarResNet20(input_shape=(28, 28, 1))
+    >>> path = kres.export(model, os.path.join(folder.name, "fashion_mnist_resnet20"),
+    ...                    dataset="fashion_mnist")
+    >>> os.path.basename(path), "kres.json" in os.listdir(path)
+    ('1', True)
+    >>> folder.cleanup()
     """
     if isinstance(model, str | os.PathLike):
         model, described = _from_run(os.fspath(model))
@@ -252,8 +262,22 @@ def predict(saved_model, images, version=None, signature="serving_default"):
 
     Example:
 
-    >>> kres.serving.predict("saved_models/fashion_mnist_resnet20",
-    ...                      [open("shoe.png", "rb").read()])["labels"]  # doctest: +SKIP
+    ``kres.serving.predict("saved_models/fashion_mnist_resnet20",
+    [open("shoe.png", "rb").read()])`` classifies a photo with an export of
+    `kres.export`. With an untrained model and a black image, for the example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> import kres
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = kres.export(kres.CifarResNet20(input_shape=(28, 28, 1)),
+    ...                    os.path.join(folder.name, "m"), dataset="fashion_mnist")
+    >>> black = tf.io.encode_png(np.zeros((28, 28, 1), "uint8")).numpy()
+    >>> result = kres.serving.predict(path, [black])
+    >>> {name: array.shape for name, array in sorted(result.items())}
+    {'classes': (1, 5), 'labels': (1, 5), 'probabilities': (1, 10), 'scores': (1, 5)}
+    >>> folder.cleanup()
     """
     path = os.fspath(saved_model)
     if litert_onnx.is_file_export(path):

@@ -71,6 +71,7 @@ def choose_precision(gpus, flags):
 
     Example:
 
+    >>> from kres.training.devices import choose_precision
     >>> choose_precision(0, {"avx512f", "amx_bf16", "avx512_bf16"})
     ('mixed_bfloat16', 'the CPU has AMX (bfloat16 matrix tiles)')
     """

@@ -53,8 +53,11 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
 
     Example:
 
-    >>> kres.evaluate("runs/demo/best.keras", "fashion_mnist")  # doctest: +SKIP
-    {'accuracy': 0.899, 'loss': 0.28}
+    It needs a trained run and the whole test split, so this example is not
+    run as a test::
+
+        kres.evaluate("runs/demo/best.keras", "fashion_mnist")
+        # e.g. {'accuracy': 0.899, 'loss': 0.28}
     """
     checks.choice("split", split, ("train", "val", "test"))
     checks.positive_int("batch_size", batch_size)

@@ -245,10 +245,12 @@ def transfer_weights(source, target, *, skip=HEAD):
 
     Example:
 
+    >>> import kres
+    >>> from kres.training.finetune import transfer_weights
     >>> source = kres.build_model("resnet18", classes=1000)
     >>> target = kres.build_model("resnet18", classes=5)
-    >>> kres.training.finetune.transfer_weights(source, target)
-    41
+    >>> transfer_weights(source, target)  # every layer with weights but the classifier
+    40
     """
     by_name = {layer.name: layer for layer in source.layers}
     pairs, problems = [], []

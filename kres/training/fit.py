@@ -137,8 +137,12 @@ def progress(verbose, stream=None):
 
     Example:
 
-    >>> progress("auto", io.StringIO())
+    >>> import io
+    >>> from kres.training.fit import progress
+    >>> progress("auto", io.StringIO())  # not a terminal: one line per epoch
     2
+    >>> progress(1)  # a verbosity given is kept
+    1
     """
     if verbose != "auto":
         return verbose

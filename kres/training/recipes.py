@@ -208,6 +208,7 @@ def resolve_recipe(name, **overrides):
 
     Example:
 
+    >>> from kres.training.recipes import resolve_recipe
     >>> resolve_recipe("wrn-cifar", epochs=30).milestones
     (0.3, 0.6, 0.8)
     """
@@ -229,6 +230,7 @@ def learning_rate_schedule(recipe, steps_per_epoch):
 
     Example:
 
+    >>> from kres.training.recipes import RECIPES, learning_rate_schedule
     >>> schedule = learning_rate_schedule(RECIPES["he2015-cifar"], steps_per_epoch=100)
     >>> round(float(schedule(8200)), 6), round(float(schedule(8201)), 6)
     (0.1, 0.01)
@@ -253,6 +255,7 @@ def spec_overrides(recipe, model, overrides=()):
 
     Example:
 
+    >>> from kres.training.recipes import RECIPES, spec_overrides
     >>> spec_overrides(RECIPES["fast-cpu"], "cifar_resnet20")
     {'zero_init_last': True}
     >>> spec_overrides(RECIPES["fast-cpu"], "vgg11")

@@ -111,10 +111,10 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
 
     Example:
 
-    >>> results = kres.train("cifar_resnet20", "fashion_mnist", epochs=2,
-    ...                      subset=5000)  # doctest: +SKIP
-    >>> results["test_accuracy"]  # doctest: +SKIP
-    0.87
+    Training takes minutes, so this example is not run as a test::
+
+        results = kres.train("cifar_resnet20", "fashion_mnist", epochs=2, subset=5000)
+        results["test_accuracy"]  # e.g. 0.87
     """
     config = as_config(TrainConfig, model, dataset, settings)
     checks.integer("worker_restarts", worker_restarts, minimum=0)

@@ -222,8 +222,12 @@ def load_keras_weights(model, path):
 
     Example:
 
-    >>> model = kres.build_model("vgg16")
-    >>> kres.load_keras_weights(model, "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
+    It needs keras.applications' VGG-16 file (528 MB), downloaded into the
+    Keras cache by `PublishedWeights.fetch`, so it is skipped as a test:
+
+    >>> import kres  # doctest: +SKIP
+    >>> path = kres.published_weights("vgg16").fetch()  # doctest: +SKIP
+    >>> model = kres.load_keras_weights(kres.build_model("vgg16"), path)  # doctest: +SKIP
     """
     path = os.fspath(path)
     stored = read_keras_h5(path)
@@ -281,7 +285,22 @@ def decode_predictions(preds, top=5, class_index=None):
 
     Example:
 
-    >>> kres.decode_predictions(model.predict(x), top=3)
+    ``kres.decode_predictions(model.predict(images), top=3)`` names the
+    classes with Keras's class index (downloaded once). With a class index of
+    one's own:
+
+    >>> import json, os, tempfile
+    >>> import numpy as np
+    >>> import kres
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> index = os.path.join(folder.name, "index.json")
+    >>> with open(index, "w") as f:
+    ...     json.dump({str(i): [f"n{i:08d}", f"class {i}"] for i in range(1000)}, f)
+    >>> preds = np.zeros((1, 1000))
+    >>> preds[0, 7], preds[0, 3] = 0.75, 0.25
+    >>> kres.decode_predictions(preds, top=2, class_index=index)
+    [[('n00000007', 'class 7', 0.75), ('n00000003', 'class 3', 0.25)]]
+    >>> folder.cleanup()
     """
     import json
 

@@ -55,9 +55,21 @@ def read_safetensors(path):
 
     Example:
 
-    >>> tensors = read_safetensors("resnet50.a1_in1k.safetensors")  # doctest: +SKIP
-    >>> tensors["fc.weight"].shape  # doctest: +SKIP
-    (1000, 2048)
+    timm's ``resnet50.a1_in1k`` file gives ``fc.weight`` of shape ``(1000,
+    2048)``. A file written by hand:
+
+    >>> import json, os, struct, tempfile
+    >>> import numpy as np
+    >>> from kres.weights.safetensors_file import read_safetensors
+    >>> header = json.dumps({"fc.bias": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "tiny.safetensors")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(struct.pack("<Q", len(header)) + header.encode()
+    ...                 + np.float32([0.5, -1.0]).tobytes())
+    >>> {name: array.tolist() for name, array in read_safetensors(path).items()}
+    {'fc.bias': [0.5, -1.0]}
+    >>> folder.cleanup()
     """
     try:
         path = os.fspath(path)

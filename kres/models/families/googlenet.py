@@ -219,6 +219,7 @@ def strip_auxiliary(model):
 
     Example:
 
+    >>> import kres
     >>> train_model = kres.GoogLeNet(aux_classifiers=True, classes=10)
     >>> len(train_model.outputs), len(kres.strip_auxiliary(train_model).outputs)
     (3, 1)

@@ -79,8 +79,12 @@ def load_timm_weights(model, path):
 
     Example:
 
+    It needs timm's file from Hugging Face (``timm/resnet50.a1_in1k``'s
+    ``model.safetensors``), a download, so it is skipped as a test:
+
+    >>> import kres  # doctest: +SKIP
     >>> model = kres.build_model("resnet50", classifier_activation=None)  # doctest: +SKIP
-    >>> load_timm_weights(model, "resnet50.a1_in1k.safetensors")  # doctest: +SKIP
+    >>> model = kres.load_timm_weights(model, "model.safetensors")  # doctest: +SKIP
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model built by kres. Received: model={model!r}")
