@@ -1,10 +1,17 @@
-"""The numbers the README and docs/models.md state, against the tests' own sources.
+"""The numbers the README and docs state, against the files they come from.
 
 docs/models.md's table must say what `kres.models.catalog` says (which test_models
 checks against the built models) and quote tests/golden.py's published or
 derived figures; the README's examples of exact figures must be the same.
+Measured figures come from the results files that scripts in benchmarks/ write
+(benchmarks/results/*.json, each with its date, machine, command and commit):
+the README and docs must cite each file with its provenance and quote its
+figures as the file has them. CI's floors are quoted from .ci/check_demo.py.
 """
 
+import glob
+import importlib.util
+import json
 import os
 import re
 
@@ -72,3 +79,156 @@ def test_readme_examples_of_exact_figures():
             scale = 1e9 if unit == "GMACs" else 1e6
             assert float(macs) == pytest.approx(catalog.MODELS[name].macs / scale, abs=0.05
                                                 if unit == "MMACs" else 5e-4), name
+
+
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+DOCS = ["README.md", *sorted(os.path.relpath(p, ROOT)
+                             for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))]
+
+
+def _results(name):
+    with open(os.path.join(RESULTS, name)) as f:
+        return json.load(f)
+
+
+def _text(path):
+    """A doc's text, lines joined where a shell command continues them."""
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read().replace("\\\n", " ")
+
+
+def _paragraphs(path, cited):
+    """The paragraphs of `path` that name `cited`, each on one line (whitespace collapsed)."""
+    found = [" ".join(p.split()) for p in re.split(r"\n\s*\n", _text(path)) if cited in p]
+    assert found, f"{path} does not cite {cited}"
+    return found
+
+
+def _percent(fraction):
+    return f"{fraction:.2%}"
+
+
+def _table(path, header):
+    """The rows of the Markdown table in `path` whose header row starts with `header`."""
+    lines = _text(path).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_every_results_file_is_cited_with_its_date_machine_and_command():
+    files = sorted(glob.glob(os.path.join(RESULTS, "*.json")))
+    assert files
+    texts = {path: " ".join(_text(path).split()) for path in DOCS}
+    for file in files:
+        record = _results(os.path.basename(file))
+        for key in ("date", "machine", "command", "commit"):
+            assert record.get(key), (file, key)
+        cited = os.path.relpath(file, ROOT)
+        paragraphs = [p for path in DOCS if cited in _text(path)
+                      for p in _paragraphs(path, cited)]
+        assert any(record["date"] in p and record["machine"] in p for p in paragraphs), cited
+        command = " ".join(record["command"].split())
+        assert any(command in text for text in texts.values()), (cited, command)
+
+
+def _demo_figures(paragraph, record):
+    demo, float32 = record["demo"], record["float32"]
+    # The 1-minute load average as the script started and as each command ended.
+    loads = [record["load_average_at_start"][0], float32["load_average_after"],
+             *(step["load_average_after"] for step in demo["commands"])]
+    quoted = [record["date"], record["machine"], record["command"].split()[1],
+              f"load average {min(loads):.1f} to {max(loads):.1f}",
+              f"{_percent(demo['test_accuracy'])} test accuracy in `{demo['precision']}`",
+              f"{demo['served_right']} of {demo['served']} test images right through the "
+              "export",
+              f"{demo['seconds']:.0f} s for the three commands of `make demo`",
+              f"float32 beside it: {_percent(float32['test_accuracy'])}, and "
+              f"{record['float32_epoch_time_over_demo']:.2f} times as long per epoch"]
+    return [q for q in quoted if q not in paragraph]
+
+
+def test_readme_and_results_quote_the_demo_figures_file():
+    record = _results("demo.json")
+    for path in ("README.md", "docs/results.md"):
+        paragraphs = _paragraphs(path, "benchmarks/results/demo.json")
+        assert any(not _demo_figures(p, record) for p in paragraphs), (
+            path, _demo_figures(paragraphs[0], record))
+    rows = {row[0]: row[1:] for row in _table("docs/results.md", "| precision | test accuracy")}
+    for run in (record["demo"], record["float32"]):
+        accuracy, best_val, epochs, images = rows[f"`{run['precision']}`"]
+        assert accuracy == _percent(run["test_accuracy"])
+        assert best_val == _percent(run["best_val_accuracy"])
+        assert epochs == ", ".join(f"{t:.1f}" for t in run["epoch_times"])
+        assert images == f"{run['train_images_per_second']:,.0f}"
+
+
+FORMATS = {"SavedModel": "saved_model-none", "LiteRT float32": "tflite-none",
+           "LiteRT float16": "tflite-float16", "LiteRT dynamic": "tflite-dynamic",
+           "LiteRT int8": "tflite-int8", "ONNX (ONNX Runtime)": "onnx-none"}
+
+
+def _int8_figures(paragraph, record):
+    formats = record["formats"]
+    int8, saved = formats["tflite-int8"], formats["saved_model-none"]
+    smaller = formats["tflite-none"]["bytes"] / int8["bytes"]
+    # In hundredths of a point, from the accuracies as quoted.
+    gap = round(saved["test_accuracy"] * 10_000) - round(int8["test_accuracy"] * 10_000)
+    accurate = (f"as accurate ({_percent(int8['test_accuracy'])}, as the float32 "
+                "SavedModel)" if gap == 0 else
+                f"{abs(gap) / 100:.2f} points {'less' if gap > 0 else 'more'} accurate "
+                f"({_percent(int8['test_accuracy'])} against the float32 SavedModel's "
+                f"{_percent(saved['test_accuracy'])})")
+    quoted = [record["date"], record["machine"], f"{smaller:.1f}x smaller than the float32 "
+              "LiteRT file", f"{int8['x_saved_model_images_per_s']:.1f}x the SavedModel's "
+              "throughput", accurate]
+    return [q for q in quoted if q not in paragraph]
+
+
+def test_int8_figures_are_those_of_the_current_demo_model():
+    record, demo = _results("export_formats.json"), _results("demo.json")["demo"]
+    # Measured on the model of demo.json, which the README gives as the demo.
+    assert os.path.dirname(record["model"]["path"]) == demo["run"]
+    assert record["model"]["run_test_accuracy"] == demo["test_accuracy"]
+    assert record["model"]["run_precision"] == demo["precision"]
+    for path in ("README.md", "docs/export.md"):
+        paragraphs = _paragraphs(path, "benchmarks/results/export_formats.json")
+        assert any(not _int8_figures(p, record) for p in paragraphs), (
+            path, _int8_figures(paragraphs[0], record))
+
+
+def test_export_table_quotes_the_export_formats_file():
+    record = _results("export_formats.json")
+    formats = record["formats"]
+    text = " ".join(_text("docs/export.md").split())
+    assert (f"load average {record['load_average_at_start'][0]:.1f} at its start and "
+            f"{record['load_average_at_end'][0]:.1f} at its end") in text
+    int8, saved = formats["tflite-int8"], formats["saved_model-none"]
+    assert (f"({int8['x_smaller_than_saved_model']:.2f}x smaller than the SavedModel)"
+            in text)
+    latency = saved["ms_per_image_batch_1"] / int8["ms_per_image_batch_1"]
+    assert f"({latency:.0f}x lower single-image latency)" in text
+    rows = _table("docs/export.md", "| format | bytes |")
+    assert sorted(row[0] for row in rows) == sorted(FORMATS)
+    for label, size, smaller, ms, images, speed, accuracy in rows:
+        measured = formats[FORMATS[label]]
+        assert (size, smaller, ms, images, speed, accuracy) == (
+            f"{measured['bytes']:,}", f"{measured['x_smaller_than_saved_model']:.2f}",
+            f"{measured['ms_per_image_batch_1']:.2f}",
+            f"{measured['images_per_s_batch_32']:,.0f}",
+            f"{measured['x_saved_model_images_per_s']:.2f}",
+            _percent(measured["test_accuracy"])), label
+
+
+def test_readme_quotes_cis_floors_for_the_demo():
+    spec = importlib.util.spec_from_file_location("check_demo",
+                                                  os.path.join(ROOT, ".ci", "check_demo.py"))
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    paragraph = _paragraphs("README.md", ".ci/check_demo.py")[0]
+    assert f"falls below {check.FLOOR:.0%} or fewer than {check.MIN_RIGHT} of its " \
+           f"{check.SENT} test images" in paragraph
