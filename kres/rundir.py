@@ -132,12 +132,30 @@ def trim_history(path, epochs):
 
 
 def backup_epoch(backup_dir):
-    """The epoch a `keras.callbacks.BackupAndRestore` directory resumes at (0: none)."""
+    """The epoch a `keras.callbacks.BackupAndRestore` directory resumes at (0: none).
+
+    As the callback decides it: where the latest weights file does not open
+    (a kill while it was written), the copy made before it (``.bkp``) is the
+    one restored, with its epoch.
+    """
     path = os.path.join(backup_dir, "training_metadata.json")
+    weights = os.path.join(backup_dir, "latest.weights.h5")
+    if os.path.isfile(weights) and os.path.isfile(weights + ".bkp") and not _opens(weights):
+        path += ".bkp"
     if not os.path.isfile(path):
         return 0
     with open(path) as f:
         return int(json.load(f)["epoch"])
+
+
+def _opens(h5_path):
+    import h5py
+
+    try:
+        with h5py.File(h5_path, "r"):
+            return True
+    except OSError:
+        return False
 
 
 def plot_history(history, path, title=""):

@@ -4,8 +4,9 @@
 (``"train"``: `kres.train` with ``settings``, killing itself at the
 ``die_at`` ``[epoch, batch]`` if given;
 ``"reference"``: the same run in one process, MirroredStrategy over two
-logical CPUs; ``"overflow"``: a small Keras model whose batch overflows
-float16 on worker 1 only), ``tf_config`` (for the workers) and ``out`` (a
+logical CPUs, with Keras as it is (none of kres's multi-worker fixes);
+``"overflow"``: a small Keras model whose batch overflows float16 on
+worker 1 only), ``tf_config`` (for the workers) and ``out`` (a
 JSON file of results to write).
 """
 
@@ -41,20 +42,42 @@ def die_at(epoch, batch):
     return Die()
 
 
+def recorder():
+    """A callback noting this process's epochs, their logs and the final weights
+    (after the batch-norm statistics are averaged)."""
+    import keras
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.record = {"epochs_begun": [], "logs": {}, "weights": None}
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.record["epochs_begun"].append(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.record["logs"][str(epoch)] = {k: float(v) for k, v in (logs or {}).items()}
+
+        def on_train_end(self, logs=None):
+            self.record["weights"] = weights_of(self.model)
+
+    return Record()
+
+
 def train():
     import kres
 
+    record = recorder()
     callbacks = [die_at(*job["die_at"])] if job.get("die_at") else []
     results = kres.train(**job["settings"], verbose=0, cluster_timeout=job.get("timeout", 60),
-                         callbacks=callbacks)
-    return {"results": results}
+                         callbacks=[*callbacks, record])
+    return {"results": results, **record.record}
 
 
 def reference():
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import kres
-    from kres.training import multiworker
     from kres.training import run as training_run
 
     # The workers split each global batch in two, each normalising its half;
@@ -62,9 +85,9 @@ def reference():
     training_run.make_strategy = lambda *args: tf.distribute.MirroredStrategy(
         ["/cpu:0", "/cpu:1"])
     settings = {k: v for k, v in job["settings"].items() if k != "strategy"}
-    with multiworker.keras_fixes():  # the same input-shape build: no batch taken
-        results = kres.train(**settings, verbose=0)
-    return {"results": results}
+    record = recorder()
+    results = kres.train(**settings, verbose=0, callbacks=[record])
+    return {"results": results, **record.record}
 
 
 def overflow():

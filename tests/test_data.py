@@ -1,6 +1,7 @@
 """Datasets and pipelines: real Fashion-MNIST from the Debian files through tfds,
 tfds's mock for the other datasets, and the pipeline's transformations."""
 
+import collections
 import gzip
 import os
 import socket
@@ -85,6 +86,45 @@ def test_seeded_pipelines_repeat_exactly():
     a, b, c = first_batches(3), first_batches(3), first_batches(4)
     assert all(np.array_equal(i, j) for i, j in zip(a, b))
     assert not all(np.array_equal(i, j) for i, j in zip(a, c))
+
+
+def test_an_epochs_batches_depend_on_the_seed_and_the_epoch_alone():
+    """Epoch e of a training pipeline is the same batches whatever happened before:
+    another iterator that took a batch (Keras's build of the model's metrics
+    did, and a first epoch then saw the second order), a pipeline made to
+    start at epoch e (a resumed run). Epochs differ from each other; the
+    last partial batch of each is dropped."""
+    d = datasets.from_arrays(*_random_arrays(), augment="crop_flip")
+    steps = d.sizes["train"] // 16
+
+    def epochs(first_epoch, count):
+        ds = augment.pipeline(d.train, d.spec, training=True, batch_size=16, image_size=16,
+                              channels=3, num_classes=4, seed=3, mixup_alpha=0.2,
+                              random_erasing=0.5, first_epoch=first_epoch)
+        assert ds.cardinality() == tf.data.INFINITE_CARDINALITY
+        batches = [x.numpy() for x, _ in ds.take(steps * count)]
+        return [batches[i * steps:(i + 1) * steps] for i in range(count)]
+
+    def same(a, b):
+        return all(np.array_equal(i, j) for i, j in zip(a, b, strict=True))
+
+    ds = augment.pipeline(d.train, d.spec, training=True, batch_size=16, image_size=16,
+                          channels=3, num_classes=4, seed=3, mixup_alpha=0.2, random_erasing=0.5)
+    next(iter(ds))  # an iterator that takes a batch, then the fit's own
+    first = [x.numpy() for x, _ in ds.take(steps)]
+    zero, one, two = epochs(0, 3)
+    assert same(first, zero)
+    assert same(epochs(2, 1)[0], two) and same(epochs(1, 1)[0], one)
+    assert not same(zero, one) and not same(one, two)
+
+    plain = augment.pipeline(d.train, d.spec, training=True, batch_size=16, image_size=16,
+                             channels=3, num_classes=4, seed=3, augment="none")
+    labels = [np.argmax(y.numpy(), -1) for _, y in plain.take(2 * steps)]
+    every = collections.Counter(np.concatenate([y for _, y in d.train.batch(1000)]).tolist())
+    for epoch in (labels[:steps], labels[steps:]):  # no example twice in an epoch
+        counts = collections.Counter(np.concatenate(epoch).tolist())
+        assert all(counts[label] <= every[label] for label in counts)
+        assert sum(counts.values()) == steps * 16 > sum(every.values()) - 16
 
 
 def _random_arrays(n=96, size=16, classes=4):

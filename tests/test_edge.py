@@ -25,7 +25,10 @@ from kres.models.inference import in_float32
 from kres.preprocessing import Preprocessing
 from kres.serving import litert_onnx as edge
 
-TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 0.15}
+# Largest difference of a probability from the Keras model's, over the 2,000 images.
+# Dynamic-range LiteRT measured 0.050 on 2026-12-06 (the run's model changes with
+# the pipeline); a wrong normalisation or channel order moves them by 0.3 and more.
+TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic": 0.1, "int8": 0.15}
 
 
 def _keras_probabilities(model_path, images):

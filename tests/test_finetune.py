@@ -196,6 +196,62 @@ def test_caffe_normalisation_inside_the_model_and_the_export(tmp_path):
         assert json.load(f)["preprocessing"] == prep.to_json()
 
 
+# A network of each normalisation keras.applications' files expect, narrow, one block
+# per stage: the normalisation is the same code at any size (two are long, marked slow).
+NARROW = {"resnet50": {"depths": (1, 1, 1, 1), "widths": (8, 8, 8, 8), "stem_width": 8},
+          "densenet121": {"depths": (1, 1, 1, 1), "growth_rate": 4, "stem_width": 8}}
+NARROW["resnet50v2"] = NARROW["resnet50"]
+MODES = [("caffe", "resnet50", "bgr"),
+         pytest.param("tf", "resnet50v2", "rgb", marks=pytest.mark.slow),
+         pytest.param("torch", "densenet121", "rgb", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("mode, name, order", MODES)
+def test_a_keras_applications_file_fine_tuned_is_served_with_its_normalisation(
+        tmp_path, mode, name, order):
+    """`kres train --weights FILE.h5` (Keras's legacy format, in the published files'
+    layout): the fine-tuned model, and its SavedModel, LiteRT and ONNX exports, take
+    pixels and compute the network on keras.applications' `preprocess_input` of
+    that mode; ``model.json`` names its statistics and channel order."""
+    from kres.cli import main
+    from kres.models.inference import in_float32
+    from kres.serving import c_api_run
+    from tests.test_edge import _file_probabilities
+    from tests.test_weights import _save_legacy
+
+    layout = {**dict(kres.published_weights(name).layout), **NARROW[name]}
+    source = kres.build_model(name, include_top=False, input_shape=(32, 32, 3), **layout)
+    weights = _save_legacy(source, tmp_path / f"{name}.h5")
+    run = str(tmp_path / "run")
+    kres.train(name, "arrays4", data=_data(4, n=48, size=32, channels=3), run_dir=run,
+               weights=weights, epochs=1, batch_size=16, augment="none",
+               model_overrides=NARROW[name], verbose=0)
+    with open(os.path.join(run, "model.json")) as f:
+        described = json.load(f)["preprocessing"]
+    assert described["channel_order"] == order
+
+    model = in_float32(kres.load_model(os.path.join(run, "best.keras")))
+    network = keras.Model(model.get_layer("preprocessing").output, model.output)
+    x, _ = _arrays(4, 8, size=32, channels=3, seed=5)
+    normalised = keras.applications.imagenet_utils.preprocess_input(x.astype(np.float32),
+                                                                    mode=mode)
+    expected = network.predict(normalised, verbose=0)
+    assert np.abs(model.predict(x.astype(np.float32), verbose=0) - expected).max() < 1e-5
+
+    best = os.path.join(run, "best.keras")
+    out = str(tmp_path / "exports")
+    assert main(["export", "--model", best, "--name", "m", "--out", out]) == 0
+    served = {"saved_model": c_api_run(os.path.join(out, "m", "1"), "serving_pixels",
+                                       {"pixels": x})["probabilities"]}
+    np.save(tmp_path / "pixels.npy", x)  # the run's arrays are no dataset kres can load
+    for fmt in ("tflite", "onnx"):
+        assert main(["export", "--model", best, "--name", "m", "--out", out, "--format", fmt,
+                     "--calibration-data", str(tmp_path / "pixels.npy")]) == 0
+        served[fmt] = _file_probabilities(os.path.join(out, f"m-{fmt}"), x)[0]
+    for fmt, probabilities in served.items():
+        assert np.abs(probabilities - expected).max() < 1e-4, fmt
+
+
 def test_bad_weights_are_refused_before_training(pretrained_run, tmp_path):
     with pytest.raises(ValueError, match=r"weights must be 'imagenet' or a \.keras.*"
                                          r"Received: weights='model\.pt'"):

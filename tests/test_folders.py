@@ -382,3 +382,78 @@ def test_kres_train_refuses_the_corrupt_image_then_skips_it_and_evaluate_reuses_
     assert main(["evaluate", str(run / "best.keras"), "--dataset", str(mixed)]) == 0
     printed = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
     assert float(printed["accuracy"]) == pytest.approx(results["test_accuracy"], abs=1e-4)
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_in_epoch(epoch):
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            if e == epoch:
+                raise _Crash(f"crashed in epoch {e}")
+
+    return Crash()
+
+
+def _write_photos(root, counts, start=0):
+    """``root/<class>/<i>.png``: `counts` images per class, 12 x 12, tinted by class."""
+    for c, (name, count) in enumerate(counts.items()):
+        for i in range(start, start + count):
+            pixels = (_pixels(100 * c + i, 12, 12) // 2 + 40 * c).astype(np.uint8)
+            _save(root / name / f"{i}.png", Image.fromarray(pixels), "PNG")
+
+
+def test_a_folder_run_resumes_on_its_split_weighs_its_classes_and_evaluates_on_its_split(
+        tmp_path, monkeypatch, capsys):
+    """After the run started, the folder gains images (a fresh split would differ):
+    `kres train --resume` and `kres evaluate` keep to the run's ``splits.json``, and
+    `--class-weights` reaches every `model.fit` as the split's balanced weights."""
+    import keras
+
+    import kres
+    from kres.cli import main
+    from kres.training import evaluation, preparation
+
+    root, run = tmp_path / "photos", tmp_path / "run"
+    _write_photos(root, {"ant": 16, "bee": 6, "cow": 6})
+    fits, loaded = [], []
+    real_fit, real_load = keras.Model.fit, evaluation.load_data
+
+    def fit(self, *args, **kwargs):  # the real fit, its class_weight noted
+        fits.append(kwargs.get("class_weight"))
+        return real_fit(self, *args, **kwargs)
+
+    def load_data(*args, **kwargs):  # the real loader, what it loaded noted
+        loaded.append(real_load(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    monkeypatch.setattr(evaluation, "load_data", load_data)
+    settings = dict(image_size=16, epochs=2, batch_size=4, class_weights=True,
+                    model_overrides={"depths": (1, 1, 1)}, verbose=0)
+    with pytest.raises(_Crash):
+        kres.train("cifar_resnet20", str(root), run_dir=str(run), **settings,
+                   callbacks=[_crash_in_epoch(1)])
+    saved = ksplits.read_splits(str(run / "splits.json"))
+    _write_photos(root, {"ant": 0, "bee": 6, "cow": 0}, start=6)
+    fresh = preparation.load_data(str(root), seed=0, channels=3).splits
+    assert [fresh[s] != saved[s] for s in ("train", "val", "test")] == [True] * 3
+
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert ksplits.read_splits(str(run / "splits.json")) == saved
+    with open(run / "results.json") as f:
+        results = json.load(f)
+    assert results["train_examples"] == len(saved["train"]) and results["epochs_run"] == 2
+    weights = ksplits.class_weights(saved, 3)
+    assert weights[0] < 1 < min(weights[1], weights[2])  # 16 ants, 6 bees, 6 cows
+    assert fits == [weights, weights]  # the crashed fit and the resumed one
+
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "best.keras"), "--dataset", str(root)]) == 0
+    assert [d.splits for d in loaded] == [saved]
+    printed = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
+    assert float(printed["accuracy"]) == pytest.approx(results["test_accuracy"], abs=1e-4)

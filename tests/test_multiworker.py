@@ -59,25 +59,60 @@ def finish(processes, tmp_path, timeout=240):
 SETTINGS = dict(model="cifar_resnet20", dataset="fashion_mnist", strategy="multi-worker",
                 subset=192, val_size=128, epochs=2, batch_size=64, augment="none",
                 learning_rate=0.01, patience=5, model_overrides={"depths": [1, 1, 1]})
+LOGGED = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+@pytest.fixture(scope="session")
+def reference(fashion_mnist_dir, tmp_path_factory):
+    """The run of `SETTINGS` uninterrupted in one process: MirroredStrategy over two
+    logical CPUs (each normalising half of every batch of 64, as each of two workers
+    does), with Keras as it is. Made once per test session (parallel workers wait)."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / "multiworker-reference"
+    with open(root / "multiworker-reference.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "reference.json").is_file():
+            folder.mkdir(exist_ok=True)
+            settings = {**SETTINGS, "data_dir": fashion_mnist_dir,
+                        "run_dir": str(folder / "run")}
+            finish({"reference": start({"kind": "reference", "settings": settings}, folder,
+                                       "reference")}, folder)
+    out = json.loads((folder / "reference.json").read_text())
+    out["run_dir"] = folder / "run"
+    return out
+
+
+def assert_same_logs(logs, expected, rel=5e-5, abs=1e-5):
+    """Equal up to float rounding: the all-reduce and one process's cross-device sum
+    add in different orders (measured up to 4.4e-6 relative, on a CPU without
+    oneDNN); overlapping shards or a wrong reduction differ by 1e-3 and more."""
+    for key in LOGGED:
+        assert float(logs[key]) == pytest.approx(float(expected[key]), rel=rel, abs=abs), key
+
+
+def largest_difference(weights, expected):
+    return max(float(np.max(np.abs(np.array(a) - np.array(b))))
+               for a, b in zip(weights, expected, strict=True))
 
 
 def test_two_workers_train_as_one_process_with_the_same_global_batches(tmp_path,
-                                                                       fashion_mnist_dir):
+                                                                       fashion_mnist_dir,
+                                                                       reference):
     """Two workers (each half of every global batch of 64) against one process
-    whose MirroredStrategy splits the same batches over two devices. With the
-    fix: the same logs on every worker, the same weights as the reference to
-    float rounding; one run directory, written by the chief."""
-    run_dir, reference_dir = tmp_path / "run", tmp_path / "reference"
-    settings = {**SETTINGS, "data_dir": fashion_mnist_dir}
+    whose MirroredStrategy splits the same batches over two devices, Keras
+    unpatched. With the fix: the same logs and weights on both workers, the
+    same as the reference's to float rounding; one run directory, written by
+    the chief."""
+    run_dir = tmp_path / "run"
+    settings = {**SETTINGS, "data_dir": fashion_mnist_dir, "run_dir": str(run_dir)}
     configs = tf_configs(2)
-    processes = {
-        f"worker{i}": start({"kind": "train", "tf_config": configs[i],
-                             "settings": {**settings, "run_dir": str(run_dir)}}, tmp_path,
-                            f"worker{i}") for i in range(2)}
-    processes["reference"] = start({"kind": "reference",
-                                    "settings": {**settings, "run_dir": str(reference_dir)}},
-                                   tmp_path, "reference")
-    out = finish(processes, tmp_path)
+    out = finish({f"worker{i}": start({"kind": "train", "tf_config": configs[i],
+                                       "settings": settings}, tmp_path, f"worker{i}")
+                  for i in range(2)}, tmp_path)
 
     assert out["worker1"]["results"] == {"worker": 1, "run_dir": str(run_dir), "epochs_run": 2}
     assert not os.path.exists(multiworker.worker_dir(str(run_dir), 1))
@@ -89,28 +124,34 @@ def test_two_workers_train_as_one_process_with_the_same_global_batches(tmp_path,
     from kres import rundir as runs
 
     history = runs.read_history(str(run_dir / "history.csv"))
-    expected = runs.read_history(str(reference_dir / "history.csv"))
+    expected = runs.read_history(str(reference["run_dir"] / "history.csv"))
     assert [r["epoch"] for r in history] == ["0", "1"]
-    for row, ref in zip(history, expected):
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
-            # Float rounding only: the all-reduce and one process's cross-device sum add
-            # in different orders (measured up to 4.4e-6 relative, on a CPU without
-            # oneDNN); overlapping shards or a wrong reduction differ by 1e-3 and more.
-            assert float(row[key]) == pytest.approx(float(ref[key]), rel=5e-5, abs=1e-5), key
+    for row, ref in zip(history, expected, strict=True):
+        assert_same_logs(row, ref)
+    # Worker 1 logged what the chief wrote and ends with the chief's weights.
+    chief, other = out["worker0"], out["worker1"]
+    assert chief["epochs_begun"] == other["epochs_begun"] == [0, 1]
+    for epoch, row in enumerate(history):
+        assert_same_logs(other["logs"][str(epoch)], row, rel=1e-6, abs=1e-7)
+    assert largest_difference(other["weights"], chief["weights"]) < 1e-6
 
     model = kres.load_model(str(run_dir / "best.keras"))  # safe mode, as always
-    reference = kres.load_model(str(reference_dir / "best.keras"))
-    difference = max(float(np.max(np.abs(a - b)))
-                     for a, b in zip(model.get_weights(), reference.get_weights()))
-    assert difference < 5e-5  # measured 2.4e-7 with oneDNN; rounding as above
-    results = out["worker0"]["results"]
+    best = kres.load_model(str(reference["run_dir"] / "best.keras"))
+    assert largest_difference(model.get_weights(), best.get_weights()) < 5e-5
+    # measured 2.4e-7 with oneDNN; rounding as above
+    assert largest_difference(chief["weights"], reference["weights"]) < 5e-5
+    results = chief["results"]
     assert results["epochs_run"] == 2 and 0 <= results["test_accuracy"] <= 1
 
 
-def test_a_worker_killed_mid_epoch_and_restarted_completes_the_run(tmp_path, fashion_mnist_dir):
+def test_a_worker_killed_mid_epoch_and_restarted_resumes_the_run_exactly(tmp_path,
+                                                                          fashion_mnist_dir,
+                                                                          reference):
     """Worker 1 SIGKILLs itself in the second epoch and is started again with
-    the same TF_CONFIG; worker 0 sees it lost, restarts itself, and both
-    resume from the chief's backup of epoch 1: one history row per epoch."""
+    the same TF_CONFIG; worker 0 sees it lost and restarts itself. Both resume
+    from the chief's backup of epoch 1: they begin at epoch 1, the epoch-0 row
+    stays as it was written, and the run ends with the uninterrupted
+    reference's history and weights (to float rounding), worker 1 with the chief's."""
     run_dir = tmp_path / "run"
     settings = {**SETTINGS, "data_dir": fashion_mnist_dir, "run_dir": str(run_dir)}
     configs = tf_configs(2)
@@ -123,15 +164,28 @@ def test_a_worker_killed_mid_epoch_and_restarted_completes_the_run(tmp_path, fas
         chief.kill(), victim.kill()
         pytest.fail("worker 1 did not reach epoch 2, batch 2:\n"
                     + (tmp_path / "victim.log").read_text()[-3000:])
+    # Worker 1 died in epoch 1: the chief wrote the epoch-0 row and backup before.
+    first_row = (run_dir / "history.csv").read_text()
+    assert first_row.count("\n") == 2, first_row  # the header and epoch 0
     out = finish({"worker0": chief, "worker1": start(jobs[1], tmp_path, "worker1")}, tmp_path)
 
     log = (tmp_path / "worker0.log").read_text()
     assert f"lost {configs[1]['cluster']['worker'][1]} in epoch 2; restarting" in log, log[-3000:]
     from kres import rundir as runs
 
-    assert [r["epoch"] for r in runs.read_history(str(run_dir / "history.csv"))] == ["0", "1"]
-    assert out["worker0"]["results"]["epochs_run"] == 2
-    assert out["worker1"]["results"] == {"worker": 1, "run_dir": str(run_dir), "epochs_run": 2}
+    assert (run_dir / "history.csv").read_text().startswith(first_row)  # kept, not rerun
+    history = runs.read_history(str(run_dir / "history.csv"))
+    assert [r["epoch"] for r in history] == ["0", "1"]
+    chief, other = out["worker0"], out["worker1"]  # the restarted processes
+    assert chief["epochs_begun"] == other["epochs_begun"] == [1]
+    assert chief["results"]["epochs_run"] == 2
+    assert other["results"] == {"worker": 1, "run_dir": str(run_dir), "epochs_run": 2}
+    expected = runs.read_history(str(reference["run_dir"] / "history.csv"))
+    for row, ref in zip(history, expected, strict=True):
+        assert_same_logs(row, ref)
+    assert_same_logs(other["logs"]["1"], history[1], rel=1e-6, abs=1e-7)
+    assert largest_difference(other["weights"], chief["weights"]) < 1e-6
+    assert largest_difference(chief["weights"], reference["weights"]) < 5e-5
 
 
 def test_a_float16_overflow_on_one_worker_is_skipped_by_both(tmp_path):
@@ -200,6 +254,8 @@ def test_a_cluster_reads_its_place_and_the_chief_first():
 
 def test_multi_worker_training_is_refused_before_tensorflow_starts_a_cluster(tmp_path,
                                                                              monkeypatch):
+    import keras
+
     import kres
 
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, '
@@ -221,6 +277,15 @@ def test_multi_worker_training_is_refused_before_tensorflow_starts_a_cluster(tmp
     with pytest.raises(ValueError, match="needs a seed.*Received: seed=None"):
         kres.train("cifar_resnet20", "fashion_mnist", strategy="multi-worker", seed=None,
                    run_dir=str(tmp_path / "run"))
+    # A Keras the trainer fix was not tested with: refused by kres.train itself. Were
+    # the check after TensorFlow's cluster start, it would wait for the two workers
+    # (never started) and fail with "could not reach the other workers" instead.
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_configs(2)[0]))
+    monkeypatch.delenv(multiworker.OVERRIDE, raising=False)
+    monkeypatch.setattr(keras, "__version__", "3.16.0")
+    with pytest.raises(RuntimeError, match=r"tested with Keras 3\.15\.x; this is Keras 3\.16\.0"):
+        kres.train("cifar_resnet20", "fashion_mnist", strategy="multi-worker",
+                   run_dir=str(tmp_path / "run"), cluster_timeout=5)
     assert not os.path.exists(tmp_path / "run")
 
 

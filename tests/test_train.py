@@ -257,6 +257,75 @@ def test_nan_stops_with_an_error_and_keeps_the_last_good_backup(tmp_path):
     assert arrays and all(np.all(np.isfinite(a)) for a in arrays)
 
 
+class _Crash(Exception):
+    pass
+
+
+class _CrashAt(keras.callbacks.Callback):
+    """Raises at the start of batch `batch` of epoch `epoch`: a crash mid-epoch."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise _Crash(f"crashed at {self.at}")
+
+
+def test_a_run_resumed_after_a_crash_ends_as_an_uninterrupted_run(tmp_path):
+    """The resumed epochs see the batches (order and augmentation) of an
+    uninterrupted run: the histories and the final weights agree. Before the
+    pipelines were keyed by epoch, the resumed epoch 2 saw epoch 0's order."""
+    config = training.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY, seed=3,
+                                  recipe_overrides={"epochs": 4, "batch_size": 16,
+                                                    "augment": "crop_flip"})
+    whole, crashed = tmp_path / "whole", tmp_path / "crashed"
+    training.train(config, run_dir=str(whole), data=_arrays(), verbose=0)
+    with pytest.raises(_Crash):
+        training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0,
+                       callbacks=[_CrashAt(2, 1)])
+    before = (crashed / "history.csv").read_text()
+    training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0)
+
+    def rows(run):
+        with open(run / "history.csv") as f:
+            return [{k: v for k, v in r.items() if k not in ("epoch_time", "images_per_second")}
+                    for r in csv.DictReader(f)]
+
+    assert (crashed / "history.csv").read_text().startswith(before)  # epochs 0-1 kept
+    assert [r["epoch"] for r in rows(crashed)] == ["0", "1", "2", "3"]
+    for resumed, uninterrupted in zip(rows(crashed), rows(whole)):
+        for key, value in resumed.items():
+            assert float(value) == pytest.approx(float(uninterrupted[key]), rel=1e-5), key
+    a = kres.load_model(str(crashed / "best.keras")).get_weights()
+    b = kres.load_model(str(whole / "best.keras")).get_weights()
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) < 1e-5
+
+
+def test_the_epoch_a_backup_resumes_at_is_the_one_keras_restores(tmp_path):
+    """`kres.rundir.backup_epoch` (the epoch the training pipeline starts at) decides
+    as Keras's BackupAndRestore: its latest copy, or the one before where the latest
+    weights file does not open (a kill while it was written)."""
+    from kres import rundir as runs
+
+    backup = tmp_path / "backup"
+    assert runs.backup_epoch(str(backup)) == 0
+    backup.mkdir()
+    (backup / "training_metadata.json").write_text('{"epoch": 3}')
+    (backup / "training_metadata.json.bkp").write_text('{"epoch": 2}')
+    with h5py.File(backup / "latest.weights.h5", "w") as f:
+        f["w"] = np.zeros(3)
+    (backup / "latest.weights.h5.bkp").write_bytes((backup / "latest.weights.h5").read_bytes())
+    assert runs.backup_epoch(str(backup)) == 3
+    whole = (backup / "latest.weights.h5").read_bytes()
+    (backup / "latest.weights.h5").write_bytes(whole[: len(whole) // 3])  # truncated
+    assert runs.backup_epoch(str(backup)) == 2
+
+
 def test_early_stopping_stops_when_validation_stalls(tmp_path):
     # A learning rate too small to change anything and frozen batch-norm
     # statistics (momentum 1): validation accuracy never improves after the
@@ -409,7 +478,8 @@ def test_training_prints_a_line_per_epoch_outside_a_terminal(tmp_path, capsys):
     recipes.compile_model(model, recipe, 8, 2)
     train, val = (augment.pipeline(ds, data.spec, training=False, batch_size=8, image_size=8,
                                    channels=1, num_classes=2) for ds in (data.train, data.val))
-    fit(model, str(tmp_path / "run"), train, val, recipe=recipe, train_examples=64)
+    fit(model, str(tmp_path / "run"), lambda epoch: train.repeat(), val, recipe=recipe,
+        train_examples=64)
     printed = capsys.readouterr().out
     assert "\r" not in printed and "\b" not in printed
     assert printed.count("Epoch ") == 2 and len(printed.splitlines()) <= 6

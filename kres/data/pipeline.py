@@ -11,6 +11,8 @@ stateless and seeded per example, so a seeded pipeline gives the same
 batches on every run.
 """
 
+import random
+
 import numpy as np
 import tensorflow as tf
 
@@ -31,7 +33,7 @@ def fits_in_memory(spec, examples, budget_bytes=4 << 30):
 def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classes,
              augment=None, mixup_alpha=0.0, cutmix_alpha=0.0, random_erasing=0.0,
              color_jitter=0.0, cache=True, shuffle_buffer=None, seed=None,
-             deterministic=False, drop_remainder=None, preprocessing=None):
+             deterministic=False, drop_remainder=None, preprocessing=None, first_epoch=0):
     """Turns raw ``(uint8 image, label)`` pairs into training or evaluation batches.
 
     Decodes to float, augments (training only), resizes to `image_size`,
@@ -41,6 +43,11 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     erasing fills its box with noise that the model's normalisation turns
     into standard-normal values. Random ops are stateless and seeded per
     example, so with a `seed` the batches are the same on every run.
+
+    A training pipeline never ends: it gives epoch after epoch, from
+    `first_epoch`, each epoch's order and draws a function of the seed and
+    the epoch's number alone (`epoch_key`), so a run resumed at epoch e sees
+    what an uninterrupted run saw there. Fit it with ``steps_per_epoch``.
 
     Args:
         ds: a dataset of ``(image, label)``.
@@ -66,9 +73,12 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         preprocessing: the `kres.preprocessing.Preprocessing` of the model
             (pretrained weights' own), whose statistics random erasing uses;
             default: the dataset's mean and std (`spec.preprocessing`).
+        first_epoch: the epoch a training pipeline starts at.
 
     Returns:
-        A batched `tf.data.Dataset` of ``(float32 pixels, float32 one-hot)``.
+        A batched `tf.data.Dataset` of ``(float32 pixels, float32 one-hot)``;
+        for training, of infinite cardinality (each epoch's last partial
+        batch dropped unless `drop_remainder` is False).
     """
     augment = augment or spec.augment
     checks.choice("augment", augment, AUGMENTATIONS)
@@ -83,11 +93,8 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     drop_remainder = training if drop_remainder is None else drop_remainder
     if cache:
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(shuffle_buffer or 50_000, seed=seed, reshuffle_each_iteration=True)
-    # One seed pair per example (and per batch below) drives stateless random
-    # ops: reproducible whatever the parallelism.
-    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
+    options = tf.data.Options()
+    options.deterministic = deterministic or seed is not None
 
     def prepare(example, rng):
         image, label = example
@@ -103,16 +110,44 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
                                   random_erasing, *fill, bgr=prep.channel_order == "bgr")
         return image, tf.one_hot(label, num_classes)
 
-    options = tf.data.Options()
-    options.deterministic = deterministic or seed is not None
-    ds = ds.map(prepare, num_parallel_calls=autotune).with_options(options)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if training and (mixup_alpha > 0 or cutmix_alpha > 0):
-        batch_rng = tf.data.Dataset.random(seed=None if seed is None else seed + 1).batch(2)
-        ds = tf.data.Dataset.zip((ds, batch_rng)).map(
-            lambda batch, rng: _mix(*batch, rng, mixup_alpha, cutmix_alpha),
-            num_parallel_calls=autotune)
-    return ds.prefetch(autotune)
+    def batches(examples, epoch_seed):
+        # One seed pair per example (and per batch below) drives stateless
+        # random ops: reproducible whatever the parallelism.
+        examples = tf.data.Dataset.zip((examples, tf.data.Dataset.random(seed=epoch_seed).batch(2)))
+        out = examples.map(prepare, num_parallel_calls=autotune).with_options(options)
+        out = out.batch(batch_size, drop_remainder=drop_remainder)
+        if training and (mixup_alpha > 0 or cutmix_alpha > 0):
+            batch_rng = tf.data.Dataset.random(
+                seed=None if epoch_seed is None else epoch_seed + 1).batch(2)
+            out = tf.data.Dataset.zip((out, batch_rng)).map(
+                lambda batch, rng: _mix(*batch, rng, mixup_alpha, cutmix_alpha),
+                num_parallel_calls=autotune)
+        return out
+
+    if not training:
+        return batches(ds, seed).prefetch(autotune)
+    # Epoch e's order and random draws come from (seed, e) alone: a run
+    # resumed at epoch e (a new process, a new iterator) sees the batches an
+    # uninterrupted run sees there, whatever iterators were made before.
+    base = random.SystemRandom().randrange(1 << 31) if seed is None else seed
+    buffer = shuffle_buffer or 50_000
+
+    def epoch(e):
+        # The traced function's graph-level seed is dropped: tf.data's seed
+        # helper compares a tensor seed with 0 in Python when the global seed
+        # is 0 (an error), and the order then depends on `seed` alone.
+        tf.compat.v1.get_default_graph().seed = None
+        epoch_seed = epoch_key(base, e)
+        return batches(ds.shuffle(buffer, seed=epoch_seed), epoch_seed)
+
+    epochs = tf.data.Dataset.range(first_epoch, 1 << 62).flat_map(epoch).with_options(options)
+    return epochs.apply(tf.data.experimental.assert_cardinality(
+        tf.data.INFINITE_CARDINALITY)).prefetch(autotune)
+
+
+def epoch_key(seed, epoch):
+    """The seed of epoch `epoch` of a training pipeline seeded with `seed` (int64 tensors)."""
+    return tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
 
 
 def _augment(image, rng, augment, size, color_jitter):

@@ -41,7 +41,11 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
               preprocessing=None):
     """The training and validation pipelines of a recipe on loaded data `d`.
 
-    `deterministic` fixes the element order of both whatever the thread
+    Returns ``(train_from, val_ds)``: ``train_from(epoch)`` makes the
+    training pipeline that starts at `epoch` (endless; each epoch's order and
+    augmentation a function of `seed` and its number, so a resumed run sees
+    an uninterrupted run's batches), `fit` calls it with the epoch it starts
+    at. `deterministic` fixes the element order of both whatever the thread
     timing: needed when workers each read the whole input and keep their
     share of it (`kres.training.multiworker.shard_by_data`), or the shares overlap.
     The batches hold pixels, which the model normalises; `preprocessing` is
@@ -53,20 +57,27 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
     common = dict(image_size=image_size, channels=channels, num_classes=d.spec.num_classes,
                   batch_size=recipe.batch_size, deterministic=deterministic,
                   preprocessing=preprocessing)
-    train_ds = pipeline(d.train, d.spec, training=True, seed=seed,
+
+    def train_from(epoch):
+        return pipeline(d.train, d.spec, training=True, seed=seed, first_epoch=epoch,
                         cache=fits_in_memory(d.spec, d.sizes["train"]),
                         augment=recipe.augment, color_jitter=recipe.color_jitter,
                         mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
                         random_erasing=recipe.random_erasing, **common)
+
     val_ds = pipeline(d.val, d.spec, training=False,
                       cache=fits_in_memory(d.spec, d.sizes["val"]), **common)
-    return train_ds, val_ds
+    return train_from, val_ds
 
 
-def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None,
+def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=None,
         initial_epoch=0, resume=False, callbacks=(), verbose="auto",
         backup=None, backup_dir=None, class_weight=None):
     """The one call of `model.fit` in kres, with the run directory's callbacks.
+
+    `train_from(epoch)` makes the training pipeline starting at `epoch`
+    (`pipelines`); it is called with the epoch the fit starts at, which the
+    backup decides (`start_epoch`).
 
     Writes ``history.csv``, ``best.keras``, ``tensorboard/`` and ``backup/``
     in `run_dir`. With `resume`, continues from the backup (dropping history
@@ -121,10 +132,26 @@ def fit(model, run_dir, train_ds, val_ds, *, recipe, train_examples, epochs=None
     # file; the resume then takes the copy made before the write.
     all_callbacks.append(backup or keras.callbacks.BackupAndRestore(
         backup_dir, double_checkpoint=True))
+    train_ds = train_from(start_epoch(model, backup_dir, initial_epoch, backup))
     # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
     return model.fit(train_ds, validation_data=val_ds, epochs=epochs or recipe.epochs,
+                     steps_per_epoch=train_examples // recipe.batch_size,
                      initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
                      verbose=progress(verbose), class_weight=class_weight)
+
+
+def start_epoch(model, backup_dir, initial_epoch, backup=None):
+    """The epoch `model.fit(..., initial_epoch=initial_epoch)` starts at.
+
+    Where the `keras.callbacks.BackupAndRestore` in `backup_dir` will resume
+    it (`kres.rundir.backup_epoch`); on a multi-worker run (`backup`, a
+    `kres.training.multiworker.ChiefBackupAndRestore`), where the chief's will.
+    """
+    model._initial_epoch = None  # Keras leaves an earlier fit's resumed epoch there
+    epoch = runs.backup_epoch(backup_dir)
+    if backup is not None:
+        epoch = backup.agreed_epoch(model, epoch)
+    return epoch or initial_epoch
 
 
 def progress(verbose, stream=None):

@@ -6,11 +6,11 @@ each checked by a test in `tests/test_multiworker.py`:
 
 1. `TensorFlowTrainer._maybe_symbolic_build` hands the nested ``(x, y)``
    batch of a distributed dataset to `strategy.reduce`, which takes one
-   tensor: "Attempt to convert a value (PerReplica...)". To learn the
-   input's shapes it also makes an iterator and takes a batch, so the first
-   epoch of a shuffled dataset sees its second order (under any strategy).
-   The fix builds from the dataset's `element_spec`: the same shapes, no
-   iterator made.
+   tensor: "Attempt to convert a value (PerReplica...)". The fix builds
+   from the dataset's `element_spec`: the same shapes, no batch taken.
+   (Upstream takes a batch from an iterator of its own; kres's training
+   pipelines give the same epochs whatever iterators were made before, see
+   `kres.data.pipeline.pipeline`.)
 2. `reduce_per_replica` reduces each step's logs with
    ``strategy.reduce("MEAN", v, axis=0)``, which for a scalar loss or metric
    is "Invalid reduction dimension 0"; with one device per worker the value
@@ -73,8 +73,8 @@ def _symbolic_build_from_spec(original):
         strategy = self._distribute_strategy
         if strategy is None or iterator is None:
             return original(self, iterator=iterator, data_batch=data_batch)
-        # TensorSpecs have the shape and dtype that the build needs; no
-        # iterator is made, so the first epoch sees the dataset's first order.
+        # TensorSpecs have the shape and dtype that the build needs: no batch
+        # is taken from the distributed dataset.
         spec = iterator.data_adapter.get_tf_dataset().element_spec
         with strategy.scope():
             self._symbolic_build(data_batch=spec)
@@ -187,6 +187,11 @@ def shard_by_data(ds):
     return ds.with_options(options)
 
 
+def sharded(train_from):
+    """`train_from` (epoch -> training pipeline) with each pipeline `shard_by_data`."""
+    return lambda epoch: shard_by_data(train_from(epoch))
+
+
 class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     """`keras.callbacks.BackupAndRestore` for a multi-worker run: the chief's backup is the run's.
 
@@ -212,6 +217,22 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
             super().on_train_begin(logs)
         self.epoch = take_from_chief(self.model, self.model._initial_epoch or 0)
         self.model._initial_epoch = self.epoch
+
+    def agreed_epoch(self, model, epoch):
+        """The chief's `epoch` (the one its backup resumes at), on every worker:
+        the epoch the training pipelines start at."""
+        import tensorflow as tf
+
+        strategy = model.distribute_strategy
+
+        def replica():
+            context = tf.distribute.get_replica_context()
+            first = tf.equal(context.replica_id_in_sync_group, 0)
+            sent = tf.where(first, tf.constant(epoch, tf.float64), tf.constant(0.0, tf.float64))
+            return context.all_reduce("SUM", sent)
+
+        return int(strategy.experimental_local_results(
+            tf.function(lambda: strategy.run(replica))())[0].numpy())
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch = epoch + 1

@@ -192,20 +192,20 @@ def fit_run(model, run, p, strategy, *, callbacks, verbose):
     rundir.write_model_description(run.own_dir, model=config.model, spec=p.spec,
                                    preprocessing=p.preprocessing,
                                    class_names=d.class_names, dataset=d.name)
-    train_ds, val_ds = pipelines(d, p.recipe, p.image_size, p.channels, seed=config.seed,
+    train_from, val_ds = pipelines(d, p.recipe, p.image_size, p.channels, seed=config.seed,
                                  deterministic=run.worker is not None,
                                  preprocessing=p.preprocessing)
     fixes = contextlib.nullcontext()
     if strategy.num_replicas_in_sync > 1:
         callbacks = [multiworker.AverageBatchNormStatistics(), *callbacks]
     if run.worker is not None:
-        train_ds = multiworker.shard_by_data(train_ds)
+        train_from = multiworker.sharded(train_from)
         val_ds = multiworker.shard_by_data(val_ds)
         fixes = multiworker.keras_fixes()
     common = dict(train_examples=d.sizes["train"], callbacks=callbacks, verbose=verbose,
                   class_weight=_class_weights(config, d))
     with fixes:
-        return _fit_phases(model, run, train_ds, val_ds, p, strategy, **common)
+        return _fit_phases(model, run, train_from, val_ds, p, strategy, **common)
 
 
 def record(run, p, precision, jit_compile, model):
@@ -244,7 +244,7 @@ def record(run, p, precision, jit_compile, model):
     return results
 
 
-def _fit_phases(model, run, train_ds, val_ds, p, strategy, **common):
+def _fit_phases(model, run, train_from, val_ds, p, strategy, **common):
     """Compiles and fits `model`: in one phase, or, with the recipe's
     `frozen_epochs`, first the classifier alone and then the network.
 
@@ -261,7 +261,7 @@ def _fit_phases(model, run, train_ds, val_ds, p, strategy, **common):
 
     if not recipe.frozen_epochs:
         compile_phase(recipe)
-        fit(model, own_dir, train_ds, val_ds, recipe=recipe, resume=run.resuming,
+        fit(model, own_dir, train_from, val_ds, recipe=recipe, resume=run.resuming,
             backup=run.backup, **common)
         return bool(model.jit_compile)
     frozen_path = os.path.join(own_dir, "frozen.npz")
@@ -274,13 +274,13 @@ def _fit_phases(model, run, train_ds, val_ds, p, strategy, **common):
         # The frozen phase's weights are saved at its last epoch's end, before its
         # backup is removed: a crash between the phases loses nothing.
         saver = finetune.SaveWeightsAt(frozen_path, recipe.frozen_epochs)
-        fit(model, own_dir, train_ds, val_ds, recipe=recipe.frozen_phase(),
+        fit(model, own_dir, train_from, val_ds, recipe=recipe.frozen_phase(),
             resume=run.resuming, backup_dir=os.path.join(own_dir, "backup-frozen"),
             **{**common, "callbacks": [*common["callbacks"], saver]})
     finetune.unfreeze(model, recipe.unfreeze)
     later = recipe.unfrozen_phase()
     compile_phase(later)
-    fit(model, own_dir, train_ds, val_ds, recipe=later, resume=frozen_done,
+    fit(model, own_dir, train_from, val_ds, recipe=later, resume=frozen_done,
         initial_epoch=recipe.frozen_epochs, epochs=recipe.epochs, **common)
     return bool(model.jit_compile)
 

@@ -355,7 +355,7 @@ class ResidualHyperModel(kt.HyperModel):
         recipe = self.recipe(hp)
         overrides = self.overrides(hp)
         macs, params = self.cost(overrides)
-        train_ds, val_ds = pipelines(self.data, recipe, self.image_size, self.channels,
+        train_from, val_ds = pipelines(self.data, recipe, self.image_size, self.channels,
                                      seed=self.seed())
         if initial_epoch:
             # A Hyperband continuation: the schedule goes on from the lower rung's end.
@@ -371,7 +371,7 @@ class ResidualHyperModel(kt.HyperModel):
             class_names=self.data.class_names, dataset=self.data.name)
         start = time.perf_counter()
         # A fresh run every time: a trial interrupted mid-way is retried from scratch.
-        history = fit(model, run_dir, train_ds, val_ds, recipe=recipe,
+        history = fit(model, run_dir, train_from, val_ds, recipe=recipe,
                       train_examples=self.data.sizes["train"], epochs=epochs,
                       initial_epoch=initial_epoch, callbacks=list(callbacks),
                       verbose=verbose)
