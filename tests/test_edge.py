@@ -121,6 +121,91 @@ def test_resnext_exports_in_every_grouped_convolution_formulation(tmp_path, form
         np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def bfloat16_run(tmp_path_factory):
+    """A ResNet-8 trained by kres in mixed bfloat16 (asked for, on any CPU) on 16 x 16
+    RGB arrays whose class is a bright square's place: its ``best.keras``."""
+    from tests.test_finetune import _data
+
+    run = str(tmp_path_factory.mktemp("bf16") / "run")
+    results = kres.train("cifar_resnet20", "arrays4", data=_data(4, n=128, size=16, channels=3),
+                         run_dir=run, precision="mixed_bfloat16", epochs=2, batch_size=16,
+                         augment="none", model_overrides={"depths": (1, 1, 1)}, verbose=0)
+    assert results["precision"] == "mixed_bfloat16"
+    return os.path.join(run, "best.keras")
+
+
+def test_a_bfloat16_model_to_litert_and_onnx_and_predict_resizing_other_sizes(
+        bfloat16_run, tmp_path, capsys):
+    """The files serve the float32 network of the bf16-trained weights; `kres predict`
+    resizes images of another size as evaluation does (`eval_resize`)."""
+    from kres.preprocessing import eval_resize
+    from tests.test_finetune import _arrays
+
+    x, _ = _arrays(4, 12, size=16, channels=3, seed=3)
+    expected = _keras_probabilities(bfloat16_run, x)
+    np.save(tmp_path / "pixels.npy", x)
+    for fmt in ("tflite", "onnx"):
+        folder = kres.export(bfloat16_run, str(tmp_path / fmt), format=fmt)
+        got, record = _file_probabilities(folder, x)
+        assert np.abs(got - expected).max() <= TOLERANCE["none"], fmt
+    # Images of 24 x 20 and 10 x 10 pixels, for a 16 x 16 model.
+    big, _ = _arrays(4, 2, size=24, channels=3, seed=4)
+    images = [big[0][:, :20], big[1][:10, :10]]
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        with open(paths[-1], "wb") as f:
+            f.write(tf.io.encode_png(image).numpy())
+    capsys.readouterr()
+    assert main(["predict", "--export", str(tmp_path / "tflite"), *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    resized = np.stack([eval_resize(tf.constant(i, tf.float32), 16, 16, False).numpy()
+                        for i in images])
+    model = in_float32(keras.saving.load_model(bfloat16_run))
+    for line, path, probabilities in zip(lines, paths, model.predict(resized, verbose=0),
+                                         strict=True):
+        name, printed = line.split(": ", 1)
+        assert name == path
+        for part in printed.split(", "):
+            label, value = part.rsplit(" ", 1)
+            assert float(value) == pytest.approx(probabilities[int(label)], abs=2e-3)
+
+
+def test_int8_calibrates_on_the_images_given_and_takes_float32_input_on_request(
+        bfloat16_run, tmp_path):
+    """--calibration-data: a folder of PNGs and a .npy of the same pixels calibrate
+    the same file; other pixels another. --input-type float32: the int8 file takes
+    float pixels and answers as the Keras model does, within int8's tolerance."""
+    from tests.test_finetune import _arrays
+
+    x, _ = _arrays(4, 16, size=16, channels=3, seed=5)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, image in enumerate(x):
+        (folder / f"{i:02d}.png").write_bytes(tf.io.encode_png(image).numpy())
+    np.save(tmp_path / "same.npy", x)
+    np.save(tmp_path / "dark.npy", (x // 8).astype(np.uint8))
+
+    def int8(name, source, *extra):
+        out = str(tmp_path / name)
+        assert main(["export", "--model", bfloat16_run, "--name", "m", "--out", out,
+                     "--format", "tflite", "--quantize", "int8", "--calibration-data", source,
+                     *extra]) == 0
+        path = os.path.join(out, "m-tflite-int8")
+        with open(os.path.join(path, "model.tflite"), "rb") as f:
+            return path, f.read()
+
+    _, from_folder = int8("folder", str(folder))
+    _, from_npy = int8("npy", str(tmp_path / "same.npy"))
+    _, from_dark = int8("dark", str(tmp_path / "dark.npy"))
+    assert from_folder == from_npy and from_dark != from_npy
+    path, _ = int8("float", str(tmp_path / "same.npy"), "--input-type", "float32")
+    got, record = _file_probabilities(path, x)
+    assert record["input"]["dtype"] == "float32" and record["quantize"] == "int8"
+    assert np.abs(got - _keras_probabilities(bfloat16_run, x)).max() <= TOLERANCE["int8"]
+
+
 def _odd_model(op, name):
     class Odd(keras.layers.Layer):
         def call(self, x):

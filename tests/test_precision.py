@@ -3,6 +3,8 @@ against float32, and a model trained in bfloat16 saved, loaded and served in flo
 
 import json
 import os
+import shutil
+import subprocess
 from contextlib import nullcontext
 
 import keras
@@ -48,10 +50,39 @@ def test_an_explicit_precision_always_wins(monkeypatch):
         devices.resolve_precision("bf16")
 
 
-def test_cpu_flags_are_the_processors():
-    with open("/proc/cpuinfo") as f:
-        line = next(line for line in f if line.startswith("flags"))
-    assert devices.cpu_flags() == frozenset(line.split(":", 1)[1].split())
+# Two processors of an x86 /proc/cpuinfo (abridged), and an ARM one's, which has none.
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile
+bugs\t\t: sysret_ss_attrs
+flags_like\t: not_a_flag
+
+processor\t: 1
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile
+"""
+ARM_CPUINFO = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull\nCPU part\t: 0xd0c\n"
+
+
+def test_cpu_flags_are_the_first_flags_line(tmp_path):
+    (tmp_path / "x86").write_text(CPUINFO)
+    (tmp_path / "arm").write_text(ARM_CPUINFO)
+    assert devices.cpu_flags(str(tmp_path / "x86")) == {
+        "fpu", "sse2", "avx2", "avx512f", "avx512_bf16", "amx_tile"}
+    assert devices.cpu_flags(str(tmp_path / "arm")) == frozenset()
+    assert devices.cpu_flags(str(tmp_path / "none")) == frozenset()
+
+
+def test_cpu_flags_are_what_lscpu_reports_here():
+    lscpu = shutil.which("lscpu")
+    if lscpu is None:
+        pytest.skip("no lscpu on this machine")
+    line = [v for v in subprocess.run([lscpu], capture_output=True, text=True,
+                                      env={"LC_ALL": "C"}).stdout.splitlines()
+            if v.startswith("Flags:")]
+    if not line:
+        pytest.skip("lscpu names no flags here")
+    assert devices.cpu_flags() == frozenset(line[0].split(":", 1)[1].split())
 
 
 def _step(model, x, labels):

@@ -129,7 +129,7 @@ def test_killed_search_resumes_without_rerunning_trials(tmp_path):
                                            ("hyperband", (56, 8, 14))])
 def test_no_tuner_spends_a_trial_on_a_point_over_budget(tmp_path, tuner, depths):
     config = tuning.SearchConfig("cifar-resnet", "arrays", tuner=tuner, max_trials=4,
-                                 max_epochs=3 if tuner == "hyperband" else 1, depths=depths,
+                                 max_epochs=9 if tuner == "hyperband" else 1, depths=depths,
                                  budget_mmacs=2.0, recipe_overrides=FAST)
     out = str(tmp_path / "search")
     rows = tuning.search(config, out, data=_arrays())
@@ -151,6 +151,39 @@ def test_no_tuner_spends_a_trial_on_a_point_over_budget(tmp_path, tuner, depths)
     assert summary["trainable_networks"] == 2 and summary["networks_ruled_out"] == 1
     assert "2 networks of the space could train, 1 were left out" in \
         open(os.path.join(out, "trials.md")).read()
+
+
+def test_bayesian_optimisation_proposes_past_its_random_points_and_asks_again(
+        tmp_path, monkeypatch):
+    """Past keras-tuner's random initial points (3 per hyperparameter: 6 here) the
+    Gaussian process proposes; a proposal of a network over the budget (depth 20
+    and up: 2.5 MMACs and more at 8x8) or of a point tried already is asked again,
+    so every trial is a new, trainable point."""
+    import keras_tuner as kt
+
+    asked = []  # (trials completed, proposal), each time the oracle is asked
+    real = kt.oracles.BayesianOptimizationOracle.populate_space
+
+    def populate_space(self, trial_id):  # keras-tuner's own, its answers noted
+        done = sum(t.status == "COMPLETED" for t in self.trials.values())
+        proposal = real(self, trial_id)
+        asked.append((done, dict(proposal.get("values") or {})))
+        return proposal
+
+    monkeypatch.setattr(kt.oracles.BayesianOptimizationOracle, "populate_space", populate_space)
+    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="bayesian", max_trials=8,
+                                 max_epochs=1, depths=(8, 14, 20, 32, 44, 56),
+                                 batch_sizes=(16, 24, 32, 48), budget_mmacs=2.0,
+                                 recipe_overrides=FAST)
+    rows = tuning.search(config, str(tmp_path / "search"), data=_arrays())
+    points = [(r["depths"], int(r["batch_size"])) for r in rows]
+    assert len(points) == 8 and len(set(points)) == 8, points  # new points only
+    assert {depth for depth, _ in points} <= {"8", "14"}  # trainable only
+    proposed = [(values["depths"], values["batch_size"]) for done, values in asked if done >= 6]
+    assert len(proposed) >= 2  # the Gaussian process proposed the last two trials
+    asked_again = [p for p in proposed if p[0] not in ("8", "14")
+                   or proposed.count(p) > 1 or p in points[:6]]
+    assert asked_again  # seen on this search: an over-budget or repeated proposal
 
 
 def test_the_plan_rules_out_what_the_budget_does_without_building_it(tmp_path):
@@ -211,6 +244,33 @@ def test_the_time_budget_starts_no_trial_that_cannot_finish(tmp_path):
     assert tuning.search(config, out, data=_arrays()) == []
     with open(os.path.join(out, "summary.json")) as f:
         assert "time budget" in json.load(f)["stopped"]
+
+
+@pytest.mark.parametrize("tuner", ["random", "hyperband"])
+def test_a_real_search_stops_part_way_at_its_time_budget(tmp_path, tuner):
+    """Trials of ResNet-8 with their own learning rates, weight decays and label
+    smoothing (never exhausted) for 0.25 min: the search stops on its own after a
+    few trials, saying why, with its time within the budget."""
+    import time
+
+    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner=tuner, depths=(8,),
+                                 tune_training=True, max_trials=200, time_budget=0.25,
+                                 max_epochs=9 if tuner == "hyperband" else 1,
+                                 recipe_overrides=FAST)
+    out = str(tmp_path / "search")
+    start = time.monotonic()
+    rows = tuning.search(config, out, data=_arrays())
+    seconds = time.monotonic() - start
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert 2 <= len(rows) < 200 and all(r["status"] == "COMPLETED" for r in rows)
+    assert (summary["stopped"] or "").startswith("time budget: 0.25 min"), (summary, rows)
+    assert summary["minutes"] <= 0.25  # the search's own clock, from its plan
+    trials = 0.0
+    for row in rows:
+        with open(os.path.join(spaces.trial_run_dir(out, row["trial_id"]), "trial.json")) as f:
+            trials += json.load(f)["seconds"]
+    assert trials <= 15 and seconds < 15 + 30  # the trials in it; setup and report after
 
 
 def test_time_estimates_keep_grouped_and_plain_networks_apart(tmp_path):

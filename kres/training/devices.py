@@ -35,10 +35,12 @@ def make_strategy(name, cluster=None, timeout=None):
     return tf.distribute.get_strategy()
 
 
-def cpu_flags():
-    """The CPU's feature flags from ``/proc/cpuinfo`` (an empty set where there is none)."""
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU's feature flags: the first ``flags`` line of `path` (``/proc/cpuinfo``);
+    an empty set where there is none (no such file, or a processor, such as an
+    ARM one, whose file names its features otherwise)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith("flags"):
                     return frozenset(line.partition(":")[2].split())

@@ -265,9 +265,9 @@ class BayesianOracle(_PlannedOracle, kt.oracles.BayesianOptimizationOracle):
     """keras-tuner's Bayesian optimisation over the trainable networks.
 
     Its first points are random draws of trainable networks; where the
-    Gaussian process then proposes one that cannot train, it is asked again
-    (up to `attempts` times) before the point is let through, to fail as a
-    trial.
+    Gaussian process then proposes one that cannot train, or in the time
+    left, or a point tried already (keras-tuner would train it again), it is
+    asked again (up to `attempts` times) before the point is let through.
     """
 
     attempts = 100
@@ -277,7 +277,8 @@ class BayesianOracle(_PlannedOracle, kt.oracles.BayesianOptimizationOracle):
             proposal = super().populate_space(trial_id)
             if (proposal.get("status") != kt.engine.trial.TrialStatus.RUNNING
                     or (self.plan.is_trainable(proposal["values"])
-                        and self.plan.in_time(proposal["values"]))):
+                        and self.plan.in_time(proposal["values"])
+                        and not self.tried(proposal["values"]))):
                 return proposal
             self.began.pop(trial_id, None)
         return proposal
