@@ -37,11 +37,11 @@ demo: $(STAMP) $(FASHION_MNIST)
 		--from-dataset fashion_mnist --count 8
 
 test: $(STAMP) $(FASHION_MNIST)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # Everything, the tests marked slow included.
 test-all: $(STAMP) $(FASHION_MNIST)
-	$(BIN)/python -m pytest -n 2 -m ''
+	$(BIN)/python -m pytest -n 2 --dist worksteal -m ''
 
 # The tests against real PyTorch models (timm, torchvision), in an environment of
 # their own: PyTorch is never a dependency of kres. About 5.5 GB.

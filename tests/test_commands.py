@@ -169,6 +169,9 @@ def test_hyperband_search_through_the_command_line(fashion_mnist_dir, tmp_path, 
         in capsys.readouterr().out
 
 
+# Long; Bayesian optimisation's proposals are tested in test_tune.py, the search's
+# command line by the Hyperband search above (make test-all runs this one).
+@pytest.mark.slow
 def test_bayesian_search_of_wide_resnets_with_training_knobs_and_a_parameter_budget(
         fashion_mnist_dir, tmp_path):
     out = str(tmp_path / "search")

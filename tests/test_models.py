@@ -13,8 +13,9 @@ from kres.models.saving import deep_graphs
 from tests.golden import CIFAR_OPTION_B, DERIVED, KERAS_APPLICATIONS, PAPER_ROUNDED, PUBLISHED
 
 # The deeper and wider members of a family run the same builder code as a smaller
-# sibling that is built and tested in full by default (resnet50 for resnet101/152,
-# vgg11 for vgg13/16/19, ...): every run checks their catalog rows against the
+# sibling that is built and tested in full by default (resnet50 for resnet101/152 and
+# wide_resnet50_2, vgg11_bn for the VGGs, se_resnet50 and resnext50_32x4d for
+# se_resnext50_32x4d, ...): every run checks their catalog rows against the
 # published or derived figures (test_catalog_rows_are_the_golden_figures), and
 # `-m slow` builds them and checks the built networks (size, forward and backward
 # passes, rebuild). ResNet-1202's build alone takes 20 s.
@@ -23,7 +24,8 @@ HEAVY = {"resnet101", "resnet152", "resnet101v2", "resnet152v2", "resnext101_32x
          "se_resnet152", "se_resnext101_32x4d", "densenet169", "densenet201",
          "densenet_bc_250_24", "densenet_bc_190_40", "vgg13", "vgg16", "vgg19", "vgg13_bn",
          "vgg16_bn", "vgg19_bn", "cifar_resnet110", "cifar_plain110", "cifar_preact_resnet164",
-         "resnext29_16x64d"}
+         "resnext29_16x64d", "wide_resnet50_2", "se_resnext50_32x4d", "vgg11", "cifar_plain32",
+         "cifar_plain44"}
 SLOW = {"cifar_resnet1202"}
 
 

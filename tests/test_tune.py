@@ -172,16 +172,16 @@ def test_bayesian_optimisation_proposes_past_its_random_points_and_asks_again(
         return proposal
 
     monkeypatch.setattr(kt.oracles.BayesianOptimizationOracle, "populate_space", populate_space)
-    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="bayesian", max_trials=8,
+    config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="bayesian", max_trials=7,
                                  max_epochs=1, depths=(56, 44, 32, 20, 14, 8),
                                  batch_sizes=(16, 24, 32, 48), budget_mmacs=2.0,
                                  recipe_overrides=FAST)
     rows = tuning.search(config, str(tmp_path / "search"), data=_arrays())
     points = [(r["depths"], int(r["batch_size"])) for r in rows]
-    assert len(points) == 8 and len(set(points)) == 8, points  # new points only
+    assert len(points) == 7 and len(set(points)) == 7, points  # new points only
     assert {depth for depth, _ in points} <= {"8", "14"}  # trainable only
     proposed = [(values["depths"], values["batch_size"]) for done, values in asked if done >= 6]
-    assert len(proposed) >= 2  # the Gaussian process proposed the last two trials
+    assert proposed  # the Gaussian process proposed the last trial
     asked_again = [p for p in proposed if p[0] not in ("8", "14")
                    or proposed.count(p) > 1 or p in points[:6]]
     assert asked_again  # seen on this search: an over-budget or repeated proposal
