@@ -119,6 +119,35 @@ def test_frozen_phase_keeps_the_backbone_and_resume_crosses_the_phase_boundary(
     assert (run_prep["mean"], run_prep["std"]) == (source_prep["mean"], source_prep["std"])
 
 
+def test_a_run_killed_in_its_frozen_phase_resumes_each_phase_at_its_own_epochs(
+        pretrained_run, tmp_path):
+    """Killed in the frozen phase's second epoch: the resumed run finishes that phase
+    from its backup, then starts the next phase at its own first epoch (Keras keeps
+    the first phase's resumed epoch on the model; it used to start there again)."""
+
+    class Begun(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append(epoch)
+
+    run = str(tmp_path / "finetune")
+    settings = dict(data=_data(3, seed=3), run_dir=run, recipe="transfer", epochs=3,
+                    frozen_epochs=2, batch_size=32, augment="none",
+                    weights=os.path.join(pretrained_run, "best.keras"),
+                    model_overrides=TINY, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        kres.train("cifar_resnet20", "arrays3", callbacks=[_CrashAt(1)], **settings)
+    assert os.path.isdir(os.path.join(run, "backup-frozen"))
+    begun = Begun()
+    results = kres.train("cifar_resnet20", "arrays3", callbacks=[begun], **settings)
+    assert begun.epochs == [1, 2] and results["epochs_run"] == 3
+    with open(os.path.join(run, "history.csv")) as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["0", "1", "2"]
+
+
 def test_unfreeze_names_the_stages_trained_after_the_frozen_phase():
     model = kres.build_model("cifar_resnet20", classes=3, input_shape=(16, 16, 1), **TINY)
     finetune.freeze_backbone(model)
