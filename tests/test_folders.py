@@ -384,21 +384,6 @@ def test_kres_train_refuses_the_corrupt_image_then_skips_it_and_evaluate_reuses_
     assert float(printed["accuracy"]) == pytest.approx(results["test_accuracy"], abs=1e-4)
 
 
-class _Crash(Exception):
-    pass
-
-
-def _crash_in_epoch(epoch):
-    import keras
-
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_begin(self, e, logs=None):
-            if e == epoch:
-                raise _Crash(f"crashed in epoch {e}")
-
-    return Crash()
-
-
 def _write_photos(root, counts, start=0):
     """``root/<class>/<i>.png``: `counts` images per class, 12 x 12, tinted by class."""
     for c, (name, count) in enumerate(counts.items()):
@@ -417,6 +402,7 @@ def test_a_folder_run_resumes_on_its_split_weighs_its_classes_and_evaluates_on_i
     import kres
     from kres.cli import main
     from kres.training import evaluation, preparation
+    from tests.test_finetune import _CrashAt
 
     root, run = tmp_path / "photos", tmp_path / "run"
     _write_photos(root, {"ant": 16, "bee": 6, "cow": 6})
@@ -435,9 +421,9 @@ def test_a_folder_run_resumes_on_its_split_weighs_its_classes_and_evaluates_on_i
     monkeypatch.setattr(evaluation, "load_data", load_data)
     settings = dict(image_size=16, epochs=2, batch_size=4, class_weights=True,
                     model_overrides={"depths": (1, 1, 1)}, verbose=0)
-    with pytest.raises(_Crash):
+    with pytest.raises(KeyboardInterrupt):
         kres.train("cifar_resnet20", str(root), run_dir=str(run), **settings,
-                   callbacks=[_crash_in_epoch(1)])
+                   callbacks=[_CrashAt(1)])
     saved = ksplits.read_splits(str(run / "splits.json"))
     _write_photos(root, {"ant": 0, "bee": 6, "cow": 0}, start=6)
     fresh = preparation.load_data(str(root), seed=0, channels=3).splits

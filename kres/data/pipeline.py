@@ -117,8 +117,7 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         out = examples.map(prepare, num_parallel_calls=autotune).with_options(options)
         out = out.batch(batch_size, drop_remainder=drop_remainder)
         if training and (mixup_alpha > 0 or cutmix_alpha > 0):
-            batch_rng = tf.data.Dataset.random(
-                seed=None if epoch_seed is None else epoch_seed + 1).batch(2)
+            batch_rng = tf.data.Dataset.random(seed=epoch_seed + 1).batch(2)  # a tensor here
             out = tf.data.Dataset.zip((out, batch_rng)).map(
                 lambda batch, rng: _mix(*batch, rng, mixup_alpha, cutmix_alpha),
                 num_parallel_calls=autotune)

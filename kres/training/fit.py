@@ -106,9 +106,8 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
             for path in (history_path, best_path):
                 if os.path.exists(path):
                     os.remove(path)
-    previous = runs.trim_history(history_path, max(runs.backup_epoch(backup_dir),
-                                                   initial_epoch)) \
-        if resume or initial_epoch else []
+    first_epoch = start_epoch(model, backup_dir, initial_epoch, backup)
+    previous = runs.trim_history(history_path, first_epoch) if resume or initial_epoch else []
     best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
 
     all_callbacks = [
@@ -132,9 +131,9 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     # file; the resume then takes the copy made before the write.
     all_callbacks.append(backup or keras.callbacks.BackupAndRestore(
         backup_dir, double_checkpoint=True))
-    train_ds = train_from(start_epoch(model, backup_dir, initial_epoch, backup))
     # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
-    return model.fit(train_ds, validation_data=val_ds, epochs=epochs or recipe.epochs,
+    return model.fit(train_from(first_epoch), validation_data=val_ds,
+                     epochs=epochs or recipe.epochs,
                      steps_per_epoch=train_examples // recipe.batch_size,
                      initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
                      verbose=progress(verbose), class_weight=class_weight)

@@ -226,10 +226,7 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
         strategy = model.distribute_strategy
 
         def replica():
-            context = tf.distribute.get_replica_context()
-            first = tf.equal(context.replica_id_in_sync_group, 0)
-            sent = tf.where(first, tf.constant(epoch, tf.float64), tf.constant(0.0, tf.float64))
-            return context.all_reduce("SUM", sent)
+            return _chief_values([tf.constant(epoch, tf.float64)])[0]
 
         return int(strategy.experimental_local_results(
             tf.function(lambda: strategy.run(replica))())[0].numpy())
@@ -251,8 +248,7 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
 def take_from_chief(model, epoch):
     """Gives every worker the chief's model and optimizer variables; returns its `epoch`.
 
-    A broadcast as one all-reduce: each replica sends its values where it is
-    replica 0 and zeros elsewhere. Integer variables (the iteration count)
+    One broadcast (`_chief_values`). Integer variables (the iteration count)
     travel as float64, exact to 2**53.
     """
     import tensorflow as tf
@@ -263,20 +259,11 @@ def take_from_chief(model, epoch):
     @tf.function
     def broadcast():
         def replica():
-            context = tf.distribute.get_replica_context()
-            first = tf.equal(context.replica_id_in_sync_group, 0)
             values = [tf.constant(epoch, tf.float64)]
             for v in variables:
                 value = tf.identity(v.value)
                 values.append(value if value.dtype.is_floating else tf.cast(value, tf.float64))
-            sent = [tf.where(first, value, tf.zeros_like(value)) for value in values]
-            # One all-reduce per dtype: a packed all-reduce needs one dtype.
-            received = [None] * len(sent)
-            for dtype in {value.dtype for value in sent}:
-                indices = [i for i, value in enumerate(sent) if value.dtype == dtype]
-                for i, value in zip(indices, context.all_reduce("SUM", [sent[i] for i in indices])):
-                    received[i] = value
-            return received
+            return _chief_values(values)
 
         results = [strategy.experimental_local_results(r)[0]
                    for r in strategy.run(replica)]
@@ -285,6 +272,26 @@ def take_from_chief(model, epoch):
         return results[0]
 
     return int(broadcast().numpy())
+
+
+def _chief_values(values):
+    """In a replica context: replica 0's `values`, on every replica.
+
+    A broadcast as all-reduces: each replica sends its values where it is
+    replica 0 and zeros elsewhere, one all-reduce per dtype (a packed
+    all-reduce needs one dtype).
+    """
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    first = tf.equal(context.replica_id_in_sync_group, 0)
+    sent = [tf.where(first, value, tf.zeros_like(value)) for value in values]
+    received = [None] * len(sent)
+    for dtype in {value.dtype for value in sent}:
+        indices = [i for i, value in enumerate(sent) if value.dtype == dtype]
+        for i, value in zip(indices, context.all_reduce("SUM", [sent[i] for i in indices])):
+            received[i] = value
+    return received
 
 
 RESTARTS = "KRES_WORKER_RESTARTS"
