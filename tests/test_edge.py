@@ -176,10 +176,11 @@ def test_a_bfloat16_model_to_litert_and_onnx_and_predict_resizing_other_sizes(
 
 
 def test_int8_calibrates_on_the_images_given_and_takes_float32_input_on_request(
-        bfloat16_run, tmp_path):
+        bfloat16_run, tmp_path, capsys):
     """--calibration-data: a folder of PNGs and a .npy of the same pixels calibrate
-    the same file; other pixels another. --input-type float32: the int8 file takes
-    float pixels and answers as the Keras model does, within int8's tolerance."""
+    the same file; other pixels another; a file that does not decode is named.
+    --input-type float32: the int8 file takes float pixels and answers as the Keras
+    model does, within int8's tolerance."""
     from tests.test_finetune import _arrays
 
     x, _ = _arrays(4, 16, size=16, channels=3, seed=5)
@@ -187,6 +188,7 @@ def test_int8_calibrates_on_the_images_given_and_takes_float32_input_on_request(
     folder.mkdir()
     for i, image in enumerate(x):
         (folder / f"{i:02d}.png").write_bytes(tf.io.encode_png(image).numpy())
+    (folder / "._00.png").write_bytes(b"\0\5\26\7" + bytes(60))  # macOS's, ignored
     np.save(tmp_path / "same.npy", x)
     np.save(tmp_path / "dark.npy", (x // 8).astype(np.uint8))
 
@@ -207,6 +209,14 @@ def test_int8_calibrates_on_the_images_given_and_takes_float32_input_on_request(
     got, record = _file_probabilities(path, x)
     assert record["input"]["dtype"] == "float32" and record["quantize"] == "int8"
     assert np.abs(got - _keras_probabilities(bfloat16_run, x)).max() <= TOLERANCE["int8"]
+    # A file of the folder that does not decode is named, before any conversion.
+    (folder / "03b.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    capsys.readouterr()
+    assert main(["export", "--model", bfloat16_run, "--name", "m", "--out", str(tmp_path / "bad"),
+                 "--format", "tflite", "--quantize", "int8", "--calibration-data",
+                 str(folder)]) == 2
+    assert "calibration image 03b.jpg does not decode" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def _odd_model(op, name):

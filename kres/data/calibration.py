@@ -11,9 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from kres import checks
+from kres.data.folders import IMAGE_EXTENSIONS, decode_error_reason
 from kres.data.sources import load
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def sample_pixels(source, preprocessing, count=256, *, data_dir=None, split="train"):
@@ -46,10 +45,13 @@ def sample_pixels(source, preprocessing, count=256, *, data_dir=None, split="tra
     if source.endswith(".npy") and os.path.isfile(source):
         images = [tf.constant(image) for image in np.load(source)[:count]]
     elif os.path.isdir(source) and not _is_split_folder(source):
+        # The image files an image folder's scan reads (hidden ones, such as
+        # macOS's ._ copies, left out), in sorted order.
         paths = sorted(os.path.join(folder, name) for folder, _, names in os.walk(source)
-                       for name in names if name.lower().endswith(IMAGE_SUFFIXES))[:count]
-        images = [tf.io.decode_image(tf.io.read_file(p), expand_animations=False)
-                  for p in paths]
+                       if "/." not in folder[len(source):]
+                       for name in names if not name.startswith(".")
+                       and name.lower().endswith(IMAGE_EXTENSIONS))[:count]
+        images = [_decoded(path, preprocessing.channels, source) for path in paths]
     else:
         data = load(source, data_dir=data_dir)
         images = [image for image, _ in getattr(data, split).take(count)]
@@ -70,6 +72,20 @@ def sample_pixels(source, preprocessing, count=256, *, data_dir=None, split="tra
                            preprocessing.width, preprocessing.resize == "center_crop")
 
     return np.stack([fit(image).numpy() for image in images]).astype(np.float32)
+
+
+def _decoded(path, channels, source):
+    """One calibration image, decoded as training decodes (`kres.images.decode`)."""
+    from kres.images import decode
+
+    try:
+        return decode(tf.io.read_file(path), channels)
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError(
+            f"The calibration image {os.path.relpath(path, source)} does not decode "
+            f"({decode_error_reason(error)}): "
+            f"remove it from the folder or give other images. Received: source={source!r}"
+        ) from None
 
 
 def _is_split_folder(path):

@@ -64,7 +64,7 @@ def _kind(channels, components, header):
     return KINDS[channels - 1]  # grayscale, grayscale+alpha, rgb, rgba
 
 
-def _reason(error):
+def decode_error_reason(error):
     """TensorFlow's message for a file, on one line, without the op's decorations."""
     message = getattr(error, "message", None) or str(error)
     message = re.sub(r"\{\{[^}]*\}\}\s*", "", message)
@@ -275,7 +275,7 @@ def _decode_all(root, paths, progress):
             try:
                 result = _probe(tf.constant(raw))
             except (tf.errors.OpError, ValueError) as error:
-                found[path] = _reason(error)
+                found[path] = decode_error_reason(error)
             else:
                 found[path] = (*(int(v) for v in result[:4]), bytes(result[4].numpy()))
     if bar is not None:
