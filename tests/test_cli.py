@@ -87,16 +87,29 @@ def test_train_flags_land_in_the_run_configuration():
         "--patience", "5", "--set-recipe", "label_smoothing=0.1", "--set", "drop_path_rate=0.1",
         "--subset", "1000", "--val-size", "500", "--image-size", "32", "--channels", "3",
         "--seed", "7", "--precision", "mixed_bfloat16", "--xla", "--strategy", "default",
-        "--out", "runs/x"])
+        "--optimizer", "adamw", "--ema", "--out", "runs/x"])
     config, out = commands._train_config(args)
     assert out == "runs/x"
     assert config.recipe == "wrn-cifar" and config.recipe_overrides == {
         "label_smoothing": 0.1, "epochs": 30, "batch_size": 64, "learning_rate": 0.05,
-        "weight_decay": 0.0005, "patience": 5}
+        "weight_decay": 0.0005, "patience": 5, "optimizer": "adamw", "ema": True}
     assert config.model_overrides == {"drop_path_rate": 0.1}
     assert (config.subset, config.val_size, config.image_size, config.channels, config.seed,
             config.precision, config.jit_compile, config.strategy) == (
         1000, 500, 32, 3, 7, "mixed_bfloat16", True, "default")
+
+
+def test_a_new_optimizer_with_the_recipes_learning_rate_is_warned_of(capsys):
+    from kres.cli import commands
+    from kres.cli.parser import _parser
+
+    flags = ["train", "--model", "cifar_resnet20", "--dataset", "fashion_mnist",
+             "--recipe", "fast-cpu", "--optimizer", "lion"]
+    commands._train_config(_parser().parse_args(flags))
+    assert ("--optimizer lion keeps the recipe fast-cpu's learning_rate 0.2 and weight_decay "
+            "0.0005, set for sgd") in capsys.readouterr().err
+    commands._train_config(_parser().parse_args([*flags, "--lr", "1e-4", "--weight-decay", "1"]))
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_multi_worker_train_needs_its_run_directory_and_a_cluster(capsys, tmp_path,

@@ -6,6 +6,7 @@ Each command imports what it needs when it runs: ``kres models`` reads
 
 import json
 import os
+import sys
 
 from kres.models import catalog
 
@@ -214,7 +215,8 @@ def _train_config(args):
     recipe = dict(args.recipe_overrides)
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"),
                         ("lr", "learning_rate"), ("weight_decay", "weight_decay"),
-                        ("patience", "patience"), ("augment", "augment")):
+                        ("patience", "patience"), ("augment", "augment"),
+                        ("optimizer", "optimizer"), ("ema", "ema")):
         if getattr(args, flag) is not None:
             recipe[field] = getattr(args, flag)
     config = TrainConfig(
@@ -226,7 +228,25 @@ def _train_config(args):
         jit_compile=args.jit_compile, strategy=args.strategy, data_dir=args.data_dir,
         weights=args.weights, skip_bad_images=args.skip_bad_images,
         class_weights=args.class_weights)
+    _warn_optimizer_settings(config, recipe)
     return config, args.out
+
+
+def _warn_optimizer_settings(config, overrides):
+    """Warns when the optimizer is changed and the recipe's learning rate or weight
+    decay, set for another optimizer, is kept."""
+    from kres.training.recipes import RECIPES
+
+    named = RECIPES.get(config.recipe)
+    chosen = overrides.get("optimizer")
+    if named is None or chosen is None or chosen == named.optimizer:
+        return
+    kept = [f"{field} {getattr(named, field)}" for field in ("learning_rate", "weight_decay")
+            if field not in overrides]
+    if kept:
+        print(f"kres train: warning: --optimizer {chosen} keeps the recipe {config.recipe}'s "
+              f"{' and '.join(kept)}, set for {named.optimizer} (--lr, --weight-decay)",
+              file=sys.stderr)
 
 
 def train(args):

@@ -15,6 +15,7 @@ import time
 import keras
 
 from kres import rundir as runs
+from kres.training.ema import WeightAverage
 
 
 class EpochStats(keras.callbacks.Callback):
@@ -92,6 +93,9 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     `class_weight` is `model.fit`'s. `verbose` is too, except that
     ``"auto"`` is Keras's progress bar only in a terminal, and one line per
     epoch (``2``) where the output goes to a file or a pipe (`progress`).
+    With the recipe's `ema`, validation, the best checkpoint and early
+    stopping use the weight average (`kres.training.ema`), saved with the
+    backup, and the model ends holding it.
 
     Returns:
         The Keras `History`.
@@ -109,11 +113,17 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     first_epoch = start_epoch(model, backup_dir, initial_epoch, backup)
     previous = runs.trim_history(history_path, first_epoch) if resume or initial_epoch else []
     best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
+    # The weight average (recipe.ema): in the model from the first callback's epoch end
+    # to the last's, so the checkpoint and early stopping between them see it.
+    average_in, average_out = ([], []) if not recipe.ema else (
+        [c] for c in WeightAverage(model, recipe.ema_decay, recipe.ema_warmup).callbacks(
+            val_ds, backup_dir, first_epoch, initial_epoch))
 
     all_callbacks = [
         # Raises at the first non-finite loss, before any epoch-end callback can
         # save NaN weights; the backup of the last good epoch stays.
         keras.callbacks.TerminateOnNaN(raise_error=True),
+        *average_in,
         EpochStats(train_examples),
         keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
                                         save_best_only=True,
@@ -126,6 +136,7 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
         all_callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=recipe.patience,
             restore_best_weights=True))
+    all_callbacks.extend(average_out)
     # Last: an epoch is backed up only after its row and checkpoint are written.
     # double_checkpoint: a kill while the weights are written leaves a truncated
     # file; the resume then takes the copy made before the write.

@@ -2,14 +2,18 @@
 
 A `Recipe` is a named preset (optimizer, schedule, weight decay, epochs,
 augmentation) every field of which can be overridden (`resolve_recipe`).
-`compile_model` turns one into SGD with its per-iteration learning-rate
-schedule (a `keras.optimizers.schedules` object), coupled weight decay and
-the label-smoothed cross-entropy.
+`compile_model` turns one into a Keras optimizer (SGD, AdamW, LAMB or Lion:
+Keras's own classes, `make_optimizer`) with its per-update learning-rate
+schedule (a `keras.optimizers.schedules` object), weight decay, gradient
+clipping and accumulation, and the label-smoothed cross-entropy.
 
-Weight decay is coupled L2, as in the papers' SGD (and PyTorch's
+Weight decay with SGD is coupled L2, as in the papers' SGD (and PyTorch's
 ``weight_decay``): each decayed variable carries an L2 regularizer of
 ``weight_decay / 2 * ||w||^2``, so its gradient gains ``weight_decay * w``
-before momentum.
+before momentum. With AdamW, LAMB and Lion it is decoupled (Loshchilov &
+Hutter 2019), the optimizers' own ``weight_decay``: each update shrinks a
+decayed variable by ``learning_rate * weight_decay * w`` (PyTorch's AdamW
+does the same), so its values are larger (0.05 rather than 5e-4).
 """
 
 import dataclasses
@@ -23,6 +27,13 @@ from kres.models.registry import lookup
 from kres.preprocessing import AUGMENTATIONS
 
 SCHEDULES = ("step", "cosine", "constant")
+# Keras's classes by the recipes' names. SGD's weight decay is the papers' coupled L2; the
+# others' is their own decoupled decay.
+OPTIMIZERS = {"sgd": "SGD", "adamw": "AdamW", "lamb": "Lamb", "lion": "Lion"}
+# The power of the EMA's decay warmup (timm's ModelEmaV3 with warmup_power=3/4, its value
+# for runs of fewer than about 10,000 steps): the decay after t updates is
+# min(ema_decay, 1 - (1 + t) ** -3/4).
+EMA_WARMUP_POWER = 0.75
 
 
 @dataclass(frozen=True)
@@ -31,13 +42,24 @@ class Recipe:
 
     Attributes:
         epochs: passes over the training set.
-        batch_size: examples per step.
+        batch_size: examples per step (per gradient computation; an update
+            takes `accumulation_steps` of them).
         learning_rate: peak learning rate (before `scale_lr`).
-        scale_lr: multiply `learning_rate` by ``batch_size / 256`` (Goyal et
-            al.'s linear scaling rule, the ImageNet recipes).
+        scale_lr: multiply `learning_rate` by ``batch_size *
+            accumulation_steps / 256`` (Goyal et al.'s linear scaling rule,
+            the ImageNet recipes).
+        optimizer: ``"sgd"`` (with `momentum` and `nesterov`), ``"adamw"``,
+            ``"lamb"`` or ``"lion"`` (`OPTIMIZERS`; Keras's classes with
+            their default betas).
         momentum: SGD momentum.
-        nesterov: Nesterov momentum.
-        weight_decay: coupled L2 weight decay.
+        nesterov: Nesterov momentum (SGD).
+        weight_decay: weight decay: coupled L2 with SGD, the optimizer's own
+            decoupled decay with the others (see the module's doc).
+        clip_norm: clip the gradients to this global norm (0: no clipping;
+            Keras's ``global_clipnorm``).
+        accumulation_steps: average the gradients of this many batches per
+            update (Keras's ``gradient_accumulation_steps``; 1: none); the
+            schedule counts batches, as Keras's optimizer does.
         decay_all: decay batch-norm parameters and biases too (the papers);
             False decays convolution and dense kernels only (Bag of Tricks).
         schedule: ``"step"`` (multiply by `gamma` at each milestone),
@@ -54,6 +76,15 @@ class Recipe:
         cutmix_alpha: CutMix's Beta parameter (0: off).
         random_erasing: random-erasing probability (0: off).
         zero_init_last: zero-initialise each residual branch's last BN.
+        ema: keep an exponential moving average of the whole model state
+            (weights and batch-norm statistics; `kres.training.ema`), which
+            validation, the best checkpoint and therefore the test score and
+            every export use; the raw weights' validation scores are kept
+            beside (``raw_val_*`` in the history).
+        ema_decay: the average's decay per update, reached after its warmup
+            (`EMA_WARMUP_POWER`; timm's ModelEmaV3).
+        ema_warmup: warm the decay up from 0 (else `ema_decay` from the
+            first update).
         test_flip: score the test set with each image's and its mirror
             image's predictions averaged (`kres.flip_averaged`; for networks
             trained with flips). The run's results keep the single-view
@@ -76,9 +107,12 @@ class Recipe:
     batch_size: int = 128
     learning_rate: float = 0.1
     scale_lr: bool = False
+    optimizer: str = "sgd"
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
+    clip_norm: float = 0.0
+    accumulation_steps: int = 1
     decay_all: bool = True
     schedule: str = "step"
     milestones: tuple = (0.5, 0.75)
@@ -91,6 +125,9 @@ class Recipe:
     cutmix_alpha: float = 0.0
     random_erasing: float = 0.0
     zero_init_last: bool = False
+    ema: bool = False
+    ema_decay: float = 0.9998
+    ema_warmup: bool = True
     test_flip: bool = False
     patience: int = 0
     frozen_epochs: int = 0
@@ -107,6 +144,10 @@ class Recipe:
         checks.number("learning_rate", self.learning_rate, low=0, low_open=True)
         checks.number("momentum", self.momentum, low=0, high=1, high_open=True)
         checks.number("weight_decay", self.weight_decay, low=0)
+        checks.choice("optimizer", self.optimizer, OPTIMIZERS)
+        checks.number("clip_norm", self.clip_norm, low=0)
+        checks.positive_int("accumulation_steps", self.accumulation_steps)
+        checks.number("ema_decay", self.ema_decay, low=0, high=1, high_open=True)
         checks.choice("schedule", self.schedule, SCHEDULES)
         if (not isinstance(self.milestones, tuple)
                 or not all(checks.is_number(m) and 0 < m < 1 for m in self.milestones)
@@ -123,7 +164,7 @@ class Recipe:
             checks.number(field, getattr(self, field), low=0)
         checks.number("random_erasing", self.random_erasing, low=0, high=1)
         for field in ("scale_lr", "nesterov", "decay_all", "zero_init_last",
-                      "test_flip"):
+                      "test_flip", "ema", "ema_warmup"):
             checks.boolean(field, getattr(self, field))
         checks.integer("patience", self.patience, minimum=0)
         checks.integer("frozen_epochs", self.frozen_epochs, minimum=0)
@@ -225,8 +266,12 @@ def resolve_recipe(name, **overrides):
 
 
 def learning_rate_schedule(recipe, steps_per_epoch):
-    """The recipe's per-iteration schedule (a `keras.optimizers.schedules` object;
+    """The recipe's per-batch schedule (a `keras.optimizers.schedules` object;
     the learning rate itself, a float, for the constant schedule).
+
+    It counts batches, also with gradient accumulation: Keras's optimizer
+    evaluates its schedule at the number of batches seen (``_iterations``),
+    not of updates made.
 
     Example:
 
@@ -235,7 +280,8 @@ def learning_rate_schedule(recipe, steps_per_epoch):
     >>> round(float(schedule(8200)), 6), round(float(schedule(8201)), 6)
     (0.1, 0.01)
     """
-    lr = recipe.learning_rate * (recipe.batch_size / 256 if recipe.scale_lr else 1.0)
+    lr = recipe.learning_rate * (recipe.batch_size * recipe.accumulation_steps / 256
+                                 if recipe.scale_lr else 1.0)
     total = recipe.epochs * steps_per_epoch
     if recipe.schedule == "constant":
         return lr
@@ -267,29 +313,78 @@ def spec_overrides(recipe, model, overrides=()):
     return overrides
 
 
+def decayed_variables(model, decay_all=True):
+    """The trainable variables weight decay applies to: all of them, or with
+    `decay_all` False only the kernels (rank > 1), sparing batch norm and biases."""
+    return [v for v in model.trainable_weights if decay_all or len(v.shape) > 1]
+
+
 def apply_weight_decay(model, weight_decay, decay_all=True):
-    """Adds coupled L2 weight decay to `model`'s trainable variables.
+    """Adds coupled L2 weight decay to `model`'s trainable variables (SGD's).
 
     Each decayed variable gets the regularizer ``weight_decay / 2 * sum(w^2)``,
-    whose gradient is ``weight_decay * w``. Regularizers set on variables are
-    not part of the model's config, so saved models carry no training setting.
+    whose gradient is ``weight_decay * w``; the others get none (an earlier
+    call's is removed). Regularizers set on variables are not part of the
+    model's config, so saved models carry no training setting.
 
     Args:
         model: a Keras model.
-        weight_decay: the decay coefficient.
+        weight_decay: the decay coefficient (0: no variable is decayed).
         decay_all: decay every trainable variable; False decays only kernels
             (variables of rank > 1), sparing batch norm and biases.
 
     Returns:
         The number of decayed variables.
     """
+    for variable in model.trainable_weights:
+        variable.regularizer = None
     if weight_decay <= 0:
         return 0
     regularizer = keras.regularizers.L2(weight_decay / 2)
-    decayed = [v for v in model.trainable_weights if decay_all or len(v.shape) > 1]
+    decayed = decayed_variables(model, decay_all)
     for variable in decayed:
         variable.regularizer = regularizer
     return len(decayed)
+
+
+def make_optimizer(recipe, model, steps_per_epoch):
+    """The recipe's Keras optimizer for `model`, with its schedule, clipping and
+    accumulation, and weight decay as the optimizer wants it.
+
+    SGD: the coupled L2 regularizers set on the decayed variables
+    (`apply_weight_decay`). AdamW, LAMB, Lion: the optimizer's own decoupled
+    ``weight_decay``, with the variables `decay_all` spares excluded
+    (``exclude_from_weight_decay``), and no regularizer.
+
+    Example:
+
+    >>> import keras
+    >>> from kres.training.recipes import RECIPES, make_optimizer
+    >>> import dataclasses
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> recipe = dataclasses.replace(RECIPES["fast-cpu"], optimizer="adamw",
+    ...                              learning_rate=1e-3, weight_decay=0.05)
+    >>> optimizer = make_optimizer(recipe, model, steps_per_epoch=10)
+    >>> type(optimizer).__name__, optimizer.weight_decay
+    ('AdamW', 0.05)
+    """
+    common = dict(
+        learning_rate=learning_rate_schedule(recipe, steps_per_epoch),
+        global_clipnorm=recipe.clip_norm or None,
+        gradient_accumulation_steps=recipe.accumulation_steps
+        if recipe.accumulation_steps > 1 else None)
+    if recipe.optimizer == "sgd":
+        apply_weight_decay(model, recipe.weight_decay, recipe.decay_all)
+        return keras.optimizers.SGD(momentum=recipe.momentum, nesterov=recipe.nesterov,
+                                    **common)
+    apply_weight_decay(model, 0.0)
+    optimizer = getattr(keras.optimizers, OPTIMIZERS[recipe.optimizer])(
+        weight_decay=recipe.weight_decay or None, **common)
+    if recipe.weight_decay and not recipe.decay_all:
+        decayed = {id(v) for v in decayed_variables(model, False)}
+        optimizer.exclude_from_weight_decay(
+            var_list=[v for v in model.trainable_weights if id(v) not in decayed])
+    return optimizer
 
 
 def metrics(num_classes):
@@ -301,12 +396,10 @@ def metrics(num_classes):
 
 
 def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto"):
-    """Compiles `model` with a recipe: SGD, its schedule, coupled weight decay,
-    cross-entropy with label smoothing, accuracy (and top-5 beyond 10 classes)."""
-    apply_weight_decay(model, recipe.weight_decay, recipe.decay_all)
-    optimizer = keras.optimizers.SGD(
-        learning_rate=learning_rate_schedule(recipe, steps_per_epoch),
-        momentum=recipe.momentum, nesterov=recipe.nesterov)
+    """Compiles `model` with a recipe: its optimizer (`make_optimizer`: schedule,
+    weight decay, clipping, accumulation), cross-entropy with label smoothing,
+    accuracy (and top-5 beyond 10 classes)."""
+    optimizer = make_optimizer(recipe, model, steps_per_epoch)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(
                       label_smoothing=recipe.label_smoothing),

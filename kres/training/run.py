@@ -231,6 +231,8 @@ def record(run, p, precision, jit_compile, model):
         **({f"test_{key}_single_view": value for key, value in single.items()}
            if recipe.test_flip else {}),
         "best_val_accuracy": max((float(r["val_accuracy"]) for r in history), default=None),
+        **({"ema": True, "best_raw_val_accuracy": max(
+            float(r["raw_val_accuracy"]) for r in history)} if recipe.ema and history else {}),
         "epochs_run": len(history), "params": count_params(model), "macs": count_macs(model),
         "epoch_times": [float(r["epoch_time"]) for r in history],
         "train_images_per_second": float(np.median(
@@ -326,6 +328,10 @@ def _check_cluster(config, run_dir):
             "the whole dataset, shuffles it and keeps its share, so the shuffles must agree. "
             "Received: seed=None")
     recipe = resolve_recipe(config.recipe, **config.recipe_overrides)
+    if recipe.ema:
+        raise ValueError(
+            "strategy='multi-worker' does not average weights yet (the average is not among "
+            "what the workers take from the chief's backup). Received: ema=True")
     if recipe.batch_size % worker.num_workers:
         raise ValueError(
             f"batch_size is the global batch of a multi-worker run and must split evenly "

@@ -1,0 +1,210 @@
+"""The training toolkit: Keras's optimizers from the recipes (decoupled weight decay,
+clipping, gradient accumulation), and the weight average of the whole model state."""
+
+import csv
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+import kres
+from kres import training
+from kres.training import recipes
+from kres.training.ema import WeightAverage
+from kres.training.fit import pipelines
+from tests.test_train import TINY, _arrays, _CrashAt
+
+
+def _small_model():
+    """Dense, batch norm, dense: kernels, biases, BN scales and moving statistics."""
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+def _recipe(**fields):
+    return dataclasses.replace(recipes.RECIPES["fast-cpu"], epochs=2, batch_size=8,
+                               warmup_epochs=0, **fields)
+
+
+def _xy(n=32):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    return x, keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)
+
+
+SETTINGS = {"sgd": dict(learning_rate=0.1), "adamw": dict(learning_rate=1e-2, weight_decay=0.05),
+            "lamb": dict(learning_rate=1e-2, weight_decay=0.05),
+            "lion": dict(learning_rate=1e-3, weight_decay=0.5)}
+
+
+@pytest.mark.parametrize("name", list(recipes.OPTIMIZERS))
+def test_each_optimizer_trains_from_its_recipe_and_resumes_with_its_state(name, tmp_path):
+    """Two steps, the state saved (as the backup saves it), two more: a model built
+    and compiled afresh from the saved state takes the same two steps."""
+    x, y = _xy()
+    recipe = _recipe(optimizer=name, **SETTINGS[name])
+    keras.utils.set_random_seed(0)
+    model = _small_model()
+    recipes.compile_model(model, recipe, steps_per_epoch=4, num_classes=2)
+    assert type(model.optimizer).__name__ == recipes.OPTIMIZERS[name]
+    start = model.get_weights()
+    model.fit(x[:16], y[:16], batch_size=8, shuffle=False, verbose=0)
+    model.save_weights(tmp_path / "state.weights.h5")
+    model.fit(x[16:], y[16:], batch_size=8, shuffle=False, verbose=0)
+
+    again = _small_model()
+    recipes.compile_model(again, recipe, steps_per_epoch=4, num_classes=2)
+    again.load_weights(tmp_path / "state.weights.h5")
+    assert int(again.optimizer.iterations) == 2
+    again.fit(x[16:], y[16:], batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert any(np.abs(a - s).max() > 1e-4 for a, s in zip(model.get_weights(), start))
+
+
+@pytest.mark.parametrize("name", ["adamw", "lamb", "lion"])
+@pytest.mark.parametrize("decay_all", [False, True])
+def test_decoupled_weight_decay_shrinks_the_decayed_variables_alone(name, decay_all):
+    """With zero gradients these optimizers' steps are zero: what moves is the
+    decay, ``w * (1 - lr * wd)``, on the kernels only unless `decay_all`; no
+    coupled L2 regularizer is added on top."""
+    model = _small_model()
+    recipe = _recipe(optimizer=name, learning_rate=0.1, weight_decay=0.5, decay_all=decay_all)
+    optimizer = recipes.make_optimizer(recipe, model, steps_per_epoch=4)
+    variables = model.trainable_variables
+    optimizer.build(variables)
+    for v in variables:
+        v.assign(np.full(v.shape, 2.0, "float32"))
+    optimizer.apply([keras.ops.zeros(v.shape) for v in variables], variables)
+    for v in variables:
+        decayed = decay_all or len(v.shape) > 1
+        np.testing.assert_allclose(v.numpy(), 2.0 * (0.95 if decayed else 1.0), rtol=1e-6,
+                                   err_msg=v.path)
+        assert v.regularizer is None
+
+
+def test_sgd_keeps_the_papers_coupled_decay():
+    model = _small_model()
+    recipes.make_optimizer(_recipe(optimizer="sgd", weight_decay=1e-3, decay_all=False), model,
+                           steps_per_epoch=4)
+    assert [v.regularizer is not None for v in model.trainable_variables] == [
+        len(v.shape) > 1 for v in model.trainable_variables]
+
+
+def test_accumulation_updates_once_per_n_batches_and_clipping_bounds_the_step():
+    """Two batches per update: the first batch moves no weight, the second does,
+    by at most `clip_norm` (plain SGD at learning rate 1, so the step is the
+    clipped gradient). The weight average is updated once per update, not per batch."""
+    x, y = _xy(16)
+    model = _small_model()
+    recipe = _recipe(optimizer="sgd", learning_rate=1.0, momentum=0.0, nesterov=False,
+                     weight_decay=0.0, schedule="constant", accumulation_steps=2,
+                     clip_norm=1e-3, label_smoothing=0.0)
+    recipes.compile_model(model, recipe, steps_per_epoch=2, num_classes=2)
+    average = WeightAverage(model, decay=0.9)
+    first, _ = average.callbacks(None, "unused", first_epoch=0)
+    start = [v.numpy() for v in model.trainable_variables]
+    model.fit(x[:8], y[:8], batch_size=8, verbose=0, callbacks=[first])
+    assert all(np.array_equal(v.numpy(), s) for v, s in zip(model.trainable_variables, start))
+    model.fit(x[8:], y[8:], batch_size=8, verbose=0, callbacks=[first])
+    step = np.sqrt(sum(np.sum((v.numpy() - s) ** 2)
+                       for v, s in zip(model.trainable_variables, start)))
+    assert 0 < step <= 1e-3 * (1 + 1e-5)
+    assert int(average.updates.numpy()) == 1
+
+
+def test_the_average_covers_batch_norm_statistics_with_timms_warmup():
+    """Five known states averaged in, against the hand computation: the first
+    update copies, the t-th (from 0) has decay ``min(0.9, 1 - (1 + t) ** -0.75)``;
+    the BN moving mean and variance are averaged as the weights are."""
+    model = _small_model()
+    average = WeightAverage(model, decay=0.9)
+    paths = [v.path for v in average.variables]
+    assert len(paths) == len(model.weights)
+    assert any("moving_mean" in p for p in paths) and any("moving_variance" in p for p in paths)
+    rng = np.random.default_rng(1)
+    expected = None
+    for t in range(5):
+        values = [rng.normal(size=v.shape).astype("float32") for v in model.weights]
+        model.set_weights(values)
+        average.update()
+        decay = 0.0 if t == 0 else min(0.9, 1 - (1 + t) ** -0.75)
+        expected = values if expected is None else [
+            decay * e + (1 - decay) * v for e, v in zip(expected, values)]
+    for got, want, path in zip(average.averages, expected, paths):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6, err_msg=path)
+    raw = model.get_weights()
+    average.swap_in()
+    for w, want in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-6)
+    average.swap_out()
+    assert all(np.array_equal(w, r) for w, r in zip(model.get_weights(), raw))
+
+
+def test_a_run_with_the_average_resumes_it_after_a_kill(tmp_path):
+    """AdamW with accumulation and the average, killed mid-epoch and resumed: every
+    history row and the best checkpoint equal an uninterrupted run's. Validation
+    scores the average (``val_*``) beside the raw weights (``raw_val_*``), and
+    ``best.keras`` holds the average of the best epoch."""
+    config = training.TrainConfig(
+        "cifar_resnet20", "arrays", model_overrides=TINY, seed=5,
+        recipe_overrides={"epochs": 3, "batch_size": 16, "augment": "crop_flip",
+                          "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 0.05,
+                          "accumulation_steps": 2, "ema": True, "ema_decay": 0.9})
+    whole, crashed = tmp_path / "whole", tmp_path / "crashed"
+    results = training.train(config, run_dir=str(whole), data=_arrays(), verbose=0)
+    with pytest.raises(Exception, match="crashed at"):
+        training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0,
+                       callbacks=[_CrashAt(2, 1)])
+    assert sorted(p.name for p in (crashed / "backup").glob("average-*")) == [
+        "average-1.npz", "average-2.npz"]
+    training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0)
+
+    def rows(run):
+        with open(run / "history.csv") as f:
+            return [{k: float(v) for k, v in r.items()
+                     if k not in ("epoch_time", "images_per_second")}
+                    for r in csv.DictReader(f)]
+
+    # Evaluation's sums may round differently from run to run (1e-7), hence approx.
+    for resumed, uninterrupted in zip(rows(crashed), rows(whole), strict=True):
+        assert resumed == pytest.approx(uninterrupted, rel=1e-5)
+    history = rows(whole)
+    assert {"raw_val_accuracy", "raw_val_loss"} <= set(history[0])
+    assert any(r["val_loss"] != r["raw_val_loss"] for r in history)
+    assert results["best_raw_val_accuracy"] == max(r["raw_val_accuracy"] for r in history)
+    a = kres.load_model(str(crashed / "best.keras"))
+    b = kres.load_model(str(whole / "best.keras"))
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a.get_weights(), b.get_weights())) \
+        < 1e-5
+    # The checkpoint is the average: it scores the validation loss logged for its epoch.
+    best = max(history, key=lambda r: r["val_accuracy"])
+    recipe = recipes.resolve_recipe("he2015-cifar", **config.recipe_overrides)
+    _, val_ds = pipelines(_arrays(), recipe, 8, 1)
+    b.compile(loss="categorical_crossentropy")
+    assert b.evaluate(val_ds, verbose=0, return_dict=True)["loss"] == pytest.approx(
+        best["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("optimizer", "adam", "optimizer must be one of"),
+    ("ema_decay", 1.0, "ema_decay"),
+    ("accumulation_steps", 0, "accumulation_steps"),
+    ("clip_norm", -1.0, "clip_norm"),
+])
+def test_bad_toolkit_fields_are_refused_by_name(field, value, message):
+    with pytest.raises(ValueError, match=message) as error:
+        recipes.resolve_recipe("fast-cpu", **{field: value})
+    assert repr(value) in str(error.value)
+
+
+def test_multi_worker_runs_refuse_the_average(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(ValueError, match="does not average weights yet"):
+        training.train("cifar_resnet20", "arrays", data=_arrays(), strategy="multi-worker",
+                       run_dir="unused", seed=0, ema=True)
+
