@@ -29,6 +29,10 @@ CROP_FRACTION = 0.875
 # The training augmentations by name (`kres.data.pipeline` applies them; named here, free of
 # TensorFlow, so that recipes validate on any Keras backend).
 AUGMENTATIONS = ("crop_flip", "crop", "imagenet", "none")
+# The automatic augmentations a recipe can add after those (`kres.data.augment`), and
+# RandAugment's magnitude scale (Cubuk et al. 2020; timm's rand-m9-n2: 0 to 10).
+AUTO_AUGMENTATIONS = ("randaugment", "augmix")
+MAX_MAGNITUDE = 10
 # The augmentations that show a network mirror images.
 FLIPPING = ("crop_flip", "imagenet")
 # What a model trained on a dataset kres names expects: the training images' per-channel

@@ -297,10 +297,13 @@ def test_only_small_datasets_are_cached():
 
 def test_random_resized_crop_covers_the_papers_ranges():
     # 8% to 100% of the area, width/height between 3/4 and 4/3, or the whole image.
-    boxes = [augment.random_resized_crop_box(tf.constant([200, 300, 3]), tf.constant([i, 7]))
-             for i in range(1000)]
-    sizes = np.array([size.numpy()[:2] for _, size in boxes], dtype=float)
-    begins = np.array([begin.numpy()[:2] for begin, _ in boxes])
+    from kres.data import augment as augment_layers
+
+    crop, image = augment_layers.RandomResizedCrop(32, 32), tf.zeros([200, 300, 3])
+    draw = tf.function(lambda key: crop.get_random_transformation(
+        image, seed=augment_layers._KeyedSeeds(key))["box"])
+    boxes = np.array([draw(tf.constant([i, 7], tf.int64)).numpy() for i in range(1000)])
+    sizes, begins = boxes[:, 2:].astype(float), boxes[:, :2]
     assert np.all(begins >= 0) and np.all(begins + sizes <= [200, 300])
     area = sizes[:, 0] * sizes[:, 1] / (200 * 300)
     aspect = sizes[:, 1] / sizes[:, 0]

@@ -215,10 +215,10 @@ def _train_config(args):
     recipe = dict(args.recipe_overrides)
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"),
                         ("lr", "learning_rate"), ("weight_decay", "weight_decay"),
-                        ("patience", "patience"), ("augment", "augment"),
-                        ("optimizer", "optimizer"), ("ema", "ema")):
+                        ("patience", "patience"), ("optimizer", "optimizer"), ("ema", "ema")):
         if getattr(args, flag) is not None:
             recipe[field] = getattr(args, flag)
+    recipe.update(_augment_fields(args.augment or []))
     config = TrainConfig(
         model=model, dataset=args.dataset,
         recipe=args.recipe or ("transfer" if args.weights else "he2015-cifar"),
@@ -230,6 +230,22 @@ def _train_config(args):
         class_weights=args.class_weights)
     _warn_optimizer_settings(config, recipe)
     return config, args.out
+
+
+def _augment_fields(names):
+    """The recipe fields of ``--augment`` flags: a crop-and-flip policy (`augment`)
+    and an automatic augmentation after it (`auto_augment`), one of each."""
+    from kres.preprocessing import AUTO_AUGMENTATIONS
+
+    fields = {}
+    for name in names:
+        field = "auto_augment" if name in AUTO_AUGMENTATIONS else "augment"
+        if field in fields and fields[field] != name:
+            raise ValueError(f"--augment takes one of crop_flip, crop, imagenet, none and one of "
+                             f"{', '.join(AUTO_AUGMENTATIONS)}. Received: --augment "
+                             f"{fields[field]} --augment {name}")
+        fields[field] = name
+    return fields
 
 
 def _warn_optimizer_settings(config, overrides):

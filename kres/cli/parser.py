@@ -125,8 +125,12 @@ def _train_flags(add):
     train.add_argument("--set", dest="model_overrides", action="append", default=[],
                        type=_parse_override, metavar="FIELD=VALUE",
                        help="override a model spec field, e.g. --set drop_path_rate=0.1")
-    train.add_argument("--augment", choices=("crop_flip", "crop", "imagenet", "none"),
-                       help="training augmentation (default: the dataset's)")
+    train.add_argument("--augment", action="append", metavar="NAME",
+                       choices=("crop_flip", "crop", "imagenet", "none", "randaugment",
+                                "augmix"),
+                       help="training augmentation: crop_flip, crop, imagenet or none "
+                            "(default: the dataset's), and/or randaugment or augmix after it "
+                            "(--augment randaugment --set-recipe randaugment_magnitude=7)")
     _add_data_flags(train)
     train.add_argument("--precision", default="auto",
                        help="auto (mixed_float16 on GPU, mixed_bfloat16 on a CPU with AMX "

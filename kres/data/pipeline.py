@@ -1,23 +1,31 @@
-"""The tf.data input pipelines and the recipes' augmentations.
+"""The tf.data input pipelines of training and evaluation.
 
 `pipeline` turns raw ``(uint8 image, label)`` pairs into batches: decoding to
-float, the training augmentation (the CIFAR pad-crop-flip, the ImageNet
-random-resized crop with colour jitter, random erasing, mixup, CutMix), the
-evaluation resize shared with the export (`kres.preprocessing.eval_resize`)
-and one-hot labels. The batches hold pixels (0-255): the models kres trains
-normalise them in their first layer (`kres.layers.InputPreprocessing`), so
-the model that is trained is the model that is served. Every random op is
-stateless and seeded per example, so a seeded pipeline gives the same
-batches on every run.
+float, the evaluation resize shared with the export
+(`kres.preprocessing.eval_resize`), one-hot labels and, for training, the
+recipe's augmentation as Keras preprocessing layers (`kres.data.augment`:
+the CIFAR pad-crop-flip, the ImageNet random-resized crop with colour
+jitter, RandAugment, AugMix, random erasing, MixUp, CutMix). The batches hold
+pixels (0-255): the models kres trains normalise them in their first layer
+(`kres.layers.InputPreprocessing`), so the model that is trained is the
+model that is served. Every random draw is a function of a key, one per
+image or batch (`kres.data.augment.keyed`), so a seeded pipeline gives the
+same batches on every run.
 """
 
 import random
 
-import numpy as np
+import keras
 import tensorflow as tf
 
 from kres import checks
-from kres.preprocessing import AUGMENTATIONS, FLIPPING, eval_resize  # noqa: F401 (re-exported)
+from kres.data import augment as layers
+from kres.preprocessing import (  # noqa: F401 (re-exported)
+    AUGMENTATIONS,
+    AUTO_AUGMENTATIONS,
+    FLIPPING,
+    eval_resize,
+)
 
 
 def fits_in_memory(spec, examples, budget_bytes=4 << 30):
@@ -32,17 +40,19 @@ def fits_in_memory(spec, examples, budget_bytes=4 << 30):
 
 def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classes,
              augment=None, mixup_alpha=0.0, cutmix_alpha=0.0, random_erasing=0.0,
-             color_jitter=0.0, cache=True, shuffle_buffer=None, seed=None,
-             deterministic=False, drop_remainder=None, preprocessing=None, first_epoch=0):
+             color_jitter=0.0, auto_augment=None, randaugment_ops=2, randaugment_magnitude=9,
+             cache=True, shuffle_buffer=None, seed=None, deterministic=False,
+             drop_remainder=None, preprocessing=None, first_epoch=0):
     """Turns raw ``(uint8 image, label)`` pairs into training or evaluation batches.
 
-    Decodes to float, augments (training only), resizes to `image_size`,
-    converts grayscale to `channels`, one-hot encodes the labels, batches
-    and prefetches. The images stay pixels, 0-255 (the crop pads with black):
-    the model normalises them (`kres.layers.InputPreprocessing`). Random
-    erasing fills its box with noise that the model's normalisation turns
-    into standard-normal values. Random ops are stateless and seeded per
-    example, so with a `seed` the batches are the same on every run.
+    Decodes to float, resizes to `image_size` (training with the
+    ``"imagenet"`` augmentation: the random-resized crop), converts
+    grayscale to `channels`, one-hot encodes the labels, batches, augments
+    the batches (training only; `batch_augmentation`) and prefetches. The
+    images stay pixels, 0-255 (the crop pads with black): the model
+    normalises them (`kres.layers.InputPreprocessing`). Every random draw is
+    keyed (one key per image for the crop, one per batch for the rest), so
+    with a `seed` the batches are the same on every run.
 
     A training pipeline never ends: it gives epoch after epoch, from
     `first_epoch`, each epoch's order and draws a function of the seed and
@@ -58,11 +68,15 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         channels: output channels: 1, or 3 (grayscale images are repeated).
         num_classes: size of the one-hot labels.
         augment: one of `AUGMENTATIONS` (default: the spec's).
-        mixup_alpha: mixup's Beta parameter; 0 disables it.
+        mixup_alpha: MixUp's Beta parameter; 0 disables it.
         cutmix_alpha: CutMix's Beta parameter; 0 disables it.
         random_erasing: probability of random erasing per image.
         color_jitter: strength of brightness/contrast/saturation jitter
             (``"imagenet"`` augmentation only).
+        auto_augment: ``"randaugment"`` or ``"augmix"`` after the geometric
+            augmentation (``None``: neither).
+        randaugment_ops: RandAugment's number of operations (N).
+        randaugment_magnitude: RandAugment's magnitude (M, 0 to 10).
         cache: keep the decoded images in memory (see `fits_in_memory`).
         shuffle_buffer: shuffle buffer size (default: the whole split, up to
             50,000).
@@ -89,38 +103,42 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         )
     autotune = tf.data.AUTOTUNE
     prep = preprocessing or spec.preprocessing((image_size, image_size, channels))
-    fill = prep.pixel_statistics()
     drop_remainder = training if drop_remainder is None else drop_remainder
     if cache:
         ds = ds.cache()
     options = tf.data.Options()
     options.deterministic = deterministic or seed is not None
+    crop = layers.RandomResizedCrop(image_size, image_size) \
+        if training and augment == "imagenet" else None
+    augmentation = batch_augmentation(
+        augment, channels, color_jitter=color_jitter, auto_augment=auto_augment,
+        randaugment_ops=randaugment_ops, randaugment_magnitude=randaugment_magnitude,
+        random_erasing=random_erasing, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
+        erase_fill=prep.pixel_statistics()) if training else None
 
     def prepare(example, rng):
         image, label = example
         image = tf.cast(image, tf.float32)
-        if training:
-            image = _augment(image, rng, augment, image_size, color_jitter)
+        if crop is not None:
+            image = layers.keyed(crop, image, rng)
+        elif training:
+            image = _resize(image, image_size)
         else:
             image = eval_resize(image, image_size, image_size, augment == "imagenet")
         if channels == 3 and spec.channels == 1:
             image = tf.repeat(image, 3, axis=-1)
-        if training and random_erasing > 0:
-            image = _random_erase(image, tf.random.experimental.stateless_fold_in(rng, 7),
-                                  random_erasing, *fill, bgr=prep.channel_order == "bgr")
         return image, tf.one_hot(label, num_classes)
 
     def batches(examples, epoch_seed):
-        # One seed pair per example (and per batch below) drives stateless
-        # random ops: reproducible whatever the parallelism.
+        # One key per example (and per batch below) drives the random draws:
+        # reproducible whatever the parallelism.
         examples = tf.data.Dataset.zip((examples, tf.data.Dataset.random(seed=epoch_seed).batch(2)))
         out = examples.map(prepare, num_parallel_calls=autotune).with_options(options)
         out = out.batch(batch_size, drop_remainder=drop_remainder)
-        if training and (mixup_alpha > 0 or cutmix_alpha > 0):
-            batch_rng = tf.data.Dataset.random(seed=epoch_seed + 1).batch(2)  # a tensor here
-            out = tf.data.Dataset.zip((out, batch_rng)).map(
-                lambda batch, rng: _mix(*batch, rng, mixup_alpha, cutmix_alpha),
-                num_parallel_calls=autotune)
+        if augmentation is not None:
+            keys = tf.data.Dataset.random(seed=epoch_seed + 1).batch(2)  # a tensor here
+            out = tf.data.Dataset.zip((out, keys)).map(
+                lambda batch, key: augmentation(*batch, key), num_parallel_calls=autotune)
         return out
 
     if not training:
@@ -144,124 +162,65 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         tf.data.INFINITE_CARDINALITY)).prefetch(autotune)
 
 
+def batch_augmentation(augment, channels, *, color_jitter=0.0, auto_augment=None, randaugment_ops=2,
+                       randaugment_magnitude=9, random_erasing=0.0, mixup_alpha=0.0,
+                       cutmix_alpha=0.0, erase_fill=None):
+    """The training augmentation of whole batches: ``fn(images, labels, key)``.
+
+    In order, each a Keras preprocessing layer called with draws keyed to
+    the batch (`kres.data.augment.keyed`): pad-and-crop (``"crop_flip"``,
+    ``"crop"``), the horizontal flip (``"crop_flip"``, ``"imagenet"``),
+    brightness, contrast and (with 3 `channels`) saturation jitter
+    (``"imagenet"`` with `color_jitter`), RandAugment or AugMix (`auto_augment`), random erasing,
+    then MixUp or CutMix (both on: each batch one of them, evenly).
+    `erase_fill` is the ``(mean, std)`` of the model's normalisation in
+    pixels (`kres.preprocessing.Preprocessing.pixel_statistics`). Returns
+    None where there is nothing to do.
+    """
+    steps = []
+    if augment in ("crop_flip", "crop"):
+        steps.append(layers.PadCrop(4))
+    if augment in FLIPPING:
+        steps.append(keras.layers.RandomFlip("horizontal"))
+    if augment == "imagenet" and color_jitter > 0:
+        steps += [keras.layers.RandomBrightness(color_jitter, value_range=(0, 255)),
+                  keras.layers.RandomContrast(color_jitter, value_range=(0, 255)),
+                  *([layers.saturation_jitter(color_jitter)] if channels == 3 else [])]
+    if auto_augment == "randaugment":
+        steps.append(layers.rand_augment(randaugment_ops, randaugment_magnitude))
+    elif auto_augment == "augmix":
+        steps.append(layers.AugMix(value_range=(0, 255)))
+    if random_erasing > 0:
+        steps.append(layers.RandomErasing(random_erasing, *erase_fill))
+    mixers = ([keras.layers.MixUp(alpha=mixup_alpha)] if mixup_alpha > 0 else []) + (
+        [keras.layers.CutMix(factor=(cutmix_alpha, cutmix_alpha))] if cutmix_alpha > 0 else [])
+    if not steps and not mixers:
+        return None
+
+    def apply(images, labels, key):
+        for i, layer in enumerate(steps):
+            images = layers.keyed(layer, images, tf.random.experimental.stateless_fold_in(key, i))
+        if mixers:
+            mixed = [layers.keyed(m, {"images": images, "labels": labels},
+                                  tf.random.experimental.stateless_fold_in(key, 100 + j))
+                     for j, m in enumerate(mixers)]
+            if len(mixed) == 1:
+                return mixed[0]["images"], mixed[0]["labels"]
+            coin = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(
+                key, 200)) < 0.5
+            return (tf.where(coin, mixed[1]["images"], mixed[0]["images"]),
+                    tf.where(coin, mixed[1]["labels"], mixed[0]["labels"]))
+        return images, labels
+
+    return apply
+
+
 def epoch_key(seed, epoch):
     """The seed of epoch `epoch` of a training pipeline seeded with `seed` (int64 tensors)."""
     return tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
-
-
-def _augment(image, rng, augment, size, color_jitter):
-    seeds = [tf.random.experimental.stateless_fold_in(rng, i) for i in range(5)]
-    if augment in ("crop_flip", "crop"):
-        image = _resize(image, size)
-        image = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
-        image = tf.image.stateless_random_crop(image, [size, size, tf.shape(image)[-1]],
-                                               seed=seeds[0])
-        if augment == "crop_flip":
-            image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
-        return image
-    if augment == "imagenet":
-        begin, crop = random_resized_crop_box(tf.shape(image), seeds[0])
-        image = tf.slice(image, begin, crop)
-        image = tf.image.resize(image, [size, size])
-        image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
-        if color_jitter > 0:
-            image = tf.image.stateless_random_brightness(image, 255.0 * color_jitter, seeds[2])
-            image = tf.image.stateless_random_contrast(image, 1 - color_jitter,
-                                                       1 + color_jitter, seeds[3])
-            if image.shape[-1] == 3:
-                image = tf.image.stateless_random_saturation(image, 1 - color_jitter,
-                                                             1 + color_jitter, seeds[4])
-            image = tf.clip_by_value(image, 0.0, 255.0)
-        return image
-    return _resize(image, size)
-
-
-# The ImageNet random-resized crop (Szegedy et al. 2015; torchvision's defaults).
-CROP_AREA = (0.08, 1.0)
-CROP_ASPECT = (3 / 4, 4 / 3)
-
-
-def random_resized_crop_box(shape, seed):
-    """``(begin, size)`` of the ImageNet random-resized crop of an image of `shape`.
-
-    A box of 8% to 100% of the image's area with a width-to-height ratio
-    between 3/4 and 4/3 (ten tries; the whole image when none fits), drawn
-    with a stateless seed.
-    """
-    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape, tf.zeros([0, 0, 4]), seed=seed, min_object_covered=0.0,
-        aspect_ratio_range=CROP_ASPECT, area_range=CROP_AREA, max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
-    return begin, size
 
 
 def _resize(image, size):
     if image.shape[0] == size and image.shape[1] == size:
         return image
     return tf.image.resize(image, [size, size])
-
-
-def _random_erase(image, rng, probability, mean, std, bgr=False):
-    """Random erasing (Zhong et al. 2017): a box of 2-40% of the area, filled with
-    noise that the model's normalisation (`mean`, `std` in pixels; `bgr`: its
-    channel order) turns into the standard-normal draws, channel for channel."""
-    seeds = [tf.random.experimental.stateless_fold_in(rng, i) for i in range(5)]
-    h, w = tf.shape(image)[0], tf.shape(image)[1]
-    area = tf.cast(h * w, tf.float32) * tf.random.stateless_uniform([], seeds[0], 0.02, 0.4)
-    log_ratio = tf.random.stateless_uniform([], seeds[1], np.log(0.3), np.log(1 / 0.3))
-    ratio = tf.exp(log_ratio)
-    eh = tf.clip_by_value(tf.cast(tf.sqrt(area * ratio), tf.int32), 1, h)
-    ew = tf.clip_by_value(tf.cast(tf.sqrt(area / ratio), tf.int32), 1, w)
-    top = tf.random.stateless_uniform([], seeds[2], 0, h - eh + 1, dtype=tf.int32)
-    left = tf.random.stateless_uniform([], seeds[3], 0, w - ew + 1, dtype=tf.int32)
-    rows = tf.range(h)[:, None, None]
-    cols = tf.range(w)[None, :, None]
-    inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
-    noise = tf.random.stateless_normal(tf.shape(image), seeds[4])
-    noise = mean + std * (noise[..., ::-1] if bgr else noise)
-    apply = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(rng, 9)) \
-        < probability
-    return tf.where(inside & apply, noise, image)
-
-
-def _beta(rng, alpha):
-    a = tf.random.stateless_gamma([], rng, alpha)
-    b = tf.random.stateless_gamma([], tf.random.experimental.stateless_fold_in(rng, 1), alpha)
-    return a / (a + b)
-
-
-def _mix(images, labels, rng, mixup_alpha, cutmix_alpha):
-    """Mixup (Zhang et al. 2017) or CutMix (Yun et al. 2019) on one batch; when both
-    are on, each batch gets one of them with equal probability."""
-    def fold(i):
-        return tf.random.experimental.stateless_fold_in(rng, i)
-
-    perm = tf.argsort(tf.random.stateless_uniform([tf.shape(images)[0]], fold(0)))
-    other_images, other_labels = tf.gather(images, perm), tf.gather(labels, perm)
-
-    def mixup():
-        lam = _beta(fold(1), mixup_alpha)
-        return lam * images + (1 - lam) * other_images, lam * labels + (1 - lam) * other_labels
-
-    def cutmix():
-        lam = _beta(fold(2), cutmix_alpha)
-        h, w = tf.shape(images)[1], tf.shape(images)[2]
-        ch = tf.cast(tf.cast(h, tf.float32) * tf.sqrt(1.0 - lam), tf.int32)
-        cw = tf.cast(tf.cast(w, tf.float32) * tf.sqrt(1.0 - lam), tf.int32)
-        cy = tf.random.stateless_uniform([], fold(3), 0, h, dtype=tf.int32)
-        cx = tf.random.stateless_uniform([], fold(4), 0, w, dtype=tf.int32)
-        y0, y1 = tf.maximum(cy - ch // 2, 0), tf.minimum(cy + ch // 2, h)
-        x0, x1 = tf.maximum(cx - cw // 2, 0), tf.minimum(cx + cw // 2, w)
-        rows = tf.range(h)[None, :, None, None]
-        cols = tf.range(w)[None, None, :, None]
-        box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
-        # The labels follow the area actually pasted (the box is clipped).
-        kept = 1.0 - tf.cast((y1 - y0) * (x1 - x0), tf.float32) / tf.cast(h * w, tf.float32)
-        return (tf.where(box, other_images, images),
-                kept * labels + (1 - kept) * other_labels)
-
-    if cutmix_alpha <= 0:
-        return mixup()
-    if mixup_alpha <= 0:
-        return cutmix()
-    return tf.cond(tf.random.stateless_uniform([], fold(5)) < 0.5, cutmix, mixup)

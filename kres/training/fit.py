@@ -63,6 +63,9 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
         return pipeline(d.train, d.spec, training=True, seed=seed, first_epoch=epoch,
                         cache=fits_in_memory(d.spec, d.sizes["train"]),
                         augment=recipe.augment, color_jitter=recipe.color_jitter,
+                        auto_augment=recipe.auto_augment,
+                        randaugment_ops=recipe.randaugment_ops,
+                        randaugment_magnitude=recipe.randaugment_magnitude,
                         mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
                         random_erasing=recipe.random_erasing, **common)
 

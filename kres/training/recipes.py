@@ -24,7 +24,7 @@ import keras
 
 from kres import checks
 from kres.models.registry import lookup
-from kres.preprocessing import AUGMENTATIONS
+from kres.preprocessing import AUGMENTATIONS, AUTO_AUGMENTATIONS, MAX_MAGNITUDE
 
 SCHEDULES = ("step", "cosine", "constant")
 # Keras's classes by the recipes' names. SGD's weight decay is the papers' coupled L2; the
@@ -72,6 +72,12 @@ class Recipe:
             for the dataset's own (the CIFAR pad-crop-flip on the small sets).
         color_jitter: brightness/contrast/saturation jitter strength for the
             ``"imagenet"`` augmentation (0: off).
+        auto_augment: ``"randaugment"`` (Cubuk et al. 2020) or ``"augmix"``
+            (Hendrycks et al. 2020) after `augment`'s crop and flip, Keras's
+            layers (`kres.data.augment`); ``None``: neither.
+        randaugment_ops: RandAugment's N, the operations per image.
+        randaugment_magnitude: RandAugment's M, 0 to 10 (timm's rand-m9-n2:
+            9 and 2).
         mixup_alpha: mixup's Beta parameter (0: off).
         cutmix_alpha: CutMix's Beta parameter (0: off).
         random_erasing: random-erasing probability (0: off).
@@ -121,6 +127,9 @@ class Recipe:
     label_smoothing: float = 0.0
     augment: str | None = None
     color_jitter: float = 0.0
+    auto_augment: str | None = None
+    randaugment_ops: int = 2
+    randaugment_magnitude: float = 9.0
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     random_erasing: float = 0.0
@@ -160,6 +169,11 @@ class Recipe:
         if self.augment is not None:
             checks.choice("augment", self.augment, AUGMENTATIONS)
         checks.number("color_jitter", self.color_jitter, low=0, high=1)
+        if self.auto_augment is not None:
+            checks.choice("auto_augment", self.auto_augment, AUTO_AUGMENTATIONS)
+        checks.positive_int("randaugment_ops", self.randaugment_ops)
+        checks.number("randaugment_magnitude", self.randaugment_magnitude, low=0,
+                      high=MAX_MAGNITUDE)
         for field in ("mixup_alpha", "cutmix_alpha"):
             checks.number(field, getattr(self, field), low=0)
         checks.number("random_erasing", self.random_erasing, low=0, high=1)
