@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import kres
+from kres import data as kdata
 from kres import training
+from kres.models.inference import in_float32
 from kres.training import recipes
 from kres.training.ema import WeightAverage
 from kres.training.fit import pipelines
@@ -208,3 +210,102 @@ def test_multi_worker_runs_refuse_the_average(monkeypatch):
         training.train("cifar_resnet20", "arrays", data=_arrays(), strategy="multi-worker",
                        run_dir="unused", seed=0, ema=True)
 
+
+
+def test_the_distillation_loss_is_the_documented_mix():
+    """``(1 - w) * CE(labels, p) + w * T^2 * KL(q_teacher || q_student)``, with
+    ``q = softmax(log p / T)``, against NumPy on a fixed batch; labels alone
+    give the cross-entropy alone."""
+    from kres.training.distill import DistillationLoss
+
+    rng = np.random.default_rng(2)
+    student = rng.dirichlet(np.ones(5), size=4).astype("float32")
+    teacher = rng.dirichlet(np.ones(5), size=4).astype("float32")
+    labels = np.eye(5, dtype="float32")[[0, 3, 1, 4]]
+    t, w, smoothing = 3.0, 0.7, 0.1
+
+    def soften(p):
+        z = np.exp(np.log(p) / t)
+        return z / z.sum(axis=1, keepdims=True)
+
+    smoothed = labels * (1 - smoothing) + smoothing / 5
+    hard = -(smoothed * np.log(student)).sum(axis=1)
+    q_t, q_s = soften(teacher), soften(student)
+    soft = (q_t * (np.log(q_t) - np.log(q_s))).sum(axis=1)
+    expected = ((1 - w) * hard + w * t * t * soft).mean()
+    loss = DistillationLoss(5, temperature=t, weight=w, label_smoothing=smoothing)
+    got = float(loss(np.concatenate([labels, teacher], axis=1), student))
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert float(loss(labels, student)) == pytest.approx(hard.mean(), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    """A tiny kres run on the two-class arrays: the teacher's best.keras."""
+    run = tmp_path_factory.mktemp("teacher") / "run"
+    training.train("cifar_resnet20", "arrays", data=_arrays(), run_dir=str(run), epochs=2,
+                   batch_size=16, model_overrides=TINY, verbose=0)
+    return run / "best.keras"
+
+
+SMALLER = {"depths": (1, 1, 1), "stem_width": 8, "widths": (8, 16, 32)}  # than the teacher
+
+
+def test_a_student_run_keeps_and_exports_the_student_alone(teacher_run, tmp_path):
+    student = tmp_path / "student"
+    results = training.train("cifar_resnet20", "arrays", data=_arrays(), run_dir=str(student),
+                             epochs=2, batch_size=16, model_overrides=SMALLER,
+                             teacher=str(teacher_run), distill_weight=0.8, verbose=0)
+    assert results["teacher"] == str(teacher_run)
+    with open(student / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(0 <= float(r["accuracy"]) <= 1 for r in rows)
+    best = kres.load_model(str(student / "best.keras"))
+    alone = kres.build_model("cifar_resnet20", classes=2, input_shape=(8, 8, 1), **SMALLER)
+    assert kres.count_params(best) == kres.count_params(alone) != kres.count_params(
+        kres.load_model(str(teacher_run)))
+    assert best.loss.weight == 0.8  # the checkpoint keeps its distillation loss, loadable
+    import tensorflow as tf
+
+    path = kres.export(best, str(tmp_path / "served"))
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 1), np.uint8)
+    served = tf.saved_model.load(str(path)).signatures["serving_pixels"]
+    np.testing.assert_allclose(served(pixels=tf.constant(pixels))["probabilities"],
+                               in_float32(best).predict(pixels.astype("float32"), verbose=0),
+                               atol=1e-5)  # the export serves a bf16-trained model in float32
+
+
+@pytest.mark.parametrize("data, message", [
+    (lambda: _four_classes(), "predicts 2 classes; the data have 4"),
+    (lambda: _arrays_sized(12), r"takes inputs of \(8, 8, 1\); the student's are \(12, 12, 1\)"),
+])
+def test_a_teacher_of_other_classes_or_input_is_refused_before_training(teacher_run, tmp_path,
+                                                                         data, message):
+    with pytest.raises(ValueError, match=message) as error:
+        training.train("cifar_resnet20", "arrays", data=data(), run_dir=str(tmp_path / "r"),
+                       epochs=1, batch_size=16, model_overrides=TINY,
+                       teacher=str(teacher_run), verbose=0)
+    assert "teacher=" in str(error.value)
+    assert not (tmp_path / "r" / "history.csv").exists()
+
+
+def _four_classes():
+    x = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
+    y = np.arange(64) % 4
+    return kdata.from_arrays(x, y, x[:16], y[:16], num_classes=4, val_size=16)
+
+
+def _arrays_sized(size):
+    x = np.random.default_rng(0).integers(0, 256, (64, size, size, 1), dtype=np.uint8)
+    y = np.arange(64) % 2
+    return kdata.from_arrays(x, y, x[:16], y[:16], num_classes=2, val_size=16)
+
+
+@pytest.mark.parametrize("teacher, message", [
+    ("resnet50", "must be a .keras file of a kres run"),
+    ("missing/best.keras", "names no file"),
+])
+def test_a_teacher_that_is_no_model_file_is_refused_by_name(teacher, message):
+    with pytest.raises(ValueError, match=message) as error:
+        training.TrainConfig("cifar_resnet20", "fashion_mnist", teacher=teacher)
+    assert f"teacher={teacher!r}" in str(error.value)

@@ -227,7 +227,7 @@ def _train_config(args):
         val_size=args.val_size, seed=args.seed, precision=args.precision,
         jit_compile=args.jit_compile, strategy=args.strategy, data_dir=args.data_dir,
         weights=args.weights, skip_bad_images=args.skip_bad_images,
-        class_weights=args.class_weights)
+        class_weights=args.class_weights, teacher=args.teacher)
     _warn_optimizer_settings(config, recipe)
     return config, args.out
 

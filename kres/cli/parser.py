@@ -116,6 +116,10 @@ def _train_flags(add):
                        help="override the recipe's optimizer (set its --lr and --weight-decay "
                             "too: AdamW's are about 1e-3 and 0.05, Lion's 3-10x smaller and "
                             "larger)")
+    train.add_argument("--teacher", metavar="MODEL",
+                       help="distil from a teacher: a kres run's .keras (its best.keras) "
+                            "of the same classes and input (--set-recipe "
+                            "distill_temperature=4 --set-recipe distill_weight=0.5)")
     train.add_argument("--ema", action="store_const", const=True,
                        help="validate, checkpoint and export an exponential moving average "
                             "of the weights and batch-norm statistics")

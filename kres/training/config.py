@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kres import checks
 from kres.models.registry import lookup, resolve_spec
-from kres.training import finetune
+from kres.training import distill, finetune
 from kres.training.devices import PRECISIONS, STRATEGIES
 from kres.training.recipes import Recipe, resolve_recipe
 
@@ -64,6 +64,10 @@ class TrainConfig:
             stopping the run before it starts.
         class_weights: weigh each class's loss by ``n / (classes * n_class)``
             of the training split (for imbalanced data).
+        teacher: distil from a teacher (`kres.training.distill`): a ``.keras``
+            file of a kres run (its ``best.keras``); its classes and input
+            must be the student's.
+            The recipe's `distill_temperature` and `distill_weight` apply.
     """
 
     model: str
@@ -83,6 +87,7 @@ class TrainConfig:
     weights: str | None = None
     skip_bad_images: bool = False
     class_weights: bool = False
+    teacher: str | None = None
 
     def __post_init__(self):
         checks.string("model", self.model)
@@ -105,6 +110,10 @@ class TrainConfig:
         finetune.check_weights(self.weights)
         checks.boolean("skip_bad_images", self.skip_bad_images)
         checks.boolean("class_weights", self.class_weights)
+        distill.check_teacher(self.teacher)
+        if self.teacher is not None and self.strategy == "multi-worker":
+            checks.fail("teacher", self.teacher,
+                        "is not supported with strategy='multi-worker' yet")
         recipe = resolve_recipe(self.recipe, **self.recipe_overrides)
         if recipe.frozen_epochs and self.weights is None:
             checks.fail("frozen_epochs", recipe.frozen_epochs,

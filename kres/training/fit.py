@@ -15,6 +15,7 @@ import time
 import keras
 
 from kres import rundir as runs
+from kres.training import distill
 from kres.training.ema import WeightAverage
 
 
@@ -39,7 +40,7 @@ class EpochStats(keras.callbacks.Callback):
 
 
 def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
-              preprocessing=None):
+              preprocessing=None, teacher=None):
     """The training and validation pipelines of a recipe on loaded data `d`.
 
     Returns ``(train_from, val_ds)``: ``train_from(epoch)`` makes the
@@ -51,7 +52,8 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
     share of it (`kres.training.multiworker.shard_by_data`), or the shares overlap.
     The batches hold pixels, which the model normalises; `preprocessing` is
     its normalisation (pretrained weights' own; default: the dataset's),
-    whose statistics random erasing draws its noise with.
+    whose statistics random erasing draws its noise with. With a `teacher`
+    (`kres.training.distill`), the training labels carry its probabilities.
     """
     from kres.data.pipeline import fits_in_memory, pipeline  # tf.data: TensorFlow only here
 
@@ -60,7 +62,7 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
                   preprocessing=preprocessing)
 
     def train_from(epoch):
-        return pipeline(d.train, d.spec, training=True, seed=seed, first_epoch=epoch,
+        ds = pipeline(d.train, d.spec, training=True, seed=seed, first_epoch=epoch,
                         cache=fits_in_memory(d.spec, d.sizes["train"]),
                         augment=recipe.augment, color_jitter=recipe.color_jitter,
                         auto_augment=recipe.auto_augment,
@@ -68,6 +70,7 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
                         randaugment_magnitude=recipe.randaugment_magnitude,
                         mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
                         random_erasing=recipe.random_erasing, **common)
+        return ds if teacher is None else distill.with_teacher(ds, teacher)
 
     val_ds = pipeline(d.val, d.spec, training=False,
                       cache=fits_in_memory(d.spec, d.sizes["val"]), **common)

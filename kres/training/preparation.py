@@ -15,7 +15,7 @@ from kres.data import splits as ksplits
 from kres.data.catalog import get_dataset_spec
 from kres.models.registry import resolve_spec
 from kres.preprocessing import FLIPPING
-from kres.training import finetune
+from kres.training import distill, finetune
 from kres.training.recipes import Recipe, resolve_recipe, spec_overrides
 
 
@@ -36,6 +36,7 @@ class Prepared:
         preprocessing: the `kres.preprocessing.Preprocessing` the model
             carries: the pretrained weights', else the dataset's.
         pretrained: the `kres.training.finetune.Pretrained` weights, or None.
+        teacher: the distillation teacher (`kres.training.distill`), frozen, or None.
     """
 
     recipe: Recipe
@@ -47,6 +48,7 @@ class Prepared:
     steps_per_epoch: int
     preprocessing: object
     pretrained: finetune.Pretrained | None = None
+    teacher: object = None
 
     @property
     def input_shape(self):
@@ -113,7 +115,8 @@ def prepare(config, data=None, run_dir=None, resuming=False):
         ValueError: for unknown names, an image size too small for the model,
             a batch larger than the training set, labels outside the classes,
             a folder with images that do not decode (without
-            `skip_bad_images`), weights that do not fit the model.
+            `skip_bad_images`), weights that do not fit the model, a teacher
+            of other classes or input.
     """
     recipe = resolve_recipe(config.recipe, **config.recipe_overrides)
     overrides = spec_overrides(recipe, config.model, config.model_overrides)
@@ -141,9 +144,11 @@ def prepare(config, data=None, run_dir=None, resuming=False):
         preprocessing = pretrained.preprocessing(image_size, image_size,
                                                  preprocessing.resize) or preprocessing
     recipe = _flip_rule(recipe, config, data)
+    teacher = None if config.teacher is None else distill.load_teacher(
+        config.teacher, data.spec.num_classes, (image_size, image_size, channels))
     return Prepared(recipe, spec, overrides, data, image_size, channels,
                     steps_per_epoch=data.sizes["train"] // recipe.batch_size,
-                    preprocessing=preprocessing, pretrained=pretrained)
+                    preprocessing=preprocessing, pretrained=pretrained, teacher=teacher)
 
 
 def _load(config, channels, run_dir, resuming):

@@ -79,9 +79,14 @@ class Recipe:
         randaugment_magnitude: RandAugment's M, 0 to 10 (timm's rand-m9-n2:
             9 and 2).
         mixup_alpha: mixup's Beta parameter (0: off).
-        cutmix_alpha: CutMix's Beta parameter (0: off).
+        cutmix_alpha: CutMix's Beta parameter, at most 1 (0: off; Yun et al.'s
+            is 1).
         random_erasing: random-erasing probability (0: off).
         zero_init_last: zero-initialise each residual branch's last BN.
+        distill_temperature: a run with a teacher (`kres.training.distill`):
+            the temperature T softening both distributions.
+        distill_weight: a run with a teacher: the weight w of the teacher's
+            term (the labels' is 1 - w).
         ema: keep an exponential moving average of the whole model state
             (weights and batch-norm statistics; `kres.training.ema`), which
             validation, the best checkpoint and therefore the test score and
@@ -134,6 +139,8 @@ class Recipe:
     cutmix_alpha: float = 0.0
     random_erasing: float = 0.0
     zero_init_last: bool = False
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.5
     ema: bool = False
     ema_decay: float = 0.9998
     ema_warmup: bool = True
@@ -157,6 +164,8 @@ class Recipe:
         checks.number("clip_norm", self.clip_norm, low=0)
         checks.positive_int("accumulation_steps", self.accumulation_steps)
         checks.number("ema_decay", self.ema_decay, low=0, high=1, high_open=True)
+        checks.number("distill_temperature", self.distill_temperature, low=0, low_open=True)
+        checks.rate("distill_weight", self.distill_weight)
         checks.choice("schedule", self.schedule, SCHEDULES)
         if (not isinstance(self.milestones, tuple)
                 or not all(checks.is_number(m) and 0 < m < 1 for m in self.milestones)
@@ -174,8 +183,9 @@ class Recipe:
         checks.positive_int("randaugment_ops", self.randaugment_ops)
         checks.number("randaugment_magnitude", self.randaugment_magnitude, low=0,
                       high=MAX_MAGNITUDE)
-        for field in ("mixup_alpha", "cutmix_alpha"):
-            checks.number(field, getattr(self, field), low=0)
+        checks.number("mixup_alpha", self.mixup_alpha, low=0)
+        # Keras's CutMix takes its Beta parameter in [0, 1] (the paper's is 1).
+        checks.number("cutmix_alpha", self.cutmix_alpha, low=0, high=1)
         checks.number("random_erasing", self.random_erasing, low=0, high=1)
         for field in ("scale_lr", "nesterov", "decay_all", "zero_init_last",
                       "test_flip", "ema", "ema_warmup"):
@@ -409,15 +419,25 @@ def metrics(num_classes):
     return metrics
 
 
-def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto"):
+def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto",
+                  distilled=False):
     """Compiles `model` with a recipe: its optimizer (`make_optimizer`: schedule,
     weight decay, clipping, accumulation), cross-entropy with label smoothing,
-    accuracy (and top-5 beyond 10 classes)."""
+    accuracy (and top-5 beyond 10 classes). `distilled`: the student of a
+    teacher, whose training labels carry the teacher's probabilities
+    (`kres.training.distill`): the distillation loss with the recipe's
+    temperature and weight, and metrics on the labels alone."""
     optimizer = make_optimizer(recipe, model, steps_per_epoch)
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(
-                      label_smoothing=recipe.label_smoothing),
-                  metrics=metrics(num_classes), jit_compile=jit_compile)
+    if distilled:
+        from kres.training import distill
+
+        loss = distill.DistillationLoss(num_classes, recipe.distill_temperature,
+                                        recipe.distill_weight, recipe.label_smoothing)
+        found = distill.metrics(num_classes)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+        found = metrics(num_classes)
+    model.compile(optimizer=optimizer, loss=loss, metrics=found, jit_compile=jit_compile)
     build_state(model, num_classes)
 
 

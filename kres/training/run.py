@@ -194,7 +194,7 @@ def fit_run(model, run, p, strategy, *, callbacks, verbose):
                                    class_names=d.class_names, dataset=d.name)
     train_from, val_ds = pipelines(d, p.recipe, p.image_size, p.channels, seed=config.seed,
                                  deterministic=run.worker is not None,
-                                 preprocessing=p.preprocessing)
+                                 preprocessing=p.preprocessing, teacher=p.teacher)
     fixes = contextlib.nullcontext()
     if strategy.num_replicas_in_sync > 1:
         callbacks = [multiworker.AverageBatchNormStatistics(), *callbacks]
@@ -228,6 +228,7 @@ def record(run, p, precision, jit_compile, model):
         "test_accuracy": final["accuracy"], "test_loss": final["loss"],
         **({"test_top5": final["top5"]} if "top5" in final else {}),
         "test_flip": recipe.test_flip,
+        **({"teacher": run.config.teacher} if run.config.teacher else {}),
         **({f"test_{key}_single_view": value for key, value in single.items()}
            if recipe.test_flip else {}),
         "best_val_accuracy": max((float(r["val_accuracy"]) for r in history), default=None),
@@ -259,7 +260,7 @@ def _fit_phases(model, run, train_from, val_ds, p, strategy, **common):
     def compile_phase(phase_recipe):
         with strategy.scope():
             compile_model(model, phase_recipe, p.steps_per_epoch, p.data.spec.num_classes,
-                          jit_compile=run.config.jit_compile)
+                          jit_compile=run.config.jit_compile, distilled=p.teacher is not None)
 
     if not recipe.frozen_epochs:
         compile_phase(recipe)
