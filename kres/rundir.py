@@ -111,6 +111,23 @@ def write_model_description(directory, *, model, spec, preprocessing, class_name
         "dataset": dataset})))
 
 
+def save_arrays(path, arrays):
+    """Writes a list of arrays (a model's ``get_weights()``) to an ``.npz`` file, atomically."""
+    import numpy as np
+
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, *[np.asarray(a) for a in arrays])
+    os.replace(tmp, path)
+
+
+def load_arrays(path):
+    """The list of arrays a `save_arrays` file holds, in order."""
+    import numpy as np
+
+    with np.load(path) as stored:
+        return [stored[f"arr_{i}"] for i in range(len(stored.files))]
+
+
 def read_history(path):
     """The rows of a ``history.csv`` (dicts), or ``[]`` when there is none."""
     if not os.path.isfile(path):

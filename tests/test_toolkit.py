@@ -182,6 +182,14 @@ def test_a_run_with_the_average_resumes_it_after_a_kill(tmp_path):
     b = kres.load_model(str(whole / "best.keras"))
     assert max(float(np.max(np.abs(x - y))) for x, y in zip(a.get_weights(), b.get_weights())) \
         < 1e-5
+    # The raw weights the run ended with are scored on the test set too.
+    raw = kres.load_model(str(whole / "best.keras"))
+    raw.set_weights(kres.rundir.load_arrays(str(whole / "last-raw.npz")))
+    images, labels = next(iter(_arrays().test.batch(1000)))
+    predicted = raw.predict(images.numpy().astype("float32"), verbose=0).argmax(axis=1)
+    assert results["test_accuracy_raw"] == pytest.approx(np.mean(predicted == labels.numpy()))
+    assert any(not np.array_equal(x, y) for x, y in zip(raw.get_weights(),
+                                                         b.get_weights()))
     # The checkpoint is the average: it scores the validation loss logged for its epoch.
     best = max(history, key=lambda r: r["val_accuracy"])
     recipe = recipes.resolve_recipe("he2015-cifar", **config.recipe_overrides)

@@ -63,6 +63,7 @@ class WeightAverage:
                          for i, v in enumerate(self.variables)]
         self.updates = keras.Variable(0, trainable=False, dtype="int64", name="updates")
         self._raw = None
+        self.last_raw = None  # the model's raw weights when a fit ended (get_weights order)
         self._step = _compiled(self._update)
 
     def decay_at(self, t):
@@ -190,9 +191,9 @@ class _AverageIn(keras.callbacks.Callback):
             logs[key] = scores[key[len("val_"):]]
 
     def on_train_end(self, logs=None):
-        if self.average._raw is not None:  # early stopping left the average in the model
-            self.average._raw = None
-            return
+        if self.average._raw is not None:  # a stop left the average in the model
+            self.average.swap_out()
+        self.average.last_raw = self.model.get_weights()
         for variable, average in zip(self.average.variables, self.average.averages):
             variable.assign(average.value)
 

@@ -18,9 +18,8 @@ import dataclasses
 import os
 
 import keras
-import numpy as np
 
-from kres import checks
+from kres import checks, rundir
 from kres.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 # The layers a fine-tuning run makes new: the classifier.
@@ -191,7 +190,6 @@ def _from_keras_file(path, name):
     """A kres ``.keras`` model and its normalisation: its own
     (`kres.layers.InputPreprocessing`), else the ``model.json`` beside it (runs
     of kres before 0.2)."""
-    from kres import rundir as runs
     from kres.models.inputs import preprocessing_layer
     from kres.models.saving import load_model
 
@@ -204,7 +202,7 @@ def _from_keras_file(path, name):
     if carried is not None:
         return Pretrained(path, model, (carried.mean, carried.std, carried.channel_order),
                           "model", {})
-    described = runs.read_json(os.path.join(os.path.dirname(os.path.abspath(path)),
+    described = rundir.read_json(os.path.join(os.path.dirname(os.path.abspath(path)),
                                             "model.json"))
     prep = described.get("preprocessing")
     if not prep:
@@ -333,15 +331,12 @@ def unfreeze(model, stages=(), *, head=HEAD):
 
 def save_weights_array(model, path):
     """Writes `model`'s weights (no optimizer state) to an ``.npz`` file, atomically."""
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, *[np.asarray(w) for w in model.get_weights()])
-    os.replace(tmp, path)
+    rundir.save_arrays(path, model.get_weights())
 
 
 def load_weights_array(model, path):
     """Sets `model`'s weights from a `save_weights_array` file."""
-    with np.load(path) as stored:
-        model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
+    model.set_weights(rundir.load_arrays(path))
 
 
 class SaveWeightsAt(keras.callbacks.Callback):

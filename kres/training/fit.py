@@ -18,6 +18,9 @@ from kres import rundir as runs
 from kres.training import distill
 from kres.training.ema import WeightAverage
 
+# A run with a weight average: the raw weights its last fit ended with (`fit`).
+RAW_WEIGHTS = "last-raw.npz"
+
 
 class EpochStats(keras.callbacks.Callback):
     """Adds the learning rate, the epoch's wall time and images/s to the logs."""
@@ -101,7 +104,8 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     epoch (``2``) where the output goes to a file or a pipe (`progress`).
     With the recipe's `ema`, validation, the best checkpoint and early
     stopping use the weight average (`kres.training.ema`), saved with the
-    backup, and the model ends holding it.
+    backup, and the model ends holding it; the raw weights it ended with are
+    kept in `RAW_WEIGHTS` (scored on the test set beside the average).
 
     Returns:
         The Keras `History`.
@@ -121,9 +125,9 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
     # The weight average (recipe.ema): in the model from the first callback's epoch end
     # to the last's, so the checkpoint and early stopping between them see it.
-    average_in, average_out = ([], []) if not recipe.ema else (
-        [c] for c in WeightAverage(model, recipe.ema_decay, recipe.ema_warmup).callbacks(
-            val_ds, backup_dir, first_epoch, initial_epoch))
+    average = WeightAverage(model, recipe.ema_decay, recipe.ema_warmup) if recipe.ema else None
+    average_in, average_out = ([], []) if average is None else (
+        [c] for c in average.callbacks(val_ds, backup_dir, first_epoch, initial_epoch))
 
     all_callbacks = [
         # Raises at the first non-finite loss, before any epoch-end callback can
@@ -149,11 +153,14 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     all_callbacks.append(backup or keras.callbacks.BackupAndRestore(
         backup_dir, double_checkpoint=True))
     # The pipeline shuffles (seeded); Keras's own shuffle does not apply to datasets.
-    return model.fit(train_from(first_epoch), validation_data=val_ds,
-                     epochs=epochs or recipe.epochs,
-                     steps_per_epoch=train_examples // recipe.batch_size,
-                     initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
-                     verbose=progress(verbose), class_weight=class_weight)
+    history = model.fit(train_from(first_epoch), validation_data=val_ds,
+                        epochs=epochs or recipe.epochs,
+                        steps_per_epoch=train_examples // recipe.batch_size,
+                        initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
+                        verbose=progress(verbose), class_weight=class_weight)
+    if average is not None and average.last_raw is not None:
+        runs.save_arrays(os.path.join(run_dir, RAW_WEIGHTS), average.last_raw)
+    return history
 
 
 def start_epoch(model, backup_dir, initial_epoch, backup=None):

@@ -31,7 +31,7 @@ from kres.training import finetune, multiworker
 from kres.training.config import TrainConfig, as_config
 from kres.training.devices import make_strategy, resolve_precision
 from kres.training.evaluation import scores
-from kres.training.fit import fit, pipelines
+from kres.training.fit import RAW_WEIGHTS, fit, pipelines
 from kres.training.preparation import prepare
 from kres.training.recipes import compile_model, resolve_recipe
 
@@ -222,6 +222,8 @@ def record(run, p, precision, jit_compile, model):
     single = scores(model, test_ds, d.spec.num_classes, loss=model.loss)
     final = scores(model, test_ds, d.spec.num_classes, loss=model.loss, flip=True) \
         if recipe.test_flip else single
+    raw = _raw_scores(model, os.path.join(run.run_dir, RAW_WEIGHTS), test_ds, recipe,
+                      d.spec.num_classes) if recipe.ema else {}
     results = {
         "model": run.config.model, "dataset": d.name, "precision": precision[0],
         "precision_reason": precision[1], "jit_compile": jit_compile,
@@ -232,6 +234,7 @@ def record(run, p, precision, jit_compile, model):
         **({f"test_{key}_single_view": value for key, value in single.items()}
            if recipe.test_flip else {}),
         "best_val_accuracy": max((float(r["val_accuracy"]) for r in history), default=None),
+        **raw,
         **({"ema": True, "best_raw_val_accuracy": max(
             float(r["raw_val_accuracy"]) for r in history)} if recipe.ema and history else {}),
         "epochs_run": len(history), "params": count_params(model), "macs": count_macs(model),
@@ -245,6 +248,21 @@ def record(run, p, precision, jit_compile, model):
     rundir.plot_history(history, os.path.join(run.run_dir, "curves.png"),
                         title=os.path.basename(os.path.normpath(run.run_dir)))
     return results
+
+
+def _raw_scores(model, path, test_ds, recipe, num_classes):
+    """A run with a weight average: the test scores of the raw weights its training
+    ended with (`kres.training.fit.RAW_WEIGHTS`), beside the average's."""
+    if not os.path.isfile(path):
+        return {}
+    raw = keras.models.clone_model(model)
+    raw.set_weights(rundir.load_arrays(path))
+    single = scores(raw, test_ds, num_classes, loss=model.loss)
+    if not recipe.test_flip:
+        return {"test_accuracy_raw": single["accuracy"]}
+    flipped = scores(raw, test_ds, num_classes, loss=model.loss, flip=True)
+    return {"test_accuracy_raw": flipped["accuracy"],
+            "test_accuracy_raw_single_view": single["accuracy"]}
 
 
 def _fit_phases(model, run, train_from, val_ds, p, strategy, **common):
