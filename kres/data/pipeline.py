@@ -46,7 +46,7 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     """Turns raw ``(uint8 image, label)`` pairs into training or evaluation batches.
 
     Decodes to float, resizes to `image_size` (training with the
-    ``"imagenet"`` augmentation: the random-resized crop), converts
+    ``"imagenet"`` augmentation: the random-resized crop and the flip), converts
     grayscale to `channels`, one-hot encodes the labels, batches, augments
     the batches (training only; `batch_augmentation`) and prefetches. The
     images stay pixels, 0-255 (the crop pads with black): the model
@@ -108,7 +108,9 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         ds = ds.cache()
     options = tf.data.Options()
     options.deterministic = deterministic or seed is not None
-    crop = layers.RandomResizedCrop(image_size, image_size) \
+    # The ImageNet crop and flip, per image (images come in any size; the flip
+    # mirrors only the images it draws).
+    crop = (layers.RandomResizedCrop(image_size, image_size), layers.RandomFlip()) \
         if training and augment == "imagenet" else None
     augmentation = batch_augmentation(
         augment, channels, color_jitter=color_jitter, auto_augment=auto_augment,
@@ -120,7 +122,8 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         image, label = example
         image = tf.cast(image, tf.float32)
         if crop is not None:
-            image = layers.keyed(crop, image, rng)
+            image = layers.keyed(crop[0], image, rng)
+            image = layers.keyed(crop[1], image, tf.random.experimental.stateless_fold_in(rng, 1))
         elif training:
             image = _resize(image, image_size)
         else:
@@ -169,7 +172,8 @@ def batch_augmentation(augment, channels, *, color_jitter=0.0, auto_augment=None
 
     In order, each a Keras preprocessing layer called with draws keyed to
     the batch (`kres.data.augment.keyed`): pad-and-crop (``"crop_flip"``,
-    ``"crop"``), the horizontal flip (``"crop_flip"``, ``"imagenet"``),
+    ``"crop"``), the horizontal flip (``"crop_flip"``; ``"imagenet"``'s is
+    applied to each image with its crop, in `pipeline`),
     brightness, contrast and (with 3 `channels`) saturation jitter
     (``"imagenet"`` with `color_jitter`), RandAugment or AugMix (`auto_augment`), random erasing,
     then MixUp or CutMix (both on: each batch one of them, evenly).
@@ -180,8 +184,8 @@ def batch_augmentation(augment, channels, *, color_jitter=0.0, auto_augment=None
     steps = []
     if augment in ("crop_flip", "crop"):
         steps.append(layers.PadCrop(4))
-    if augment in FLIPPING:
-        steps.append(keras.layers.RandomFlip("horizontal"))
+    if augment == "crop_flip":  # the ImageNet flip is per image, in `pipeline`
+        steps.append(layers.RandomFlip())
     if augment == "imagenet" and color_jitter > 0:
         steps += [keras.layers.RandomBrightness(color_jitter, value_range=(0, 255)),
                   keras.layers.RandomContrast(color_jitter, value_range=(0, 255)),
