@@ -57,6 +57,7 @@ def load_model(path, *, safe_mode=True, **kwargs):
     >>> folder.cleanup()
     """
     import kres.layers  # noqa: F401  (registers kres's layers with Keras)
+    import kres.losses  # noqa: F401  (and the distillation loss a student's checkpoint names)
 
     if not os.path.isfile(path):
         checks.fail("path", os.fspath(path), "must be an existing .keras file")
