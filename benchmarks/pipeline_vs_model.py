@@ -21,8 +21,12 @@ hand-written one.
   to a temporary directory from Fashion-MNIST images enlarged to 320x320 RGB)
   and ResNet-50.
 
-    python benchmarks/pipeline_vs_model.py                      # ~15 min on 2 CPU cores
+    python benchmarks/pipeline_vs_model.py                      # ~25 min on 2 CPU cores
     python benchmarks/pipeline_vs_model.py --recipes crop_flip --model cifar_resnet56
+
+``--out FILE`` also writes the figures as JSON with the date, machine,
+command and commit (`machine.provenance`); docs/benchmarks.md quotes
+``benchmarks/results/pipeline_vs_model.json``.
 
 Set TF_ENABLE_ONEDNN_OPTS=0 in the environment to measure without oneDNN
 (it must be set before TensorFlow is imported).
@@ -177,6 +181,7 @@ def main():
                              "('none' to skip)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of the comparison with the baseline")
+    parser.add_argument("--out", help="also write the figures here (JSON)")
     parser.add_argument("--pipeline-only", metavar="RECIPE", help=argparse.SUPPRESS)
     parser.add_argument("--image-size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -186,6 +191,7 @@ def main():
         print(json.dumps({"first": first, "cached": cached}))
         return
 
+    record = machine.provenance()
     print(f"{machine.describe(tf)}\n")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,6 +232,14 @@ def main():
             print(f"| {r['recipe']} | {k['cached']:.0f} | {b['cached']:.0f} | "
                   f"{k['cached'] / b['cached']:.2f} | {k['first']:.0f} | {b['first']:.0f} | "
                   f"{k['first'] / b['first']:.2f} |")
+    if args.out:
+        record.update(baseline=args.baseline, rounds=args.rounds, rows=rows,
+                      load_average_at_end=[round(x, 2) for x in os.getloadavg()])
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
