@@ -214,3 +214,19 @@ def test_version_flag_and_a_served_models_version_do_not_collide(capsys):
     args = _parser().parse_args(["export", "--model", "m.keras", "--name", "n",
                                  "--version", "7"])
     assert args.version == 7 and not args.show_version
+
+
+def test_an_interrupted_command_says_so_in_a_line_and_how_to_resume(capsys, monkeypatch):
+    from kres.cli import parser
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(parser.COMMANDS, "train", interrupted)
+    monkeypatch.setitem(parser.COMMANDS, "models", interrupted)
+    assert main(["train", "--model", "cifar_resnet20", "--dataset", "fashion_mnist"]) == 130
+    err = capsys.readouterr().err
+    assert "kres train: interrupted (kres train --resume RUN_DIR" in err
+    assert "Traceback" not in err
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err.strip() == "kres models: interrupted"

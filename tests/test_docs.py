@@ -224,6 +224,26 @@ def test_export_table_quotes_the_export_formats_file():
             _percent(measured["test_accuracy"])), label
 
 
+def test_pipeline_tables_quote_the_pipeline_file():
+    record = _results("pipeline_vs_model.json")
+    rows = {r["recipe"]: r for r in record["rows"]}
+    speed = _table("docs/benchmarks.md", "| recipe | data | input | model | batch | pipeline")
+    assert [row[0] for row in speed[:len(rows)]] == list(rows)
+    for recipe, data, size, model, batch, first, cached, trained, headroom in speed[:len(rows)]:
+        r = rows[recipe]
+        assert (data, size, model, batch, first, cached, trained, headroom) == (
+            r["dataset"], r["size"], r["model"], str(r["batch"]), f"{r['first']:.0f}",
+            f"{r['cached']:.0f}", f"{r['model_rate']:.1f}",
+            f"{r['cached'] / r['model_rate']:.0f}x"), recipe
+    compared = _table("docs/benchmarks.md", "| recipe | Keras layers, cached |")
+    assert [row[0] for row in compared] == [r for r in rows if "compared" in rows[r]]
+    for recipe, *cells in compared:
+        k, b = rows[recipe]["compared"]["kres"], rows[recipe]["compared"]["baseline"]
+        assert cells == [f"{k['cached']:.0f}", f"{b['cached']:.0f}",
+                         f"{k['cached'] / b['cached']:.2f}", f"{k['first']:.0f}",
+                         f"{b['first']:.0f}", f"{k['first'] / b['first']:.2f}"], recipe
+
+
 def test_readme_quotes_cis_floors_for_the_demo():
     spec = importlib.util.spec_from_file_location("check_demo",
                                                   os.path.join(ROOT, ".ci", "check_demo.py"))

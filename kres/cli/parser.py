@@ -318,6 +318,11 @@ def main(argv=None):
     except (ValueError, RuntimeError) as error:
         print(f"kres {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C, or `timeout -s INT`: a line, not a traceback
+        resume = (" (kres train --resume RUN_DIR, the run directory printed above, continues "
+                  "from its last finished epoch)") if args.command == "train" else ""
+        print(f"\nkres {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `kres models | head`: the reader has all it wants
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (Python flushes stderr at exit)
         return 0
