@@ -1,5 +1,6 @@
 """The training toolkit: Keras's optimizers from the recipes (decoupled weight decay,
-clipping, gradient accumulation), and the weight average of the whole model state."""
+clipping, gradient accumulation), the weight average of the whole model state (its
+resume: tests/test_train.py's resume test), and distillation."""
 
 import csv
 import dataclasses
@@ -16,8 +17,7 @@ from kres import training
 from kres.models.inference import in_float32
 from kres.training import recipes
 from kres.training.ema import WeightAverage
-from kres.training.fit import pipelines
-from tests.test_train import TINY, _arrays, _CrashAt
+from tests.test_train import TINY, _arrays
 
 
 def _small_model():
@@ -146,59 +146,6 @@ def test_the_average_covers_batch_norm_statistics_with_timms_warmup():
         np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-6)
     average.swap_out()
     assert all(np.array_equal(w, r) for w, r in zip(model.get_weights(), raw))
-
-
-def test_a_run_with_the_average_resumes_it_after_a_kill(tmp_path):
-    """AdamW with accumulation and the average, killed mid-epoch and resumed: every
-    history row and the best checkpoint equal an uninterrupted run's. Validation
-    scores the average (``val_*``) beside the raw weights (``raw_val_*``), and
-    ``best.keras`` holds the average of the best epoch."""
-    config = training.TrainConfig(
-        "cifar_resnet20", "arrays", model_overrides=TINY, seed=5,
-        recipe_overrides={"epochs": 3, "batch_size": 16, "augment": "crop_flip",
-                          "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 0.05,
-                          "accumulation_steps": 2, "ema": True, "ema_decay": 0.9})
-    whole, crashed = tmp_path / "whole", tmp_path / "crashed"
-    results = training.train(config, run_dir=str(whole), data=_arrays(), verbose=0)
-    with pytest.raises(Exception, match="crashed at"):
-        training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0,
-                       callbacks=[_CrashAt(2, 1)])
-    assert sorted(p.name for p in (crashed / "backup").glob("average-*")) == [
-        "average-1.npz", "average-2.npz"]
-    training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0)
-
-    def rows(run):
-        with open(run / "history.csv") as f:
-            return [{k: float(v) for k, v in r.items()
-                     if k not in ("epoch_time", "images_per_second")}
-                    for r in csv.DictReader(f)]
-
-    # Evaluation's sums may round differently from run to run (1e-7), hence approx.
-    for resumed, uninterrupted in zip(rows(crashed), rows(whole), strict=True):
-        assert resumed == pytest.approx(uninterrupted, rel=1e-5)
-    history = rows(whole)
-    assert {"raw_val_accuracy", "raw_val_loss"} <= set(history[0])
-    assert any(r["val_loss"] != r["raw_val_loss"] for r in history)
-    assert results["best_raw_val_accuracy"] == max(r["raw_val_accuracy"] for r in history)
-    a = kres.load_model(str(crashed / "best.keras"))
-    b = kres.load_model(str(whole / "best.keras"))
-    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a.get_weights(), b.get_weights())) \
-        < 1e-5
-    # The raw weights the run ended with are scored on the test set too.
-    raw = kres.load_model(str(whole / "best.keras"))
-    raw.set_weights(kres.rundir.load_arrays(str(whole / "last-raw.npz")))
-    images, labels = next(iter(_arrays().test.batch(1000)))
-    predicted = raw.predict(images.numpy().astype("float32"), verbose=0).argmax(axis=1)
-    assert results["test_accuracy_raw"] == pytest.approx(np.mean(predicted == labels.numpy()))
-    assert any(not np.array_equal(x, y) for x, y in zip(raw.get_weights(),
-                                                         b.get_weights()))
-    # The checkpoint is the average: it scores the validation loss logged for its epoch.
-    best = max(history, key=lambda r: r["val_accuracy"])
-    recipe = recipes.resolve_recipe("he2015-cifar", **config.recipe_overrides)
-    _, val_ds = pipelines(_arrays(), recipe, 8, 1)
-    b.compile(loss="categorical_crossentropy")
-    assert b.evaluate(val_ds, verbose=0, return_dict=True)["loss"] == pytest.approx(
-        best["val_loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -278,16 +278,28 @@ class _CrashAt(keras.callbacks.Callback):
 
 def test_a_run_resumed_after_a_crash_ends_as_an_uninterrupted_run(tmp_path):
     """The resumed epochs see the batches (order and augmentation) of an
-    uninterrupted run: the histories and the final weights agree. Before the
-    pipelines were keyed by epoch, the resumed epoch 2 saw epoch 0's order."""
-    config = training.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY, seed=3,
-                                  recipe_overrides={"epochs": 4, "batch_size": 16,
-                                                    "augment": "crop_flip"})
+    uninterrupted run, and take the optimizer's state and the weight average
+    up where they were: the histories and the final weights agree. Before the
+    pipelines were keyed by epoch, the resumed epoch 2 saw epoch 0's order;
+    before the average's update count was read after the restore, a run
+    resumed mid-accumulation averaged once too often.
+
+    AdamW with gradient accumulation and the weight average (``--ema``):
+    validation scores the average (``val_*``) beside the raw weights
+    (``raw_val_*``), ``best.keras`` holds the average of its epoch, and the raw
+    weights the run ended with are scored on the test set."""
+    config = training.TrainConfig(
+        "cifar_resnet20", "arrays", model_overrides=TINY, seed=3,
+        recipe_overrides={"epochs": 4, "batch_size": 16, "augment": "crop_flip",
+                          "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 0.05,
+                          "accumulation_steps": 2, "ema": True, "ema_decay": 0.9})
     whole, crashed = tmp_path / "whole", tmp_path / "crashed"
-    training.train(config, run_dir=str(whole), data=_arrays(), verbose=0)
+    results = training.train(config, run_dir=str(whole), data=_arrays(), verbose=0)
     with pytest.raises(_Crash):
         training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0,
                        callbacks=[_CrashAt(2, 1)])
+    assert sorted(p.name for p in (crashed / "backup").glob("average-*")) == [
+        "average-1.npz", "average-2.npz"]  # the average of each backup kept
     before = (crashed / "history.csv").read_text()
     training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0)
 
@@ -302,8 +314,32 @@ def test_a_run_resumed_after_a_crash_ends_as_an_uninterrupted_run(tmp_path):
         for key, value in resumed.items():
             assert float(value) == pytest.approx(float(uninterrupted[key]), rel=1e-5), key
     a = kres.load_model(str(crashed / "best.keras")).get_weights()
-    b = kres.load_model(str(whole / "best.keras")).get_weights()
-    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) < 1e-5
+    best = kres.load_model(str(whole / "best.keras"))
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, best.get_weights())) < 1e-5
+    _check_the_average(config, whole, results, best)
+
+
+def _check_the_average(config, run, results, best):
+    """What a run with the weight average leaves: both validation scores, the
+    average in best.keras, the raw weights scored on the test set."""
+    from kres.training.fit import pipelines
+
+    with open(run / "history.csv") as f:
+        history = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    assert any(r["val_loss"] != r["raw_val_loss"] for r in history)
+    assert results["best_raw_val_accuracy"] == max(r["raw_val_accuracy"] for r in history)
+    raw = kres.load_model(str(run / "best.keras"))
+    raw.set_weights(kres.rundir.load_arrays(str(run / "last-raw.npz")))
+    images, labels = next(iter(_arrays().test.batch(1000)))
+    predicted = raw.predict(images.numpy().astype("float32"), verbose=0).argmax(axis=1)
+    assert results["test_accuracy_raw"] == pytest.approx(np.mean(predicted == labels.numpy()))
+    # The checkpoint is the average: it scores the validation loss logged for its epoch.
+    logged = max(history, key=lambda r: r["val_accuracy"])
+    recipe = recipes.resolve_recipe("he2015-cifar", **config.recipe_overrides)
+    _, val_ds = pipelines(_arrays(), recipe, 8, 1)
+    best.compile(loss="categorical_crossentropy")
+    assert best.evaluate(val_ds, verbose=0, return_dict=True)["loss"] == pytest.approx(
+        logged["val_loss"], rel=1e-5)
 
 
 def test_the_epoch_a_backup_resumes_at_is_the_one_keras_restores(tmp_path):
