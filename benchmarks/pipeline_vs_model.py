@@ -50,7 +50,7 @@ import tensorflow as tf  # noqa: E402
 import kres  # noqa: E402
 from kres import data as datasets  # noqa: E402
 from kres.data import pipeline as augment  # noqa: E402
-from kres.training import recipes  # noqa: E402
+from kres.training import optimizers  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -70,7 +70,7 @@ def pipeline_rate(ds, batches):
 
 def model_rate(name, batches, size, channels, classes):
     model = kres.build_model(name, classes=classes, input_shape=(size, size, channels))
-    recipes.apply_weight_decay(model, 1e-4)
+    optimizers.apply_weight_decay(model, 1e-4)
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                   loss="categorical_crossentropy")
     for x, y in batches[:2]:  # trace and warm up

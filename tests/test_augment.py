@@ -135,3 +135,24 @@ def test_augment_flags_set_the_crop_and_the_automatic_augmentation():
         "augment": "crop", "auto_augment": "randaugment"}
     with pytest.raises(ValueError, match="--augment crop_flip --augment none"):
         commands._augment_fields(["crop_flip", "none"])
+
+
+def test_kres_layers_in_a_bigger_model_save_and_load(tmp_path):
+    """A user's model with kres's augmentation layers in front saves to .keras and
+    loads (kres registers them), computing the same function in inference."""
+    inputs = keras.Input((16, 16, 3))
+    x = layers.PadCrop(2)(inputs)
+    x = layers.RandomFlip()(x)
+    x = layers.RandomErasing(0.5, mean=(120.0,) * 3, std=(60.0,) * 3)(x)
+    x = layers.saturation_jitter(0.4)(x)
+    x = layers.AugMix(value_range=(0, 255))(x)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    path = tmp_path / "with_augmentation.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+    assert loaded.layers[1].padding == 2 and loaded.layers[3].probability == 0.5
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               model.predict(images, verbose=0), rtol=1e-5, atol=1e-5)

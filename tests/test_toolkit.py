@@ -15,7 +15,7 @@ import kres
 from kres import data as kdata
 from kres import training
 from kres.models.inference import in_float32
-from kres.training import recipes
+from kres.training import optimizers, recipes
 from kres.training.ema import WeightAverage
 from tests.test_train import TINY, _arrays
 
@@ -44,7 +44,7 @@ SETTINGS = {"sgd": dict(learning_rate=0.1), "adamw": dict(learning_rate=1e-2, we
             "lion": dict(learning_rate=1e-3, weight_decay=0.5)}
 
 
-@pytest.mark.parametrize("name", list(recipes.OPTIMIZERS))
+@pytest.mark.parametrize("name", list(optimizers.OPTIMIZERS))
 def test_each_optimizer_trains_from_its_recipe_and_resumes_with_its_state(name, tmp_path):
     """Two steps, the state saved (as the backup saves it), two more: a model built
     and compiled afresh from the saved state takes the same two steps."""
@@ -53,7 +53,7 @@ def test_each_optimizer_trains_from_its_recipe_and_resumes_with_its_state(name, 
     keras.utils.set_random_seed(0)
     model = _small_model()
     recipes.compile_model(model, recipe, steps_per_epoch=4, num_classes=2)
-    assert type(model.optimizer).__name__ == recipes.OPTIMIZERS[name]
+    assert type(model.optimizer).__name__ == optimizers.OPTIMIZERS[name]
     start = model.get_weights()
     model.fit(x[:16], y[:16], batch_size=8, shuffle=False, verbose=0)
     model.save_weights(tmp_path / "state.weights.h5")
@@ -77,7 +77,7 @@ def test_decoupled_weight_decay_shrinks_the_decayed_variables_alone(name, decay_
     coupled L2 regularizer is added on top."""
     model = _small_model()
     recipe = _recipe(optimizer=name, learning_rate=0.1, weight_decay=0.5, decay_all=decay_all)
-    optimizer = recipes.make_optimizer(recipe, model, steps_per_epoch=4)
+    optimizer = optimizers.make_optimizer(recipe, model, steps_per_epoch=4)
     variables = model.trainable_variables
     optimizer.build(variables)
     for v in variables:
@@ -92,7 +92,7 @@ def test_decoupled_weight_decay_shrinks_the_decayed_variables_alone(name, decay_
 
 def test_sgd_keeps_the_papers_coupled_decay():
     model = _small_model()
-    recipes.make_optimizer(_recipe(optimizer="sgd", weight_decay=1e-3, decay_all=False), model,
+    optimizers.make_optimizer(_recipe(optimizer="sgd", weight_decay=1e-3, decay_all=False), model,
                            steps_per_epoch=4)
     assert [v.regularizer is not None for v in model.trainable_variables] == [
         len(v.shape) > 1 for v in model.trainable_variables]

@@ -19,7 +19,7 @@ from kres import data as datasets
 from kres import training
 from kres.data import pipeline as augment
 from kres.models.inference import in_float32
-from kres.training import recipes
+from kres.training import optimizers, recipes
 
 TINY = {"depths": (1, 1, 1)}  # a CIFAR ResNet-8: the same code, fast
 
@@ -29,23 +29,23 @@ def _lr(schedule, step):
 
 
 def test_step_schedules_at_their_boundaries():
-    he = recipes.learning_rate_schedule(recipes.RECIPES["he2015-cifar"], steps_per_epoch=100)
+    he = optimizers.learning_rate_schedule(recipes.RECIPES["he2015-cifar"], steps_per_epoch=100)
     total = 164 * 100
     assert _lr(he, 0) == pytest.approx(0.1)
     assert _lr(he, total // 2) == pytest.approx(0.1)
     assert _lr(he, total // 2 + 1) == pytest.approx(0.01)
     assert _lr(he, int(total * 0.75) + 1) == pytest.approx(0.001)
-    wrn = recipes.learning_rate_schedule(recipes.RECIPES["wrn-cifar"], steps_per_epoch=10)
+    wrn = optimizers.learning_rate_schedule(recipes.RECIPES["wrn-cifar"], steps_per_epoch=10)
     assert [_lr(wrn, e * 10 + 1) for e in (59, 60, 120, 160)] == pytest.approx(
         [0.1, 0.02, 0.004, 0.0008])
     imagenet = recipes.resolve_recipe("imagenet-step", batch_size=512)
-    step = recipes.learning_rate_schedule(imagenet, steps_per_epoch=10)
+    step = optimizers.learning_rate_schedule(imagenet, steps_per_epoch=10)
     assert [_lr(step, e * 10 + 1) for e in (0, 30, 60)] == pytest.approx([0.2, 0.02, 0.002])
 
 
 def test_cosine_schedule_warms_up_then_decays():
     recipe = recipes.resolve_recipe("imagenet-cosine", batch_size=256, epochs=20)
-    schedule = recipes.learning_rate_schedule(recipe, steps_per_epoch=10)
+    schedule = optimizers.learning_rate_schedule(recipe, steps_per_epoch=10)
     assert _lr(schedule, 0) == pytest.approx(0.0)
     assert _lr(schedule, 25) == pytest.approx(0.05)
     assert _lr(schedule, 50) == pytest.approx(0.1)
@@ -55,12 +55,12 @@ def test_cosine_schedule_warms_up_then_decays():
 
 def test_coupled_weight_decay():
     model = kres.build_model("cifar_resnet20", **TINY)
-    n_all = recipes.apply_weight_decay(model, 1e-4, decay_all=True)
+    n_all = optimizers.apply_weight_decay(model, 1e-4, decay_all=True)
     assert n_all == len(model.trainable_weights)
     expected = 1e-4 / 2 * sum(float(np.sum(w.numpy() ** 2)) for w in model.trainable_weights)
     assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
     fresh = kres.build_model("cifar_resnet20", **TINY)
-    n_kernels = recipes.apply_weight_decay(fresh, 1e-4, decay_all=False)
+    n_kernels = optimizers.apply_weight_decay(fresh, 1e-4, decay_all=False)
     assert n_kernels == sum(len(w.shape) > 1 for w in fresh.trainable_weights) < n_all
     # Decay is a training setting, not part of the saved architecture.
     assert "L2" not in json.dumps(fresh.get_config())

@@ -27,7 +27,9 @@ with every draw a function of a key (a batch's or an image's seed pair), so
 the same seed gives the same images whatever the parallelism, and epoch `e`
 of a resumed run sees what an uninterrupted run saw (`kres.data.pipeline`).
 
-All layers take and give pixels (0-255), channels last.
+All layers take and give pixels (0-255), channels last. They are registered
+with Keras (``kres>PadCrop``, ...): a model that holds them saves, and loads
+where this module is imported.
 """
 
 import keras
@@ -103,7 +105,8 @@ class _Layer(BaseImagePreprocessingLayer):
     _USE_BASE_FACTOR = False
 
     def __init__(self, seed=None, **kwargs):
-        super().__init__(data_format="channels_last", **kwargs)
+        kwargs["data_format"] = "channels_last"  # also when a saved config names it
+        super().__init__(**kwargs)
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
 
@@ -117,6 +120,7 @@ class _Layer(BaseImagePreprocessingLayer):
         return {**super().get_config(), "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable("kres")
 class PadCrop(_Layer):
     """The CIFAR pad-and-crop: pad `padding` pixels of zeros, crop back at random.
 
@@ -167,6 +171,7 @@ class PadCrop(_Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+@keras.saving.register_keras_serializable("kres")
 class RandomResizedCrop(_Layer):
     """The Inception crop, resized to ``height x width``: one image at a time, of any size.
 
@@ -262,6 +267,7 @@ class RandomResizedCrop(_Layer):
                 "area": self.area, "aspect": self.aspect, "tries": self.tries}
 
 
+@keras.saving.register_keras_serializable("kres")
 class RandomErasing(_Layer):
     """Random erasing (Zhong et al. 2017), each image of a batch on its own.
 
@@ -333,6 +339,7 @@ class RandomErasing(_Layer):
                 "std": self.std, "area": self.area, "aspect": self.aspect}
 
 
+@keras.saving.register_keras_serializable("kres")
 class RandomFlip(keras.layers.RandomFlip):
     """Keras's horizontal `RandomFlip`, cheaper: one image is mirrored only when
     drawn, a batch by a blend.
@@ -374,6 +381,7 @@ class RandomFlip(keras.layers.RandomFlip):
         return config
 
 
+@keras.saving.register_keras_serializable("kres")
 class AugMix(keras.layers.AugMix):
     """Keras's `AugMix` with its operations drawn for each batch.
 
@@ -442,6 +450,7 @@ def rand_augment(ops, magnitude, seed=None):
                                     factor=magnitude / MAX_MAGNITUDE, seed=seed)
 
 
+@keras.saving.register_keras_serializable("kres")
 class RandomSaturation(keras.layers.RandomSaturation):
     """Keras's `RandomSaturation` with the saturation kept in [0, 1].
 
