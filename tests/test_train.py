@@ -527,6 +527,7 @@ def test_training_prints_a_line_per_epoch_outside_a_terminal(tmp_path, capsys):
     assert progress("auto", Terminal()) == 1 and progress(0, Terminal()) == 0
 
 
+@pytest.mark.slow  # 25 s: room in CI
 def test_evaluate_normalises_a_model_that_does_not_itself(tmp_path, fashion_mnist_dir):
     # A model without its own normalisation (built by hand, or saved by kres 0.1): the
     # model.json beside it says how its inputs were normalised, else the dataset does.

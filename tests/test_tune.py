@@ -125,8 +125,9 @@ def test_killed_search_resumes_without_rerunning_trials(tmp_path):
 # default (56 first) must not end the search before it starts. ResNet-8 and -14
 # fit in 2 MMACs at 8x8; ResNet-56 does not.
 # (Bayesian optimisation: test_bayesian_optimisation_proposes_past_its_random_points...)
-@pytest.mark.parametrize("tuner, depths", [("grid", (56, 8, 14)), ("grid", (8, 14, 56)),
-                                           ("random", (56, 8, 14)), ("hyperband", (56, 8, 14))])
+@pytest.mark.parametrize("tuner, depths", [
+    ("grid", (56, 8, 14)), ("grid", (8, 14, 56)), ("random", (56, 8, 14)),
+    pytest.param("hyperband", (56, 8, 14), marks=pytest.mark.slow)])  # 26 s: room in CI
 def test_no_tuner_spends_a_trial_on_a_point_over_budget(tmp_path, tuner, depths):
     config = tuning.SearchConfig("cifar-resnet", "arrays", tuner=tuner, max_trials=4,
                                  max_epochs=3 if tuner == "hyperband" else 1, depths=depths,
@@ -153,6 +154,7 @@ def test_no_tuner_spends_a_trial_on_a_point_over_budget(tmp_path, tuner, depths)
         open(os.path.join(out, "trials.md")).read()
 
 
+@pytest.mark.slow  # 30 s: room in CI
 def test_bayesian_optimisation_proposes_past_its_random_points_and_asks_again(
         tmp_path, monkeypatch):
     """Past keras-tuner's random initial points (3 per hyperparameter: 6 here) the
@@ -293,6 +295,7 @@ def test_time_estimates_keep_grouped_and_plain_networks_apart(tmp_path):
     assert plan.estimate(plain) == pytest.approx(10.0)
 
 
+@pytest.mark.slow  # 15 s: room in CI
 def test_seeds_per_configuration_and_their_spread(tmp_path):
     config = tuning.SearchConfig("cifar-resnet", "arrays", tuner="grid", depths=(8, 14),
                                  max_epochs=2, executions_per_trial=2, seed=3,
