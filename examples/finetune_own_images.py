@@ -14,9 +14,14 @@ per class, written as a user's folder would be (``train/<class>/*.png``, and
   with the ResNet paper's learning rate on a cosine schedule.
 
 Both are tested on the folder's test images. The printed table (accuracy,
-time) is what docs/results.md records.
+time; mean and spread over ``--seeds``) is what docs/results.md records.
+``--optimizer`` (with ``--lr``, ``--frozen-lr``, ``--weight-decay``) changes
+the fine-tuned run's optimizer, to measure which one the transfer recipe
+should use; ``--only fine-tuned`` skips the runs from scratch.
 
     python examples/finetune_own_images.py        # 5 minutes on a 2-core AMD EPYC (docs/results.md)
+    python examples/finetune_own_images.py --only fine-tuned --seeds 0 1 2 \
+        --optimizer adamw --lr 3e-4 --frozen-lr 3e-3 --weight-decay 0.05
     python examples/finetune_own_images.py --smoke --out /tmp/f
 """
 
@@ -27,6 +32,7 @@ import time
 
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 OWN_CLASSES = {5: "sandal", 6: "shirt", 7: "sneaker", 8: "bag", 9: "ankle_boot"}
+KINDS = ("fine-tuned", "from-scratch")
 
 
 def parse_args(argv=None):
@@ -38,6 +44,18 @@ def parse_args(argv=None):
     parser.add_argument("--pretrain-epochs", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=12,
                         help="epochs of each run on the folder (default 12)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="one run of each kind per seed (default 0)")
+    parser.add_argument("--only", choices=KINDS, default=None,
+                        help="run one kind only (default both)")
+    parser.add_argument("--optimizer", default=None,
+                        help="the fine-tuned run's optimizer (default the transfer recipe's, sgd)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="the fine-tuned run's learning rate after the frozen phase")
+    parser.add_argument("--frozen-lr", type=float, default=None,
+                        help="the fine-tuned run's learning rate in the frozen phase")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="the fine-tuned run's weight decay")
     parser.add_argument("--out", default="runs/finetune-own-images")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--smoke", action="store_true")
@@ -96,26 +114,53 @@ def main(argv=None):
                    augment="none", **small)
     weights = os.path.join(pretrained_dir, "best.keras")
 
+    tuned = {name: value for name, value in (
+        ("optimizer", args.optimizer), ("learning_rate", args.lr),
+        ("frozen_learning_rate", args.frozen_lr), ("weight_decay", args.weight_decay))
+        if value is not None}
+    settings = {
+        "fine-tuned": dict(weights=weights, recipe="transfer", **tuned,
+                           **({"frozen_epochs": 1} if args.smoke else {})),
+        "from-scratch": dict(recipe="he2015-cifar", schedule="cosine", batch_size=64)}
+    # Runs of another optimizer or rate go to their own folders.
+    label = "-".join(f"{name}{value}" for name, value in tuned.items())
     rows = {}
-    for kind, settings in (
-            ("fine-tuned", dict(weights=weights, recipe="transfer",
-                                **({"frozen_epochs": 1} if args.smoke else {}))),
-            ("from scratch", dict(recipe="he2015-cifar", schedule="cosine", batch_size=64))):
-        run_dir = os.path.join(args.out, kind.replace(" ", "-"))
-        start = time.perf_counter()
-        results = kres.train("cifar_resnet20", folder, run_dir=run_dir, epochs=args.epochs,
-                             image_size=28, channels=1, **{**settings, **small})
-        rows[kind] = {"test_accuracy": results["test_accuracy"],
-                      "best_val_accuracy": results["best_val_accuracy"],
-                      "seconds": time.perf_counter() - start,
-                      "train_examples": results["train_examples"], "run_dir": run_dir}
-    print(f"\n{'':<14}{'test accuracy':>14}{'best val':>10}{'seconds':>9}")
+    for kind in [args.only] if args.only else KINDS:
+        runs = []
+        for seed in args.seeds:
+            run_dir = os.path.join(args.out, "-".join(
+                filter(None, [kind, label if kind == "fine-tuned" else "", f"seed{seed}"])))
+            start = time.perf_counter()
+            results = kres.train("cifar_resnet20", folder, run_dir=run_dir, epochs=args.epochs,
+                                 image_size=28, channels=1, seed=seed,
+                                 **{**settings[kind], **small})
+            runs.append({"seed": seed, "test_accuracy": results["test_accuracy"],
+                         "best_val_accuracy": results["best_val_accuracy"],
+                         "seconds": time.perf_counter() - start,
+                         "train_examples": results["train_examples"], "run_dir": run_dir})
+        rows[kind] = {"settings": {k: v for k, v in settings[kind].items() if k != "weights"},
+                      "runs": runs, **{f"{key}_{stat}": value for key in (
+                          "test_accuracy", "best_val_accuracy")
+                          for stat, value in _stats([run[key] for run in runs]).items()}}
+    print(f"\n{'':<14}{'test accuracy':>22}{'best val':>22}{'seconds':>9}   seeds "
+          f"{' '.join(map(str, args.seeds))}")
     for kind, row in rows.items():
-        print(f"{kind:<14}{row['test_accuracy']:>14.4f}{row['best_val_accuracy']:>10.4f}"
-              f"{row['seconds']:>9.0f}")
-    with open(os.path.join(args.out, "comparison.json"), "w") as f:
+        print(f"{kind:<14}{_mean_spread(row, 'test_accuracy'):>22}"
+              f"{_mean_spread(row, 'best_val_accuracy'):>22}"
+              f"{sum(run['seconds'] for run in row['runs']) / len(row['runs']):>9.0f}")
+    # One file per set of runs: a later call with other settings or --only adds its own.
+    name = "-".join(filter(None, ["comparison", args.only, label])) + ".json"
+    with open(os.path.join(args.out, name), "w") as f:
         json.dump(rows, f, indent=2)
     return rows
+
+
+def _stats(values):
+    return {"mean": sum(values) / len(values), "spread": max(values) - min(values)}
+
+
+def _mean_spread(row, key):
+    return f"{row[key + '_mean']:.2%} (spread {row[key + '_spread'] * 100:.2f})"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Nothing here imports Keras or TensorFlow.
 import difflib
 import math
 import numbers
+import os
 
 
 def did_you_mean(value, choices, cutoff=0.5):
@@ -24,6 +25,17 @@ def did_you_mean(value, choices, cutoff=0.5):
 def fail(field, value, requirement):
     """Raises ``ValueError("{field} {requirement}. Received: {field}={value!r}")``."""
     raise ValueError(f"{field} {requirement}. Received: {field}={value!r}")
+
+
+def model_file(field, value):
+    """Checks that `value` is a file; a run directory is named as such, with its model's path."""
+    if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+        return
+    hint = ""
+    if isinstance(value, (str, os.PathLike)) and os.path.isfile(
+            os.path.join(value, "best.keras")):
+        hint = f" This is a run directory: its model is {os.path.join(value, 'best.keras')}."
+    raise ValueError(f"No model file at {field}.{hint} Received: {field}={value!r}")
 
 
 def is_int(value):

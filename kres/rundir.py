@@ -179,12 +179,16 @@ def plot_history(history, path, title=""):
     """Plots loss, accuracy and learning rate per epoch to a PNG.
 
     Args:
-        history: rows of ``history.csv`` (dicts).
+        history: rows of ``history.csv`` (dicts); with a weight average's
+            ``raw_val_*`` columns, the raw weights' validation curves too.
         path: the PNG to write.
         title: the figure's title.
+
+    Returns:
+        The labels of the loss and error curves drawn (none for an empty history).
     """
     if not history:
-        return
+        return []
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,11 +202,18 @@ def plot_history(history, path, title=""):
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for key, label in (("loss", "train (running mean)"), ("val_loss", "validation")):
-        axes[0].plot(epochs, column(key), "o-", label=label)
-    for key, label in (("accuracy", "train (running mean)"), ("val_accuracy", "validation")):
-        axes[1].plot(epochs, [100 * (1 - a) for a in column(key)], "o-", label=label)
-    axes[2].plot(epochs, column("learning_rate"), "o")
+    # A run with a weight average validates it (val_*) and its raw weights (raw_val_*).
+    averaged = any(r.get("raw_val_loss") not in (None, "") for r in history)
+    val = "validation, weight average" if averaged else "validation"
+    lines = [("train (running mean)", ""), (val, "val_")]
+    if averaged:
+        lines.append(("validation, raw weights", "raw_val_"))
+    for label, prefix in lines:
+        axes[0].plot(epochs, column(prefix + "loss"), "o-", label=label)
+        axes[1].plot(epochs, [100 * (1 - a) for a in column(prefix + "accuracy")], "o-",
+                     label=label)
+    rates = column("learning_rate")
+    axes[2].plot(epochs, rates, "o")
     for ax, name in zip(axes, ("loss", "error (%)", "learning rate at the epoch's end")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
@@ -210,8 +221,10 @@ def plot_history(history, path, title=""):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend()
     axes[1].legend()
-    axes[2].set_yscale("log")
+    if any(rate > 0 for rate in rates):  # a schedule's zero at the end is left off the log scale
+        axes[2].set_yscale("log")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return [label for label, _ in lines]

@@ -252,3 +252,21 @@ def test_readme_quotes_cis_floors_for_the_demo():
     paragraph = _paragraphs("README.md", ".ci/check_demo.py")[0]
     assert f"falls below {check.FLOOR:.0%} or fewer than {check.MIN_RIGHT} of its " \
            f"{check.SENT} test images" in paragraph
+
+
+def test_recipe_table_lists_every_recipe_with_its_fields():
+    from kres.training.recipes import RECIPES
+
+    rows = {row[0].split()[0].strip("`"): row
+            for row in _table("docs/training.md", "| recipe | from | optimizer |")}
+    assert set(rows) == set(RECIPES)
+    names = {"sgd": "SGD", "adamw": "AdamW", "lamb": "LAMB", "lion": "Lion"}
+    for name, recipe in RECIPES.items():
+        _, _, optimizer, lr, batch, decay, _, epochs = rows[name]
+        assert optimizer.startswith(names[recipe.optimizer]), name
+        if recipe.optimizer == "sgd":
+            assert ("Nesterov" in optimizer) == recipe.nesterov, name
+        assert f"{recipe.learning_rate:g}" in lr.replace("(head), then", ""), name
+        assert (int(batch), int(epochs), _number(decay.split(",")[0])) == (
+            recipe.batch_size, recipe.epochs, recipe.weight_decay), name
+        assert ("not on BN/bias" in decay) == (not recipe.decay_all), name

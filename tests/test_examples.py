@@ -32,14 +32,37 @@ def test_every_example_has_a_smoke_test():
 @pytest.mark.slow  # three kres.train runs; the full run is recorded in the issue's note
 def test_finetune_own_images(tmp_path, fashion_mnist_dir):
     out, rows = _run("finetune_own_images", tmp_path, fashion_mnist_dir)
-    assert set(rows) == {"fine-tuned", "from scratch"}
+    assert set(rows) == {"fine-tuned", "from-scratch"}
     for row in rows.values():
-        with open(os.path.join(row["run_dir"], "results.json")) as f:
+        (run,) = row["runs"]
+        with open(os.path.join(run["run_dir"], "results.json")) as f:
             results = json.load(f)
-        assert row["test_accuracy"] == results["test_accuracy"]  # the table prints the runs'
-        assert results["train_examples"] == row["train_examples"] > 0
-    with open(os.path.join(rows["fine-tuned"]["run_dir"], "config.json")) as f:
+        assert run["test_accuracy"] == row["test_accuracy_mean"] == results["test_accuracy"]
+        assert row["test_accuracy_spread"] == 0  # one seed
+        assert results["train_examples"] == run["train_examples"] > 0
+    with open(os.path.join(rows["fine-tuned"]["runs"][0]["run_dir"], "config.json")) as f:
         assert json.load(f)["weights"] == os.path.join(out, "pretrained", "best.keras")
+
+
+@pytest.mark.slow  # a pretraining and two kres.train runs
+def test_finetune_own_images_with_another_optimizer(tmp_path, fashion_mnist_dir):
+    """The optimizer comparison's path: the fine-tuned run alone, two seeds, AdamW."""
+    out = str(tmp_path / "ft")
+    rows = _example("finetune_own_images").main([
+        "--smoke", "--out", out, "--data-dir", fashion_mnist_dir, "--only", "fine-tuned",
+        "--seeds", "0", "1", "--optimizer", "adamw", "--lr", "3e-4", "--weight-decay", "0.05"])
+    (row,) = rows.values()
+    assert [run["seed"] for run in row["runs"]] == [0, 1]
+    for run in row["runs"]:
+        assert "optimizeradamw-learning_rate0.0003-weight_decay0.05" in run["run_dir"]
+        with open(os.path.join(run["run_dir"], "config.json")) as f:
+            config = json.load(f)
+        overrides = config["recipe_overrides"]
+        assert (overrides["optimizer"], overrides["learning_rate"]) == ("adamw", 3e-4)
+        assert config["seed"] == run["seed"]
+    with open(os.path.join(out, "comparison-fine-tuned-optimizeradamw-learning_rate0.0003-"
+                                "weight_decay0.05.json")) as f:
+        assert json.load(f)["fine-tuned"]["test_accuracy_mean"] == row["test_accuracy_mean"]
 
 
 @pytest.mark.slow  # two kres.train runs; kres.train's path is in the default suite many times over

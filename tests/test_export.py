@@ -404,6 +404,10 @@ def test_export_and_predict_commands(tmp_path, capsys):
     assert serving.versions(os.path.join(out, "fm")) == [1, 7]
     assert main(["export", "--model", str(tmp_path / "none.keras"), "--name", "x"]) == 2
     assert "No model file" in capsys.readouterr().err
+    # A run directory where its model belongs: named, with the model's path.
+    assert main(["export", "--model", str(run), "--name", "x", "--out", out]) == 2
+    assert (f"This is a run directory: its model is {run / 'best.keras'}"
+            in capsys.readouterr().err)
     assert keras.saving.load_model(run / "best.keras").name == model.name
 
 

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 import kres
 from kres import data as kdata
-from kres import training
+from kres import rundir, training
 from kres.models.inference import in_float32
 from kres.training import optimizers, recipes
 from kres.training.ema import WeightAverage
@@ -146,6 +147,23 @@ def test_the_average_covers_batch_norm_statistics_with_timms_warmup():
         np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-6)
     average.swap_out()
     assert all(np.array_equal(w, r) for w, r in zip(model.get_weights(), raw))
+
+
+def test_a_runs_curves_show_the_raw_weights_beside_the_average(tmp_path):
+    """The curves of a run with a weight average draw its raw weights' validation
+    too; a schedule whose logged rates are all zero draws without a warning."""
+    row = {"loss": "1", "accuracy": "0.5", "val_loss": "0.9", "val_accuracy": "0.6"}
+    raw = {"raw_val_loss": "1.2", "raw_val_accuracy": "0.4"}
+    history = [{"epoch": str(i), "learning_rate": "0", **row, **raw} for i in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels = rundir.plot_history(history, tmp_path / "average.png")
+    assert labels == ["train (running mean)", "validation, weight average",
+                      "validation, raw weights"]
+    plain = [{"epoch": "0", "learning_rate": "0.1", **row, "raw_val_loss": ""}]
+    assert rundir.plot_history(plain, tmp_path / "plain.png") == [
+        "train (running mean)", "validation"]
+    assert (tmp_path / "average.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -252,8 +252,8 @@ def test_the_time_budget_starts_no_trial_that_cannot_finish(tmp_path):
 @pytest.mark.parametrize("tuner", ["random", "hyperband"])
 def test_a_real_search_stops_part_way_at_its_time_budget(tmp_path, tuner):
     """Trials of ResNet-8 with their own learning rates, weight decays and label
-    smoothing (never exhausted) for 0.25 min: the search stops on its own after a
-    few trials, saying why, with its time within the budget."""
+    smoothing (never exhausted) for 0.25 min: the search stops on its own after
+    one or more trials, saying why, with its time within the budget."""
     import time
 
     config = tuning.SearchConfig("cifar-resnet", "arrays", tuner=tuner, depths=(8,),
@@ -266,7 +266,9 @@ def test_a_real_search_stops_part_way_at_its_time_budget(tmp_path, tuner):
     seconds = time.monotonic() - start
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
-    assert 2 <= len(rows) < 200 and all(r["status"] == "COMPLETED" for r in rows)
+    # At least one trial: a loaded machine may fit only one in the 15 s (seen with
+    # a training run beside the suite); stopping after it is still a stop part way.
+    assert 1 <= len(rows) < 200 and all(r["status"] == "COMPLETED" for r in rows)
     assert (summary["stopped"] or "").startswith("time budget: 0.25 min"), (summary, rows)
     assert summary["minutes"] <= 0.25  # the search's own clock, from its plan
     trials = 0.0

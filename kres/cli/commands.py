@@ -108,6 +108,7 @@ def export(args):
 def _calibration_images(args):
     """Representative pixels for the export: `--calibration-data`, else the run's dataset,
     at the model's input size and resized as its preprocessing says."""
+    from kres import checks
     from kres import rundir as runs
     from kres.data import calibration
     from kres.models.inputs import preprocessing_layer
@@ -124,8 +125,7 @@ def _calibration_images(args):
                              "--calibration-data (a dataset, folder or .npy). Received: no run "
                              f"description beside {args.model}")
         return None
-    if not os.path.isfile(args.model):
-        raise ValueError(f"No model file. Received: --model {args.model}")
+    checks.model_file("--model", args.model)
     model = load_model(args.model)
     own = None if preprocessing_layer(model) else _run_preprocessing(described)
     _, prep, _ = served_model(model, own, dataset=args.dataset or source)

@@ -214,8 +214,7 @@ def _from_run(model_path):
     A model that carries its own preprocessing takes nothing from a folder
     whose ``model.json`` describes another model (a file moved into it).
     """
-    if not os.path.isfile(model_path):
-        raise ValueError(f"No model file at model_path. Received: model_path={model_path!r}")
+    checks.model_file("model_path", model_path)
     run = os.path.dirname(os.path.abspath(model_path))
     described, config, results = (rundir.read_json(os.path.join(run, name)) for name in
                                   ("model.json", "config.json", "results.json"))

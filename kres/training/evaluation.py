@@ -62,8 +62,7 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     checks.choice("split", split, ("train", "val", "test"))
     checks.positive_int("batch_size", batch_size)
     checks.boolean("flip", flip)
-    if not os.path.isfile(model_path):
-        raise ValueError(f"No model file at model_path. Received: model_path={model_path!r}")
+    checks.model_file("model_path", model_path)
     run = os.path.dirname(os.path.abspath(model_path))
     saved = rundir.read_json(os.path.join(run, "config.json"))
     same = saved.get("dataset") is not None and os.path.abspath(saved["dataset"]) == \
