@@ -12,6 +12,7 @@ the plot of the curves.
         history.csv      one row per epoch (loss, accuracy, learning rate, time)
         best.keras       the best model by validation accuracy
         backup/          Keras BackupAndRestore state while a run is unfinished
+        trained.json     the training's end, marked before the backup goes
         tensorboard/     TensorBoard logs
         curves.png       loss, error and learning rate per epoch
         results.json     test accuracy, size, speed

@@ -319,6 +319,41 @@ def test_a_run_resumed_after_a_crash_ends_as_an_uninterrupted_run(tmp_path):
     _check_the_average(config, whole, results, best)
 
 
+def test_a_run_killed_during_its_test_resumes_with_the_test_alone(tmp_path, monkeypatch):
+    """Keras deletes the backup as the fit ends; a kill during the test after
+    it used to leave a run that resumed from epoch 0. The fit's end is marked
+    (``trained.json``) first, with the raw weights of the average's run."""
+    from kres.training import run as krun
+
+    config = training.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY, seed=0,
+                                  recipe_overrides={"epochs": 2, "batch_size": 32,
+                                                    "ema": True})
+    real = krun.scores
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(krun, "scores", killed)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, run_dir=str(tmp_path), data=_arrays(), verbose=0)
+    assert not (tmp_path / "backup").exists() and not (tmp_path / "results.json").exists()
+    assert (tmp_path / "trained.json").is_file() and (tmp_path / "last-raw.npz").is_file()
+    history = (tmp_path / "history.csv").read_text()
+
+    class Epochs(keras.callbacks.Callback):
+        begun = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.begun.append(epoch)
+
+    monkeypatch.setattr(krun, "scores", real)
+    results = training.train(config, run_dir=str(tmp_path), data=_arrays(), verbose=0,
+                             callbacks=[Epochs()])
+    assert Epochs.begun == []  # nothing trained again
+    assert (tmp_path / "history.csv").read_text() == history
+    assert results["epochs_run"] == 2 and "test_accuracy_raw" in results
+
+
 def _check_the_average(config, run, results, best):
     """What a run with the weight average leaves: both validation scores, the
     average in best.keras, the raw weights scored on the test set."""

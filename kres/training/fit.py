@@ -20,6 +20,8 @@ from kres.training.ema import WeightAverage
 
 # A run with a weight average: the raw weights its last fit ended with (`fit`).
 RAW_WEIGHTS = "last-raw.npz"
+# Written when the last fit of a run ends, before Keras deletes the backup.
+TRAINED = "trained.json"
 
 
 class EpochStats(keras.callbacks.Callback):
@@ -82,7 +84,7 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
 
 def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=None,
         initial_epoch=0, resume=False, callbacks=(), verbose="auto",
-        backup=None, backup_dir=None, class_weight=None):
+        backup=None, backup_dir=None, class_weight=None, last=True):
     """The one call of `model.fit` in kres, with the run directory's callbacks.
 
     `train_from(epoch)` makes the training pipeline starting at `epoch`
@@ -90,9 +92,11 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     backup decides (`start_epoch`).
 
     Writes ``history.csv``, ``best.keras``, ``tensorboard/`` and ``backup/``
-    in `run_dir`. With `resume`, continues from the backup (dropping history
-    rows newer than it); without, any old backup is discarded so the run
-    starts from scratch. `backup` replaces the
+    in `run_dir`, and for the `last` fit of a run (not a frozen phase)
+    ``trained.json`` as it ends, before Keras deletes the backup: a run
+    killed after it resumes with its test alone. With `resume`, continues
+    from the backup (dropping history rows newer than it); without, any old
+    backup is discarded so the run starts from scratch. `backup` replaces the
     `keras.callbacks.BackupAndRestore` of ``backup/`` (a multi-worker run's
     `kres.training.multiworker.ChiefBackupAndRestore`); `backup_dir` moves it. The
     backup keeps the previous epoch's copy too, so a kill in the middle of
@@ -116,6 +120,8 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     backup_dir = backup_dir or os.path.join(run_dir, "backup")
     if not resume:
         shutil.rmtree(backup_dir, ignore_errors=True)
+        if os.path.exists(os.path.join(run_dir, TRAINED)):
+            os.remove(os.path.join(run_dir, TRAINED))
         if not initial_epoch:
             for path in (history_path, best_path):
                 if os.path.exists(path):
@@ -147,6 +153,8 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
             monitor="val_accuracy", mode="max", patience=recipe.patience,
             restore_best_weights=True))
     all_callbacks.extend(average_out)
+    if last:
+        all_callbacks.append(_Trained(run_dir, average))
     # Last: an epoch is backed up only after its row and checkpoint are written.
     # double_checkpoint: a kill while the weights are written leaves a truncated
     # file; the resume then takes the copy made before the write.
@@ -158,9 +166,32 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
                         steps_per_epoch=train_examples // recipe.batch_size,
                         initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
                         verbose=progress(verbose), class_weight=class_weight)
-    if average is not None and average.last_raw is not None:
+    if not last and average is not None and average.last_raw is not None:
         runs.save_arrays(os.path.join(run_dir, RAW_WEIGHTS), average.last_raw)
     return history
+
+
+class _Trained(keras.callbacks.Callback):
+    """At the end of a run's last fit, before the backup callback after it
+    deletes the backup: the raw weights of a run with a weight average, then
+    ``trained.json``. A run killed from there to its ``results.json`` (the
+    test) resumes with the test alone (`trained`), not from epoch 0."""
+
+    def __init__(self, run_dir, average):
+        super().__init__()
+        self.run_dir, self.average = run_dir, average
+
+    def on_train_end(self, logs=None):
+        if self.average is not None and self.average.last_raw is not None:
+            runs.save_arrays(os.path.join(self.run_dir, RAW_WEIGHTS), self.average.last_raw)
+        runs.write_json(os.path.join(self.run_dir, TRAINED),
+                        {"jit_compile": bool(self.model.jit_compile)})
+
+
+def trained(run_dir):
+    """What a run's finished training left (``{"jit_compile": ...}``), or None
+    while it has not finished."""
+    return runs.read_json(os.path.join(run_dir, TRAINED)) or None
 
 
 def start_epoch(model, backup_dir, initial_epoch, backup=None):

@@ -31,7 +31,7 @@ from kres.training import finetune, multiworker
 from kres.training.config import TrainConfig, as_config
 from kres.training.devices import make_strategy, resolve_precision
 from kres.training.evaluation import scores
-from kres.training.fit import RAW_WEIGHTS, fit, pipelines
+from kres.training.fit import RAW_WEIGHTS, fit, pipelines, trained
 from kres.training.preparation import prepare
 from kres.training.recipes import compile_model, resolve_recipe
 
@@ -192,6 +192,9 @@ def fit_run(model, run, p, strategy, *, callbacks, verbose):
     rundir.write_model_description(run.own_dir, model=config.model, spec=p.spec,
                                    preprocessing=p.preprocessing,
                                    class_names=d.class_names, dataset=d.name)
+    done = trained(run.own_dir) if run.resuming and run.worker is None else None
+    if done is not None:  # killed after its training, before its test: the test alone
+        return done["jit_compile"]
     train_from, val_ds = pipelines(d, p.recipe, p.image_size, p.channels, seed=config.seed,
                                  deterministic=run.worker is not None,
                                  preprocessing=p.preprocessing, teacher=p.teacher)
@@ -297,7 +300,7 @@ def _fit_phases(model, run, train_from, val_ds, p, strategy, **common):
         saver = finetune.SaveWeightsAt(frozen_path, recipe.frozen_epochs)
         fit(model, own_dir, train_from, val_ds, recipe=recipe.frozen_phase(),
             resume=run.resuming, backup_dir=os.path.join(own_dir, "backup-frozen"),
-            **{**common, "callbacks": [*common["callbacks"], saver]})
+            last=False, **{**common, "callbacks": [*common["callbacks"], saver]})
     finetune.unfreeze(model, recipe.unfreeze)
     later = recipe.unfrozen_phase()
     compile_phase(later)
