@@ -21,7 +21,7 @@ should use; ``--only fine-tuned`` skips the runs from scratch.
 
     python examples/finetune_own_images.py        # 5 minutes on a 2-core AMD EPYC (docs/results.md)
     python examples/finetune_own_images.py --only fine-tuned --seeds 0 1 2 \
-        --optimizer adamw --lr 3e-4 --frozen-lr 3e-3 --weight-decay 0.05
+        --optimizer sgd --lr 0.03 --frozen-lr 0.3 --weight-decay 5e-5
     python examples/finetune_own_images.py --smoke --out /tmp/f
 """
 
@@ -49,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--only", choices=KINDS, default=None,
                         help="run one kind only (default both)")
     parser.add_argument("--optimizer", default=None,
-                        help="the fine-tuned run's optimizer (default the transfer recipe's, sgd)")
+                        help="the fine-tuned run's optimizer (default the transfer recipe's)")
     parser.add_argument("--lr", type=float, default=None,
                         help="the fine-tuned run's learning rate after the frozen phase")
     parser.add_argument("--frozen-lr", type=float, default=None,
