@@ -84,7 +84,7 @@ def test_short_run_on_real_fashion_mnist_learns(trained, fashion_mnist_dir):
         float(np.median([4000 / t for t in results["epoch_times"]])), rel=1e-6)
     assert sorted(os.listdir(run)) == ["best.keras", "config.json", "curves.png",
                                        "history.csv", "model.json", "results.json",
-                                       "tensorboard"]
+                                       "tensorboard", "trained.json"]
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1"]
