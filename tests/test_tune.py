@@ -34,6 +34,10 @@ def _trials(out_dir):
         return list(csv.DictReader(f))
 
 
+# Three ResNeXt trials on real data (37 s); real searches on Fashion-MNIST stay in the
+# default suite through test_commands' distributed search, the report's files through
+# the tests below.
+@pytest.mark.slow
 def test_real_search_writes_the_report(fashion_mnist_dir, tmp_path):
     config = tuning.SearchConfig(
         "resnext-cifar", "fashion_mnist", tuner="random", max_trials=3, max_epochs=1,
