@@ -120,8 +120,8 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     backup_dir = backup_dir or os.path.join(run_dir, "backup")
     if not resume:
         shutil.rmtree(backup_dir, ignore_errors=True)
-        if os.path.exists(os.path.join(run_dir, TRAINED)):
-            os.remove(os.path.join(run_dir, TRAINED))
+        if os.path.exists(trained_path := os.path.join(run_dir, TRAINED)):
+            os.remove(trained_path)
         if not initial_epoch:
             for path in (history_path, best_path):
                 if os.path.exists(path):
@@ -166,8 +166,6 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
                         steps_per_epoch=train_examples // recipe.batch_size,
                         initial_epoch=initial_epoch, shuffle=False, callbacks=all_callbacks,
                         verbose=progress(verbose), class_weight=class_weight)
-    if not last and average is not None and average.last_raw is not None:
-        runs.save_arrays(os.path.join(run_dir, RAW_WEIGHTS), average.last_raw)
     return history
 
 
