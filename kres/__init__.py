@@ -41,6 +41,7 @@ _LAZY = {
     "flip_averaged": "kres.models.inference",
     "strip_auxiliary": "kres.models.families.googlenet",
     "feature_extractor": "kres.models.backbones",
+    "explain": "kres.models.explain",
     "load_keras_weights": "kres.weights.keras_applications",
     "preprocess_input": "kres.models.registry",
     "published_weights": "kres.models.registry",
@@ -56,6 +57,7 @@ __getattr__, __dir__, _names = public_names(__name__, _LAZY)
 if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
     from kres.models.backbones import feature_extractor  # noqa: F401
     from kres.models.counting import count_macs, count_params  # noqa: F401
+    from kres.models.explain import explain  # noqa: F401
     from kres.models.families.googlenet import strip_auxiliary  # noqa: F401
     from kres.models.families.resnet_timm import load_timm_weights  # noqa: F401
     from kres.models.inference import flip_averaged  # noqa: F401

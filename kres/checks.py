@@ -28,14 +28,23 @@ def fail(field, value, requirement):
 
 
 def model_file(field, value):
-    """Checks that `value` is a file; a run directory is named as such, with its model's path."""
-    if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
-        return
-    hint = ""
-    if isinstance(value, (str, os.PathLike)) and os.path.isfile(
-            os.path.join(value, "best.keras")):
-        hint = f" This is a run directory: its model is {os.path.join(value, 'best.keras')}."
-    raise ValueError(f"No model file at {field}.{hint} Received: {field}={value!r}")
+    """The model file `value` names: a file as given, or a run directory's ``best.keras``.
+
+    Raises:
+        ValueError: naming `field` and `value` when it is neither (a run
+            directory without its best model is said to be one).
+    """
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if os.path.isfile(path):
+            return path
+        best = os.path.join(path, "best.keras")
+        if os.path.isfile(best):
+            return best
+        if os.path.isfile(os.path.join(path, "config.json")):
+            raise ValueError(f"The run directory at {field} holds no best.keras yet (an "
+                             f"unfinished run: resume it first). Received: {field}={value!r}")
+    raise ValueError(f"No model file or run directory at {field}. Received: {field}={value!r}")
 
 
 def is_int(value):

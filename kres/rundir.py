@@ -16,6 +16,9 @@ the plot of the curves.
         tensorboard/     TensorBoard logs
         curves.png       loss, error and learning rate per epoch
         results.json     test accuracy, size, speed
+        report.json      the test split per class: precision, recall, F1, confusion
+                         matrix, most confused pairs, most confident mistakes
+        confusion.png    the confusion matrix; mistakes.png: those mistakes
 """
 
 import csv

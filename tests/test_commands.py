@@ -280,6 +280,7 @@ def test_train_in_every_precision_and_with_xla(fashion_mnist_dir, tmp_path, flag
     assert f", {precision}" in first and (reason in first) == (reason != "asked for")
     # The line printed is the run's result, to the digit; the flags reached the config.
     assert f"test accuracy {results['test_accuracy']:.4f} after 1 epochs" in printed
+    assert f"per-class report {os.path.join(run, 'report.json')}" in printed
     assert results["epochs_run"] == 1 and results["train_examples"] == 256
     with open(os.path.join(run, "config.json")) as f:
         config = json.load(f)

@@ -396,18 +396,20 @@ def test_export_and_predict_commands(tmp_path, capsys):
     expected = ", ".join(f"{label.decode()} {score:.3f}" for label, score in
                          zip(answer["labels"][0].numpy()[:3], answer["scores"][0].numpy()[:3]))
     assert printed == f"{image}: {expected}"
-    # --version, --no-verify, --grouped-conv: version 7 written as asked, no C-API check.
-    assert main(["export", "--model", str(run / "best.keras"), "--name", "fm", "--out", out,
+    # --version, --no-verify, --grouped-conv: version 7 written as asked, no C-API check;
+    # the run directory given where its model belongs.
+    assert main(["export", "--model", str(run), "--name", "fm", "--out", out,
                  "--version", "7", "--no-verify", "--grouped-conv", "native"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {os.path.join(out, 'fm', '7')};" in printed and "C API" not in printed
     assert serving.versions(os.path.join(out, "fm")) == [1, 7]
     assert main(["export", "--model", str(tmp_path / "none.keras"), "--name", "x"]) == 2
     assert "No model file" in capsys.readouterr().err
-    # A run directory where its model belongs: named, with the model's path.
+    # A run directory without its model yet: named as an unfinished run.
+    (run / "best.keras").rename(run / "kept.keras")
     assert main(["export", "--model", str(run), "--name", "x", "--out", out]) == 2
-    assert (f"This is a run directory: its model is {run / 'best.keras'}"
-            in capsys.readouterr().err)
+    assert "holds no best.keras yet" in capsys.readouterr().err
+    (run / "kept.keras").rename(run / "best.keras")
     assert keras.saving.load_model(run / "best.keras").name == model.name
 
 

@@ -443,3 +443,12 @@ def test_a_folder_run_resumes_on_its_split_weighs_its_classes_and_evaluates_on_i
     assert [d.splits for d in loaded] == [saved]
     printed = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
     assert float(printed["accuracy"]) == pytest.approx(results["test_accuracy"], abs=1e-4)
+    # The run's report names the test images it got wrong by their files, in the
+    # class folders of their true classes.
+    with open(run / "report.json") as f:
+        written = json.load(f)
+    test_files = {path: saved.class_names[label] for path, label in saved["test"]}
+    assert written["examples"] == len(saved["test"])
+    for mistake in written["mistakes"]:
+        assert test_files[mistake["file"]] == mistake["true"] != mistake["predicted"]
+        assert (root / mistake["file"]).is_file()

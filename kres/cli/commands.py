@@ -78,8 +78,10 @@ def _default_dir(*parts):
 
 
 def export(args):
+    from kres import checks
     from kres.serving import export
 
+    args.model = checks.model_file("--model", args.model)
     if args.format == "saved_model":
         path = export(args.model, os.path.join(args.out, args.name), args.version,
                       top_k=args.top_k, grouped_conv=args.grouped_conv, verify=args.verify,
@@ -108,7 +110,6 @@ def export(args):
 def _calibration_images(args):
     """Representative pixels for the export: `--calibration-data`, else the run's dataset,
     at the model's input size and resized as its preprocessing says."""
-    from kres import checks
     from kres import rundir as runs
     from kres.data import calibration
     from kres.models.inputs import preprocessing_layer
@@ -125,7 +126,6 @@ def _calibration_images(args):
                              "--calibration-data (a dataset, folder or .npy). Received: no run "
                              f"description beside {args.model}")
         return None
-    checks.model_file("--model", args.model)
     model = load_model(args.model)
     own = None if preprocessing_layer(model) else _run_preprocessing(described)
     _, prep, _ = served_model(model, own, dataset=args.dataset or source)
@@ -291,16 +291,86 @@ def train(args):
     print(f"test accuracy {results['test_accuracy']:.4f}{flip} after {results['epochs_run']} "
           f"epochs "
           f"({results['train_images_per_second']:.0f} training images/s); best model "
-          f"{os.path.join(run_dir, 'best.keras')}, curves {os.path.join(run_dir, 'curves.png')}")
+          f"{os.path.join(run_dir, 'best.keras')}, curves {os.path.join(run_dir, 'curves.png')}, "
+          f"per-class report {os.path.join(run_dir, 'report.json')} (confusion.png, "
+          f"mistakes.png)")
 
 
 def evaluate(args):
+    from kres import checks
+    from kres.training import report
     from kres.training.evaluation import evaluate
 
-    scores = evaluate(args.model_path, args.dataset, split=args.split, data_dir=args.data_dir,
-                      flip=args.flip)
+    if not args.report and (args.out is not None or args.mistakes != 16):
+        raise ValueError("--out and --mistakes shape the report: add --report. Received: "
+                         f"--out={args.out!r}, --mistakes={args.mistakes!r}")
+    model_path = checks.model_file("model_path", args.model_path)
+    out = args.out or os.path.join(
+        os.path.dirname(os.path.abspath(model_path)),
+        f"report-{os.path.basename(os.path.normpath(args.dataset))}-{args.split}")
+    scores = evaluate(model_path, args.dataset, split=args.split, data_dir=args.data_dir,
+                      flip=args.flip, report=args.report, mistakes=args.mistakes)
     order = [k for k in ("accuracy", "top5", "loss") if k in scores]
     print(" ".join(f"{k} {scores[k]:.4f}" for k in order))
+    if args.report:
+        print(report.summary(scores["report"]))
+        paths = report.write_report(scores["report"], out, title=f"{model_path}, {args.split}")
+        print(f"kres evaluate: wrote {', '.join(paths)}")
+
+
+def explain(args):
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from kres import checks
+    from kres.images import decode
+    from kres.models.explain import explain, overlay
+    from kres.models.inputs import preprocessing_layer
+    from kres.models.saving import load_model
+    from kres.preprocessing import eval_resize
+
+    missing = [path for path in args.images if not os.path.isfile(path)]
+    if missing:
+        raise ValueError(f"No image file. Received: {missing[0]!r}")
+    model = load_model(checks.model_file("model_path", args.model_path))
+    carried = preprocessing_layer(model)
+    names = list(carried.class_names or []) if carried else []
+    classes = model.output_shape[-1]
+    class_index = None
+    if args.class_name is not None:
+        if args.class_name in names:
+            class_index = names.index(args.class_name)
+        elif args.class_name.isdigit() and int(args.class_name) < classes:
+            class_index = int(args.class_name)
+        else:
+            raise ValueError(f"--class must be one of the model's classes (a name of "
+                             f"{names[:10]}{'...' if len(names) > 10 else ''} or a number below "
+                             f"{classes}). Received: --class={args.class_name!r}")
+    _, height, width, channels = model.input_shape
+    crop = carried is not None and carried.resize == "center_crop"
+    pixels = []
+    for path in args.images:
+        with open(path, "rb") as f:
+            image = tf.cast(decode(f.read(), channels), tf.float32)
+        pixels.append(eval_resize(image, height, width, crop).numpy())
+    found = explain(model, np.stack(pixels), class_index=class_index, stage=args.stage)
+    os.makedirs(args.out, exist_ok=True)
+    scale = max(1, 256 // max(height, width))
+    written = set()
+    for path, image, heat, cls, score in zip(args.images, pixels, found.heatmaps,
+                                             found.classes, found.scores):
+        shown = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        side = np.concatenate([np.repeat(shown, 3 // shown.shape[-1], axis=-1),
+                               overlay(shown, heat)], axis=1)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        name = stem if stem not in written else f"{stem}-{len(written)}"
+        written.add(name)
+        target = os.path.join(args.out, name + ".png")
+        Image.fromarray(side).resize((side.shape[1] * scale, side.shape[0] * scale),
+                                     Image.NEAREST).save(target)
+        label = names[cls] if cls < len(names) else str(cls)
+        print(f"{path}: {label} {score:.3f} -> {target}")
 
 
 def models(args):

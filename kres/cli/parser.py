@@ -4,11 +4,12 @@
     kres summary NAME              Keras summary of one model
     kres train --model M --dataset D [--recipe R --epochs N ...]
     kres train --resume RUN_DIR    continue an interrupted run
-    kres evaluate MODEL.keras --dataset D
+    kres evaluate RUN_OR_MODEL --dataset D [--report]
+    kres explain RUN_OR_MODEL IMAGE ... --out DIR [--stage C<k>] [--class C]
     kres tune --space S --dataset D [--tuner T --max-trials N --budget-mmacs M
               --time-budget MIN --executions-per-trial N ...]
     kres tune --resume DIR
-    kres export --model MODEL.keras --name NAME [--version N]
+    kres export --model RUN_OR_MODEL --name NAME [--version N]
     kres predict --saved-model saved_models/NAME IMAGE ...
 
 TensorFlow is imported only by the commands that need it (``kres --help`` and
@@ -62,7 +63,7 @@ def _parser():
         return commands.add_parser(name, parents=[output], **kwargs)
 
     for add_flags in (_models_flags, _summary_flags, _train_flags, _evaluate_flags,
-                      _tune_flags, _export_flags, _predict_flags):
+                      _explain_flags, _tune_flags, _export_flags, _predict_flags):
         add_flags(add)
     return parser
 
@@ -160,12 +161,32 @@ def _train_flags(add):
 def _evaluate_flags(add):
     """The flags of `kres evaluate`."""
     evaluate = add("evaluate", help="score a saved .keras model on a dataset")
-    evaluate.add_argument("model_path", help="a .keras file, e.g. runs/.../best.keras")
+    evaluate.add_argument("model_path", metavar="RUN_OR_MODEL",
+                          help="a .keras file or a run directory (its best.keras)")
     evaluate.add_argument("--dataset", required=True, help="dataset name or image folder")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--data-dir", help="the dataset's tfds data directory")
     evaluate.add_argument("--flip", action="store_true",
                           help="average each image's and its mirror image's predictions")
+    evaluate.add_argument("--report", action="store_true",
+                          help="per-class precision, recall and F1, the confusion matrix and "
+                               "the most confident mistakes, written to --out")
+    evaluate.add_argument("--out", help="the report's folder (default: report-<dataset>-<split> "
+                                        "beside the model)")
+    evaluate.add_argument("--mistakes", type=int, default=16,
+                          help="how many of the most confident mistakes the report shows")
+
+
+def _explain_flags(add):
+    """The flags of `kres explain`."""
+    explain = add("explain", help="Grad-CAM heatmaps of a model's decisions, as overlays")
+    explain.add_argument("model_path", metavar="RUN_OR_MODEL",
+                         help="a .keras file or a run directory (its best.keras)")
+    explain.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF, WebP)")
+    explain.add_argument("--out", required=True, help="the folder for the overlays")
+    explain.add_argument("--stage", help="the stage weighed, C<k> (default: the deepest)")
+    explain.add_argument("--class", dest="class_name",
+                         help="the class to explain, by name or number (default: the top one)")
 
 
 def _tune_flags(add):
@@ -211,7 +232,8 @@ def _tune_flags(add):
 def _export_flags(add):
     """The flags of `kres export`."""
     export = add("export", help="export a .keras model for TF Serving, LiteRT or ONNX")
-    export.add_argument("--model", required=True, help="a .keras file, e.g. runs/.../best.keras")
+    export.add_argument("--model", required=True,
+                        help="a .keras file or a run directory (its best.keras)")
     export.add_argument("--name", required=True, help="the served model's name")
     export.add_argument("--format", default="saved_model", choices=("saved_model", "tflite",
                                                                     "onnx"),
@@ -295,7 +317,8 @@ def _load_tensorflow(verbose):
 
 
 COMMANDS = {name: getattr(commands, name) for name in
-            ("models", "summary", "train", "evaluate", "export", "predict", "tune")}
+            ("models", "summary", "train", "evaluate", "explain", "export", "predict",
+             "tune")}
 # The commands that run without TensorFlow.
 WITHOUT_TENSORFLOW = {"models"}
 

@@ -53,10 +53,11 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
     time can tell.
 
     Args:
-        model: a Keras model with a known input size, or the path of a
-            ``.keras`` file; a file in a `kres.train` run (or search)
-            directory brings the run's record (``model.json``: spec;
-            ``results.json``: test accuracy) into ``kres.json``.
+        model: a Keras model with a known input size, the path of a
+            ``.keras`` file, or a run directory (its ``best.keras``); a file
+            in a `kres.train` run (or search) directory brings the run's
+            record (``model.json``: spec; ``results.json``: test accuracy)
+            into ``kres.json``.
         directory: for a SavedModel, the model's base path, e.g.
             ``saved_models/resnext50`` (versions go inside it); for a LiteRT or
             ONNX file, the folder to write (it must not exist yet).
@@ -214,7 +215,7 @@ def _from_run(model_path):
     A model that carries its own preprocessing takes nothing from a folder
     whose ``model.json`` describes another model (a file moved into it).
     """
-    checks.model_file("model_path", model_path)
+    model_path = checks.model_file("model_path", model_path)
     run = os.path.dirname(os.path.abspath(model_path))
     described, config, results = (rundir.read_json(os.path.join(run, name)) for name in
                                   ("model.json", "config.json", "results.json"))

@@ -11,6 +11,7 @@ from kres.models.saving import load_model
 from kres.preprocessing import Preprocessing
 from kres.training.preparation import load_data
 from kres.training.recipes import build_state, metrics
+from kres.training.report import report as class_report
 
 
 def scores(model, ds, num_classes, *, loss, flip=False):
@@ -24,8 +25,9 @@ def scores(model, ds, num_classes, *, loss, flip=False):
     return model.evaluate(ds, verbose=0, return_dict=True)
 
 
-def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256, flip=False):
-    """Scores a saved ``.keras`` model on a dataset split.
+def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256, flip=False,
+             report=False, mistakes=16):
+    """Scores a saved ``.keras`` model on a dataset split, with a per-class report if asked.
 
     A model kres trained normalises its own pixels
     (`kres.layers.InputPreprocessing`), wherever its file was moved. For
@@ -36,16 +38,24 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     images were skipped (``config.json``).
 
     Args:
-        model_path: a ``.keras`` file (e.g. a run's ``best.keras``).
+        model_path: a ``.keras`` file, or a run directory (its ``best.keras``).
         dataset: a dataset name or image folder.
         split: ``"test"``, ``"val"`` or ``"train"``.
         data_dir: the dataset's tfds data directory.
         batch_size: evaluation batch size.
         flip: average each image's and its mirror image's predictions
             (`kres.flip_averaged`; a recipe's ``test_flip``).
+        report: also return ``report``: per-class precision, recall, F1 and
+            support, their averages, the confusion matrix, the most confused
+            pairs and the `mistakes` most confident mistakes with their images
+            (and files, for an image folder's validation and test splits;
+            `kres.training.report.report`). `kres.training.report.write_report`
+            writes it as JSON and two PNGs.
+        mistakes: with `report`, how many mistakes to keep.
 
     Returns:
-        A dict with ``loss``, ``accuracy`` (and ``top5`` for many classes).
+        A dict with ``loss``, ``accuracy`` (and ``top5`` for many classes;
+        ``report`` with `report`).
 
     Raises:
         ValueError: for a missing model file, an unknown dataset or split, or
@@ -62,7 +72,9 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     checks.choice("split", split, ("train", "val", "test"))
     checks.positive_int("batch_size", batch_size)
     checks.boolean("flip", flip)
-    checks.model_file("model_path", model_path)
+    checks.boolean("report", report)
+    checks.integer("mistakes", mistakes, minimum=0)
+    model_path = checks.model_file("model_path", model_path)
     run = os.path.dirname(os.path.abspath(model_path))
     saved = rundir.read_json(os.path.join(run, "config.json"))
     same = saved.get("dataset") is not None and os.path.abspath(saved["dataset"]) == \
@@ -92,5 +104,11 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
         )
     ds = pipeline(getattr(data, split), data.spec, training=False, batch_size=batch_size,
                   image_size=height, channels=channels, num_classes=classes, cache=False)
-    return scores(model, ds, classes, loss="categorical_crossentropy", flip=flip)
+    result = scores(model, ds, classes, loss="categorical_crossentropy", flip=flip)
+    if report:
+        names = [path for path, _ in data.splits[split]] \
+            if data.splits is not None and split != "train" else None
+        result["report"] = class_report(flip_averaged(model) if flip else model, ds,
+                                        data.class_names, mistakes=mistakes, names=names)
+    return result
 

@@ -23,11 +23,12 @@ from kres import checks, rundir
 from kres.data import splits as ksplits
 from kres.data.pipeline import pipeline
 from kres.models.counting import count_macs, count_params
+from kres.models.inference import flip_averaged
 from kres.models.inputs import image_input
 from kres.models.registry import build_model
 from kres.models.saving import load_model
 from kres.training import cluster as kcluster
-from kres.training import finetune, multiworker
+from kres.training import finetune, multiworker, report
 from kres.training.config import TrainConfig, as_config
 from kres.training.devices import make_strategy, resolve_precision
 from kres.training.evaluation import scores
@@ -213,7 +214,10 @@ def fit_run(model, run, p, strategy, *, callbacks, verbose):
 
 def record(run, p, precision, jit_compile, model):
     """Scores the run's best model (its ``best.keras``; `model` if there is none) on
-    the test split and writes ``results.json`` and ``curves.png``; returns the results."""
+    the test split and writes ``results.json``, ``curves.png`` and the test split's
+    per-class report (``report.json``, ``confusion.png``, ``mistakes.png``: of the
+    model the test accuracy is of, flip-averaged with the recipe's ``test_flip``);
+    returns the results."""
     d, recipe = p.data, p.recipe
     history = rundir.read_history(os.path.join(run.run_dir, "history.csv"))
     best_path = os.path.join(run.run_dir, "best.keras")
@@ -247,6 +251,11 @@ def record(run, p, precision, jit_compile, model):
         "train_examples": d.sizes["train"], "class_names": d.class_names,
         "image_size": p.image_size, "channels": p.channels,
     }
+    names = [path for path, _ in d.splits["test"]] if d.splits is not None else None
+    graded = report.report(flip_averaged(model) if recipe.test_flip else model, test_ds,
+                           d.class_names, names=names)
+    report.write_report(graded, run.run_dir,
+                        title=f"{os.path.basename(os.path.normpath(run.run_dir))}, test")
     rundir.write_json(os.path.join(run.run_dir, "results.json"), results)
     rundir.plot_history(history, os.path.join(run.run_dir, "curves.png"),
                         title=os.path.basename(os.path.normpath(run.run_dir)))

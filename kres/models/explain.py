@@ -1,0 +1,200 @@
+"""Where a classifier's decision comes from: Grad-CAM (Selvaraju et al. 2017).
+
+For an image and a class, Grad-CAM weighs each channel of a stage's feature
+map by the mean gradient of the class's score (before the softmax) over the
+map, sums the weighted channels, keeps the positive part and scales it up to
+the input: a heatmap of the places whose features raised that class's score.
+The stage is one of the backbone stages `kres.feature_extractor` knows
+(``C<k>``, at stride ``2**k``); by default the deepest, the usual choice.
+"""
+
+import collections
+
+import keras
+import numpy as np
+
+from kres import checks
+from kres.models.backbones import stage_layers
+from kres.models.inference import in_float32, leaves
+
+Explanation = collections.namedtuple("Explanation", "heatmaps classes scores")
+Explanation.__doc__ = """Grad-CAM's answer for a batch of images.
+
+Attributes:
+    heatmaps: float32 ``(images, height, width)``, each in [0, 1] (its
+        largest value 1, unless the class's score rises nowhere: all 0), at
+        the input's resolution.
+    classes: the class explained for each image (int).
+    scores: the model's probability of that class for each image.
+"""
+
+
+def explain(model, images, class_index=None, stage=None, *, batch_size=32):
+    """Grad-CAM heatmaps of `model`'s decision for `images`.
+
+    Args:
+        model: a kres classifier (a family with stage outputs: every one but
+            AlexNet), as trained: taking pixels if it carries its
+            preprocessing, from a model built or trained in mixed precision
+            too (the gradients are taken in float32).
+        images: the model's input, ``(height, width, channels)`` or a batch
+            of them (pixels 0-255 for a model that normalises its own).
+        class_index: the class to explain: ``None`` for each image's top
+            class, an int for one class, or one int per image.
+        stage: the stage whose feature map is weighed, ``"C<k>"``
+            (`kres.models.backbones.stage_layers` lists a model's); ``None``
+            for the deepest.
+        batch_size: images per gradient computation.
+
+    Returns:
+        An `Explanation`: ``heatmaps``, ``classes``, ``scores``.
+
+    Raises:
+        ValueError: for images of another shape than the model's input, a
+            class or stage the model does not have, or a model of no family
+            with stages; naming the argument and the value.
+
+    Example:
+
+    >>> import numpy as np, kres
+    >>> model = kres.CifarResNet20(input_shape=(32, 32, 3))
+    >>> found = kres.explain(model, np.zeros((2, 32, 32, 3), np.float32), class_index=3)
+    >>> found.heatmaps.shape, found.classes.tolist()
+    ((2, 32, 32), [3, 3])
+    """
+    checks.positive_int("batch_size", batch_size)
+    batch = _check_images(model, images)
+    network, prefix = _network(model)
+    layer_name = _stage_layer(network, stage)
+    classes = model.output_shape[-1]
+    wanted = _check_classes(class_index, len(batch), classes)
+    gradients = _gradients_function(network, layer_name)
+    heatmaps, chosen, scores = [], [], []
+    for start in range(0, len(batch), batch_size):
+        x = batch[start:start + batch_size]
+        inputs = prefix(x) if prefix is not None else x
+        maps, probs, cls = gradients(inputs, None if wanted is None else
+                                     wanted[start:start + batch_size])
+        heatmaps.append(_upsample(maps, batch.shape[1:3]))
+        chosen.append(cls)
+        scores.append(probs[np.arange(len(cls)), cls])
+    return Explanation(np.concatenate(heatmaps), np.concatenate(chosen),
+                       np.concatenate(scores).astype(np.float32))
+
+
+def _check_images(model, images):
+    try:
+        batch = np.asarray(images, dtype=np.float32)
+    except (TypeError, ValueError):
+        checks.fail("images", type(images).__name__, "must be an array of images")
+    if batch.ndim == 3:
+        batch = batch[None]
+    expected = tuple(model.input_shape[1:])
+    if batch.ndim != 4 or len(batch) == 0 or any(
+            e is not None and e != got for e, got in zip(expected, batch.shape[1:])):
+        raise ValueError(f"images must be one image or a batch of the model's input shape "
+                         f"{expected}. Received: images of shape {batch.shape}")
+    return batch
+
+
+def _check_classes(class_index, count, classes):
+    if class_index is None:
+        return None
+    wanted = np.asarray(class_index)
+    if wanted.ndim == 0:
+        wanted = np.full(count, wanted)
+    if (wanted.shape != (count,) or not np.issubdtype(wanted.dtype, np.integer)
+            or wanted.min() < 0 or wanted.max() >= classes):
+        raise ValueError(f"class_index must be None, a class in [0, {classes}) or one per "
+                         f"image ({count}). Received: class_index={class_index!r}")
+    return wanted.astype(np.int64)
+
+
+def _network(model):
+    """The Functional model holding the stages, in float32, and the function that
+    feeds it (`with_preprocessing`'s wrapper: its normalisation), or ``None``."""
+    from kres.layers import InputPreprocessing
+
+    model = in_float32(model)
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) == 1 and not any(isinstance(layer, keras.layers.Conv2D)
+                                    for layer in model.layers):
+        carried = next((layer for layer in model.layers
+                        if isinstance(layer, InputPreprocessing)), None)
+        if carried is None:  # the network takes the input as it is (`flip_averaged`'s)
+            return nested[0], None
+        feed = keras.Model(model.input, carried.output)
+        return nested[0], lambda x: feed(x, training=False)
+    return model, None
+
+
+def _stage_layer(network, stage):
+    stages = stage_layers(network)
+    if stage is None:
+        return stages[max(stages, key=lambda s: int(s[1:]))].layer
+    if stage not in stages:
+        raise ValueError(f"stage must be one of the model's stages ({', '.join(stages)}; C<k> "
+                         f"is the output at stride 2**k). Received: stage={stage!r}")
+    return stages[stage].layer
+
+
+def _gradients_function(network, layer_name):
+    """A function of a batch (and the classes, or None for the top ones) giving the
+    coarse Grad-CAM maps, the probabilities and the classes explained."""
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError("kres.explain takes its gradients with TensorFlow for now. "
+                         f"Received: KERAS_BACKEND={keras.backend.backend()!r}")
+    head = next((layer for layer in leaves(network) if layer.name == "predictions"
+                 and isinstance(layer, keras.layers.Dense)
+                 and getattr(layer.activation, "__name__", "") == "softmax"), None)
+    outputs = [network.get_layer(layer_name).output, network.output]
+    if head is not None:
+        outputs.append(head.input)
+    probe = keras.Model(network.input, outputs)
+
+    def run(x, wanted):
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            found = probe(x, training=False)
+            features, probs = found[0], found[1]
+            if head is not None:  # the score before the softmax
+                scores = tf.matmul(found[2], head.kernel) + head.bias
+            else:  # a model without kres's head: the log-probability
+                scores = tf.math.log(tf.maximum(probs, 1e-12))
+            cls = tf.argmax(probs, axis=-1) if wanted is None else tf.constant(wanted)
+            target = tf.gather(scores, cls, batch_dims=1)
+        grads = tape.gradient(target, features)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        maps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
+        return maps.numpy(), probs.numpy(), cls.numpy().astype(np.int64)
+
+    return run
+
+
+def _upsample(maps, size):
+    """Coarse maps to `size`, bilinearly, each scaled to a largest value of 1."""
+    import tensorflow as tf
+
+    up = tf.image.resize(maps[..., None], size, method="bilinear")[..., 0].numpy()
+    top = up.reshape(len(up), -1).max(axis=1)
+    scale = np.divide(1.0, top, out=np.zeros_like(top), where=top > 0)
+    return (up * scale[:, None, None]).astype(np.float32)
+
+
+def overlay(image, heatmap, *, alpha=0.45):
+    """An image with its heatmap laid over it in the ``jet`` colours, uint8 RGB.
+
+    Args:
+        image: uint8 pixels ``(height, width, channels)``, 1 or 3 channels.
+        heatmap: ``(height, width)`` in [0, 1].
+        alpha: the heatmap's opacity.
+    """
+    from matplotlib import colormaps
+
+    rgb = np.asarray(image, dtype=np.float32)
+    if rgb.shape[-1] == 1:
+        rgb = np.repeat(rgb, 3, axis=-1)
+    colours = colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3] * 255
+    return np.clip((1 - alpha) * rgb + alpha * colours, 0, 255).astype(np.uint8)

@@ -1,0 +1,277 @@
+"""What a classifier gets right and wrong, class by class.
+
+`predict` runs a model over a split once and keeps the most confident
+mistakes with their images; `classification_report` turns labels and
+predictions into per-class precision, recall, F1 and support, their macro and
+weighted averages, the confusion matrix and the most confused pairs (the
+numbers scikit-learn's ``classification_report`` and ``confusion_matrix``
+give, a class without predictions or examples scoring 0); `write_report`
+writes them as ``report.json``, ``confusion.png`` and ``mistakes.png``.
+`kres.evaluate(..., report=True)`, ``kres evaluate --report`` and the end of
+every ``kres train`` use them.
+"""
+
+import heapq
+import os
+
+import numpy as np
+
+from kres import rundir
+
+REPORT = "report.json"
+CONFUSION_PNG = "confusion.png"
+MISTAKES_PNG = "mistakes.png"
+
+
+def predict(model, ds, *, mistakes=16):
+    """`model`'s class probabilities over `ds`, and its most confident mistakes.
+
+    Args:
+        model: a classifier with softmax outputs.
+        ds: batches of ``(images, one-hot labels)``, in a fixed order (an
+            evaluation pipeline).
+        mistakes: how many of the most confident mistakes to keep.
+
+    Returns:
+        ``(labels, probabilities, wrong)``: the true classes (int array), the
+        probabilities (float32, one row per image, in `ds`'s order) and up to
+        `mistakes` dicts, most confident first, with ``index`` (the image's
+        position in `ds`), ``image`` (uint8 pixels), ``true``, ``predicted``
+        and ``probability`` (of the predicted class).
+    """
+    labels, probabilities, heap, seen = [], [], [], 0
+    for images, onehot in ds:
+        probs = np.asarray(model.predict_on_batch(images), dtype=np.float32)
+        true = np.argmax(np.asarray(onehot), axis=-1)
+        guess = np.argmax(probs, axis=-1)
+        for i in np.flatnonzero(guess != true):
+            entry = (float(probs[i, guess[i]]), -(seen + int(i)))  # ties: the earlier image
+            if len(heap) < mistakes:
+                heapq.heappush(heap, (*entry, _pixels(images[i]), int(true[i]), int(guess[i])))
+            elif entry > heap[0][:2]:
+                heapq.heapreplace(heap, (*entry, _pixels(images[i]), int(true[i]),
+                                         int(guess[i])))
+        labels.append(true)
+        probabilities.append(probs)
+        seen += len(true)
+    if not labels:
+        raise ValueError("The dataset to report on is empty.")
+    wrong = [{"index": -order, "image": image, "true": t, "predicted": g, "probability": p}
+             for p, order, image, t, g in sorted(heap, reverse=True)]
+    return np.concatenate(labels), np.concatenate(probabilities), wrong
+
+
+def _pixels(image):
+    """An input image as uint8 pixels (the pipelines feed 0-255 values)."""
+    return np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
+
+
+def classification_report(labels, predicted, class_names, *, pairs=10):
+    """Per-class precision, recall, F1 and support, with their averages, the
+    confusion matrix and the most confused pairs.
+
+    A class that is never predicted has precision 0, a class without examples
+    recall 0, and F1 is 0 where both are (scikit-learn's ``zero_division=0``).
+
+    Args:
+        labels: the true classes (ints).
+        predicted: the predicted classes (ints).
+        class_names: the names of the classes, in label order.
+        pairs: how many of the most confused (true, predicted) pairs to list.
+
+    Returns:
+        A dict: ``accuracy``, ``examples``, ``classes`` (one dict per class:
+        ``name``, ``precision``, ``recall``, ``f1``, ``support``),
+        ``macro_avg`` and ``weighted_avg`` (``precision``, ``recall``,
+        ``f1``), ``confusion_matrix`` (rows: true class, columns: predicted)
+        and ``most_confused`` (``true``, ``predicted``, ``count``, and
+        ``share``: the part of the true class's examples).
+
+    Example:
+
+    >>> from kres.training.report import classification_report
+    >>> r = classification_report([0, 0, 1, 1], [0, 1, 1, 1], ["cat", "dog"])
+    >>> r["accuracy"], r["classes"][1]["precision"], r["confusion_matrix"]
+    (0.75, 0.6666666666666666, [[1, 1], [0, 2]])
+    >>> r["most_confused"]
+    [{'true': 'cat', 'predicted': 'dog', 'count': 1, 'share': 0.5}]
+    """
+    n = len(class_names)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    predicted = np.asarray(predicted, dtype=np.int64).reshape(-1)
+    if labels.shape != predicted.shape:
+        raise ValueError(f"labels and predicted differ in length: {labels.size} and "
+                         f"{predicted.size}.")
+    for name, values in (("labels", labels), ("predicted", predicted)):
+        outside = values[(values < 0) | (values >= n)]
+        if outside.size:
+            raise ValueError(f"{name} holds class {int(outside[0])}, outside the {n} classes "
+                             f"of class_names.")
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    hits = np.diag(matrix).astype(np.float64)
+    support, guessed = matrix.sum(axis=1), matrix.sum(axis=0)
+    precision = np.divide(hits, guessed, out=np.zeros(n), where=guessed > 0)
+    recall = np.divide(hits, support, out=np.zeros(n), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n),
+                   where=precision + recall > 0)
+    total = int(support.sum())
+
+    def averages(weights):
+        return {key: float(np.average(values, weights=weights)) if np.sum(weights) else 0.0
+                for key, values in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+    off = [(int(matrix[t, p]), t, p) for t in range(n) for p in range(n)
+           if t != p and matrix[t, p]]
+    off.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return {
+        "accuracy": float(hits.sum() / total) if total else 0.0,
+        "examples": total,
+        "classes": [{"name": str(class_names[c]), "precision": float(precision[c]),
+                     "recall": float(recall[c]), "f1": float(f1[c]), "support": int(support[c])}
+                    for c in range(n)],
+        "macro_avg": averages(np.ones(n)),
+        "weighted_avg": averages(support),
+        "confusion_matrix": matrix.tolist(),
+        "most_confused": [{"true": str(class_names[t]), "predicted": str(class_names[p]),
+                           "count": count, "share": count / int(support[t])}
+                          for count, t, p in off[:pairs]],
+    }
+
+
+def report(model, ds, class_names, *, mistakes=16, names=None):
+    """`classification_report` of `model` on `ds`, with its most confident mistakes.
+
+    Args:
+        model: a classifier with softmax outputs.
+        ds: an evaluation pipeline's batches of ``(images, one-hot labels)``.
+        class_names: the class names, in label order.
+        mistakes: how many of the most confident mistakes to keep.
+        names: the images' names in `ds`'s order (an image folder's relative
+            paths), given to the mistakes as ``file``.
+
+    Returns:
+        The `classification_report` dict with ``mistakes`` added: dicts with
+        ``index``, ``true`` and ``predicted`` (class names), ``probability``,
+        ``image`` (uint8 pixels) and, with `names`, ``file``.
+    """
+    labels, probabilities, wrong = predict(model, ds, mistakes=mistakes)
+    result = classification_report(labels, np.argmax(probabilities, axis=-1), class_names)
+    for m in wrong:
+        m["true"], m["predicted"] = str(class_names[m["true"]]), str(class_names[m["predicted"]])
+        if names is not None:
+            m["file"] = str(names[m["index"]])
+    result["mistakes"] = wrong
+    return result
+
+
+def write_report(result, directory, *, title=""):
+    """Writes a `report` as ``report.json`` (without the images),
+    ``confusion.png`` and ``mistakes.png`` in `directory`; returns their paths."""
+    os.makedirs(directory, exist_ok=True)
+    paths = [os.path.join(directory, name) for name in (REPORT, CONFUSION_PNG, MISTAKES_PNG)]
+    kept = {**result, "mistakes": [{k: v for k, v in m.items() if k != "image"}
+                                   for m in result.get("mistakes", [])]}
+    rundir.write_json(paths[0], kept)
+    names = [c["name"] for c in result["classes"]]
+    plot_confusion(result["confusion_matrix"], names, paths[1], title=title)
+    plot_mistakes(result.get("mistakes", []), paths[2], title=title)
+    return paths
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(matrix, class_names, path, *, title=""):
+    """Draws a confusion matrix as a PNG: each row coloured by the share of the true
+    class's examples (on a square-root scale), the counts written in the cells up to 20 classes; the
+    figure grows with the classes (0.2 inch each) so that 100 names stay
+    readable, up to 40 inches; beyond 150 classes the axes show class numbers."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    n = len(class_names)
+    rows = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    side = min(max(5.0, 0.2 * n + 2.5), 40.0)
+    font = 9 if n <= 20 else 7
+    fig, ax = plt.subplots(figsize=(side, side))
+    from matplotlib.colors import PowerNorm
+
+    # The square root's scale shows the small shares off the diagonal too.
+    image = ax.imshow(shares, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1),
+                      interpolation="nearest")
+    if n <= 150:
+        ticks, names = range(n), [str(c) for c in class_names]
+    else:
+        ticks = range(0, n, -(-n // 40))
+        names = [str(t) for t in ticks]
+    ax.set_xticks(ticks, names, rotation=90, fontsize=font)
+    ax.set_yticks(ticks, names, fontsize=font)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= 20:
+        for t in range(n):
+            for p in range(n):
+                if matrix[t, p]:
+                    ax.text(p, t, str(int(matrix[t, p])), ha="center", va="center",
+                            fontsize=font - 1, color="white" if shares[t, p] > 0.3 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_mistakes(mistakes, path, *, columns=8, title=""):
+    """Draws the mistakes of a `report` as a contact sheet PNG: each image with its
+    true class, the predicted class and its probability (and file name)."""
+    plt = _pyplot()
+    count = max(len(mistakes), 1)
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.3 * rows + 0.4),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, mistakes):
+        image = m["image"]
+        gray = image.shape[-1] == 1
+        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None,
+                  vmin=0, vmax=255)
+        label = f"true: {m['true']}\npred: {m['predicted']} {m['probability']:.2f}"
+        if m.get("file"):
+            label += "\n" + os.path.basename(m["file"])[:24]
+        ax.set_title(label, fontsize=7)
+    if not mistakes:
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    fig.suptitle(title or "most confident mistakes", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summary(result, *, classes=None):
+    """The report as a few lines of text: the averages, the classes (all, or the
+    `classes` with the lowest F1) and the most confused pairs."""
+    shown = sorted(result["classes"], key=lambda c: c["f1"])
+    if classes is not None:
+        shown = shown[:classes]
+    width = max([len(c["name"]) for c in shown] + [12])
+    lines = [f"{'class':<{width}}  precision  recall     f1  support"]
+    for c in shown:
+        lines.append(f"{c['name']:<{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  "
+                     f"{c['f1']:.4f}  {c['support']:7d}")
+    for key in ("macro_avg", "weighted_avg"):
+        a = result[key]
+        lines.append(f"{key.replace('_', ' '):<{width}}  {a['precision']:9.4f}  "
+                     f"{a['recall']:6.4f}  {a['f1']:.4f}  {result['examples']:7d}")
+    if result["most_confused"]:
+        lines.append("most confused: " + "; ".join(
+            f"{p['true']} as {p['predicted']} {p['count']}" for p in result["most_confused"][:5]))
+    return "\n".join(lines)
