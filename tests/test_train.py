@@ -82,8 +82,9 @@ def test_short_run_on_real_fashion_mnist_learns(trained, fashion_mnist_dir):
     # Images per second: the median over the epochs of 4,000 images / the epoch's time.
     assert results["train_images_per_second"] == pytest.approx(
         float(np.median([4000 / t for t in results["epoch_times"]])), rel=1e-6)
-    assert sorted(os.listdir(run)) == ["best.keras", "config.json", "curves.png",
-                                       "history.csv", "model.json", "results.json",
+    assert sorted(os.listdir(run)) == ["best.keras", "config.json", "confusion.png",
+                                       "curves.png", "history.csv", "mistakes.png",
+                                       "model.json", "report.json", "results.json",
                                        "tensorboard", "trained.json"]
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
