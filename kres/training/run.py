@@ -226,9 +226,11 @@ def record(run, p, precision, jit_compile, model):
     test_ds = pipeline(d.test, d.spec, training=False, cache=False, image_size=p.image_size,
                        channels=p.channels, num_classes=d.spec.num_classes,
                        batch_size=recipe.batch_size)
-    single = scores(model, test_ds, d.spec.num_classes, loss=model.loss)
-    final = scores(model, test_ds, d.spec.num_classes, loss=model.loss, flip=True) \
-        if recipe.test_flip else single
+    single, predicted = _scored(model, test_ds, model.loss, d.spec.num_classes)
+    final = single
+    if recipe.test_flip:
+        final, predicted = _scored(flip_averaged(model), test_ds, model.loss,
+                                   d.spec.num_classes)
     raw = _raw_scores(model, os.path.join(run.run_dir, RAW_WEIGHTS), test_ds, recipe,
                       d.spec.num_classes) if recipe.ema else {}
     results = {
@@ -252,14 +254,27 @@ def record(run, p, precision, jit_compile, model):
         "image_size": p.image_size, "channels": p.channels,
     }
     names = [path for path, _ in d.splits["test"]] if d.splits is not None else None
-    graded = report.report(flip_averaged(model) if recipe.test_flip else model, test_ds,
-                           d.class_names, names=names)
+    graded = report.from_predictions(*predicted, d.class_names, names=names)
     report.write_report(graded, run.run_dir,
                         title=f"{os.path.basename(os.path.normpath(run.run_dir))}, test")
     rundir.write_json(os.path.join(run.run_dir, "results.json"), results)
     rundir.plot_history(history, os.path.join(run.run_dir, "curves.png"),
                         title=os.path.basename(os.path.normpath(run.run_dir)))
     return results
+
+
+def _scored(model, ds, loss, num_classes):
+    """`scores` from one prediction pass, which the report reuses: the loss and
+    metrics over every image of `ds`, and `kres.training.report.predict`'s answer."""
+    labels, probabilities, wrong = report.predict(model, ds)
+    onehot = np.eye(num_classes, dtype=np.float32)[labels]
+    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    result = {"loss": float(np.mean(np.asarray(loss_fn(onehot, probabilities)))),
+              "accuracy": float(np.mean(np.argmax(probabilities, axis=-1) == labels))}
+    if num_classes > 10:
+        top = np.argsort(-probabilities, axis=-1, kind="stable")[:, :5]
+        result["top5"] = float(np.mean((top == labels[:, None]).any(axis=-1)))
+    return result, (labels, probabilities, wrong)
 
 
 def _raw_scores(model, path, test_ds, recipe, num_classes):
