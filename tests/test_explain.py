@@ -175,3 +175,7 @@ def test_explain_command_writes_an_overlay_per_image(trained, test_images, tmp_p
     assert "--class must be one of the model's classes" in capsys.readouterr().err
     assert main(["explain", run, str(tmp_path / "none.png"), "--out", str(out)]) == 2
     assert "No image file" in capsys.readouterr().err
+    (tmp_path / "run.log").write_text("a log a shell glob caught")
+    assert main(["explain", run, paths[0], str(tmp_path / "run.log"), "--out", str(out)]) == 2
+    assert f"Not an image kres decodes (JPEG, PNG, GIF, BMP, WebP, JPEG XL). Received: " \
+           f"{str(tmp_path / 'run.log')!r}" in capsys.readouterr().err

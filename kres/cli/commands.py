@@ -352,7 +352,11 @@ def explain(args):
     pixels = []
     for path in args.images:
         with open(path, "rb") as f:
-            image = tf.cast(decode(f.read(), channels), tf.float32)
+            try:
+                image = tf.cast(decode(f.read(), channels), tf.float32)
+            except tf.errors.InvalidArgumentError:
+                raise ValueError(f"Not an image kres decodes (JPEG, PNG, GIF, BMP, WebP, JPEG "
+                                 f"XL). Received: {path!r}") from None
         pixels.append(eval_resize(image, height, width, crop).numpy())
     found = explain(model, np.stack(pixels), class_index=class_index, stage=args.stage)
     os.makedirs(args.out, exist_ok=True)
