@@ -179,3 +179,65 @@ def test_explain_command_writes_an_overlay_per_image(trained, test_images, tmp_p
     assert main(["explain", run, paths[0], str(tmp_path / "run.log"), "--out", str(out)]) == 2
     assert f"Not an image kres decodes (JPEG, PNG, GIF, BMP, WebP, JPEG XL). Received: " \
            f"{str(tmp_path / 'run.log')!r}" in capsys.readouterr().err
+
+
+def test_the_served_explain_signature_is_kres_explain(trained, test_images, tmp_path, capsys):
+    """``kres export RUN --explain``: TF Serving's C++ loader (TensorFlow's C API) runs
+    the ``explain`` signature on encoded images of another size than the model's, and
+    its classes and uint8 heatmaps are `kres.explain`'s on the same bytes decoded and
+    resized as the server does (within one level of 255); a format without signatures,
+    or a stage the model lacks, is refused before anything is written."""
+    import json
+    import os
+
+    import tensorflow as tf
+
+    from kres.cli import main
+    from kres.preprocessing import eval_resize
+    from kres.serving import c_api_run, predict
+
+    images, _ = test_images
+    model = kres.load_model(trained)
+    big = [tf.image.resize(images[i], (40, 40)).numpy().round().astype(np.uint8)
+           for i in range(6)]
+    pngs = [tf.io.encode_png(image).numpy() for image in big]
+    root = tmp_path / "saved_models"
+    run = os.path.dirname(trained)
+    assert main(["export", "--model", run, "--name", "cam", "--out", str(root),
+                 "--explain"]) == 0
+    assert "with the explain signature (Grad-CAM at C2)" in capsys.readouterr().out
+    path = str(root / "cam" / "1")
+    record = json.load(open(os.path.join(path, "kres.json")))
+    assert record["explain_stage"] == "C2" and "explain" in record["signatures"]
+    served = c_api_run(path, "explain", {"images": pngs})
+    pixels = np.stack([eval_resize(tf.cast(image, tf.float32), 28, 28, False).numpy()
+                       for image in big])
+    found = explain(model, pixels)
+    np.testing.assert_array_equal(served["classes"][:, 0], found.classes)
+    np.testing.assert_allclose(served["scores"][:, 0], found.scores, atol=1e-5)
+    assert served["heatmap"].shape == (6, 28, 28) and served["heatmap"].dtype == np.uint8
+    levels = np.abs(served["heatmap"].astype(int) - np.round(found.heatmaps * 255))
+    assert levels.max() <= 1
+    assert (served["heatmap"].reshape(6, -1).max(axis=1) == 255).all()  # not blank
+    assert served["heatmap"].std() > 20
+    # The other signatures are unchanged, and Python's loader serves the same.
+    by_python = predict(str(root / "cam"), pngs, signature="explain")
+    np.testing.assert_array_equal(by_python["heatmap"], served["heatmap"])
+    plain = predict(str(root / "cam"), pngs)
+    assert "heatmap" not in plain
+    np.testing.assert_allclose(plain["probabilities"], served["probabilities"], atol=1e-6)
+
+    assert main(["export", "--model", run, "--name", "cam", "--out", str(root),
+                 "--format", "tflite", "--explain"]) == 2
+    assert ("--explain is a signature of TF Serving's SavedModels (--format saved_model); a "
+            "tflite file cannot carry it. Received: --format='tflite', --explain=True"
+            in capsys.readouterr().err)
+    assert not (root / "cam-tflite").exists()
+    with pytest.raises(ValueError, match="format='onnx', explain='C1'"):
+        kres.export(trained, str(tmp_path / "onnx"), format="onnx", explain="C1")
+    with pytest.raises(ValueError, match=r"stage must be one of the model's stages \(C0, C1, "
+                                         r"C2;.*Received: stage='C5'"):
+        kres.export(trained, str(tmp_path / "c5"), explain="C5")
+    with pytest.raises(ValueError, match="explain must be False, True"):
+        kres.export(trained, str(tmp_path / "c5"), explain=3)
+    assert not (tmp_path / "onnx").exists() and not (tmp_path / "c5").exists()

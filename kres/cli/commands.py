@@ -80,14 +80,19 @@ def _default_dir(*parts):
 def export(args):
     from kres import checks
     from kres.serving import export
+    from kres.serving.dispatch import check_explain
 
     args.model = checks.model_file("--model", args.model)
+    check_explain(args.format, args.explain, flags=True)
     if args.format == "saved_model":
         path = export(args.model, os.path.join(args.out, args.name), args.version,
                       top_k=args.top_k, grouped_conv=args.grouped_conv, verify=args.verify,
-                      dataset=args.dataset)
+                      dataset=args.dataset, explain=args.explain)
+        with open(os.path.join(path, "kres.json")) as f:
+            stage = json.load(f).get("explain_stage")
         print(f"kres export: wrote {path}"
-              f"{' (verified through the C API)' if args.verify else ''}; "
+              f"{' (verified through the C API)' if args.verify else ''}"
+              f"{f', with the explain signature (Grad-CAM at {stage})' if stage else ''}; "
               f"TF Serving config {os.path.join(args.out, 'models.config')}")
         return
     suffix = "" if args.quantize == "none" else f"-{args.quantize}"
@@ -202,7 +207,7 @@ def _train_config(args):
     """The TrainConfig of `kres train`'s flags (or of the run to resume)."""
     from kres.training.config import TrainConfig
 
-    if args.resume:
+    if getattr(args, "resume", None):
         return _saved(TrainConfig, args.resume, "config.json"), args.resume
     model = args.model
     if not model and args.weights and args.weights.endswith(".keras"):
@@ -211,12 +216,13 @@ def _train_config(args):
         model = read_json(os.path.join(os.path.dirname(os.path.abspath(args.weights)),
                                        "model.json")).get("model") or _saved_name(args.weights)
     if not model or not args.dataset:
-        raise ValueError("kres train needs --model and --dataset (or --resume RUN_DIR).")
+        raise ValueError(f"kres {args.command} needs --model and --dataset"
+                         f"{' (or --resume RUN_DIR)' if args.command == 'train' else ''}.")
     recipe = dict(args.recipe_overrides)
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"),
                         ("lr", "learning_rate"), ("weight_decay", "weight_decay"),
                         ("patience", "patience"), ("optimizer", "optimizer"), ("ema", "ema")):
-        if getattr(args, flag) is not None:
+        if getattr(args, flag, None) is not None:
             recipe[field] = getattr(args, flag)
     recipe.update(_augment_fields(args.augment or []))
     config = TrainConfig(
@@ -294,6 +300,19 @@ def train(args):
           f"{os.path.join(run_dir, 'best.keras')}, curves {os.path.join(run_dir, 'curves.png')}, "
           f"per-class report {os.path.join(run_dir, 'report.json')} (confusion.png, "
           f"mistakes.png)")
+
+
+def lr_find(args):
+    from kres.training.lr_range import JSON_FILE, PLOT_FILE, lr_find
+
+    config, out = _train_config(args)
+    out = out or _default_dir("lr-find", config.model, config.dataset)
+    print(f"kres lr-find: {config.model} on {config.dataset}, recipe {config.recipe}: rates "
+          f"{args.start:g} to {args.end:g} over at most {args.steps} batches", flush=True)
+    found = lr_find(config, out=out, start=args.start, end=args.end, steps=args.steps,
+                    verbose=_progress(args))
+    print(f"kres lr-find: train with --lr {found.learning_rate:.3g}; wrote "
+          f"{os.path.join(out, PLOT_FILE)}, {os.path.join(out, JSON_FILE)}")
 
 
 def evaluate(args):

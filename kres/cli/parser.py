@@ -4,12 +4,13 @@
     kres summary NAME              Keras summary of one model
     kres train --model M --dataset D [--recipe R --epochs N ...]
     kres train --resume RUN_DIR    continue an interrupted run
+    kres lr-find --model M --dataset D [--recipe R --optimizer O ...] [--out DIR]
     kres evaluate RUN_OR_MODEL --dataset D [--report]
     kres explain RUN_OR_MODEL IMAGE ... --out DIR [--stage C<k>] [--class C]
     kres tune --space S --dataset D [--tuner T --max-trials N --budget-mmacs M
               --time-budget MIN --executions-per-trial N ...]
     kres tune --resume DIR
-    kres export --model RUN_OR_MODEL --name NAME [--version N]
+    kres export --model RUN_OR_MODEL --name NAME [--version N] [--explain [C<k>]]
     kres predict --saved-model saved_models/NAME IMAGE ...
 
 TensorFlow is imported only by the commands that need it (``kres --help`` and
@@ -62,8 +63,9 @@ def _parser():
     def add(name, **kwargs):
         return commands.add_parser(name, parents=[output], **kwargs)
 
-    for add_flags in (_models_flags, _summary_flags, _train_flags, _evaluate_flags,
-                      _explain_flags, _tune_flags, _export_flags, _predict_flags):
+    for add_flags in (_models_flags, _summary_flags, _train_flags, _lr_find_flags,
+                      _evaluate_flags, _explain_flags, _tune_flags, _export_flags,
+                      _predict_flags):
         add_flags(add)
     return parser
 
@@ -93,61 +95,12 @@ def _summary_flags(add):
 def _train_flags(add):
     """The flags of `kres train`."""
     train = add("train", help="train a model on a dataset (model.fit)")
-    train.add_argument("--model", help="registry name, e.g. cifar_resnet20 (with --weights "
-                                       "RUN/best.keras: that run's model by default)")
-    train.add_argument("--dataset", help="tfds name (fashion_mnist, cifar10, ...) or a folder "
-                                         "root/<split>/<class>/*.jpg")
-    train.add_argument("--recipe", default=None,
-                       help="he2015-cifar (the default), xie2016-cifar, wrn-cifar, imagenet-step, "
-                            "imagenet-cosine, transfer (the default with --weights)")
-    train.add_argument("--weights", help="start from pretrained weights: imagenet, or a .keras, "
-                                         ".weights.h5, keras.applications .h5 or timm "
-                                         ".safetensors file (a new classifier for the dataset)")
-    train.add_argument("--skip-bad-images", action="store_true",
-                       help="image folders: train without the files that do not decode "
-                            "(listed in the run's skipped.json) instead of refusing")
-    train.add_argument("--class-weights", action="store_true",
-                       help="image folders: weigh the classes' losses by their rarity")
+    _add_run_flags(train)
     train.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    train.add_argument("--lr", type=float, help="override the recipe's learning rate")
-    train.add_argument("--weight-decay", type=float, help="override the recipe's weight decay")
+    train.add_argument("--lr", "--learning-rate", dest="lr", type=_rate_or_auto,
+                       help="override the recipe's learning rate; auto: run the range test "
+                            "(kres lr-find) in the run directory first and train with its rate")
     train.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    train.add_argument("--optimizer", choices=("sgd", "adamw", "lamb", "lion"),
-                       help="override the recipe's optimizer (set its --lr and --weight-decay "
-                            "too: AdamW's are about 1e-3 and 0.05, Lion's 3-10x smaller and "
-                            "larger)")
-    train.add_argument("--teacher", metavar="MODEL",
-                       help="distil from a teacher: a kres run's .keras (its best.keras) "
-                            "of the same classes and input (--set-recipe "
-                            "distill_temperature=4 --set-recipe distill_weight=0.5)")
-    train.add_argument("--ema", action="store_const", const=True,
-                       help="validate, checkpoint and export an exponential moving average "
-                            "of the weights and batch-norm statistics")
-    train.add_argument("--set-recipe", dest="recipe_overrides", action="append", default=[],
-                       type=_parse_override, metavar="FIELD=VALUE",
-                       help="override any recipe field, e.g. --set-recipe label_smoothing=0.1")
-    train.add_argument("--set", dest="model_overrides", action="append", default=[],
-                       type=_parse_override, metavar="FIELD=VALUE",
-                       help="override a model spec field, e.g. --set drop_path_rate=0.1")
-    train.add_argument("--augment", action="append", metavar="NAME",
-                       choices=("crop_flip", "crop", "imagenet", "none", "randaugment",
-                                "augmix"),
-                       help="training augmentation: crop_flip, crop, imagenet or none "
-                            "(default: the dataset's), and/or randaugment or augmix after it "
-                            "(--augment randaugment --set-recipe randaugment_magnitude=7)")
-    _add_data_flags(train)
-    train.add_argument("--precision", default="auto",
-                       help="auto (mixed_float16 on GPU, mixed_bfloat16 on a CPU with AMX "
-                            "or AVX512-BF16, else float32), float32, mixed_float16, "
-                            "mixed_bfloat16")
-    train.add_argument("--xla", dest="jit_compile", action="store_const", const=True,
-                       default="auto", help="compile with XLA")
-    train.add_argument("--no-xla", dest="jit_compile", action="store_const", const=False,
-                       help="never compile with XLA")
-    train.add_argument("--strategy", default="auto",
-                       help="auto, default, mirrored (all GPUs), multi-worker (the machines "
-                            "of TF_CONFIG or the Slurm job; docs/training.md)")
     train.add_argument("--cluster-timeout", type=float, metavar="SECONDS",
                        help="multi-worker: how long to wait for the other workers (300)")
     train.add_argument("--worker-restarts", type=int, default=3, metavar="N",
@@ -156,6 +109,87 @@ def _train_flags(add):
     train.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the unfinished run in RUN_DIR with its saved config")
+
+
+def _lr_find_flags(add):
+    """The flags of `kres lr-find`: `kres train`'s that shape the run, and the ramp."""
+    finder = add("lr-find", help="the learning-rate range test: loss against rate (a PNG) "
+                                 "and a suggested rate for a model, dataset and recipe")
+    _add_run_flags(finder)
+    finder.add_argument("--start", type=float, default=1e-6, help="first rate (1e-6)")
+    finder.add_argument("--end", type=float, default=10.0, help="last rate (10)")
+    finder.add_argument("--steps", type=int, default=300,
+                        help="batches from --start to --end (300; it stops at divergence)")
+    finder.add_argument("--out", help="folder for lr_find.png and lr_find.json (default "
+                                      "runs/lr-find-<model>-<dataset>-<time>)")
+
+
+def _rate_or_auto(text):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a learning rate such as 0.1, or auto. Received: {text!r}") from None
+
+
+def _add_run_flags(parser):
+    """The flags of `kres train` and `kres lr-find` that define a run."""
+    parser.add_argument("--model", help="registry name, e.g. cifar_resnet20 (with --weights "
+                                        "RUN/best.keras: that run's model by default)")
+    parser.add_argument("--dataset", help="tfds name (fashion_mnist, cifar10, ...) or a folder "
+                                          "root/<split>/<class>/*.jpg")
+    parser.add_argument("--recipe", default=None,
+                        help="he2015-cifar (the default), xie2016-cifar, wrn-cifar, "
+                             "imagenet-step, imagenet-cosine, transfer (the default with "
+                             "--weights)")
+    parser.add_argument("--weights", help="start from pretrained weights: imagenet, or a "
+                                          ".keras, .weights.h5, keras.applications .h5 or timm "
+                                          ".safetensors file (a new classifier for the dataset)")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="image folders: train without the files that do not decode "
+                             "(listed in the run's skipped.json) instead of refusing")
+    parser.add_argument("--class-weights", action="store_true",
+                        help="image folders: weigh the classes' losses by their rarity")
+    parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    parser.add_argument("--weight-decay", type=float,
+                        help="override the recipe's weight decay")
+    parser.add_argument("--optimizer", choices=("sgd", "adamw", "lamb", "lion"),
+                        help="override the recipe's optimizer (set its --lr and --weight-decay "
+                             "too: AdamW's are about 1e-3 and 0.05, Lion's 3-10x smaller and "
+                             "larger)")
+    parser.add_argument("--teacher", metavar="MODEL",
+                        help="distil from a teacher: a kres run's .keras (its best.keras) "
+                             "of the same classes and input (--set-recipe "
+                             "distill_temperature=4 --set-recipe distill_weight=0.5)")
+    parser.add_argument("--ema", action="store_const", const=True,
+                        help="validate, checkpoint and export an exponential moving average "
+                             "of the weights and batch-norm statistics")
+    parser.add_argument("--set-recipe", dest="recipe_overrides", action="append", default=[],
+                        type=_parse_override, metavar="FIELD=VALUE",
+                        help="override any recipe field, e.g. --set-recipe label_smoothing=0.1")
+    parser.add_argument("--set", dest="model_overrides", action="append", default=[],
+                        type=_parse_override, metavar="FIELD=VALUE",
+                        help="override a model spec field, e.g. --set drop_path_rate=0.1")
+    parser.add_argument("--augment", action="append", metavar="NAME",
+                        choices=("crop_flip", "crop", "imagenet", "none", "randaugment",
+                                 "augmix"),
+                        help="training augmentation: crop_flip, crop, imagenet or none "
+                             "(default: the dataset's), and/or randaugment or augmix after it "
+                             "(--augment randaugment --set-recipe randaugment_magnitude=7)")
+    _add_data_flags(parser)
+    parser.add_argument("--precision", default="auto",
+                        help="auto (mixed_float16 on GPU, mixed_bfloat16 on a CPU with AMX "
+                             "or AVX512-BF16, else float32), float32, mixed_float16, "
+                             "mixed_bfloat16")
+    parser.add_argument("--xla", dest="jit_compile", action="store_const", const=True,
+                        default="auto", help="compile with XLA")
+    parser.add_argument("--no-xla", dest="jit_compile", action="store_const", const=False,
+                        help="never compile with XLA")
+    parser.add_argument("--strategy", default="auto",
+                        help="auto, default, mirrored (all GPUs), multi-worker (the machines "
+                             "of TF_CONFIG or the Slurm job; docs/training.md)")
 
 
 def _evaluate_flags(add):
@@ -266,6 +300,9 @@ def _export_flags(add):
                              "the model before publishing it (the default)")
     export.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip that check")
+    export.add_argument("--explain", nargs="?", const=True, default=False, metavar="STAGE",
+                        help="add the explain signature (SavedModels): the classes and the top "
+                             "class's Grad-CAM heatmap, at STAGE (C<k>; default the deepest)")
 
 
 def _predict_flags(add):
@@ -316,9 +353,9 @@ def _load_tensorflow(verbose):
         import kres.layers  # noqa: F401  (registers kres's layers)
 
 
-COMMANDS = {name: getattr(commands, name) for name in
-            ("models", "summary", "train", "evaluate", "explain", "export", "predict",
-             "tune")}
+COMMANDS = {name: getattr(commands, name.replace("-", "_")) for name in
+            ("models", "summary", "train", "lr-find", "evaluate", "explain", "export",
+             "predict", "tune")}
 # The commands that run without TensorFlow.
 WITHOUT_TENSORFLOW = {"models"}
 

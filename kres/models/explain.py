@@ -64,22 +64,79 @@ def explain(model, images, class_index=None, stage=None, *, batch_size=32):
     """
     checks.positive_int("batch_size", batch_size)
     batch = _check_images(model, images)
-    network, prefix = _network(model)
-    layer_name = _stage_layer(network, stage)
-    classes = model.output_shape[-1]
-    wanted = _check_classes(class_index, len(batch), classes)
-    gradients = _gradients_function(network, layer_name)
+    cam = GradCam(model, stage)
+    wanted = _check_classes(class_index, len(batch), model.output_shape[-1])
     heatmaps, chosen, scores = [], [], []
     for start in range(0, len(batch), batch_size):
-        x = batch[start:start + batch_size]
-        inputs = prefix(x) if prefix is not None else x
-        maps, probs, cls = gradients(inputs, None if wanted is None else
-                                     wanted[start:start + batch_size])
-        heatmaps.append(_upsample(maps, batch.shape[1:3]))
-        chosen.append(cls)
-        scores.append(probs[np.arange(len(cls)), cls])
+        maps, probs, cls = cam(batch[start:start + batch_size],
+                               None if wanted is None else wanted[start:start + batch_size])
+        heatmaps.append(maps.numpy())
+        chosen.append(cls.numpy().astype(np.int64))
+        scores.append(np.take_along_axis(probs.numpy(), chosen[-1][:, None], axis=1)[:, 0])
     return Explanation(np.concatenate(heatmaps), np.concatenate(chosen),
                        np.concatenate(scores).astype(np.float32))
+
+
+class GradCam:
+    """Grad-CAM of one model at one stage, as TensorFlow operations.
+
+    The same operations serve `explain` (eagerly) and an export's ``explain``
+    signature (in the served graph), so the two agree.
+
+    Args:
+        model: as `explain`'s.
+        stage: as `explain`'s; the attribute ``stage`` names the one taken.
+
+    Raises:
+        ValueError: for a backend other than TensorFlow, a stage the model
+            lacks, or a model of no family with stages.
+    """
+
+    def __init__(self, model, stage=None):
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError("kres.explain takes its gradients with TensorFlow for now. "
+                             f"Received: KERAS_BACKEND={keras.backend.backend()!r}")
+        network, self.prefix = _network(model)
+        self.size = tuple(model.input_shape[1:3])
+        self.stage, layer_name = _stage_layer(network, stage)
+        features = network.get_layer(layer_name).output
+        self.head = next((layer for layer in leaves(network) if layer.name == "predictions"
+                          and isinstance(layer, keras.layers.Dense)
+                          and getattr(layer.activation, "__name__", "") == "softmax"), None)
+        outputs = [features, network.output]
+        if self.head is not None:
+            outputs.append(self.head.input)
+        self.probe = keras.Model(network.input, outputs)
+
+    def __call__(self, x, wanted=None):
+        """Heatmaps of the classes `wanted` (``None``: the top ones) for a batch `x`.
+
+        Returns:
+            Tensors: the heatmaps ``(batch, height, width)`` at the input's
+            size, each scaled to a largest value of 1 (all 0 where the class's
+            score rises nowhere), the probabilities and the classes explained.
+        """
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x, tf.float32)
+        if self.prefix is not None:
+            x = self.prefix(x)
+        with tf.GradientTape() as tape:
+            found = self.probe(x, training=False)
+            features, probs = found[0], found[1]
+            if self.head is not None:  # the score before the softmax
+                scores = tf.matmul(found[2], self.head.kernel) + self.head.bias
+            else:  # a model without kres's head: the log-probability
+                scores = tf.math.log(tf.maximum(probs, 1e-12))
+            cls = (tf.argmax(probs, axis=-1) if wanted is None
+                   else tf.cast(tf.convert_to_tensor(wanted), tf.int64))
+            target = tf.gather(scores, cls, batch_dims=1)
+        grads = tape.gradient(target, features)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        maps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
+        up = tf.image.resize(maps[..., None], self.size, method="bilinear")[..., 0]
+        top = tf.reduce_max(up, axis=(1, 2), keepdims=True)
+        return tf.math.divide_no_nan(up, top), probs, cls
 
 
 def _check_images(model, images):
@@ -129,58 +186,14 @@ def _network(model):
 
 
 def _stage_layer(network, stage):
+    """``(stage name, layer name)`` of `stage` (``None``: the deepest)."""
     stages = stage_layers(network)
     if stage is None:
-        return stages[max(stages, key=lambda s: int(s[1:]))].layer
+        stage = max(stages, key=lambda s: int(s[1:]))
     if stage not in stages:
         raise ValueError(f"stage must be one of the model's stages ({', '.join(stages)}; C<k> "
                          f"is the output at stride 2**k). Received: stage={stage!r}")
-    return stages[stage].layer
-
-
-def _gradients_function(network, layer_name):
-    """A function of a batch (and the classes, or None for the top ones) giving the
-    coarse Grad-CAM maps, the probabilities and the classes explained."""
-    import tensorflow as tf
-
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError("kres.explain takes its gradients with TensorFlow for now. "
-                         f"Received: KERAS_BACKEND={keras.backend.backend()!r}")
-    head = next((layer for layer in leaves(network) if layer.name == "predictions"
-                 and isinstance(layer, keras.layers.Dense)
-                 and getattr(layer.activation, "__name__", "") == "softmax"), None)
-    outputs = [network.get_layer(layer_name).output, network.output]
-    if head is not None:
-        outputs.append(head.input)
-    probe = keras.Model(network.input, outputs)
-
-    def run(x, wanted):
-        x = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            found = probe(x, training=False)
-            features, probs = found[0], found[1]
-            if head is not None:  # the score before the softmax
-                scores = tf.matmul(found[2], head.kernel) + head.bias
-            else:  # a model without kres's head: the log-probability
-                scores = tf.math.log(tf.maximum(probs, 1e-12))
-            cls = tf.argmax(probs, axis=-1) if wanted is None else tf.constant(wanted)
-            target = tf.gather(scores, cls, batch_dims=1)
-        grads = tape.gradient(target, features)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        maps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
-        return maps.numpy(), probs.numpy(), cls.numpy().astype(np.int64)
-
-    return run
-
-
-def _upsample(maps, size):
-    """Coarse maps to `size`, bilinearly, each scaled to a largest value of 1."""
-    import tensorflow as tf
-
-    up = tf.image.resize(maps[..., None], size, method="bilinear")[..., 0].numpy()
-    top = up.reshape(len(up), -1).max(axis=1)
-    scale = np.divide(1.0, top, out=np.zeros_like(top), where=top > 0)
-    return (up * scale[:, None, None]).astype(np.float32)
+    return stage, stages[stage].layer
 
 
 def overlay(image, heatmap, *, alpha=0.45):

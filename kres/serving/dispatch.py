@@ -40,7 +40,8 @@ def _check_model(model):
 def export(model, directory, version=None, *, format="saved_model", quantize="none",
            input_type="uint8", calibration_images=None, class_names=None, preprocessing=None,
            dataset=None, top_k=None, max_image_bytes=20 << 20, max_pixels=40_000_000,
-           metadata=None, warmup_images=None, grouped_conv="split", verify=True):
+           metadata=None, warmup_images=None, grouped_conv="split", verify=True,
+           explain=False):
     """Exports a model as version `version` of a TF Serving model in `directory`.
 
     The served graph decodes and resizes; the normalisation is the model's
@@ -93,6 +94,10 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
             `kres.layers.GroupedConv2D`).
         verify: load the written SavedModel back through TensorFlow's C API
             and compare it with the model before publishing it.
+        explain: add the ``explain`` signature (SavedModels only): encoded
+            images in; the classes, their scores and the top class's Grad-CAM
+            heatmap out (`kres.serving.saved_model`). ``True`` explains at the
+            deepest stage, ``"C<k>"`` at that stage.
 
     Returns:
         The path of the new version directory (SavedModel) or folder.
@@ -119,13 +124,14 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
     ('1', True)
     >>> folder.cleanup()
     """
+    checks.choice("format", format, ("saved_model", *litert_onnx.FORMATS))
+    check_explain(format, explain)
     if isinstance(model, str | os.PathLike):
         model, described = _from_run(os.fspath(model))
         class_names = class_names or described["class_names"]
         preprocessing = preprocessing or described["preprocessing"]
         dataset = dataset or described["dataset"]
         metadata = {**described["metadata"], **(metadata or {})}
-    checks.choice("format", format, ("saved_model", *litert_onnx.FORMATS))
     _check_model(model)
     # Auxiliary classifiers (GoogLeNet) are for training only; a model trained in
     # mixed precision is served in float32 (its variables are float32 already).
@@ -140,7 +146,7 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
             model, directory, version, preprocessing=preprocessing, class_names=class_names,
             dataset=dataset, top_k=top_k, max_image_bytes=max_image_bytes,
             max_pixels=max_pixels, metadata=metadata, warmup_images=warmup_images,
-            grouped_conv=grouped_conv, verify=verify)
+            grouped_conv=grouped_conv, verify=verify, explain=explain)
     if version is not None:
         raise ValueError(f"version is for TF Serving's SavedModels; a {format} export is "
                          f"one folder. Received: version={version!r}")
@@ -150,6 +156,22 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
                                    input_type=input_type, calibration=calibration_images,
                                    metadata={"dataset": dataset, **(metadata or {})},
                                    grouped_conv=grouped_conv, verify=verify)
+
+
+def check_explain(format, explain, flags=False):
+    """Refuses `explain` for a format that cannot carry a signature (LiteRT, ONNX).
+
+    Args:
+        format: the export's format.
+        explain: `export`'s `explain`.
+        flags: name the command line's flags (``--format``, ``--explain``)
+            rather than `export`'s arguments.
+    """
+    if format != "saved_model" and explain not in (False, None):
+        names = ("--format", "--explain") if flags else ("format", "explain")
+        raise ValueError(f"{names[1]} is a signature of TF Serving's SavedModels "
+                         f"({names[0]} saved_model); a {format} file cannot carry it. "
+                         f"Received: {names[0]}={format!r}, {names[1]}={explain!r}")
 
 
 def served_model(model, preprocessing=None, class_names=None, dataset=None):
@@ -258,7 +280,8 @@ def predict(saved_model, images, version=None, signature="serving_default"):
 
     Returns:
         ``probabilities``, ``classes``, ``scores`` and ``labels`` as NumPy
-        arrays, as the SavedModel's signature returns them.
+        arrays, as the SavedModel's signature returns them (and ``heatmap``
+        from ``signature="explain"``).
 
     Example:
 

@@ -14,7 +14,11 @@ Signatures (tag ``serve``), both returning the same named outputs:
   and resized inside the graph (`kres.serving.signatures`), then normalised
   by the model's own first layer;
 - ``serving_pixels``: input ``pixels``, uint8 ``(batch, height, width,
-  channels)``, resized inside the graph, normalised by the model.
+  channels)``, resized inside the graph, normalised by the model;
+- ``explain`` (only with ``explain=``): input ``images`` as for
+  ``serving_default``; its outputs and ``heatmap``, the top class's Grad-CAM
+  (uint8 ``(batch, height, width)`` at the model's input size, 255 where the
+  class's evidence is strongest; `kres.explain`'s heatmap times 255).
 
 Outputs: ``probabilities`` (float32, one row per image), ``classes`` (int32
 top-k indices), ``scores`` (their probabilities) and ``labels`` (their class
@@ -41,7 +45,7 @@ from kres.serving.verify import verify_saved_model
 def export_saved_model(model, directory, version=None, *, preprocessing, class_names,
                        dataset=None, top_k=None, max_image_bytes=20 << 20,
                        max_pixels=40_000_000, metadata=None, warmup_images=None,
-                       grouped_conv="split", verify=True):
+                       grouped_conv="split", verify=True, explain=False):
     """Writes version `version` of a TF Serving model in `directory`.
 
     Called by `kres.export` (``format="saved_model"``), which gives it the
@@ -72,22 +76,28 @@ def export_saved_model(model, directory, version=None, *, preprocessing, class_n
     checks.positive_int("max_pixels", max_pixels)
     checks.choice("grouped_conv", grouped_conv, FORMULATIONS)
     checks.boolean("verify", verify)
+    explain_stage = _explain_stage(model, explain)
     os.makedirs(directory, exist_ok=True)
     # TF Serving only loads integer directories: build the version beside them.
     staging = tempfile.mkdtemp(prefix=f".staging-{version}-", dir=directory)
     try:
         _write(model, staging, preprocessing, class_names, top_k, max_image_bytes, max_pixels,
-               warmup_images, grouped_conv)
+               warmup_images, grouped_conv, explain_stage)
         if verify:
             # The reference is computed per group, the form every CPU runs.
             with use_formulation(model, "split"):
-                verify_saved_model(staging, model, preprocessing)
+                verify_saved_model(staging, model, preprocessing, explain_stage=explain_stage)
+        signatures = {"serving_default": "images (encoded image bytes)",
+                      "serving_pixels": "pixels (uint8)"}
+        if explain_stage is not None:
+            signatures["explain"] = ("images (encoded image bytes); adds heatmap, the top "
+                                     "class's Grad-CAM (uint8)")
         record = {
             "model": model.name, "version": version, "classes": classes,
             "class_names": class_names, "input_shape": list(model.input_shape[1:]),
             "preprocessing": preprocessing.to_json(), "dataset": dataset,
-            "signatures": {"serving_default": "images (encoded image bytes)",
-                           "serving_pixels": "pixels (uint8)"},
+            "signatures": signatures,
+            "explain_stage": explain_stage,
             "outputs": ["probabilities", "classes", "scores", "labels"], "top_k": top_k,
             "limits": {"max_image_bytes": max_image_bytes, "max_pixels": max_pixels},
             "versions": library_versions(), **(metadata or {}),
@@ -135,9 +145,23 @@ def versions(directory):
                   if re.fullmatch(r"[0-9]+", d) and os.path.isdir(os.path.join(directory, d)))
 
 
+def _explain_stage(model, explain):
+    """`explain` checked against the model: ``None`` (no signature) or the name
+    of the stage it explains (``True``: the deepest)."""
+    if explain is False or explain is None:
+        return None
+    if explain is not True and not isinstance(explain, str):
+        checks.fail("explain", explain, "must be False, True (the deepest stage) or a stage "
+                                        "name such as 'C4'")
+    from kres.models.explain import GradCam
+
+    return GradCam(model, None if explain is True else explain).stage
+
+
 def _write(model, path, prep, class_names, top_k, max_image_bytes, max_pixels, warmup_images,
-           grouped_conv):
-    server = Server(model, prep, class_names, top_k, max_image_bytes, max_pixels)
+           grouped_conv, explain_stage=None):
+    server = Server(model, prep, class_names, top_k, max_image_bytes, max_pixels,
+                    explain_stage)
     # The endpoints track the variables they use. track(model) would store every
     # variable a second time (Keras 3.15, keras-team/keras#23553: 2x the size on
     # disk and in a server's memory).
@@ -149,10 +173,15 @@ def _write(model, path, prep, class_names, top_k, max_image_bytes, max_pixels, w
                              input_signature=[tf.TensorSpec([None], tf.string, name="images")])
         archive.add_endpoint("serving_pixels", server.serve_pixels, input_signature=[
             tf.TensorSpec([None, None, None, prep.channels], tf.uint8, name="pixels")])
+        if explain_stage is not None:
+            archive.add_endpoint("explain", server.serve_explain, input_signature=[
+                tf.TensorSpec([None], tf.string, name="images")])
         archive.write_out(path, verbose=False)
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
     write_warmup_requests(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"),
-                          warmup_images or _sample_images(prep), model_name=model.name)
+                          warmup_images or _sample_images(prep), model_name=model.name,
+                          signatures=("serving_default",) + (
+                              ("explain",) if explain_stage is not None else ()))
 
 
 def _sample_images(prep, count=3):
@@ -161,21 +190,21 @@ def _sample_images(prep, count=3):
     return [tf.io.encode_png(image).numpy() for image in images]
 
 
-def write_warmup_requests(path, images, model_name="model"):
-    """Writes TF Serving warmup records: one PredictRequest per image.
+def write_warmup_requests(path, images, model_name="model", signatures=("serving_default",)):
+    """Writes TF Serving warmup records: one PredictRequest per image and signature.
 
     Args:
         path: the ``assets.extra/tf_serving_warmup_requests`` file.
         images: encoded images (bytes).
         model_name: the model name written in the requests.
+        signatures: the signatures (taking ``images``) to warm up.
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     with tf.io.TFRecordWriter(path) as writer:
-        for image in images:
+        for signature, image in ((s, i) for s in signatures for i in images):
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name,
-                                               signature_name="serving_default"))
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
             request.inputs["images"].CopyFrom(tf.make_tensor_proto([image]))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))

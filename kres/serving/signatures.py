@@ -5,6 +5,8 @@ is checked and decoded by `kres.images.decode_checked` (the training
 pipeline's decoder, behind the limits), resized exactly as the training
 pipeline's evaluation did (`kres.preprocessing.eval_resize`), then handed to
 the model, which normalises it itself (`kres.layers.InputPreprocessing`).
+The ``explain`` signature adds Grad-CAM (`kres.models.explain.GradCam`, the
+operations `kres.explain` runs) to the encoded-images one.
 """
 
 import tensorflow as tf
@@ -20,8 +22,14 @@ class Server:
     images are brought to its input size.
     """
 
-    def __init__(self, model, prep, class_names, top_k, max_image_bytes, max_pixels):
+    def __init__(self, model, prep, class_names, top_k, max_image_bytes, max_pixels,
+                 explain_stage=None):
         self.model, self.prep = model, prep
+        self.cam = None
+        if explain_stage is not None:
+            from kres.models.explain import GradCam
+
+            self.cam = GradCam(model, explain_stage)
         self.class_names = tf.constant(class_names)
         self.top_k = top_k
         self.limits = (max_image_bytes, max_pixels)
@@ -31,14 +39,15 @@ class Server:
         return eval_resize(image, self.prep.height, self.prep.width,
                            self.prep.resize == "center_crop")
 
-    def _outputs(self, images):
-        probabilities = tf.cast(self.model(tf.cast(images, tf.float32), training=False),
-                                tf.float32)
+    def _outputs(self, images=None, probabilities=None):
+        if probabilities is None:
+            probabilities = self.model(tf.cast(images, tf.float32), training=False)
+        probabilities = tf.cast(probabilities, tf.float32)
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
         return {"probabilities": probabilities, "classes": classes, "scores": scores,
                 "labels": tf.gather(self.class_names, classes)}
 
-    def serve_images(self, images):
+    def _decoded(self, images):
         channels = self.prep.channels
 
         def one(data):
@@ -46,7 +55,19 @@ class Server:
             return self._fit(tf.cast(image, tf.float32))
 
         spec = tf.TensorSpec([self.prep.height, self.prep.width, channels], tf.float32)
-        return self._outputs(tf.map_fn(one, images, fn_output_signature=spec))
+        return tf.map_fn(one, images, fn_output_signature=spec)
+
+    def serve_images(self, images):
+        return self._outputs(self._decoded(images))
+
+    def serve_explain(self, images):
+        """`serve_images`'s outputs and ``heatmap``: the top class's Grad-CAM,
+        uint8 ``(batch, height, width)`` at the model's input size (0-255 for
+        `kres.explain`'s 0-1)."""
+        heatmaps, probabilities, _ = self.cam(self._decoded(images))
+        outputs = self._outputs(probabilities=probabilities)
+        outputs["heatmap"] = tf.cast(tf.round(heatmaps * 255.0), tf.uint8)
+        return outputs
 
     def serve_pixels(self, pixels):
         images = tf.map_fn(self._fit, tf.cast(pixels, tf.float32),

@@ -15,14 +15,17 @@ import tensorflow as tf
 TAG = "serve"
 
 
-def verify_saved_model(path, model, preprocessing, atol=1e-5):
+def verify_saved_model(path, model, preprocessing, atol=1e-5, explain_stage=None):
     """Loads a written SavedModel as TF Serving would and checks it against the model.
 
     Refuses a SavedModel without its variables (TF Serving's C++ loader
     loads one without complaint; only its first request fails), then loads it
     through TensorFlow's C API (`c_api_run`), runs the pixels signature on
     random images and compares with ``model.predict`` on the same pixels
-    after the same resize (`model` normalises its own input).
+    after the same resize (`model` normalises its own input). With
+    `explain_stage` (the export's ``explain``), it also runs the ``explain``
+    signature on the same pixels as PNG bytes and compares its heatmaps with
+    `kres.explain`'s (within one level of 255) and its classes.
 
     Raises:
         ValueError: if the SavedModel is incomplete or disagrees.
@@ -48,6 +51,18 @@ def verify_saved_model(path, model, preprocessing, atol=1e-5):
     if diff > atol:
         raise ValueError(f"The SavedModel in {path} disagrees with the model: max abs "
                          f"difference {diff:.3g} > {atol}")
+    if explain_stage is not None:
+        from kres.models.explain import explain
+
+        served = c_api_run(path, "explain",
+                           {"images": [tf.io.encode_png(p).numpy() for p in pixels]})
+        found = explain(model, crop, stage=explain_stage)
+        levels = np.abs(served["heatmap"].astype(np.int32)
+                        - np.round(found.heatmaps * 255).astype(np.int32))
+        if (served["classes"][:, 0] != found.classes).any() or levels.max() > 1:
+            raise ValueError(f"The SavedModel in {path}: its explain signature disagrees with "
+                             f"kres.explain (heatmaps differ by up to {levels.max()} of 255, "
+                             f"classes {served['classes'][:, 0]} vs {found.classes})")
 
 
 # --- The C++ loader, through TensorFlow's C API -------------------------------------
@@ -62,6 +77,9 @@ class _Output(ctypes.Structure):
 
 
 _TF_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.int32): 3, np.dtype(np.uint8): 4}
+_NP_DTYPES = {code: dtype for dtype, code in _TF_DTYPES.items()}
+_TF_STRING = 7
+_TSTRING_BYTES = 24  # sizeof(TF_TString), TensorFlow's string in a tensor's buffer
 
 
 def _c_api():
@@ -99,6 +117,9 @@ def _c_api():
                          p, i, p, p),
         "CloseSession": fn("TF_CloseSession", None, p, p),
         "DeleteSession": fn("TF_DeleteSession", None, p, p),
+        "StringInit": fn("TF_StringInit", None, p),
+        "StringCopy": fn("TF_StringCopy", None, p, ctypes.c_char_p, sz),
+        "StringDealloc": fn("TF_StringDealloc", None, p),
     }
 
 
@@ -112,11 +133,12 @@ def c_api_run(path, signature, inputs):
     Args:
         path: a SavedModel directory.
         signature: a signature name, e.g. ``"serving_pixels"``.
-        inputs: ``{input name: NumPy array}`` (float32, int32 or uint8).
+        inputs: ``{input name: NumPy array}`` (float32, int32 or uint8), or
+            a list of bytes for a string input (encoded images).
 
     Returns:
-        ``{output name: NumPy array}`` for the signature's float32 and int32
-        outputs.
+        ``{output name: NumPy array}`` for the signature's float32, int32
+        and uint8 outputs.
 
     Raises:
         RuntimeError: with the C API's message if loading or running fails.
@@ -126,7 +148,7 @@ def c_api_run(path, signature, inputs):
     c = _c_api()
     status, options, graph = c["NewStatus"](), c["NewSessionOptions"](), c["NewGraph"]()
     meta = c["NewBuffer"]()
-    tensors = []
+    tensors, strings = [], []
 
     def check(what):
         if c["GetCode"](status) != 0:
@@ -151,13 +173,26 @@ def c_api_run(path, signature, inputs):
         feeds = (_Output * len(in_names))(*[output_of(sig.inputs[n].name) for n in in_names])
         values = (ctypes.c_void_p * len(in_names))()
         for k, name in enumerate(in_names):
-            array = np.ascontiguousarray(inputs[name])
-            dims = (ctypes.c_int64 * array.ndim)(*array.shape)
-            tensor = c["AllocateTensor"](_TF_DTYPES[array.dtype], dims, array.ndim, array.nbytes)
-            tensors.append(tensor)
-            ctypes.memmove(c["TensorData"](tensor), array.ctypes.data, array.nbytes)
+            if isinstance(inputs[name], list | tuple):  # strings: TF_TString elements
+                items = [bytes(item) for item in inputs[name]]
+                dims = (ctypes.c_int64 * 1)(len(items))
+                tensor = c["AllocateTensor"](_TF_STRING, dims, 1, _TSTRING_BYTES * len(items))
+                tensors.append(tensor)
+                base = c["TensorData"](tensor)
+                for j, item in enumerate(items):
+                    element = base + j * _TSTRING_BYTES
+                    c["StringInit"](element)
+                    strings.append(element)
+                    c["StringCopy"](element, item, len(item))
+            else:
+                array = np.ascontiguousarray(inputs[name])
+                dims = (ctypes.c_int64 * array.ndim)(*array.shape)
+                tensor = c["AllocateTensor"](_TF_DTYPES[array.dtype], dims, array.ndim,
+                                             array.nbytes)
+                tensors.append(tensor)
+                ctypes.memmove(c["TensorData"](tensor), array.ctypes.data, array.nbytes)
             values[k] = tensor
-        out_names = sorted(n for n, t in sig.outputs.items() if t.dtype in (1, 3))
+        out_names = sorted(n for n, t in sig.outputs.items() if t.dtype in _NP_DTYPES)
         fetches = (_Output * len(out_names))(*[output_of(sig.outputs[n].name)
                                               for n in out_names])
         results = (ctypes.c_void_p * len(out_names))()
@@ -168,7 +203,7 @@ def c_api_run(path, signature, inputs):
         for name, tensor in zip(out_names, results):
             tensors.append(tensor)
             shape = [c["Dim"](tensor, d) for d in range(c["NumDims"](tensor))]
-            dtype = {1: np.float32, 3: np.int32}[c["TensorType"](tensor)]
+            dtype = _NP_DTYPES[c["TensorType"](tensor)]
             size = c["TensorByteSize"](tensor)
             outputs[name] = np.frombuffer(ctypes.string_at(c["TensorData"](tensor), size),
                                           dtype).reshape(shape).copy()
@@ -176,6 +211,8 @@ def c_api_run(path, signature, inputs):
         c["DeleteSession"](session, status)
         return outputs
     finally:
+        for element in strings:  # the caller frees what TF_StringCopy allocated
+            c["StringDealloc"](element)
         for tensor in tensors:
             c["DeleteTensor"](tensor)
         c["DeleteBuffer"](meta)
