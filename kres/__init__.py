@@ -49,6 +49,7 @@ _LAZY = {
     "load_timm_weights": "kres.models.families.resnet_timm",
     "train": "kres.training.run",
     "evaluate": "kres.training.evaluation",
+    "lr_find": "kres.training.lr_range",
     "tune": "kres.tuning.run",
     "export": "kres.serving.dispatch",
 }
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # what the names above are, for IDEs and type checkers
     from kres.models.saving import load_model  # noqa: F401
     from kres.serving.dispatch import export  # noqa: F401
     from kres.training.evaluation import evaluate  # noqa: F401
+    from kres.training.lr_range import lr_find  # noqa: F401
     from kres.training.run import train  # noqa: F401
     from kres.tuning.run import tune  # noqa: F401
     from kres.weights.keras_applications import (  # noqa: F401

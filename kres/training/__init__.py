@@ -7,6 +7,7 @@
 - `kres.training.fit`: the one call of `model.fit` and its callbacks
   (shared with tuning), `pipelines`;
 - `kres.training.evaluation`: `evaluate` a saved model, `scores`;
+- `kres.training.lr_range`: the learning-rate range test, `lr_find`;
 - `kres.training.recipes`: `Recipe`, `RECIPES`, schedules, compile (no
   TensorFlow);
 - `kres.training.finetune`: pretrained weights into a run's network;
@@ -20,6 +21,6 @@ _NAMES = {
     "TrainConfig": "kres.training.config", "as_config": "kres.training.config",
     "prepare": "kres.training.preparation", "load_data": "kres.training.preparation",
     "resolve_input": "kres.training.preparation", "train": "kres.training.run",
-    "evaluate": "kres.training.evaluation",
+    "evaluate": "kres.training.evaluation", "lr_find": "kres.training.lr_range",
 }
 __getattr__, __dir__, __all__ = public_names(__name__, _NAMES)

@@ -95,7 +95,7 @@ class TrainConfig:
         checks.string("dataset", self.dataset)
         checks.mapping("recipe_overrides", self.recipe_overrides)
         checks.mapping("model_overrides", self.model_overrides)
-        resolve_recipe(self.recipe, **self.recipe_overrides)
+        recipe = resolve_recipe(self.recipe, **self.fixed_recipe_overrides())
         resolve_spec(self.model, **self.model_overrides)
         checks.positive_int("image_size", self.image_size, optional=True)
         if self.channels is not None:
@@ -114,7 +114,11 @@ class TrainConfig:
         if self.teacher is not None and self.strategy == "multi-worker":
             checks.fail("teacher", self.teacher,
                         "is not supported with strategy='multi-worker' yet")
-        recipe = resolve_recipe(self.recipe, **self.recipe_overrides)
+        if self.recipe_overrides.get("learning_rate") == "auto" and (
+                self.strategy == "multi-worker"):
+            checks.fail("learning_rate", "auto", "runs the range test on one machine: run "
+                        "kres lr-find first and give its rate to every worker "
+                        "(strategy='multi-worker')")
         if recipe.frozen_epochs and self.weights is None:
             checks.fail("frozen_epochs", recipe.frozen_epochs,
                         "freezes pretrained layers: give weights (--weights), or set "
@@ -122,6 +126,12 @@ class TrainConfig:
         if recipe.frozen_epochs and self.strategy == "multi-worker":
             checks.fail("frozen_epochs", recipe.frozen_epochs,
                         "is not supported with strategy='multi-worker' yet")
+
+    def fixed_recipe_overrides(self):
+        """`recipe_overrides` without a ``learning_rate="auto"`` (the range test's,
+        `kres.training.lr_range`, which `kres.train` resolves before the run)."""
+        return {k: v for k, v in self.recipe_overrides.items()
+                if not (k == "learning_rate" and v == "auto")}
 
     def to_json(self):
         """The config as a JSON-ready dict (tuples as lists)."""

@@ -86,9 +86,10 @@ def apply_weight_decay(model, weight_decay, decay_all=True):
     return len(decayed)
 
 
-def make_optimizer(recipe, model, steps_per_epoch):
+def make_optimizer(recipe, model, steps_per_epoch, learning_rate=None):
     """The recipe's Keras optimizer for `model`, with its schedule, clipping and
-    accumulation, and weight decay as the optimizer wants it.
+    accumulation, and weight decay as the optimizer wants it; `learning_rate`,
+    a rate or schedule, replaces the recipe's schedule when given.
 
     SGD: the coupled L2 regularizers set on the decayed variables
     (`apply_weight_decay`). AdamW, LAMB, Lion: the optimizer's own decoupled
@@ -109,7 +110,8 @@ def make_optimizer(recipe, model, steps_per_epoch):
     ('AdamW', 0.05)
     """
     common = dict(
-        learning_rate=learning_rate_schedule(recipe, steps_per_epoch),
+        learning_rate=learning_rate if learning_rate is not None
+        else learning_rate_schedule(recipe, steps_per_epoch),
         global_clipnorm=recipe.clip_norm or None,
         gradient_accumulation_steps=recipe.accumulation_steps
         if recipe.accumulation_steps > 1 else None)

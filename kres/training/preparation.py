@@ -1,4 +1,4 @@
-"""A run's configuration checked against its data, before any model is built.
+"""A run's configuration checked against its data, then its model built (`build`).
 
 `prepare` resolves everything a run needs once: the recipe (its flip rule
 applied to the data), the spec fields it changes, the data, the input size
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from kres.data import sources
 from kres.data import splits as ksplits
 from kres.data.catalog import get_dataset_spec
-from kres.models.registry import resolve_spec
+from kres.models.inputs import image_input
+from kres.models.registry import build_model, resolve_spec
 from kres.preprocessing import FLIPPING
 from kres.training import distill, finetune
 from kres.training.recipes import Recipe, resolve_recipe, spec_overrides
@@ -172,3 +173,25 @@ def _flip_rule(recipe, config, data):
         f"this run's augmentation ({augment!r}) never shows the network a mirror image; "
         f"train with one of {', '.join(FLIPPING)} or leave test_flip off. "
         f"Received: test_flip=True")
+
+
+def build(config, p, strategy, precision):
+    """The run's model: the network in `precision`, normalising its own pixels
+    (`kres.models.inputs.image_input`), with the pretrained weights copied in.
+
+    With a seed, the global random generators are seeded first (the initial
+    weights): see `train`.
+    """
+    import keras
+
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        # The model normalises its own pixels: the .keras file alone serves it.
+        model = build_model(config.model, classes=p.data.spec.num_classes,
+                            input_tensor=image_input(p.preprocessing, p.data.class_names),
+                            dtype=precision, **p.overrides)
+        if p.pretrained is not None:  # weights that do not fit fail before any file
+            finetune.transfer_weights(p.pretrained.model, model)
+            p.pretrained = None  # the copy is all the run needs
+    return model

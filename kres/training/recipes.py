@@ -328,14 +328,15 @@ def metrics(num_classes):
 
 
 def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto",
-                  distilled=False):
+                  distilled=False, learning_rate=None):
     """Compiles `model` with a recipe: its optimizer (`make_optimizer`: schedule,
     weight decay, clipping, accumulation), cross-entropy with label smoothing,
     accuracy (and top-5 beyond 10 classes). `distilled`: the student of a
     teacher, whose training labels carry the teacher's probabilities
     (`kres.training.distill`): the distillation loss with the recipe's
-    temperature and weight, and metrics on the labels alone."""
-    optimizer = make_optimizer(recipe, model, steps_per_epoch)
+    temperature and weight, and metrics on the labels alone. `learning_rate`: a
+    schedule in place of the recipe's (the range test's ramp)."""
+    optimizer = make_optimizer(recipe, model, steps_per_epoch, learning_rate)
     if distilled:
         from kres.training import distill
 

@@ -24,16 +24,14 @@ from kres.data import splits as ksplits
 from kres.data.pipeline import pipeline
 from kres.models.counting import count_macs, count_params
 from kres.models.inference import flip_averaged
-from kres.models.inputs import image_input
-from kres.models.registry import build_model
 from kres.models.saving import load_model
 from kres.training import cluster as kcluster
-from kres.training import finetune, multiworker, report
+from kres.training import finetune, lr_range, multiworker, report
 from kres.training.config import TrainConfig, as_config
 from kres.training.devices import make_strategy, resolve_precision
 from kres.training.evaluation import scores
 from kres.training.fit import RAW_WEIGHTS, fit, pipelines, trained
-from kres.training.preparation import prepare
+from kres.training.preparation import build, prepare
 from kres.training.recipes import compile_model, resolve_recipe
 
 
@@ -97,7 +95,9 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
             (`kres.training.multiworker.restart_after_loss`).
         **settings: `TrainConfig` fields (``recipe="wrn-cifar"``,
             ``precision="mixed_bfloat16"``, ``subset=5000``, ...) and recipe
-            fields (``epochs=30``, ``batch_size=64``, ``learning_rate=0.05``).
+            fields (``epochs=30``, ``batch_size=64``, ``learning_rate=0.05``;
+            ``learning_rate="auto"`` runs the range test first in the run
+            directory, `kres.training.lr_range`, and trains with its rate).
 
     Returns:
         The results dict written to ``results.json`` (on a worker other than
@@ -119,6 +119,9 @@ def train(model, dataset=None, *, run_dir=None, data=None, callbacks=(), verbose
     """
     config = as_config(TrainConfig, model, dataset, settings)
     checks.integer("worker_restarts", worker_restarts, minimum=0)
+    if config.recipe_overrides.get("learning_rate") == "auto":  # the range test, in the run
+        run_dir = run_dir or rundir.default_dir(config.model, config.dataset)
+        config = lr_range.with_found_rate(config, run_dir, data, 0 if verbose == 0 else "auto")
     run = open_run(config, run_dir)
     try:
         strategy = make_strategy(config.strategy, run.worker, cluster_timeout)
@@ -157,26 +160,6 @@ def open_run(config, run_dir):
     backup = None if worker is None else multiworker.ChiefBackupAndRestore(
         os.path.join(own_dir, "backup"), worker.is_chief)
     return Run(config, run_dir, own_dir, resuming, worker, backup)
-
-
-def build(config, p, strategy, precision):
-    """The run's model: the network in `precision`, normalising its own pixels
-    (`kres.models.inputs.image_input`), with the pretrained weights copied in.
-
-    With a seed, the global random generators are seeded first (the initial
-    weights): see `train`.
-    """
-    if config.seed is not None:
-        keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        # The model normalises its own pixels: the .keras file alone serves it.
-        model = build_model(config.model, classes=p.data.spec.num_classes,
-                            input_tensor=image_input(p.preprocessing, p.data.class_names),
-                            dtype=precision, **p.overrides)
-        if p.pretrained is not None:  # weights that do not fit fail before any file
-            finetune.transfer_weights(p.pretrained.model, model)
-            p.pretrained = None  # the copy is all the run needs
-    return model
 
 
 def fit_run(model, run, p, strategy, *, callbacks, verbose):
@@ -244,6 +227,8 @@ def record(run, p, precision, jit_compile, model):
            if recipe.test_flip else {}),
         "best_val_accuracy": max((float(r["val_accuracy"]) for r in history), default=None),
         **raw,
+        **({"lr_find_learning_rate": found.learning_rate}
+           if (found := lr_range.read(run.run_dir)) is not None else {}),
         **({"ema": True, "best_raw_val_accuracy": max(
             float(r["raw_val_accuracy"]) for r in history)} if recipe.ema and history else {}),
         "epochs_run": len(history), "params": count_params(model), "macs": count_macs(model),
