@@ -235,8 +235,8 @@ def test_the_served_explain_signature_is_kres_explain(trained, test_images, tmp_
     assert not (root / "cam-tflite").exists()
     with pytest.raises(ValueError, match="format='onnx', explain='C1'"):
         kres.export(trained, str(tmp_path / "onnx"), format="onnx", explain="C1")
-    with pytest.raises(ValueError, match=r"stage must be one of the model's stages \(C0, C1, "
-                                         r"C2;.*Received: stage='C5'"):
+    with pytest.raises(ValueError, match=r"explain must be one of the model's stages \(C0, C1, "
+                                         r"C2;.*Received: explain='C5'"):
         kres.export(trained, str(tmp_path / "c5"), explain="C5")
     with pytest.raises(ValueError, match="explain must be False, True"):
         kres.export(trained, str(tmp_path / "c5"), explain=3)

@@ -86,19 +86,20 @@ class GradCam:
     Args:
         model: as `explain`'s.
         stage: as `explain`'s; the attribute ``stage`` names the one taken.
+        field: the argument's name in the error for a stage the model lacks.
 
     Raises:
         ValueError: for a backend other than TensorFlow, a stage the model
             lacks, or a model of no family with stages.
     """
 
-    def __init__(self, model, stage=None):
+    def __init__(self, model, stage=None, *, field="stage"):
         if keras.backend.backend() != "tensorflow":
             raise ValueError("kres.explain takes its gradients with TensorFlow for now. "
                              f"Received: KERAS_BACKEND={keras.backend.backend()!r}")
         network, self.prefix = _network(model)
         self.size = tuple(model.input_shape[1:3])
-        self.stage, layer_name = _stage_layer(network, stage)
+        self.stage, layer_name = _stage_layer(network, stage, field)
         features = network.get_layer(layer_name).output
         self.head = next((layer for layer in leaves(network) if layer.name == "predictions"
                           and isinstance(layer, keras.layers.Dense)
@@ -185,14 +186,14 @@ def _network(model):
     return model, None
 
 
-def _stage_layer(network, stage):
+def _stage_layer(network, stage, field="stage"):
     """``(stage name, layer name)`` of `stage` (``None``: the deepest)."""
     stages = stage_layers(network)
     if stage is None:
         stage = max(stages, key=lambda s: int(s[1:]))
     if stage not in stages:
-        raise ValueError(f"stage must be one of the model's stages ({', '.join(stages)}; C<k> "
-                         f"is the output at stride 2**k). Received: stage={stage!r}")
+        raise ValueError(f"{field} must be one of the model's stages ({', '.join(stages)}; "
+                         f"C<k> is the output at stride 2**k). Received: {field}={stage!r}")
     return stage, stages[stage].layer
 
 

@@ -155,7 +155,7 @@ def _explain_stage(model, explain):
                                         "name such as 'C4'")
     from kres.models.explain import GradCam
 
-    return GradCam(model, None if explain is True else explain).stage
+    return GradCam(model, None if explain is True else explain, field="explain").stage
 
 
 def _write(model, path, prep, class_names, top_k, max_image_bytes, max_pixels, warmup_images,
