@@ -116,6 +116,13 @@ def test_the_pngs_have_the_size_their_classes_need(tmp_path, n):
     assert saved["confusion_matrix"] == result["confusion_matrix"]
     assert [set(m) for m in saved["mistakes"]] == [
         {"index", "true", "predicted", "probability", "file"}] * 11
+    # kres evaluate prints the 20 classes of lowest F1 (all of them up to 20).
+    text = report.summary(result, classes=20).splitlines()
+    rows = [line for line in text if line.startswith("a rather long class name")]
+    assert len(rows) == min(n, 20)
+    worst = sorted(result["classes"], key=lambda c: c["f1"])[:20]
+    assert [row.split()[5] for row in rows] == [c["name"].split()[-1] for c in worst]
+    assert (f"the 20 classes of lowest F1 of {n} (all in report.json):" in text) == (n > 20)
 
 
 def test_a_run_reports_its_test_split_and_evaluate_reports_the_same(trained, fashion_mnist_dir,

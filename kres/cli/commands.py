@@ -332,7 +332,7 @@ def evaluate(args):
     order = [k for k in ("accuracy", "top5", "loss") if k in scores]
     print(" ".join(f"{k} {scores[k]:.4f}" for k in order))
     if args.report:
-        print(report.summary(scores["report"]))
+        print(report.summary(scores["report"], classes=20))
         paths = report.write_report(scores["report"], out, title=f"{model_path}, {args.split}")
         print(f"kres evaluate: wrote {', '.join(paths)}")
 

@@ -1,6 +1,13 @@
-"""Scoring a model: a saved ``.keras`` on a dataset split, or a model on a pipeline."""
+"""Scoring a model: a saved ``.keras`` on a dataset split, or a model on a pipeline.
+
+Every score comes from one prediction pass (`scored`), whose predictions the
+per-class report reuses.
+"""
 
 import os
+
+import keras
+import numpy as np
 
 from kres import checks, rundir
 from kres.data import splits as ksplits
@@ -9,20 +16,45 @@ from kres.models.inference import flip_averaged
 from kres.models.inputs import preprocessing_layer, with_preprocessing
 from kres.models.saving import load_model
 from kres.preprocessing import Preprocessing
+from kres.training import report as reports
 from kres.training.preparation import load_data
-from kres.training.recipes import build_state, metrics
-from kres.training.report import report as class_report
+
+
+def scored(model, ds, num_classes, *, loss, flip=False, mistakes=16):
+    """`model`'s scores on `ds` from one prediction pass, and its predictions.
+
+    Args:
+        model: a classifier with softmax outputs (taking what `ds` holds).
+        ds: an evaluation pipeline's batches of ``(images, one-hot labels)``.
+        num_classes: the number of classes.
+        loss: the loss to report (a Keras loss or its name), computed on
+            every image's probabilities.
+        flip: score each image's and its mirror image's probabilities
+            averaged (`kres.flip_averaged`).
+        mistakes: how many of the most confident mistakes the predictions keep.
+
+    Returns:
+        ``(scores, predictions)``: ``loss``, ``accuracy`` (and ``top5`` beyond
+        10 classes, as the recipes' metrics), and
+        `kres.training.report.predict`'s answer, which
+        `kres.training.report.from_predictions` turns into the report.
+    """
+    if flip:
+        model = flip_averaged(model)
+    labels, probabilities, wrong = reports.predict(model, ds, mistakes=mistakes)
+    onehot = np.eye(num_classes, dtype=np.float32)[labels]
+    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    result = {"loss": float(np.mean(np.asarray(loss_fn(onehot, probabilities)))),
+              "accuracy": float(np.mean(np.argmax(probabilities, axis=-1) == labels))}
+    if num_classes > 10:
+        top = np.argsort(-probabilities, axis=-1, kind="stable")[:, :5]
+        result["top5"] = float(np.mean((top == labels[:, None]).any(axis=-1)))
+    return result, (labels, probabilities, wrong)
 
 
 def scores(model, ds, num_classes, *, loss, flip=False):
-    """`model`'s loss and metrics on `ds`, compiled anew with `loss` (and the recipes'
-    metrics); with `flip`, of each image's and its mirror image's probabilities
-    averaged (`kres.flip_averaged`)."""
-    if flip:
-        model = flip_averaged(model)
-    model.compile(loss=loss, metrics=metrics(num_classes))
-    build_state(model, num_classes)
-    return model.evaluate(ds, verbose=0, return_dict=True)
+    """`scored`'s scores alone."""
+    return scored(model, ds, num_classes, loss=loss, flip=flip, mistakes=0)[0]
 
 
 def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256, flip=False,
@@ -104,11 +136,11 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
         )
     ds = pipeline(getattr(data, split), data.spec, training=False, batch_size=batch_size,
                   image_size=height, channels=channels, num_classes=classes, cache=False)
-    result = scores(model, ds, classes, loss="categorical_crossentropy", flip=flip)
+    result, predicted = scored(model, ds, classes, loss="categorical_crossentropy", flip=flip,
+                               mistakes=mistakes if report else 0)
     if report:
         names = [path for path, _ in data.splits[split]] \
             if data.splits is not None and split != "train" else None
-        result["report"] = class_report(flip_averaged(model) if flip else model, ds,
-                                        data.class_names, mistakes=mistakes, names=names)
+        result["report"] = reports.from_predictions(*predicted, data.class_names, names=names)
     return result
 

@@ -44,7 +44,7 @@ def predict(model, ds, *, mistakes=16):
         probs = np.asarray(model.predict_on_batch(images), dtype=np.float32)
         true = np.argmax(np.asarray(onehot), axis=-1)
         guess = np.argmax(probs, axis=-1)
-        for i in np.flatnonzero(guess != true):
+        for i in np.flatnonzero(guess != true) if mistakes else ():
             entry = (float(probs[i, guess[i]]), -(seen + int(i)))  # ties: the earlier image
             if len(heap) < mistakes:
                 heapq.heappush(heap, (*entry, _pixels(images[i]), int(true[i]), int(guess[i])))
@@ -265,10 +265,12 @@ def summary(result, *, classes=None):
     """The report as a few lines of text: the averages, the classes (all, or the
     `classes` with the lowest F1) and the most confused pairs."""
     shown = sorted(result["classes"], key=lambda c: c["f1"])
-    if classes is not None:
+    lines = []
+    if classes is not None and len(shown) > classes:
+        lines.append(f"the {classes} classes of lowest F1 of {len(shown)} (all in report.json):")
         shown = shown[:classes]
     width = max([len(c["name"]) for c in shown] + [12])
-    lines = [f"{'class':<{width}}  precision  recall     f1  support"]
+    lines.append(f"{'class':<{width}}  precision  recall     f1  support")
     for c in shown:
         lines.append(f"{c['name']:<{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  "
                      f"{c['f1']:.4f}  {c['support']:7d}")

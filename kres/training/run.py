@@ -23,13 +23,12 @@ from kres import checks, rundir
 from kres.data import splits as ksplits
 from kres.data.pipeline import pipeline
 from kres.models.counting import count_macs, count_params
-from kres.models.inference import flip_averaged
 from kres.models.saving import load_model
 from kres.training import cluster as kcluster
 from kres.training import finetune, lr_range, multiworker, report
 from kres.training.config import TrainConfig, as_config
 from kres.training.devices import make_strategy, resolve_precision
-from kres.training.evaluation import scores
+from kres.training.evaluation import scored, scores
 from kres.training.fit import RAW_WEIGHTS, fit, pipelines, trained
 from kres.training.preparation import build, prepare
 from kres.training.recipes import compile_model, resolve_recipe
@@ -209,11 +208,11 @@ def record(run, p, precision, jit_compile, model):
     test_ds = pipeline(d.test, d.spec, training=False, cache=False, image_size=p.image_size,
                        channels=p.channels, num_classes=d.spec.num_classes,
                        batch_size=recipe.batch_size)
-    single, predicted = _scored(model, test_ds, model.loss, d.spec.num_classes)
+    single, predicted = scored(model, test_ds, d.spec.num_classes, loss=model.loss)
     final = single
     if recipe.test_flip:
-        final, predicted = _scored(flip_averaged(model), test_ds, model.loss,
-                                   d.spec.num_classes)
+        final, predicted = scored(model, test_ds, d.spec.num_classes, loss=model.loss,
+                                  flip=True)
     raw = _raw_scores(model, os.path.join(run.run_dir, RAW_WEIGHTS), test_ds, recipe,
                       d.spec.num_classes) if recipe.ema else {}
     results = {
@@ -246,20 +245,6 @@ def record(run, p, precision, jit_compile, model):
     rundir.plot_history(history, os.path.join(run.run_dir, "curves.png"),
                         title=os.path.basename(os.path.normpath(run.run_dir)))
     return results
-
-
-def _scored(model, ds, loss, num_classes):
-    """`scores` from one prediction pass, which the report reuses: the loss and
-    metrics over every image of `ds`, and `kres.training.report.predict`'s answer."""
-    labels, probabilities, wrong = report.predict(model, ds)
-    onehot = np.eye(num_classes, dtype=np.float32)[labels]
-    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
-    result = {"loss": float(np.mean(np.asarray(loss_fn(onehot, probabilities)))),
-              "accuracy": float(np.mean(np.argmax(probabilities, axis=-1) == labels))}
-    if num_classes > 10:
-        top = np.argsort(-probabilities, axis=-1, kind="stable")[:, :5]
-        result["top5"] = float(np.mean((top == labels[:, None]).any(axis=-1)))
-    return result, (labels, probabilities, wrong)
 
 
 def _raw_scores(model, path, test_ds, recipe, num_classes):
