@@ -65,14 +65,16 @@ def located():
     return model, _scenes(200, seed=2)
 
 
-def test_the_heatmap_peaks_on_the_pattern_and_not_from_random_weights(located):
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_the_heatmap_peaks_on_the_pattern_and_not_from_random_weights(located, method):
     """Adebayo et al. 2018's randomisation check beside a localisation test: the
-    trained network's Grad-CAM peaks inside the deciding pattern on at least 90%
-    of new scenes; the same network with its weights drawn afresh does not (below
-    30% on average over three draws; a random network's map follows the brightest
-    shapes, here the decoys): the heatmap depends on what the network learned."""
+    trained network's Grad-CAM (and Grad-CAM++) peaks inside the deciding pattern
+    on at least 90% of new scenes; the same network with its weights drawn afresh
+    does not (below 30% on average over three draws; a random network's map
+    follows the brightest shapes, here the decoys): the heatmap depends on what
+    the network learned."""
     model, (images, labels, boxes) = located
-    found = explain(model, images / 255.0)
+    found = explain(model, images / 255.0, method=method)
     accuracy = float(np.mean(found.classes == labels))
     assert accuracy > 0.95, accuracy
     assert found.heatmaps.shape == (200, SIZE, SIZE)
@@ -82,7 +84,7 @@ def test_the_heatmap_peaks_on_the_pattern_and_not_from_random_weights(located):
     for seed in (1, 2, 3):  # the weights drawn afresh, three times
         keras.utils.set_random_seed(seed)
         random = kres.CifarResNet20(input_shape=(SIZE, SIZE, 1), classes=2, depths=(1, 1, 1))
-        shares.append(_inside(explain(random, images / 255.0).heatmaps, boxes))
+        shares.append(_inside(explain(random, images / 255.0, method=method).heatmaps, boxes))
     assert np.mean(shares) < 0.3, shares
 
 
@@ -138,6 +140,7 @@ def test_an_overlay_is_the_image_coloured_by_its_heatmap():
     (dict(class_index=[0, 1, 0]), "class_index must be None, a class in"),
     (dict(stage="C5"), "stage must be one of the model's stages"),
     (dict(batch_size=0), "batch_size"),
+    (dict(method="lime"), "method must be one of"),
 ])
 def test_bad_input_is_refused_by_name(kwargs, message):
     model = kres.CifarResNet20(input_shape=(SIZE, SIZE, 1), classes=2, depths=(1, 1, 1))
@@ -162,15 +165,19 @@ def test_explain_command_writes_an_overlay_per_image(trained, test_images, tmp_p
         paths.append(str(tmp_path / f"item{i}.png"))
         Image.fromarray(images[i][..., 0]).save(paths[-1])
     run, out = os.path.dirname(trained), tmp_path / "cam"
-    assert main(["explain", run, *paths, "--out", str(out), "--class", "Trouser"]) == 0
+    assert main(["explain", run, *paths, "--out", str(out), "--class", "Trouser",
+                 "--method", "gradcam++"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in printed] == paths
     assert all(" Trouser " in line for line in printed)
     for i in (0, 1):
         assert Image.open(out / f"item{i}.png").size == (2 * 28 * 9, 28 * 9)
     names = json.load(open(os.path.join(run, "results.json")))["class_names"]
-    found = kres.explain(kres.load_model(trained), images[:2], class_index=names.index("Trouser"))
+    found = kres.explain(kres.load_model(trained), images[:2], class_index=names.index("Trouser"),
+                         method="gradcam++")
     assert [f"{s:.3f}" for s in found.scores] == [line.split()[-3] for line in printed]
+    written = np.asarray(Image.open(out / "item0.png"))[::9, ::9]  # scaled up 9x, nearest
+    np.testing.assert_array_equal(written[:, 28:], overlay(images[0], found.heatmaps[0]))
     assert main(["explain", run, paths[0], "--out", str(out), "--class", "Hat"]) == 2
     assert "--class must be one of the model's classes" in capsys.readouterr().err
     assert main(["explain", run, str(tmp_path / "none.png"), "--out", str(out)]) == 2

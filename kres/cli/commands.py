@@ -377,7 +377,8 @@ def explain(args):
                 raise ValueError(f"Not an image kres decodes (JPEG, PNG, GIF, BMP, WebP, JPEG "
                                  f"XL). Received: {path!r}") from None
         pixels.append(eval_resize(image, height, width, crop).numpy())
-    found = explain(model, np.stack(pixels), class_index=class_index, stage=args.stage)
+    found = explain(model, np.stack(pixels), class_index=class_index, stage=args.stage,
+                    method=args.method)
     os.makedirs(args.out, exist_ok=True)
     scale = max(1, 256 // max(height, width))
     written = set()

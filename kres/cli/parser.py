@@ -6,7 +6,7 @@
     kres train --resume RUN_DIR    continue an interrupted run
     kres lr-find --model M --dataset D [--recipe R --optimizer O ...] [--out DIR]
     kres evaluate RUN_OR_MODEL --dataset D [--report]
-    kres explain RUN_OR_MODEL IMAGE ... --out DIR [--stage C<k>] [--class C]
+    kres explain RUN_OR_MODEL IMAGE ... --out DIR [--stage C<k>] [--class C] [--method M]
     kres tune --space S --dataset D [--tuner T --max-trials N --budget-mmacs M
               --time-budget MIN --executions-per-trial N ...]
     kres tune --resume DIR
@@ -219,6 +219,8 @@ def _explain_flags(add):
     explain.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF, WebP)")
     explain.add_argument("--out", required=True, help="the folder for the overlays")
     explain.add_argument("--stage", help="the stage weighed, C<k> (default: the deepest)")
+    explain.add_argument("--method", choices=("gradcam", "gradcam++"), default="gradcam",
+                         help="gradcam (the default) or gradcam++")
     explain.add_argument("--class", dest="class_name",
                          help="the class to explain, by name or number (default: the top one)")
 

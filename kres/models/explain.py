@@ -29,7 +29,10 @@ Attributes:
 """
 
 
-def explain(model, images, class_index=None, stage=None, *, batch_size=32):
+METHODS = ("gradcam", "gradcam++")
+
+
+def explain(model, images, class_index=None, stage=None, *, method="gradcam", batch_size=32):
     """Grad-CAM heatmaps of `model`'s decision for `images`.
 
     Args:
@@ -44,6 +47,11 @@ def explain(model, images, class_index=None, stage=None, *, batch_size=32):
         stage: the stage whose feature map is weighed, ``"C<k>"``
             (`kres.models.backbones.stage_layers` lists a model's); ``None``
             for the deepest.
+        method: ``"gradcam"`` (Selvaraju et al. 2017: each channel weighed by
+            its mean gradient) or ``"gradcam++"`` (Chattopadhyay et al. 2018:
+            by its positive gradients, each weighed by the closed-form
+            coefficient of the exponential score, so that several instances
+            of a class each count). The same gradients, the same cost.
         batch_size: images per gradient computation.
 
     Returns:
@@ -63,8 +71,9 @@ def explain(model, images, class_index=None, stage=None, *, batch_size=32):
     ((2, 32, 32), [3, 3])
     """
     checks.positive_int("batch_size", batch_size)
+    checks.choice("method", method, METHODS)
     batch = _check_images(model, images)
-    cam = GradCam(model, stage)
+    cam = GradCam(model, stage, method=method)
     wanted = _check_classes(class_index, len(batch), model.output_shape[-1])
     heatmaps, chosen, scores = [], [], []
     for start in range(0, len(batch), batch_size):
@@ -86,6 +95,7 @@ class GradCam:
     Args:
         model: as `explain`'s.
         stage: as `explain`'s; the attribute ``stage`` names the one taken.
+        method: as `explain`'s.
         field: the argument's name in the error for a stage the model lacks.
 
     Raises:
@@ -93,10 +103,12 @@ class GradCam:
             lacks, or a model of no family with stages.
     """
 
-    def __init__(self, model, stage=None, *, field="stage"):
+    def __init__(self, model, stage=None, *, method="gradcam", field="stage"):
         if keras.backend.backend() != "tensorflow":
             raise ValueError("kres.explain takes its gradients with TensorFlow for now. "
                              f"Received: KERAS_BACKEND={keras.backend.backend()!r}")
+        checks.choice("method", method, METHODS)
+        self.method = method
         network, self.prefix = _network(model)
         self.size = tuple(model.input_shape[1:3])
         self.stage, layer_name = _stage_layer(network, stage, field)
@@ -133,7 +145,13 @@ class GradCam:
                    else tf.cast(tf.convert_to_tensor(wanted), tf.int64))
             target = tf.gather(scores, cls, batch_dims=1)
         grads = tape.gradient(target, features)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        if self.method == "gradcam":
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        else:  # Grad-CAM++'s coefficients for exp(score): g^2 / (2 g^2 + sum(A) g^3)
+            squared = tf.square(grads)
+            total = tf.reduce_sum(features, axis=(1, 2), keepdims=True)
+            alpha = tf.math.divide_no_nan(squared, 2.0 * squared + total * squared * grads)
+            weights = tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2), keepdims=True)
         maps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
         up = tf.image.resize(maps[..., None], self.size, method="bilinear")[..., 0]
         top = tf.reduce_max(up, axis=(1, 2), keepdims=True)
