@@ -117,9 +117,7 @@ def lr_find(model, dataset=None, *, out=None, data=None, start=1e-6, end=10.0, s
                       num_classes=p.data.spec.num_classes, jit_compile=config.jit_compile,
                       distilled=p.teacher is not None, learning_rate=ramp)
     recorder = _Recorder(ramp, steps, smoothing, divergence, _verbose(verbose))
-    # One batch an "epoch": Keras resets its running mean each epoch, so each
-    # logged loss is one batch's; the iterator runs on across them.
-    network.fit(train_from(0), epochs=steps, steps_per_epoch=1, callbacks=[recorder],
+    network.fit(train_from(0), epochs=1, steps_per_epoch=steps, callbacks=[recorder],
                 shuffle=False, verbose=0)
     recorder.finish()
     found = _suggest(recorder, recipe)
@@ -137,11 +135,16 @@ class _Recorder(keras.callbacks.Callback):
         self.smoothing, self.divergence = smoothing, divergence
         self.rates, self.losses, self.smoothed = [], [], []
         self.stopped, self._average, self._start = "steps", 0.0, time.monotonic()
+        self._mean = 0.0
         self.bar = keras.utils.Progbar(steps, unit_name="batch") if progress else None
 
-    def on_epoch_end(self, epoch, logs=None):
-        loss = float((logs or {}).get("loss", math.nan))
-        self.rates.append(float(self.ramp(epoch)))
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras logs the running mean of the epoch's batch losses (the batches
+        # are all full): batch k's own loss is (k + 1) m_k - k m_(k-1).
+        mean = float((logs or {}).get("loss", math.nan))
+        loss = (batch + 1) * mean - batch * self._mean
+        self._mean = mean
+        self.rates.append(float(self.ramp(batch)))
         self.losses.append(loss)
         if not math.isfinite(loss):
             self.stopped, self.model.stop_training = "not finite", True
