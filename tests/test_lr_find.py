@@ -80,6 +80,11 @@ def test_train_with_auto_runs_the_test_once_in_its_run_directory(tmp_path):
     with pytest.raises(ValueError, match="has finished already"):
         kres.train("cifar_resnet20", "bright", run_dir=run, learning_rate="auto", verbose=0,
                    **SETTINGS)
+    # A run started with a rate of its own is refused before any test is run.
+    os.remove(os.path.join(run, "lr_find.json"))
+    with pytest.raises(ValueError, match="was started with a learning rate of its own"):
+        kres.train("cifar_resnet20", "bright", run_dir=run, learning_rate="auto", verbose=0,
+                   **SETTINGS)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -237,6 +237,11 @@ def with_found_rate(config, run_dir, data=None, verbose="auto"):
     if config.recipe_overrides.get("learning_rate") != "auto":
         return config
     found = read(run_dir)
+    if found is None and os.path.isfile(os.path.join(run_dir, "config.json")):
+        raise ValueError(f"The run in {run_dir} was started with a learning rate of its own (it "
+                         f"has a config.json and no {JSON_FILE}): resume it as it was, or give "
+                         f"another run directory. Received: run_dir={run_dir!r}, "
+                         f"learning_rate='auto'")
     if found is None:
         test = dataclasses.replace(config, recipe_overrides=config.fixed_recipe_overrides())
         found = lr_find(test, data=data, out=run_dir, verbose=verbose)
