@@ -248,3 +248,24 @@ def test_the_served_explain_signature_is_kres_explain(trained, test_images, tmp_
     with pytest.raises(ValueError, match="explain must be False, True"):
         kres.export(trained, str(tmp_path / "c5"), explain=3)
     assert not (tmp_path / "onnx").exists() and not (tmp_path / "c5").exists()
+
+
+def test_a_network_built_into_a_bigger_model_is_explained_through_its_front_layers():
+    """A user's model that rescales pixels in front of a kres network is explained
+    as it computes (the network fed the rescaled pixels), and so is a mirror-averaged
+    one; layers after the network are refused by name, not silently left out."""
+    keras.utils.set_random_seed(0)
+    inner = kres.CifarResNet20(input_shape=(SIZE, SIZE, 1), classes=2, depths=(1, 1, 1))
+    pixels = keras.Input((SIZE, SIZE, 1))
+    outer = keras.Model(pixels, inner(keras.layers.Rescaling(1 / 255.0)(pixels)))
+    images, _, _ = _scenes(4, seed=5)
+    found, direct = explain(outer, images), explain(inner, images / 255.0)
+    np.testing.assert_allclose(found.scores, outer.predict(images, verbose=0).max(axis=1),
+                               rtol=1e-5)
+    np.testing.assert_allclose(found.heatmaps, direct.heatmaps, atol=1e-5)
+    np.testing.assert_array_equal(found.classes, direct.classes)
+    mirrored = explain(kres.flip_averaged(outer), images)
+    assert mirrored.heatmaps.shape == (4, SIZE, SIZE)
+    headed = keras.Model(pixels, keras.layers.Dense(3, name="my_head")(inner(pixels)))
+    with pytest.raises(ValueError, match=r"has layers after it \(my_head\)"):
+        explain(headed, images)

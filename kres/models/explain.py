@@ -188,20 +188,40 @@ def _check_classes(class_index, count, classes):
 
 def _network(model):
     """The Functional model holding the stages, in float32, and the function that
-    feeds it (`with_preprocessing`'s wrapper: its normalisation), or ``None``."""
-    from kres.layers import InputPreprocessing
+    feeds it what `model` feeds it, or ``None`` when it takes `model`'s input as is."""
+    return _unwrap(in_float32(model))
 
-    model = in_float32(model)
+
+def _unwrap(model):
+    """`_network` of a float32 model. A model with no convolution of its own and one
+    nested model wraps it (`with_preprocessing`, `flip_averaged`, a user's model
+    with layers in front such as a rescaling): its stages are the nested model's,
+    fed through the layers before it. Keras keeps a Functional model's calls in
+    ``_nodes_by_depth`` (no public accessor in Keras 3.15)."""
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if len(nested) == 1 and not any(isinstance(layer, keras.layers.Conv2D)
-                                    for layer in model.layers):
-        carried = next((layer for layer in model.layers
-                        if isinstance(layer, InputPreprocessing)), None)
-        if carried is None:  # the network takes the input as it is (`flip_averaged`'s)
-            return nested[0], None
-        feed = keras.Model(model.input, carried.output)
-        return nested[0], lambda x: feed(x, training=False)
-    return model, None
+    if len(nested) != 1 or any(isinstance(layer, keras.layers.Conv2D)
+                               for layer in model.layers):
+        return model, None
+    inner = nested[0]
+    calls = [node for nodes in model._nodes_by_depth.values() for node in nodes
+             if node.operation is inner]
+    feed = None
+    if len(calls) == 1:  # (two: `flip_averaged`, the network on the image and its mirror)
+        call = calls[0]
+        if model.outputs[0] is not call.output_tensors[0]:
+            after = [layer.name for layer in model.layers[model.layers.index(inner) + 1:]]
+            raise ValueError(
+                f"kres.explain weighs the stages of a kres network, alone or wrapped with "
+                f"layers in front of it; the model {model.name!r} has layers after it "
+                f"({', '.join(after) or 'its output'}). Explain the network itself. "
+                f"Received: model={model.name!r}")
+        if call.input_tensors[0] is not model.inputs[0]:
+            front = keras.Model(model.inputs[0], call.input_tensors[0])
+            feed = lambda x: front(x, training=False)  # noqa: E731
+    network, inner_feed = _unwrap(inner)
+    if feed is None or inner_feed is None:
+        return network, feed or inner_feed
+    return network, lambda x: inner_feed(feed(x))
 
 
 def _stage_layer(network, stage, field="stage"):
