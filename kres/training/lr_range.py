@@ -211,8 +211,10 @@ def write(found, out, title=""):
                label=f"suggested {found.suggestion:.3g}")
     ax.set_xscale("log")
     finite = [v for v in found.smoothed if math.isfinite(v)]
-    if finite:  # keep the divergence from flattening the rest
-        ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.05)
+    if finite:  # the fall and the turn: the divergence would flatten them
+        low = min(finite)
+        ax.set_ylim(low - 0.1 * (finite[0] - low) - 0.01 * low,
+                    min(max(finite), max(finite[0] * 1.25, low * 1.5)))
     ax.set_xlabel(f"learning rate ({found.optimizer})")
     ax.set_ylabel("training loss")
     ax.set_title(title, fontsize=9)
