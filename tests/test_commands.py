@@ -81,7 +81,7 @@ def test_predict_from_a_dataset_prints_its_labels_and_the_exports_answers(
 def test_a_killed_training_run_resumes_through_the_command_line(fashion_mnist_dir, tmp_path,
                                                                 capsys):
     run = tmp_path / "run"
-    args = ["train", *TINY, *_data_args(fashion_mnist_dir, subset=2048, val_size=256),
+    args = ["train", *TINY, *_data_args(fashion_mnist_dir, subset=1024, val_size=256),
             "--epochs", "4", "--batch-size", "64", "--out", str(run), "--quiet"]
     process = _cli(*args)
     metadata = run / "backup" / "training_metadata.json"
