@@ -76,13 +76,14 @@ def export_saved_model(model, directory, version=None, *, preprocessing, class_n
     checks.positive_int("max_pixels", max_pixels)
     checks.choice("grouped_conv", grouped_conv, FORMULATIONS)
     checks.boolean("verify", verify)
-    explain_stage = _explain_stage(model, explain)
+    cam = _grad_cam(model, explain)
+    explain_stage = cam.stage if cam is not None else None
     os.makedirs(directory, exist_ok=True)
     # TF Serving only loads integer directories: build the version beside them.
     staging = tempfile.mkdtemp(prefix=f".staging-{version}-", dir=directory)
     try:
         _write(model, staging, preprocessing, class_names, top_k, max_image_bytes, max_pixels,
-               warmup_images, grouped_conv, explain_stage)
+               warmup_images, grouped_conv, cam)
         if verify:
             # The reference is computed per group, the form every CPU runs.
             with use_formulation(model, "split"):
@@ -145,9 +146,10 @@ def versions(directory):
                   if re.fullmatch(r"[0-9]+", d) and os.path.isdir(os.path.join(directory, d)))
 
 
-def _explain_stage(model, explain):
-    """`explain` checked against the model: ``None`` (no signature) or the name
-    of the stage it explains (``True``: the deepest)."""
+def _grad_cam(model, explain):
+    """`explain` checked against the model: ``None`` (no signature) or the
+    `kres.models.explain.GradCam` the signature runs (``True``: at the deepest
+    stage; its ``stage`` names the one taken)."""
     if explain is False or explain is None:
         return None
     if explain is not True and not isinstance(explain, str):
@@ -155,13 +157,12 @@ def _explain_stage(model, explain):
                                         "name such as 'C4'")
     from kres.models.explain import GradCam
 
-    return GradCam(model, None if explain is True else explain, field="explain").stage
+    return GradCam(model, None if explain is True else explain, field="explain")
 
 
 def _write(model, path, prep, class_names, top_k, max_image_bytes, max_pixels, warmup_images,
-           grouped_conv, explain_stage=None):
-    server = Server(model, prep, class_names, top_k, max_image_bytes, max_pixels,
-                    explain_stage)
+           grouped_conv, cam=None):
+    server = Server(model, prep, class_names, top_k, max_image_bytes, max_pixels, cam)
     # The endpoints track the variables they use. track(model) would store every
     # variable a second time (Keras 3.15, keras-team/keras#23553: 2x the size on
     # disk and in a server's memory).
@@ -173,7 +174,7 @@ def _write(model, path, prep, class_names, top_k, max_image_bytes, max_pixels, w
                              input_signature=[tf.TensorSpec([None], tf.string, name="images")])
         archive.add_endpoint("serving_pixels", server.serve_pixels, input_signature=[
             tf.TensorSpec([None, None, None, prep.channels], tf.uint8, name="pixels")])
-        if explain_stage is not None:
+        if cam is not None:
             archive.add_endpoint("explain", server.serve_explain, input_signature=[
                 tf.TensorSpec([None], tf.string, name="images")])
         archive.write_out(path, verbose=False)
@@ -181,7 +182,7 @@ def _write(model, path, prep, class_names, top_k, max_image_bytes, max_pixels, w
     write_warmup_requests(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"),
                           warmup_images or _sample_images(prep), model_name=model.name,
                           signatures=("serving_default",) + (
-                              ("explain",) if explain_stage is not None else ()))
+                              ("explain",) if cam is not None else ()))
 
 
 def _sample_images(prep, count=3):

@@ -19,17 +19,13 @@ class Server:
     """The functions behind the signatures (closes over the model and settings).
 
     `model` takes pixels (0-255) and normalises them itself; `prep` says how
-    images are brought to its input size.
+    images are brought to its input size; `cam`, a `kres.models.explain.GradCam`
+    of `model`, serves the ``explain`` signature.
     """
 
     def __init__(self, model, prep, class_names, top_k, max_image_bytes, max_pixels,
-                 explain_stage=None):
-        self.model, self.prep = model, prep
-        self.cam = None
-        if explain_stage is not None:
-            from kres.models.explain import GradCam
-
-            self.cam = GradCam(model, explain_stage)
+                 cam=None):
+        self.model, self.prep, self.cam = model, prep, cam
         self.class_names = tf.constant(class_names)
         self.top_k = top_k
         self.limits = (max_image_bytes, max_pixels)
@@ -39,9 +35,10 @@ class Server:
         return eval_resize(image, self.prep.height, self.prep.width,
                            self.prep.resize == "center_crop")
 
-    def _outputs(self, images=None, probabilities=None):
-        if probabilities is None:
-            probabilities = self.model(tf.cast(images, tf.float32), training=False)
+    def _probabilities(self, images):
+        return self.model(tf.cast(images, tf.float32), training=False)
+
+    def _outputs(self, probabilities):
         probabilities = tf.cast(probabilities, tf.float32)
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
         return {"probabilities": probabilities, "classes": classes, "scores": scores,
@@ -58,14 +55,14 @@ class Server:
         return tf.map_fn(one, images, fn_output_signature=spec)
 
     def serve_images(self, images):
-        return self._outputs(self._decoded(images))
+        return self._outputs(self._probabilities(self._decoded(images)))
 
     def serve_explain(self, images):
         """`serve_images`'s outputs and ``heatmap``: the top class's Grad-CAM,
         uint8 ``(batch, height, width)`` at the model's input size (0-255 for
         `kres.explain`'s 0-1)."""
         heatmaps, probabilities, _ = self.cam(self._decoded(images))
-        outputs = self._outputs(probabilities=probabilities)
+        outputs = self._outputs(probabilities)
         outputs["heatmap"] = tf.cast(tf.round(heatmaps * 255.0), tf.uint8)
         return outputs
 
@@ -74,4 +71,4 @@ class Server:
                            fn_output_signature=tf.TensorSpec(
                                [self.prep.height, self.prep.width, self.prep.channels],
                                tf.float32))
-        return self._outputs(images)
+        return self._outputs(self._probabilities(images))

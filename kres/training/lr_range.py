@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from kres import checks, rundir
+from kres.training.optimizers import batch_scale
 
 LrFinding = collections.namedtuple(
     "LrFinding", "rates losses smoothed suggestion learning_rate optimizer stopped")
@@ -180,7 +181,7 @@ def _suggest(recorder, recipe):
             f"rate {recorder.rates[-1]:.3g} after {len(recorder.losses)} batches. Start lower "
             f"(start=) or check the data. Received: start={recorder.rates[0]:.3g}")
     suggestion = rates[lowest] / 10
-    scale = (recipe.batch_size * recipe.accumulation_steps / 256) if recipe.scale_lr else 1.0
+    scale = batch_scale(recipe)
     found = LrFinding(rates=recorder.rates, losses=recorder.losses, smoothed=smoothed,
                       suggestion=suggestion, learning_rate=suggestion / scale,
                       optimizer=recipe.optimizer, stopped=recorder.stopped)

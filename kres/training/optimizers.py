@@ -21,6 +21,12 @@ import keras
 OPTIMIZERS = {"sgd": "SGD", "adamw": "AdamW", "lamb": "Lamb", "lion": "Lion"}
 
 
+def batch_scale(recipe):
+    """What the recipe's `learning_rate` is multiplied by: ``batch_size x
+    accumulation_steps / 256`` with `scale_lr` (the batch an update sees), else 1."""
+    return recipe.batch_size * recipe.accumulation_steps / 256 if recipe.scale_lr else 1.0
+
+
 def learning_rate_schedule(recipe, steps_per_epoch):
     """The recipe's per-batch schedule (a `keras.optimizers.schedules` object;
     the learning rate itself, a float, for the constant schedule).
@@ -37,8 +43,7 @@ def learning_rate_schedule(recipe, steps_per_epoch):
     >>> round(float(schedule(8200)), 6), round(float(schedule(8201)), 6)
     (0.1, 0.01)
     """
-    lr = recipe.learning_rate * (recipe.batch_size * recipe.accumulation_steps / 256
-                                 if recipe.scale_lr else 1.0)
+    lr = recipe.learning_rate * batch_scale(recipe)
     total = recipe.epochs * steps_per_epoch
     if recipe.schedule == "constant":
         return lr
