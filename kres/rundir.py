@@ -169,6 +169,28 @@ def backup_epoch(backup_dir):
         return int(json.load(f)["epoch"])
 
 
+def discard_torn_backup(backup_dir):
+    """Removes a first backup that a kill cut short, so the run starts afresh.
+
+    Keras's `BackupAndRestore` (``double_checkpoint``) copies the last backup
+    aside before it writes the next, and restores the copy when the new
+    weights file does not open; the first backup has no copy before it, and a
+    kill while it is written leaves a weights file that does not open and
+    nothing to fall back on (Keras would stop the resume on it).
+
+    Returns:
+        Whether a torn first backup was removed.
+    """
+    weights = os.path.join(backup_dir, "latest.weights.h5")
+    if (not os.path.isfile(weights) or os.path.isfile(weights + ".bkp")
+            or _opens(weights)):
+        return False
+    for name in ("latest.weights.h5", "training_metadata.json"):
+        if os.path.isfile(path := os.path.join(backup_dir, name)):
+            os.remove(path)
+    return True
+
+
 def _opens(h5_path):
     import h5py
 

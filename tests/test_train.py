@@ -590,3 +590,29 @@ def test_evaluate_normalises_a_model_that_does_not_itself(tmp_path, fashion_mnis
         loss = keras.losses.categorical_crossentropy(
             keras.ops.one_hot(labels, 10), model.predict(x, verbose=0))
         assert scores["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-4), folder
+
+
+def test_a_run_killed_while_writing_its_first_backup_starts_again(tmp_path, capsys):
+    """The first backup has no copy to fall back on: a kill while its weights are
+    written left a file that does not open, on which Keras stopped the resume
+    ("bad object header version number", found by killing `kres train`). The
+    torn backup is removed and the run starts again from its first epoch."""
+    config = training.TrainConfig("cifar_resnet20", "arrays", model_overrides=TINY, seed=0,
+                                  recipe_overrides={"epochs": 2, "batch_size": 32})
+
+    class Killed(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):  # before the backup callback, which is last
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, run_dir=str(tmp_path), data=_arrays(), verbose=0,
+                       callbacks=[Killed()])
+    assert (tmp_path / "history.csv").read_text().count("\n") == 2  # epoch 0's row
+    torn = tmp_path / "backup" / "latest.weights.h5"
+    torn.parent.mkdir(exist_ok=True)
+    torn.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(200))  # a header and nothing after it
+    results = training.train(config, run_dir=str(tmp_path), data=_arrays(), verbose=0)
+    assert "the first backup in" in capsys.readouterr().err
+    assert results["epochs_run"] == 2
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1"]

@@ -126,6 +126,9 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
             for path in (history_path, best_path):
                 if os.path.exists(path):
                     os.remove(path)
+    elif runs.discard_torn_backup(backup_dir):
+        print(f"kres: the first backup in {backup_dir} was cut short by the kill; the run "
+              f"starts again from its first epoch", file=sys.stderr)
     first_epoch = start_epoch(model, backup_dir, initial_epoch, backup)
     previous = runs.trim_history(history_path, first_epoch) if resume or initial_epoch else []
     best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
