@@ -123,10 +123,10 @@ def test_multi_worker_train_needs_its_run_directory_and_a_cluster(capsys, tmp_pa
     assert "needs the cluster in TF_CONFIG" in capsys.readouterr().err
 
 
-def test_tune_command(fashion_mnist_dir, tmp_path, capsys):
+def test_tune_command(fashion_mnist_quick_dir, tmp_path, capsys):
     out = str(tmp_path / "search")
     assert main(["tune", "--space", "cifar-resnet", "--dataset", "fashion_mnist",
-                 "--data-dir", fashion_mnist_dir, "--tuner", "grid", "--max-trials", "1",
+                 "--data-dir", fashion_mnist_quick_dir, "--tuner", "grid", "--max-trials", "1",
                  "--max-epochs", "1", "--depths", "8", "--subset", "256", "--val-size", "128",
                  "--set-recipe", "batch_size=64", "--set", "widths=(8,16,32)",
                  "--set", "stem_width=8", "--out", out, "--quiet"]) == 0

@@ -42,12 +42,12 @@ def _cli(*args, **kwargs):
 
 
 def test_predict_from_a_dataset_prints_its_labels_and_the_exports_answers(
-        fashion_mnist_dir, tmp_path, capsys):
+        fashion_mnist_quick_dir, tmp_path, capsys):
     model = kres.build_model("cifar_resnet20", depths=(1, 1, 1), input_shape=(28, 28, 1))
     run = tmp_path / "run"
     run.mkdir()
     model.save(run / "best.keras")
-    builder = tfds.builder("fashion_mnist", data_dir=fashion_mnist_dir)
+    builder = tfds.builder("fashion_mnist", data_dir=fashion_mnist_quick_dir)
     names = builder.info.features["label"].names
     runs.write_model_description(
         str(run), model="cifar_resnet20", spec=kres.get_spec("cifar_resnet20"),
@@ -58,7 +58,7 @@ def test_predict_from_a_dataset_prints_its_labels_and_the_exports_answers(
                  str(tmp_path / "saved")]) == 0
     capsys.readouterr()
     assert main(["predict", "--saved-model", saved, "--from-dataset", "fashion_mnist",
-                 "--count", "6", "--data-dir", fashion_mnist_dir]) == 0
+                 "--count", "6", "--data-dir", fashion_mnist_quick_dir]) == 0
     lines = capsys.readouterr().out.splitlines()
 
     # The truth, read with tfds itself; the answers, from the export's pixels signature.
@@ -78,10 +78,10 @@ def test_predict_from_a_dataset_prints_its_labels_and_the_exports_answers(
     assert lines[6] == f"{right} of 6 dataset images right through the export"
 
 
-def test_a_killed_training_run_resumes_through_the_command_line(fashion_mnist_dir, tmp_path,
+def test_a_killed_training_run_resumes_through_the_command_line(fashion_mnist_quick_dir, tmp_path,
                                                                 capsys):
     run = tmp_path / "run"
-    args = ["train", *TINY, *_data_args(fashion_mnist_dir, subset=1024, val_size=256),
+    args = ["train", *TINY, *_data_args(fashion_mnist_quick_dir, subset=1024, val_size=256),
             "--epochs", "4", "--batch-size", "64", "--out", str(run), "--quiet"]
     process = _cli(*args)
     metadata = run / "backup" / "training_metadata.json"
@@ -139,9 +139,9 @@ def _check_best(out):
     return rows
 
 
-def test_hyperband_search_through_the_command_line(fashion_mnist_dir, tmp_path, capsys):
+def test_hyperband_search_through_the_command_line(fashion_mnist_quick_dir, tmp_path, capsys):
     out = str(tmp_path / "search")
-    assert main(["tune", "--space", "cifar-resnet", *_data_args(fashion_mnist_dir),
+    assert main(["tune", "--space", "cifar-resnet", *_data_args(fashion_mnist_quick_dir),
                  "--tuner", "hyperband", "--max-epochs", "3", "--depths", "8,14",
                  "--set-recipe", "batch_size=64", "--set-recipe", "augment=none", "--out", out,
                  "--quiet"]) == 0
@@ -173,10 +173,10 @@ def test_hyperband_search_through_the_command_line(fashion_mnist_dir, tmp_path, 
 # command line by the Hyperband search above (make test-all runs this one).
 @pytest.mark.slow
 def test_bayesian_search_of_wide_resnets_with_training_knobs_and_a_parameter_budget(
-        fashion_mnist_dir, tmp_path):
+        fashion_mnist_quick_dir, tmp_path):
     out = str(tmp_path / "search")
     # WRN-16-1 has 0.18 M parameters, WRN-16-2 0.69 M: the budget keeps k = 2 out.
-    assert main(["tune", "--space", "wrn-cifar", *_data_args(fashion_mnist_dir),
+    assert main(["tune", "--space", "wrn-cifar", *_data_args(fashion_mnist_quick_dir),
                  "--tuner", "bayesian", "--max-trials", "3", "--max-epochs", "1",
                  "--depths", "16", "--widen-factors", "1,2", "--tune-training",
                  "--budget-mparams", "0.5", "--set-recipe", "batch_size=64",
@@ -207,12 +207,12 @@ def _wait_for_port(port, process, timeout=300):
 # Three processes (a chief, two workers) on a 2-core machine: 45 s, so with the
 # long tests (make test-all); the multi-worker training runs stay in the default suite.
 @pytest.mark.slow
-def test_chief_and_workers_started_by_the_command_line(fashion_mnist_dir, tmp_path):
+def test_chief_and_workers_started_by_the_command_line(fashion_mnist_quick_dir, tmp_path):
     out = str(tmp_path / "search")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    search = ["tune", "--space", "cifar-resnet", *_data_args(fashion_mnist_dir),
+    search = ["tune", "--space", "cifar-resnet", *_data_args(fashion_mnist_quick_dir),
               "--tuner", "random", "--max-trials", "4", "--max-epochs", "1",
               "--depths", "8,14,20,32", "--set-recipe", "batch_size=64",
               "--set-recipe", "augment=none", "--out", out, "--quiet"]
@@ -262,14 +262,14 @@ def _documented_precision(flags):
     # auto: what this machine's features give (test_precision.py checks the rule).
     (["--no-xla", "--precision", "auto"], None, None, False),
 ])
-def test_train_in_every_precision_and_with_xla(fashion_mnist_dir, tmp_path, flags, precision,
+def test_train_in_every_precision_and_with_xla(fashion_mnist_quick_dir, tmp_path, flags, precision,
                                                compute, jit, capsys):
     reason = "asked for"
     if precision is None:  # the rule of docs/training.md, on what lscpu says of this CPU
         precision, reason = _documented_precision(_lscpu_flags())
         compute = {"float32": "float32", "mixed_bfloat16": "bfloat16"}[precision]
     run = str(tmp_path / "run")
-    assert main(["train", *TINY, *_data_args(fashion_mnist_dir), "--epochs", "1",
+    assert main(["train", *TINY, *_data_args(fashion_mnist_quick_dir), "--epochs", "1",
                  "--batch-size", "64", "--out", run, "--quiet", *flags]) == 0
     with open(os.path.join(run, "results.json")) as f:
         results = json.load(f)

@@ -63,7 +63,7 @@ LOGGED = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 @pytest.fixture(scope="session")
-def reference(fashion_mnist_dir, tmp_path_factory):
+def reference(fashion_mnist_quick_dir, tmp_path_factory):
     """The run of `SETTINGS` uninterrupted in one process: MirroredStrategy over two
     logical CPUs (each normalising half of every batch of 64, as each of two workers
     does), with Keras as it is. Made once per test session (parallel workers wait)."""
@@ -77,7 +77,7 @@ def reference(fashion_mnist_dir, tmp_path_factory):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / "reference.json").is_file():
             folder.mkdir(exist_ok=True)
-            settings = {**SETTINGS, "data_dir": fashion_mnist_dir,
+            settings = {**SETTINGS, "data_dir": fashion_mnist_quick_dir,
                         "run_dir": str(folder / "run")}
             finish({"reference": start({"kind": "reference", "settings": settings}, folder,
                                        "reference")}, folder)
@@ -100,7 +100,7 @@ def largest_difference(weights, expected):
 
 
 def test_two_workers_train_as_one_process_with_the_same_global_batches(tmp_path,
-                                                                       fashion_mnist_dir,
+                                                                       fashion_mnist_quick_dir,
                                                                        reference):
     """Two workers (each half of every global batch of 64) against one process
     whose MirroredStrategy splits the same batches over two devices, Keras
@@ -108,7 +108,7 @@ def test_two_workers_train_as_one_process_with_the_same_global_batches(tmp_path,
     same as the reference's to float rounding; one run directory, written by
     the chief."""
     run_dir = tmp_path / "run"
-    settings = {**SETTINGS, "data_dir": fashion_mnist_dir, "run_dir": str(run_dir)}
+    settings = {**SETTINGS, "data_dir": fashion_mnist_quick_dir, "run_dir": str(run_dir)}
     configs = tf_configs(2)
     out = finish({f"worker{i}": start({"kind": "train", "tf_config": configs[i],
                                        "settings": settings}, tmp_path, f"worker{i}")
@@ -145,7 +145,7 @@ def test_two_workers_train_as_one_process_with_the_same_global_batches(tmp_path,
 
 
 def test_a_worker_killed_mid_epoch_and_restarted_resumes_the_run_exactly(tmp_path,
-                                                                          fashion_mnist_dir,
+                                                                          fashion_mnist_quick_dir,
                                                                           reference):
     """Worker 1 SIGKILLs itself in the second epoch and is started again with
     the same TF_CONFIG; worker 0 sees it lost and restarts itself. Both resume
@@ -153,7 +153,7 @@ def test_a_worker_killed_mid_epoch_and_restarted_resumes_the_run_exactly(tmp_pat
     stays as it was written, and the run ends with the uninterrupted
     reference's history and weights (to float rounding), worker 1 with the chief's."""
     run_dir = tmp_path / "run"
-    settings = {**SETTINGS, "data_dir": fashion_mnist_dir, "run_dir": str(run_dir)}
+    settings = {**SETTINGS, "data_dir": fashion_mnist_quick_dir, "run_dir": str(run_dir)}
     configs = tf_configs(2)
     jobs = [{"kind": "train", "tf_config": c, "settings": settings} for c in configs]
     chief = start(jobs[0], tmp_path, "worker0")
@@ -204,11 +204,11 @@ def test_a_float16_overflow_on_one_worker_is_skipped_by_both(tmp_path):
 
 
 def test_a_worker_that_cannot_reach_the_others_fails_in_time_naming_them(tmp_path,
-                                                                         fashion_mnist_dir):
+                                                                         fashion_mnist_quick_dir):
     config = tf_configs(2)[0]  # worker 1 is never started
     job = {"kind": "train", "tf_config": config, "timeout": 2,
            "settings": {**SETTINGS, "run_dir": str(tmp_path / "run"),
-                        "data_dir": fashion_mnist_dir}}
+                        "data_dir": fashion_mnist_quick_dir}}
     process = start(job, tmp_path, "alone")
     try:
         process.wait(90)

@@ -38,12 +38,12 @@ def _trials(out_dir):
 # default suite through test_commands' distributed search, the report's files through
 # the tests below.
 @pytest.mark.slow
-def test_real_search_writes_the_report(fashion_mnist_dir, tmp_path):
+def test_real_search_writes_the_report(fashion_mnist_quick_dir, tmp_path):
     config = tuning.SearchConfig(
         "resnext-cifar", "fashion_mnist", tuner="random", max_trials=3, max_epochs=1,
         depths=(11, 20), cardinalities=(1, 4), widths_per_group=(4,), subset=256,
         val_size=128, recipe_overrides={"batch_size": 64, "augment": "none"},
-        data_dir=fashion_mnist_dir)
+        data_dir=fashion_mnist_quick_dir)
     out = str(tmp_path / "search")
     rows = tuning.search(config, out)
     assert len(rows) == 3 and all(r["status"] == "COMPLETED" for r in rows)
