@@ -227,6 +227,8 @@ def plot_history(history, path, title=""):
 
     from matplotlib.ticker import MaxNLocator
 
+    # A multi-label run's headline metric is its PR AUC (no accuracy column).
+    metric = "accuracy" if "accuracy" in history[0] else "pr_auc"
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     # A run with a weight average validates it (val_*) and its raw weights (raw_val_*).
     averaged = any(r.get("raw_val_loss") not in (None, "") for r in history)
@@ -236,11 +238,12 @@ def plot_history(history, path, title=""):
         lines.append(("validation, raw weights", "raw_val_"))
     for label, prefix in lines:
         axes[0].plot(epochs, column(prefix + "loss"), "o-", label=label)
-        axes[1].plot(epochs, [100 * (1 - a) for a in column(prefix + "accuracy")], "o-",
+        axes[1].plot(epochs, [100 * (1 - a) for a in column(prefix + metric)], "o-",
                      label=label)
     rates = column("learning_rate")
     axes[2].plot(epochs, rates, "o")
-    for ax, name in zip(axes, ("loss", "error (%)", "learning rate at the epoch's end")):
+    error = "error (%)" if metric == "accuracy" else "1 - PR AUC (%)"
+    for ax, name in zip(axes, ("loss", error, "learning rate at the epoch's end")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)

@@ -25,8 +25,20 @@ def _run(name, tmp_path, data_dir):
 def test_every_example_has_a_smoke_test():
     tested = {"degradation", "cardinality_vs_width", "tune_depth_and_cardinality",
               "export_and_serve", "resnext_in_a_keras_script", "cifar10_resnet20",
-              "finetune_own_images", "fpn_backbone"}  # fpn_backbone's is in test_backbones
+              "finetune_own_images", "fpn_backbone", "multi_label_pairs"}  # fpn_backbone's is in test_backbones
     assert {f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested
+
+
+@pytest.mark.slow  # a kres.train run and an export; test_labels.py does both in the default suite
+def test_multi_label_pairs(tmp_path, fashion_mnist_dir):
+    out, summary = _run("multi_label_pairs", tmp_path, fashion_mnist_dir)
+    with open(os.path.join(summary["run_dir"], "results.json")) as f:
+        results = json.load(f)
+    assert results["multi_label"] and summary["test_map"] == results["test_map"]
+    assert summary["test_images"] == 128 and summary["served_two_label_images"] > 0
+    assert 0 <= summary["served_both_labels"] <= summary["served_two_label_images"]
+    with open(os.path.join(out, "results.json")) as f:
+        assert json.load(f)["served_exact"] == summary["served_exact"]
 
 
 @pytest.mark.slow  # three kres.train runs; the full run is recorded in the note

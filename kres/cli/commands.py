@@ -161,24 +161,30 @@ def predict(args):
 
         from kres.training.preparation import load_data
 
-        d = load_data(args.from_dataset, data_dir=args.data_dir)
+        d = load_data(args.from_dataset, data_dir=args.data_dir, labels=args.labels)
         for i, (image, label) in enumerate(d.test.take(args.count)):
             images.append(tf.io.encode_png(image).numpy())
             names.append(f"{args.from_dataset} test image {i}")
-            truth.append(d.class_names[int(label)])
+            truth.append(";".join(d.class_names[c] for c in range(len(d.class_names))
+                                  if label[c] > 0.5) if d.multi_label
+                         else d.class_names[int(label)])
     if not images:
         raise ValueError("Give image files or --from-dataset. Received: no images")
     outputs = predict(args.saved_model, images, version=args.version)
+    multi = "predicted_labels" in outputs
     right = 0
-    for name, labels, scores, true in zip(names, outputs["labels"], outputs["scores"], truth):
+    for i, (name, true) in enumerate(zip(names, truth)):
         top = ", ".join(f"{label.decode()} {score:.3f}" for label, score in
-                        zip(labels[:3], scores[:3]))
+                        zip(outputs["labels"][i][:3], outputs["scores"][i][:3]))
         note = "" if true is None else f" (true: {true})"
-        right += true is not None and labels[0].decode() == true
-        print(f"{name}{note}: {top}")
+        answer = outputs["predicted_labels"][i].decode() if multi else \
+            outputs["labels"][i][0].decode()
+        right += true is not None and answer == true
+        print(f"{name}{note}: " + (f"labels {answer or '(none)'}; top {top}" if multi else top))
     if any(t is not None for t in truth):
         known = sum(t is not None for t in truth)
-        print(f"{right} of {known} dataset images right through the export")
+        what = "label sets exactly" if multi else "dataset images"
+        print(f"{right} of {known} {what} right through the export")
 
 
 def _saved(config_class, directory, filename):
@@ -233,7 +239,8 @@ def _train_config(args):
         val_size=args.val_size, seed=args.seed, precision=args.precision,
         jit_compile=args.jit_compile, strategy=args.strategy, data_dir=args.data_dir,
         weights=args.weights, skip_bad_images=args.skip_bad_images,
-        class_weights=args.class_weights, teacher=args.teacher)
+        class_weights=args.class_weights, teacher=args.teacher, labels=args.labels,
+        threshold=args.threshold)
     _warn_optimizer_settings(config, recipe)
     return config, args.out
 
@@ -292,14 +299,17 @@ def train(args):
         print(f"kres train: worker {results['worker']} done after {results['epochs_run']} "
               f"epochs; the chief wrote {run_dir}")
         return
-    flip = (f" with flip averaging ({results['test_accuracy_single_view']:.4f} single view)"
+    key = "map" if results.get("multi_label") else "accuracy"
+    flip = (f" with flip averaging ({results[f'test_{key}_single_view']:.4f} single view)"
             if results.get("test_flip") else "")
-    print(f"test accuracy {results['test_accuracy']:.4f}{flip} after {results['epochs_run']} "
-          f"epochs "
+    headline = (f"test mAP {results['test_map']:.4f}{flip}, F1 {results['test_f1']:.4f} at "
+                f"threshold {results['threshold']:g}" if key == "map" else
+                f"test accuracy {results['test_accuracy']:.4f}{flip}")
+    pngs = "classes.png" if key == "map" else "confusion.png"
+    print(f"{headline} after {results['epochs_run']} epochs "
           f"({results['train_images_per_second']:.0f} training images/s); best model "
           f"{os.path.join(run_dir, 'best.keras')}, curves {os.path.join(run_dir, 'curves.png')}, "
-          f"per-class report {os.path.join(run_dir, 'report.json')} (confusion.png, "
-          f"mistakes.png)")
+          f"per-class report {os.path.join(run_dir, 'report.json')} ({pngs}, mistakes.png)")
 
 
 def lr_find(args):
@@ -328,8 +338,10 @@ def evaluate(args):
         os.path.dirname(os.path.abspath(model_path)),
         f"report-{os.path.basename(os.path.normpath(args.dataset))}-{args.split}")
     scores = evaluate(model_path, args.dataset, split=args.split, data_dir=args.data_dir,
-                      flip=args.flip, report=args.report, mistakes=args.mistakes)
-    order = [k for k in ("accuracy", "top5", "loss") if k in scores]
+                      flip=args.flip, report=args.report, mistakes=args.mistakes,
+                      labels=args.labels)
+    order = [k for k in ("accuracy", "top5", "map", "f1", "macro_f1", "subset_accuracy", "loss")
+             if k in scores]
     print(" ".join(f"{k} {scores[k]:.4f}" for k in order))
     if args.report:
         print(report.summary(scores["report"], classes=20))

@@ -152,6 +152,14 @@ def _add_run_flags(parser):
                              "(listed in the run's skipped.json) instead of refusing")
     parser.add_argument("--class-weights", action="store_true",
                         help="image folders: weigh the classes' losses by their rarity")
+    parser.add_argument("--labels", metavar="FILE.csv",
+                        help="image folders: the labels of a CSV file, rows path,label or "
+                             "path,label1;label2 (paths relative to the folder) instead of "
+                             "class folders; several labels per image train a multi-label "
+                             "model (sigmoid outputs, mAP and F1)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="multi-label: an image's labels are the classes of probability "
+                             "at least this (recorded in the model; default 0.5)")
     parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     parser.add_argument("--weight-decay", type=float,
                         help="override the recipe's weight decay")
@@ -200,6 +208,9 @@ def _evaluate_flags(add):
     evaluate.add_argument("--dataset", required=True, help="dataset name or image folder")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--data-dir", help="the dataset's tfds data directory")
+    evaluate.add_argument("--labels", metavar="FILE.csv",
+                          help="image folders: a CSV file of path,label rows (default: the "
+                               "run's own, for the folder it trained on)")
     evaluate.add_argument("--flip", action="store_true",
                           help="average each image's and its mirror image's predictions")
     evaluate.add_argument("--report", action="store_true",
@@ -318,6 +329,8 @@ def _predict_flags(add):
                          help="also send the first --count test images of DATASET, as PNG")
     predict.add_argument("--count", type=int, default=8, help="images for --from-dataset")
     predict.add_argument("--data-dir", help="the dataset's tfds data directory")
+    predict.add_argument("--labels", metavar="FILE.csv",
+                         help="--from-dataset FOLDER: its CSV file of path,label rows")
 
 
 def _add_data_flags(parser):

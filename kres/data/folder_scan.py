@@ -44,6 +44,10 @@ class FolderScan:
         min_size: ``(smallest height, smallest width)`` over the good images
             (each the minimum on its own; ``(0, 0)`` with no good image).
         max_size: ``(largest height, largest width)`` likewise.
+        labels_file: the CSV file the labels came from, or ``None`` (class
+            folders).
+        unlabelled: relative paths of the image files in the folder that
+            `labels_file` does not list (not read).
     """
 
     root: str
@@ -55,9 +59,20 @@ class FolderScan:
     kinds: dict = field(default_factory=dict)
     min_size: tuple = (0, 0)
     max_size: tuple = (0, 0)
+    labels_file: str | None = None
+    unlabelled: list = field(default_factory=list)
+
+    @property
+    def multi_label(self):
+        """Whether the images' labels are tuples of class indices (a CSV file giving
+        several labels to an image)."""
+        return any(isinstance(label, tuple | list)
+                   for items in self.images.values() for _, label in items)
 
     def counts(self):
         """split -> {class name: good images}, every class listed (0 when it has none).
+
+        Multi-label: the images carrying each label.
 
         Example:
 
@@ -68,8 +83,7 @@ class FolderScan:
         """
         result = {}
         for split_name, items in self.images.items():
-            per_class = np.bincount([label for _, label in items],
-                                    minlength=len(self.class_names))
+            per_class = label_counts([label for _, label in items], len(self.class_names))
             result[split_name] = {name: int(n) for name, n in zip(self.class_names, per_class)}
         return result
 
@@ -125,6 +139,12 @@ class FolderScan:
         where = ", ".join(f"{s}/" for s in splits) if self.layout == "splits" else "flat"
         lines = [f"Image folder {self.root} ({where}): {len(self.class_names)} classes, "
                  f"{self.num_images:,} images"]
+        if self.labels_file:
+            each = ""
+            if self.multi_label:
+                per = [len(label) for items in self.images.values() for _, label in items]
+                each = f", multi-label: {np.mean(per):.2f} labels per image, 1 to {max(per)}"
+            lines.append(f"Labels from {self.labels_file}{each}")
         lines += _table(self.class_names, counts, splits)
         ratio, largest, smallest = self.imbalance()
         reference = "training images" if self.layout == "splits" else "images"
@@ -134,7 +154,8 @@ class FolderScan:
             lines.append(f"Imbalance: {smallest} has no {reference} that decode")
         elif ratio > IMBALANCE_RATIO:
             lines.append(f"Imbalance: {largest} has {ratio:.1f}x the {reference} of {smallest} "
-                         f"({sizes}; more than {IMBALANCE_RATIO:g}x): consider class weights")
+                         f"({sizes}; more than {IMBALANCE_RATIO:g}x)"
+                         + ("" if self.multi_label else ": consider class weights"))
         elif len(self.class_names) > 1:
             lines.append(f"Balance: {largest} has {ratio:.1f}x the {reference} of {smallest} "
                          f"({sizes})")
@@ -149,6 +170,12 @@ class FolderScan:
             lines += [f"  {path}: {reason}" for path, reason in self.bad[:LISTED]]
             if len(self.bad) > LISTED:
                 lines.append(f"  ... and {len(self.bad) - LISTED} more")
+        if self.unlabelled:
+            shown = ", ".join(self.unlabelled[:5]) + (", ..." if len(self.unlabelled) > 5
+                                                      else "")
+            lines.append(f"{len(self.unlabelled)} image{'s' * (len(self.unlabelled) != 1)} "
+                         f"in the folder {'have' if len(self.unlabelled) != 1 else 'has'} no "
+                         f"row in {self.labels_file} (left out): {shown}")
         if self.ignored:
             shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
             lines.append(f"Ignored {len(self.ignored)} file{'s' * (len(self.ignored) != 1)} "
@@ -160,12 +187,33 @@ class FolderScan:
         """A JSON-compatible dict of the scan (lists for tuples), with its `counts`."""
         return {
             "root": self.root, "layout": self.layout, "class_names": list(self.class_names),
-            "images": {s: [[p, int(label)] for p, label in items]
+            "images": {s: [[p, label_json(label)] for p, label in items]
                        for s, items in self.images.items()},
             "bad": [[p, r] for p, r in self.bad], "ignored": list(self.ignored),
             "kinds": dict(self.kinds), "min_size": list(self.min_size),
             "max_size": list(self.max_size), "counts": self.counts(),
+            "labels_file": self.labels_file, "unlabelled": list(self.unlabelled),
         }
+
+
+def label_json(label):
+    """An item's label for JSON: an int, or a list of class indices (multi-label)."""
+    return [int(i) for i in label] if isinstance(label, tuple | list) else int(label)
+
+
+def label_counts(labels, num_classes):
+    """Per-class counts of integer labels, or of the class indices in tuples
+    (multi-label: an image counts once for each of its labels).
+
+    Example:
+
+    >>> from kres.data.folder_scan import label_counts
+    >>> label_counts([0, 2, 2], 3).tolist(), label_counts([(0, 1), (1,)], 3).tolist()
+    ([1, 0, 2], [1, 2, 0])
+    """
+    flat = [i for label in labels for i in (label if isinstance(label, tuple | list)
+                                            else (label,))]
+    return np.bincount(np.asarray(flat, dtype=np.int64), minlength=num_classes)
 
 
 def _files(n):

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from kres import checks
 from kres.data.folder_scan import KINDS, LISTED, SPLIT_NAMES, FolderScan
+from kres.data.label_file import read_labels
 from kres.images import decode, decode_stored
 from kres.native_output import native_stderr_hidden
 
@@ -142,17 +143,30 @@ def _relative(root, path):
     return os.path.relpath(path, root).replace(os.sep, "/")
 
 
-def scan(root, *, progress=None):
+def scan(root, *, labels=None, class_names=None, progress=None):
     """Reads every image of a folder once, as training would, and reports on it.
 
     Lists ``root/train|val|test/<class>/`` or ``root/<class>/`` (class folders
-    searched recursively; hidden files and folders skipped), then decodes every
-    file whose suffix is in `IMAGE_EXTENSIONS` with TensorFlow, in parallel
-    (a ``tf.data`` map; the few files it drops are decoded again one by one to
-    get TensorFlow's message).
+    searched recursively; hidden files and folders skipped), or, with
+    `labels`, the images a CSV file labels (`kres.data.label_file`), then
+    decodes every file whose suffix is in `IMAGE_EXTENSIONS` with TensorFlow,
+    in parallel (a ``tf.data`` map; the few files it drops are decoded again
+    one by one to get TensorFlow's message).
+
+    With `labels`, the classes are the file's labels, not folders: a path
+    starting with ``train/``, ``val/`` or ``test/`` is in that split (all
+    paths do, or none: then the folder is one pool); a file that gives
+    several labels to an image makes the scan multi-label (every image's
+    label a tuple of class indices). The images in the folder that the file
+    does not list are counted (`FolderScan.unlabelled`), not read.
 
     Args:
         root: the folder.
+        labels: a CSV file of ``path,label`` or ``path,label1;label2`` rows
+            (paths relative to `root`), or ``None`` for class folders.
+        class_names: with `labels`, the classes to label with, in their index
+            order (a trained model's): a label outside them is refused.
+            Default: the file's labels, sorted.
         progress: show a progress bar (`keras.utils.Progbar`): ``None`` for
             one when there are more than `PROGRESS_FILES` files, or
             ``True``/``False``.
@@ -164,7 +178,11 @@ def scan(root, *, progress=None):
         ValueError: naming `root` (``dataset=``) when it is not a directory, has
             no class folders, has no image files, has val/ or test/ but no
             train/, mixes split and other folders, or has a class folder in
-            val/ or test/ that train/ lacks, or one without image files.
+            val/ or test/ that train/ lacks, or one without image files; with
+            `labels`, naming ``labels=``: the file's problems
+            (`kres.data.label_file.read_labels`), listed files that are
+            missing or not images, labels outside `class_names`, paths that
+            mix split folders and others.
 
     Example:
 
@@ -190,6 +208,55 @@ def scan(root, *, progress=None):
     if progress is not None:
         checks.boolean("progress", progress)
     root = os.path.abspath(os.fspath(root))
+    unlabelled, label_path = [], None
+    if labels is not None:
+        label_file = read_labels(labels)
+        label_path = label_file.path
+        layout, listed, ignored, unlabelled, class_names = _labelled_listing(
+            root, label_file, class_names)
+    else:
+        if class_names is not None:
+            checks.fail("class_names", class_names, "is for a folder labelled by a CSV file "
+                                                    "(labels=)")
+        layout, listed, ignored, class_names = _folder_listing(root)
+    paths = [p for items in listed.values() for p, _ in items]
+    if not paths:
+        shown = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        raise ValueError(
+            f"The image folder {root} has no image files (suffixes "
+            f"{', '.join(IMAGE_EXTENSIONS)}) in its class folders"
+            + (f"; it has {len(ignored)} other file{'s' * (len(ignored) != 1)}: {shown}"
+               if ignored else "")
+            + f". Received: dataset={root!r}")
+    # libjpeg prints its own line for each file that fails; the summary names them.
+    with native_stderr_hidden():
+        found = _decode_all(root, paths, progress)
+    images, bad = {}, []
+    kinds = dict.fromkeys(KINDS, 0)
+    heights, widths = [], []
+    for split_name, listed_items in listed.items():
+        items = []
+        for path, label in listed_items:
+            result = found[path]
+            if isinstance(result, str):
+                bad.append((path, result))
+                continue
+            height, width, channels, components, header = result
+            items.append((path, label))
+            kinds[_kind(channels, components, header)] += 1
+            heights.append(height)
+            widths.append(width)
+        images[split_name] = sorted(items)
+    sizes = ((min(heights), min(widths)), (max(heights), max(widths))) if heights else (
+        (0, 0), (0, 0))
+    return FolderScan(root=root, layout=layout, class_names=class_names, images=images,
+                      bad=sorted(bad), ignored=sorted(ignored), kinds=kinds,
+                      min_size=sizes[0], max_size=sizes[1], labels_file=label_path,
+                      unlabelled=sorted(unlabelled))
+
+
+def _folder_listing(root):
+    """``(layout, {split: [(path, label)]}, ignored, class names)`` of class folders."""
     layout, files, ignored = _listing(root)
     class_names = sorted({c for classes in files.values() for c in classes})
     if not class_names:
@@ -205,47 +272,92 @@ def scan(root, *, progress=None):
             f"{', '.join(missing[:LISTED])} (in {', '.join(where)}). Every class needs "
             f"training images. Received: dataset={root!r}"
         )
+    has_images = any(images for classes in files.values() for images in classes.values())
     empty = [c for c in class_names if not files[first][c]]
-    paths = [p for classes in files.values() for images in classes.values() for p in images]
-    if not paths:
-        shown = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
-        raise ValueError(
-            f"The image folder {root} has no image files (suffixes "
-            f"{', '.join(IMAGE_EXTENSIONS)}) in its class folders"
-            + (f"; it has {len(ignored)} other file{'s' * (len(ignored) != 1)}: {shown}"
-               if ignored else "")
-            + f". Received: dataset={root!r}")
-    if empty:
+    if empty and has_images:
         where = "train/" if layout == "splits" else "the folder"
         raise ValueError(
             f"The image folder {root} has class folders without image files in {where}: "
             f"{', '.join(empty[:LISTED])}. Remove them or add images. Received: dataset={root!r}"
         )
-    # libjpeg prints its own line for each file that fails; the summary names them.
-    with native_stderr_hidden():
-        found = _decode_all(root, paths, progress)
-    images, bad = {}, []
-    kinds = dict.fromkeys(KINDS, 0)
-    heights, widths = [], []
-    for split_name, classes in files.items():
-        items = []
-        for label, name in enumerate(class_names):
-            for path in classes.get(name, ()):
-                result = found[path]
-                if isinstance(result, str):
-                    bad.append((path, result))
-                    continue
-                height, width, channels, components, header = result
-                items.append((path, label))
-                kinds[_kind(channels, components, header)] += 1
-                heights.append(height)
-                widths.append(width)
-        images[split_name] = sorted(items)
-    sizes = ((min(heights), min(widths)), (max(heights), max(widths))) if heights else (
-        (0, 0), (0, 0))
-    return FolderScan(root=root, layout=layout, class_names=class_names, images=images,
-                      bad=sorted(bad), ignored=sorted(ignored), kinds=kinds,
-                      min_size=sizes[0], max_size=sizes[1])
+    listed = {split_name: [(path, label) for label, name in enumerate(class_names)
+                           for path in classes.get(name, ())]
+              for split_name, classes in files.items()}
+    return layout, listed, ignored, class_names
+
+
+def _labelled_listing(root, label_file, class_names):
+    """``(layout, {split: [(path, label)]}, ignored, unlabelled, class names)`` of the
+    images a `LabelFile` labels; its rows checked against the folder."""
+    where = f"Received: labels={label_file.path!r}"
+    given = list(class_names) if class_names is not None else label_file.class_names
+    index = {name: i for i, name in enumerate(given)}
+    problems = []
+    for relative, names in label_file.labels.items():
+        line = f"line {label_file.lines[relative]}: {relative}"
+        full = os.path.join(root, relative)
+        if not os.path.isfile(full):
+            problems.append(f"{line} is not in {root}"
+                            + (" (a folder)" if os.path.isdir(full) else ""))
+        elif _is_hidden(os.path.basename(relative)) or not relative.lower().endswith(
+                IMAGE_EXTENSIONS):
+            problems.append(f"{line} is not an image file (suffixes "
+                            f"{', '.join(IMAGE_EXTENSIONS)})")
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            problems.append(f"{line} has label{'s' * (len(unknown) != 1)} outside the "
+                            f"classes ({', '.join(given[:LISTED])}"
+                            f"{', ...' if len(given) > LISTED else ''}): {', '.join(unknown)}")
+    if problems:
+        shown = "\n".join(f"  {p}" for p in problems[:LISTED])
+        more = (f"\n  ... and {len(problems) - LISTED} more" if len(problems) > LISTED else "")
+        raise ValueError(f"The label file {label_file.path} does not fit the image folder "
+                         f"{root}: {len(problems)} row{'s' * (len(problems) != 1)}:\n"
+                         f"{shown}{more}\n{where}")
+    tops = {relative.split("/", 1)[0] for relative in label_file.labels}
+    in_splits = tops & set(SPLIT_NAMES)
+    if in_splits and tops - set(SPLIT_NAMES):
+        raise ValueError(
+            f"The label file {label_file.path} lists images in split folders "
+            f"({', '.join(sorted(in_splits))}) and elsewhere "
+            f"({', '.join(sorted(tops - set(SPLIT_NAMES))[:LISTED])}): list every image under "
+            f"train/ (with optional val/ and test/), or none. {where}")
+    if in_splits and "train" not in in_splits:
+        raise ValueError(f"The label file {label_file.path} lists images in "
+                         f"{' and '.join(f + '/' for f in sorted(in_splits))} but none in "
+                         f"train/. {where}")
+    multi = label_file.multi_label
+    listed = {}
+    for relative, names in label_file.labels.items():
+        split_name = relative.split("/", 1)[0] if in_splits else "all"
+        label = tuple(sorted(index[n] for n in names)) if multi else index[names[0]]
+        listed.setdefault(split_name, []).append((relative, label))
+    layout = "splits" if in_splits else "flat"
+    if class_names is None:
+        first = "train" if in_splits else "all"
+        trained = {n for _, label in listed[first]
+                   for n in ((label,) if isinstance(label, int) else label)}
+        missing = [given[i] for i in range(len(given)) if i not in trained]
+        if missing:
+            raise ValueError(
+                f"The label file {label_file.path} gives labels that no training image has: "
+                f"{', '.join(missing[:LISTED])}. Every class needs training images "
+                f"(train/). {where}")
+    ignored, unlabelled = [], []
+    csv_file = os.path.abspath(label_file.path)
+    for directory, subdirs, names in os.walk(root):
+        for d in [d for d in subdirs if _is_hidden(d)]:
+            subdirs.remove(d)
+        for name in names:
+            full = os.path.join(directory, name)
+            relative = _relative(root, full)
+            if relative in label_file.labels or os.path.abspath(full) == csv_file:
+                continue
+            if not _is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS):
+                unlabelled.append(relative)
+            else:
+                ignored.append(relative)
+    return layout, listed, ignored, unlabelled, given
 
 
 def _decode_all(root, paths, progress):
@@ -283,8 +395,8 @@ def _decode_all(root, paths, progress):
     return found
 
 
-def image_dataset(root, items, *, channels=3):
-    """The ``(uint8 [h, w, channels], int64 label)`` dataset of files in a folder.
+def image_dataset(root, items, *, channels=3, num_classes=None):
+    """The ``(uint8 [h, w, channels], label)`` dataset of files in a folder.
 
     Decodes with `kres.images.decode` (in parallel, in the order of `items`): grayscale
     is repeated to RGB, alpha dropped, palette images expanded, a GIF's first
@@ -294,15 +406,18 @@ def image_dataset(root, items, *, channels=3):
 
     Args:
         root: the folder the paths are relative to.
-        items: ``(relative_path, label)`` pairs.
+        items: ``(relative_path, label)`` pairs: an integer label (an int64
+            label in the dataset), or a tuple of class indices (multi-label:
+            a float32 multi-hot vector of `num_classes`).
         channels: 3 or 1.
+        num_classes: the classes, for multi-label items.
 
     Returns:
         A `tf.data.Dataset`.
 
     Raises:
         ValueError: for `channels` other than 1 or 3, or items that are not
-            ``(path, label)`` pairs.
+            ``(path, label)`` pairs, or multi-label items without `num_classes`.
 
     Example:
 
@@ -316,15 +431,34 @@ def image_dataset(root, items, *, channels=3):
     >>> ds = image_dataset(folder.name, [("white.png", 2)], channels=1)
     >>> [(tuple(image.shape), int(image[0, 0, 0]), int(label)) for image, label in ds]
     [((8, 6, 1), 255, 2)]
+    >>> ds = image_dataset(folder.name, [("white.png", (0, 2))], num_classes=3)
+    >>> [label.numpy().tolist() for _, label in ds]
+    [[1.0, 0.0, 1.0]]
     >>> folder.cleanup()
     """
     checks.choice("channels", channels, (1, 3))
+    multi = bool(items) and isinstance(items[0][1], tuple | list)
     try:
         paths = [os.fsencode(os.path.join(os.fspath(root), p)) for p, _ in items]
-        labels = [int(label) for _, label in items]
-    except (TypeError, ValueError):
+        if multi:
+            checks.positive_int("num_classes", num_classes)
+            labels = multi_hot([label for _, label in items], num_classes)
+        else:
+            labels = tf.constant([int(label) for _, label in items], tf.int64,
+                                 shape=[len(items)])
+    except (TypeError, IndexError):
         checks.fail("items", items, "must be (relative_path, label) pairs")
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string, shape=[len(paths)]),
-                                             tf.constant(labels, tf.int64, shape=[len(labels)])))
+                                             labels))
     return ds.map(lambda path, label: (decode(tf.io.read_file(path), channels), label),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def multi_hot(labels, num_classes):
+    """``[n, num_classes]`` float32 array: 1 at each item's class indices."""
+    import numpy as np
+
+    out = np.zeros((len(labels), num_classes), np.float32)
+    for row, label in enumerate(labels):
+        out[row, list(label)] = 1.0
+    return out

@@ -85,8 +85,10 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         deterministic: keep the element order independent of thread timing.
         drop_remainder: drop a last partial batch (default: when training).
         preprocessing: the `kres.preprocessing.Preprocessing` of the model
-            (pretrained weights' own), whose statistics random erasing uses;
-            default: the dataset's mean and std (`spec.preprocessing`).
+            (pretrained weights' own), whose statistics random erasing uses
+            and whose `resize` an evaluation pipeline brings images to the
+            input size with (the center crop, or a plain resize), as the
+            model's server does; default: the dataset's (`spec.preprocessing`).
         first_epoch: the epoch a training pipeline starts at.
 
     Returns:
@@ -107,7 +109,8 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     if cache:
         ds = ds.cache()
     options = tf.data.Options()
-    options.deterministic = deterministic or seed is not None
+    # Evaluation keeps the split's order: a report names each image by its position.
+    options.deterministic = deterministic or seed is not None or not training
     # The ImageNet crop and flip, per image (images come in any size; the flip
     # mirrors only the images it draws).
     crop = (layers.RandomResizedCrop(image_size, image_size), layers.RandomFlip()) \
@@ -127,9 +130,11 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         elif training:
             image = _resize(image, image_size)
         else:
-            image = eval_resize(image, image_size, image_size, augment == "imagenet")
+            image = eval_resize(image, image_size, image_size, prep.resize == "center_crop")
         if channels == 3 and spec.channels == 1:
             image = tf.repeat(image, 3, axis=-1)
+        if label.shape.rank == 1:  # multi-label: multi-hot already
+            return image, tf.cast(label, tf.float32)
         return image, tf.one_hot(label, num_classes)
 
     def batches(examples, epoch_seed):

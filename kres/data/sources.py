@@ -102,6 +102,9 @@ class Data:
             (``write_splits`` keeps them for a resume or an evaluation).
         skipped: ``(relative_path, reason)`` of the folder's files left out
             because they do not decode (``skip_bad_images=True``).
+        multi_label: whether each example has a set of labels (a multi-hot
+            float32 label of `class_names`' length), from a CSV file giving
+            several labels to an image.
     """
 
     name: str
@@ -114,10 +117,11 @@ class Data:
     folder_scan: object = None
     splits: dict | None = None
     skipped: list = dataclasses.field(default_factory=list)
+    multi_label: bool = False
 
 
 def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=False,
-         splits=None, seed=0, channels=None, progress=None):
+         splits=None, seed=0, channels=None, progress=None, labels=None, class_names=None):
     """Loads a dataset's train, validation and test splits (raw, unbatched).
 
     An image folder is scanned first (`kres.data.folders.scan`: every image
@@ -158,6 +162,12 @@ def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=Fal
         channels: a folder: the channels to decode to, 1 or 3 (default 3).
         progress: a folder: the scan's progress bar (``None``: only for more
             than 500 files).
+        labels: a folder: a CSV file of ``path,label`` or ``path,label1;label2``
+            rows giving the images and their classes, in place of class
+            folders (`kres.data.folders.scan`); several labels on a row make
+            the data multi-label.
+        class_names: a folder with `labels`: the classes, in their index
+            order (a trained model's); default: the file's labels, sorted.
 
     Returns:
         A `Data` (for a folder with its `folder_scan`, `splits` and
@@ -177,7 +187,11 @@ def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=Fal
     if isinstance(name, str) and os.path.isdir(name) and name not in DATASETS:
         return _load_folder(name, subset=subset, val_size=val_size,
                             skip_bad_images=skip_bad_images, splits=splits, seed=seed,
-                            channels=channels, progress=progress)
+                            channels=channels, progress=progress, labels=labels,
+                            class_names=class_names)
+    if labels is not None:
+        checks.fail("labels", labels, f"label the images of a folder; {name!r} is a named "
+                                      f"dataset with labels of its own")
     spec = get_dataset_spec(name)
     data_dir = data_dir or data_dir_for(name)
     ensure_prepared(name, data_dir)
@@ -218,10 +232,11 @@ def _check_sizes(total, subset, val_size):
     return subset
 
 
-def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, channels, progress):
+def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, channels, progress,
+                 labels, class_names):
     channels = 3 if channels is None else channels
     _check_folder_settings(subset, val_size, skip_bad_images, splits, seed, channels)
-    scan = folders.scan(root, progress=progress)
+    scan = folders.scan(root, labels=labels, class_names=class_names, progress=progress)
     if scan.bad and not skip_bad_images:
         _refuse_bad_images(scan, root)
     if val_size is not None and "val" in scan.images:
@@ -237,14 +252,15 @@ def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, chann
                        val_size=len(splits["val"]))
 
     def read(items):
-        return folders.image_dataset(scan.root, items, channels=channels)
+        return folders.image_dataset(scan.root, items, channels=channels,
+                                     num_classes=len(scan.class_names))
 
     return Data(name=os.path.basename(os.path.normpath(root)), spec=spec,
                 train=read(train), val=read(splits["val"]), test=read(splits["test"]),
                 sizes={"train": len(train), "val": len(splits["val"]),
                        "test": len(splits["test"])},
                 class_names=list(scan.class_names), folder_scan=scan, splits=splits,
-                skipped=list(scan.bad))
+                skipped=list(scan.bad), multi_label=scan.multi_label)
 
 
 def _check_folder_settings(subset, val_size, skip_bad_images, splits, seed, channels):

@@ -15,6 +15,7 @@ import numpy as np
 
 from kres import checks
 from kres import rundir as runs
+from kres.data.folder_scan import label_counts, label_json
 from kres.data.folders import LISTED, SPLIT_NAMES, FolderScan
 
 SPLITS_FORMAT = "kres-splits"
@@ -63,9 +64,13 @@ def _allocate(counts, fraction, capacity):
 
 
 def _by_class(items, num_classes):
+    """Items grouped by class; a multi-label item by its rarest label (so that rare
+    labels are held out in proportion too)."""
     groups = [[] for _ in range(num_classes)]
+    counts = label_counts([label for _, label in items], num_classes)
     for path, label in sorted(items):
-        groups[label].append((path, label))
+        key = min(label, key=lambda c: (counts[c], c)) if isinstance(label, tuple) else label
+        groups[key].append((path, label))
     return groups
 
 
@@ -192,7 +197,7 @@ def split(scan, *, val_fraction=0.1, test_fraction=0.1, seed=0):
         if name in scan.images:
             result[name] = list(scan.images[name])
             sources[name] = f"{name}/"
-    counts = np.bincount([label for _, label in result["train"]], minlength=n)
+    counts = label_counts([label for _, label in result["train"]], n)
     missing = [scan.class_names[c] for c in range(n) if counts[c] == 0]
     if missing:
         raise ValueError(
@@ -236,7 +241,7 @@ def write_splits(path, splits, *, class_names=None, root=None):
     value = {
         "format": SPLITS_FORMAT, "version": 1, "root": root, "class_names": class_names,
         "sources": dict(getattr(splits, "sources", {}) or {}),
-        "splits": {s: [[str(p), int(label)] for p, label in items]
+        "splits": {s: [[str(p), label_json(label)] for p, label in items]
                    for s, items in splits.items()},
     }
     _validate_splits(value, path)
@@ -278,7 +283,8 @@ def read_splits(path):
         raise ValueError(f"splits must be a readable splits file ({error}). "
                          f"Received: splits={os.fspath(path)!r}") from None
     _validate_splits(value, path)
-    items = {s: [(p, int(label)) for p, label in value["splits"][s]] for s in SPLIT_NAMES}
+    items = {s: [(p, tuple(label) if isinstance(label, list) else int(label))
+                 for p, label in value["splits"][s]] for s in SPLIT_NAMES}
     return Splits(items, class_names=value["class_names"], root=value.get("root"),
                   sources=value.get("sources"))
 
@@ -306,9 +312,9 @@ def _validate_splits(value, path):
         for item in items:
             if (not isinstance(item, list | tuple) or len(item) != 2
                     or not isinstance(item[0], str) or not item[0]
-                    or not checks.is_int(item[1]) or not 0 <= item[1] < len(names)):
+                    or not _is_label(item[1], len(names))):
                 fail(f"has a {name} item that is not [relative path, label in "
-                     f"0..{len(names) - 1}]: {item!r}")
+                     f"0..{len(names) - 1} (or a list of distinct ones)]: {item!r}")
             p = item[0]
             if os.path.isabs(p) or ".." in p.split("/"):
                 fail(f"has a path outside its root: {p!r}")
@@ -317,6 +323,14 @@ def _validate_splits(value, path):
             seen[p] = name
     if not splits["train"]:
         fail("has an empty train split")
+
+
+def _is_label(label, num_classes):
+    """An int in ``0..num_classes - 1``, or a non-empty list of distinct ones."""
+    if isinstance(label, list | tuple):
+        return bool(label) and len(set(label)) == len(label) and all(
+            checks.is_int(i) and 0 <= i < num_classes for i in label)
+    return checks.is_int(label) and 0 <= label < num_classes
 
 
 def class_weights(splits_or_labels, num_classes):
@@ -350,6 +364,9 @@ def class_weights(splits_or_labels, num_classes):
             checks.fail("splits_or_labels", sorted(labels), "must have a 'train' split")
         labels = labels["train"]
     labels = [item[1] if isinstance(item, list | tuple) else item for item in labels]
+    if any(isinstance(label, list | tuple) for label in labels):
+        checks.fail("class_weights", True, "weigh single-label classes; multi-label data "
+                                           "have several classes per image")
     labels = np.asarray(labels)
     if labels.size == 0 or labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         checks.fail("splits_or_labels", splits_or_labels if labels.size < 10 else

@@ -29,6 +29,9 @@ class InputPreprocessing(keras.layers.Layer):
         resize: ``"resize"`` or ``"center_crop"``: how an image of another
             size is brought to the input size (`kres.preprocessing.eval_resize`).
         class_names: a name per class, or ``None``.
+        threshold: a multi-label model's (sigmoid outputs): an image's labels
+            are the classes whose probability is at least `threshold`, in
+            (0, 1); ``None`` for a classifier of one class per image.
 
     Example:
 
@@ -40,7 +43,7 @@ class InputPreprocessing(keras.layers.Layer):
     """
 
     def __init__(self, mean, std, channel_order="rgb", resize="resize", class_names=None,
-                 **kwargs):
+                 threshold=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.mean, self.std = checks.as_tuple(mean), checks.as_tuple(std)
@@ -51,6 +54,10 @@ class InputPreprocessing(keras.layers.Layer):
                 checks.fail("class_names", class_names, "must be a list of strings or None")
             class_names = list(class_names)
         self.class_names = class_names
+        if threshold is not None:
+            checks.number("threshold", threshold, low=0, high=1, low_open=True, high_open=True)
+            threshold = float(threshold)
+        self.threshold = threshold
         # Every value checked now, before the channels are known (at build).
         widest = max([len(v) for v in (self.mean, self.std) if isinstance(v, tuple)]
                      + [3 if channel_order == "bgr" else 1])
@@ -78,4 +85,5 @@ class InputPreprocessing(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "mean": list(self.mean), "std": list(self.std),
                 "channel_order": self.channel_order, "resize": self.resize,
-                "class_names": self.class_names}
+                "class_names": self.class_names,
+                **({"threshold": self.threshold} if self.threshold is not None else {})}

@@ -15,7 +15,7 @@ from kres.models.template import one_or_all
 PREPROCESSING_LAYER = "preprocessing"
 
 
-def image_input(preprocessing, class_names=None):
+def image_input(preprocessing, class_names=None, threshold=None):
     """The input of a model that normalises its own pixels.
 
     A ``keras.Input`` named ``image`` of the preprocessing's shape, through a
@@ -27,6 +27,8 @@ def image_input(preprocessing, class_names=None):
     Args:
         preprocessing: a `kres.preprocessing.Preprocessing`.
         class_names: a name per class, or ``None``.
+        threshold: a multi-label model's label threshold
+            (`kres.layers.InputPreprocessing`), or ``None``.
 
     Example:
 
@@ -42,7 +44,7 @@ def image_input(preprocessing, class_names=None):
     p = preprocessing
     image = keras.Input((p.height, p.width, p.channels), name="image")
     return InputPreprocessing(p.mean, p.std, p.channel_order, p.resize, class_names,
-                              name=PREPROCESSING_LAYER)(image)
+                              threshold=threshold, name=PREPROCESSING_LAYER)(image)
 
 
 def preprocessing_layer(model):
@@ -61,6 +63,13 @@ def preprocessing_layer(model):
         raise ValueError(f"The model {model.name!r} holds {len(found)} InputPreprocessing "
                          "layers that disagree; a model has one normalisation.")
     return found[0] if found else None
+
+
+def label_threshold(model):
+    """A multi-label model's label threshold (its `kres.layers.InputPreprocessing`'s),
+    or ``None`` for a model of one class per image."""
+    layer = preprocessing_layer(model)
+    return None if layer is None else getattr(layer, "threshold", None)
 
 
 def with_preprocessing(model, preprocessing, class_names=None):

@@ -15,7 +15,7 @@ import keras
 from kres import checks, rundir
 from kres.models.families.googlenet import strip_auxiliary
 from kres.models.inference import in_float32
-from kres.models.inputs import preprocessing_layer, with_preprocessing
+from kres.models.inputs import label_threshold, preprocessing_layer, with_preprocessing
 from kres.models.saving import load_model
 from kres.preprocessing import DATASET_STATISTICS, Preprocessing
 from kres.serving import litert_onnx
@@ -137,6 +137,7 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
     # mixed precision is served in float32 (its variables are float32 already).
     model, preprocessing, class_names = served_model(
         in_float32(strip_auxiliary(model)), preprocessing, class_names, dataset)
+    threshold = label_threshold(model)  # a multi-label model's, in its first layer
     directory = os.fspath(directory)
     if format == "saved_model":
         if quantize != "none":
@@ -146,7 +147,7 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
             model, directory, version, preprocessing=preprocessing, class_names=class_names,
             dataset=dataset, top_k=top_k, max_image_bytes=max_image_bytes,
             max_pixels=max_pixels, metadata=metadata, warmup_images=warmup_images,
-            grouped_conv=grouped_conv, verify=verify, explain=explain)
+            grouped_conv=grouped_conv, verify=verify, explain=explain, threshold=threshold)
     if version is not None:
         raise ValueError(f"version is for TF Serving's SavedModels; a {format} export is "
                          f"one folder. Received: version={version!r}")
@@ -154,7 +155,9 @@ def export(model, directory, version=None, *, format="saved_model", quantize="no
     return litert_onnx.export_file(model, directory, fmt=format, preprocessing=preprocessing,
                                    class_names=class_names, quantize=quantize,
                                    input_type=input_type, calibration=calibration_images,
-                                   metadata={"dataset": dataset, **(metadata or {})},
+                                   metadata={"dataset": dataset, **(metadata or {}), **(
+                                       {"multi_label": True, "threshold": threshold}
+                                       if threshold is not None else {})},
                                    grouped_conv=grouped_conv, verify=verify)
 
 
@@ -281,7 +284,8 @@ def predict(saved_model, images, version=None, signature="serving_default"):
     Returns:
         ``probabilities``, ``classes``, ``scores`` and ``labels`` as NumPy
         arrays, as the SavedModel's signature returns them (and ``heatmap``
-        from ``signature="explain"``).
+        from ``signature="explain"``; a multi-label model's ``predicted`` and
+        ``predicted_labels`` too).
 
     Example:
 

@@ -323,7 +323,9 @@ def predict_file(path, images, top_k=None, threads=None):
 
     Returns:
         ``probabilities``, ``classes``, ``scores`` and ``labels`` (top-k, as
-        the SavedModel's signatures give them).
+        the SavedModel's signatures give them); for a multi-label model (a
+        ``threshold`` in ``kres.json``), ``predicted`` and ``predicted_labels``
+        as well.
     """
     from kres.images import decode_checked
     from kres.preprocessing import Preprocessing, eval_resize
@@ -345,6 +347,12 @@ def predict_file(path, images, top_k=None, threads=None):
     k = top_k or min(5, probabilities.shape[1])
     classes = np.argsort(-probabilities, axis=1, kind="stable")[:, :k].astype(np.int32)
     names = np.array([name.encode() for name in record["class_names"]], dtype=object)
-    return {"probabilities": probabilities, "classes": classes,
-            "scores": np.take_along_axis(probabilities, classes, axis=1),
-            "labels": names[classes]}
+    outputs = {"probabilities": probabilities, "classes": classes,
+               "scores": np.take_along_axis(probabilities, classes, axis=1),
+               "labels": names[classes]}
+    if record.get("threshold") is not None:
+        predicted = probabilities >= record["threshold"]
+        outputs["predicted"] = predicted
+        outputs["predicted_labels"] = np.array(
+            [b";".join(names[row]) for row in predicted], dtype=object)
+    return outputs

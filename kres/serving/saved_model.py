@@ -22,7 +22,10 @@ Signatures (tag ``serve``), both returning the same named outputs:
 
 Outputs: ``probabilities`` (float32, one row per image), ``classes`` (int32
 top-k indices), ``scores`` (their probabilities) and ``labels`` (their class
-names).
+names). A multi-label model's (sigmoid outputs, its threshold recorded in
+`kres.layers.InputPreprocessing`) also: ``predicted`` (bool, a column per
+class: probability at least the threshold) and ``predicted_labels`` (one
+string per image, the predicted classes joined by ``;``).
 """
 
 import json
@@ -45,7 +48,7 @@ from kres.serving.verify import verify_saved_model
 def export_saved_model(model, directory, version=None, *, preprocessing, class_names,
                        dataset=None, top_k=None, max_image_bytes=20 << 20,
                        max_pixels=40_000_000, metadata=None, warmup_images=None,
-                       grouped_conv="split", verify=True, explain=False):
+                       grouped_conv="split", verify=True, explain=False, threshold=None):
     """Writes version `version` of a TF Serving model in `directory`.
 
     Called by `kres.export` (``format="saved_model"``), which gives it the
@@ -83,11 +86,12 @@ def export_saved_model(model, directory, version=None, *, preprocessing, class_n
     staging = tempfile.mkdtemp(prefix=f".staging-{version}-", dir=directory)
     try:
         _write(model, staging, preprocessing, class_names, top_k, max_image_bytes, max_pixels,
-               warmup_images, grouped_conv, cam)
+               warmup_images, grouped_conv, cam, threshold)
         if verify:
             # The reference is computed per group, the form every CPU runs.
             with use_formulation(model, "split"):
-                verify_saved_model(staging, model, preprocessing, explain_stage=explain_stage)
+                verify_saved_model(staging, model, preprocessing, explain_stage=explain_stage,
+                                   threshold=threshold)
         signatures = {"serving_default": "images (encoded image bytes)",
                       "serving_pixels": "pixels (uint8)"}
         if explain_stage is not None:
@@ -99,7 +103,10 @@ def export_saved_model(model, directory, version=None, *, preprocessing, class_n
             "preprocessing": preprocessing.to_json(), "dataset": dataset,
             "signatures": signatures,
             "explain_stage": explain_stage,
-            "outputs": ["probabilities", "classes", "scores", "labels"], "top_k": top_k,
+            "outputs": ["probabilities", "classes", "scores", "labels"]
+            + (["predicted", "predicted_labels"] if threshold is not None else []),
+            "top_k": top_k,
+            **({"multi_label": True, "threshold": threshold} if threshold is not None else {}),
             "limits": {"max_image_bytes": max_image_bytes, "max_pixels": max_pixels},
             "versions": library_versions(), **(metadata or {}),
         }
@@ -161,8 +168,9 @@ def _grad_cam(model, explain):
 
 
 def _write(model, path, prep, class_names, top_k, max_image_bytes, max_pixels, warmup_images,
-           grouped_conv, cam=None):
-    server = Server(model, prep, class_names, top_k, max_image_bytes, max_pixels, cam)
+           grouped_conv, cam=None, threshold=None):
+    server = Server(model, prep, class_names, top_k, max_image_bytes, max_pixels, cam,
+                    threshold)
     # The endpoints track the variables they use. track(model) would store every
     # variable a second time (Keras 3.15, keras-team/keras#23553: 2x the size on
     # disk and in a server's memory).

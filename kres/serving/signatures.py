@@ -15,17 +15,31 @@ from kres.images import decode_checked
 from kres.preprocessing import eval_resize
 
 
+def multi_label_outputs(probabilities, class_names, threshold):
+    """A multi-label model's answer: ``predicted`` (bool, one row per image, a
+    column per class: probability at least `threshold`) and ``predicted_labels``
+    (one string per image: the predicted classes' names in class order, joined
+    by ``;``, as a label file writes them; empty for none)."""
+    predicted = probabilities >= threshold
+    names = tf.broadcast_to(class_names, tf.shape(predicted))
+    chosen = tf.ragged.boolean_mask(names, predicted)
+    return {"predicted": predicted,
+            "predicted_labels": tf.strings.reduce_join(chosen, axis=-1, separator=";")}
+
+
 class Server:
     """The functions behind the signatures (closes over the model and settings).
 
     `model` takes pixels (0-255) and normalises them itself; `prep` says how
     images are brought to its input size; `cam`, a `kres.models.explain.GradCam`
-    of `model`, serves the ``explain`` signature.
+    of `model`, serves the ``explain`` signature. With `threshold` (a
+    multi-label model), the outputs add ``predicted`` and ``predicted_labels``.
     """
 
     def __init__(self, model, prep, class_names, top_k, max_image_bytes, max_pixels,
-                 cam=None):
+                 cam=None, threshold=None):
         self.model, self.prep, self.cam = model, prep, cam
+        self.threshold = threshold
         self.class_names = tf.constant(class_names)
         self.top_k = top_k
         self.limits = (max_image_bytes, max_pixels)
@@ -41,8 +55,12 @@ class Server:
     def _outputs(self, probabilities):
         probabilities = tf.cast(probabilities, tf.float32)
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
-        return {"probabilities": probabilities, "classes": classes, "scores": scores,
-                "labels": tf.gather(self.class_names, classes)}
+        outputs = {"probabilities": probabilities, "classes": classes, "scores": scores,
+                   "labels": tf.gather(self.class_names, classes)}
+        if self.threshold is not None:
+            outputs.update(multi_label_outputs(probabilities, self.class_names,
+                                               self.threshold))
+        return outputs
 
     def _decoded(self, images):
         channels = self.prep.channels

@@ -15,7 +15,8 @@ import tensorflow as tf
 TAG = "serve"
 
 
-def verify_saved_model(path, model, preprocessing, atol=1e-5, explain_stage=None):
+def verify_saved_model(path, model, preprocessing, atol=1e-5, explain_stage=None,
+                       threshold=None):
     """Loads a written SavedModel as TF Serving would and checks it against the model.
 
     Refuses a SavedModel without its variables (TF Serving's C++ loader
@@ -25,7 +26,9 @@ def verify_saved_model(path, model, preprocessing, atol=1e-5, explain_stage=None
     after the same resize (`model` normalises its own input). With
     `explain_stage` (the export's ``explain``), it also runs the ``explain``
     signature on the same pixels as PNG bytes and compares its heatmaps with
-    `kres.explain`'s (within one level of 255) and its classes.
+    `kres.explain`'s (within one level of 255) and its classes. With
+    `threshold` (a multi-label model), the served ``predicted`` must be its
+    probabilities at or above the threshold.
 
     Raises:
         ValueError: if the SavedModel is incomplete or disagrees.
@@ -44,7 +47,11 @@ def verify_saved_model(path, model, preprocessing, atol=1e-5, explain_stage=None
         h, w = side + h - min(h, w), side + w - min(h, w)
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (2, h, w, prep.channels), np.uint8)
-    got = c_api_run(path, "serving_pixels", {"pixels": pixels})["probabilities"]
+    served = c_api_run(path, "serving_pixels", {"pixels": pixels})
+    got = served["probabilities"]
+    if threshold is not None and not np.array_equal(served["predicted"], got >= threshold):
+        raise ValueError(f"The SavedModel in {path} predicts other labels than its "
+                         f"probabilities at threshold {threshold:g} give")
     crop = pixels[:, top:top + prep.height, left:left + prep.width]
     expected = model.predict(crop.astype(np.float32), verbose=0)
     diff = float(np.max(np.abs(got - expected)))
@@ -76,7 +83,8 @@ class _Output(ctypes.Structure):
     _fields_ = [("oper", ctypes.c_void_p), ("index", ctypes.c_int)]
 
 
-_TF_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.int32): 3, np.dtype(np.uint8): 4}
+_TF_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.int32): 3, np.dtype(np.uint8): 4,
+              np.dtype(np.bool_): 10}
 _NP_DTYPES = {code: dtype for dtype, code in _TF_DTYPES.items()}
 _TF_STRING = 7
 _TSTRING_BYTES = 24  # sizeof(TF_TString), TensorFlow's string in a tensor's buffer

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from kres import checks
+from kres.data.catalog import DATASETS
 from kres.models.registry import lookup, resolve_spec
 from kres.training import distill, finetune
 from kres.training.devices import PRECISIONS, STRATEGIES
@@ -68,6 +69,16 @@ class TrainConfig:
             file of a kres run (its ``best.keras``); its classes and input
             must be the student's.
             The recipe's `distill_temperature` and `distill_weight` apply.
+        labels: an image folder's labels from a CSV file of ``path,label`` or
+            ``path,label1;label2`` rows (paths relative to the folder;
+            `kres.data.label_file`) in place of class folders. Several labels
+            on a row make the run multi-label: sigmoid outputs, binary
+            cross-entropy, the best model kept by validation PR AUC, and the
+            test's mean average precision and F1 at `threshold`.
+        threshold: a multi-label run's: an image's labels are the classes of
+            probability at least this, in (0, 1); recorded in the model
+            (`kres.layers.InputPreprocessing`), so `kres predict` and the
+            export use it.
     """
 
     model: str
@@ -88,6 +99,8 @@ class TrainConfig:
     skip_bad_images: bool = False
     class_weights: bool = False
     teacher: str | None = None
+    labels: str | None = None
+    threshold: float = 0.5
 
     def __post_init__(self):
         checks.string("model", self.model)
@@ -111,6 +124,13 @@ class TrainConfig:
         checks.boolean("skip_bad_images", self.skip_bad_images)
         checks.boolean("class_weights", self.class_weights)
         distill.check_teacher(self.teacher)
+        checks.string("labels", self.labels, optional=True)
+        if self.labels is not None and self.dataset in DATASETS:
+            checks.fail("labels", self.labels, f"label the images of a folder; "
+                                               f"{self.dataset!r} is a named dataset with "
+                                               f"labels of its own")
+        checks.number("threshold", self.threshold, low=0, high=1, low_open=True,
+                      high_open=True)
         if self.teacher is not None and self.strategy == "multi-worker":
             checks.fail("teacher", self.teacher,
                         "is not supported with strategy='multi-worker' yet")

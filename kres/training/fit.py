@@ -84,7 +84,7 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
 
 def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=None,
         initial_epoch=0, resume=False, callbacks=(), verbose="auto",
-        backup=None, backup_dir=None, class_weight=None, last=True):
+        backup=None, backup_dir=None, class_weight=None, last=True, monitor="accuracy"):
     """The one call of `model.fit` in kres, with the run directory's callbacks.
 
     `train_from(epoch)` makes the training pipeline starting at `epoch`
@@ -103,7 +103,9 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     writing it still resumes (from the epoch before). A fit
     with an `initial_epoch` continues a run's history (a later phase):
     the rows and the best checkpoint of the epochs before it stay.
-    `class_weight` is `model.fit`'s. `verbose` is too, except that
+    `class_weight` is `model.fit`'s. `monitor` names the validation metric
+    the best checkpoint and early stopping follow (higher is better; a
+    multi-label run's ``"pr_auc"``). `verbose` is too, except that
     ``"auto"`` is Keras's progress bar only in a terminal, and one line per
     epoch (``2``) where the output goes to a file or a pipe (`progress`).
     With the recipe's `ema`, validation, the best checkpoint and early
@@ -131,7 +133,7 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
               f"starts again from its first epoch", file=sys.stderr)
     first_epoch = start_epoch(model, backup_dir, initial_epoch, backup)
     previous = runs.trim_history(history_path, first_epoch) if resume or initial_epoch else []
-    best_so_far = max((float(r["val_accuracy"]) for r in previous), default=None)
+    best_so_far = max((float(r[f"val_{monitor}"]) for r in previous), default=None)
     # The weight average (recipe.ema): in the model from the first callback's epoch end
     # to the last's, so the checkpoint and early stopping between them see it.
     average = WeightAverage(model, recipe.ema_decay, recipe.ema_warmup) if recipe.ema else None
@@ -144,7 +146,7 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
         keras.callbacks.TerminateOnNaN(raise_error=True),
         *average_in,
         EpochStats(train_examples),
-        keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
+        keras.callbacks.ModelCheckpoint(best_path, monitor=f"val_{monitor}", mode="max",
                                         save_best_only=True,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(history_path, append=True),
@@ -153,7 +155,7 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
     ]
     if recipe.patience:
         all_callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=recipe.patience,
+            monitor=f"val_{monitor}", mode="max", patience=recipe.patience,
             restore_best_weights=True))
     all_callbacks.extend(average_out)
     if last:

@@ -116,7 +116,8 @@ def lr_find(model, dataset=None, *, out=None, data=None, start=1e-6, end=10.0, s
     with strategy.scope():
         compile_model(network, recipe, steps_per_epoch=steps,
                       num_classes=p.data.spec.num_classes, jit_compile=config.jit_compile,
-                      distilled=p.teacher is not None, learning_rate=ramp)
+                      distilled=p.teacher is not None, learning_rate=ramp,
+                      threshold=p.threshold)
     recorder = _Recorder(ramp, steps, smoothing, divergence, _verbose(verbose))
     network.fit(train_from(0), epochs=1, steps_per_epoch=steps, callbacks=[recorder],
                 shuffle=False, verbose=0)

@@ -10,6 +10,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from kres import checks
 from kres.data import sources
 from kres.data import splits as ksplits
 from kres.data.catalog import get_dataset_spec
@@ -38,6 +39,8 @@ class Prepared:
             carries: the pretrained weights', else the dataset's.
         pretrained: the `kres.training.finetune.Pretrained` weights, or None.
         teacher: the distillation teacher (`kres.training.distill`), frozen, or None.
+        threshold: a multi-label run's label threshold (the config's), or
+            ``None`` for a run of one class per image.
     """
 
     recipe: Recipe
@@ -50,6 +53,7 @@ class Prepared:
     preprocessing: object
     pretrained: finetune.Pretrained | None = None
     teacher: object = None
+    threshold: float | None = None
 
     @property
     def input_shape(self):
@@ -95,13 +99,27 @@ def resolve_input(model, spec, data, *, image_size, channels, batch_sizes):
     return image_size, channels
 
 
+def model_preprocessing(spec, input_shape, augment=None):
+    """The `kres.preprocessing.Preprocessing` a model trained on a dataset carries:
+    the dataset's statistics, and the ImageNet centre crop as its evaluation
+    resize only when it is trained with the random-resized crop (`augment`, else
+    the dataset's ``"imagenet"``); trained on whole images brought to the input
+    size, it is evaluated and served so, not through a crop that would cut off
+    the sides of an image of another shape."""
+    preprocessing = spec.preprocessing(input_shape)
+    if (augment or spec.augment) != "imagenet":
+        preprocessing = dataclasses.replace(preprocessing, resize="resize")
+    return preprocessing
+
+
 def load_data(dataset, *, data_dir=None, subset=None, val_size=None, **folder):
     """`kres.data.sources.load`, failing on unknown names before any I/O; `folder`
-    settings (``skip_bad_images``, ``splits``, ``seed``, ``channels``) apply to
-    image folders only."""
+    settings (``skip_bad_images``, ``splits``, ``seed``, ``channels``,
+    ``labels``, ``class_names``) apply to image folders only (``labels`` is
+    refused for a named dataset)."""
     if not os.path.isdir(dataset):
         get_dataset_spec(dataset)
-        folder = {}
+        folder = {"labels": folder["labels"]} if folder.get("labels") is not None else {}
     return sources.load(dataset, data_dir=data_dir, subset=subset, val_size=val_size,
                         **folder)
 
@@ -130,6 +148,8 @@ def prepare(config, data=None, run_dir=None, resuming=False):
         )
     own_size, own_channels = finetune.weights_input(config.weights)
     data = data or _load(config, config.channels or own_channels, run_dir, resuming)
+    if data.multi_label:
+        _check_multi_label(config)
     image_size, channels = resolve_input(config.model, spec, data,
                                          image_size=config.image_size or own_size,
                                          channels=config.channels or own_channels,
@@ -140,7 +160,8 @@ def prepare(config, data=None, run_dir=None, resuming=False):
                                               input_shape=(image_size, image_size, channels),
                                               overrides=overrides)
         overrides = {**overrides, **pretrained.overrides}
-    preprocessing = data.spec.preprocessing((image_size, image_size, channels))
+    preprocessing = model_preprocessing(data.spec, (image_size, image_size, channels),
+                                        recipe.augment)
     if pretrained is not None:
         preprocessing = pretrained.preprocessing(image_size, image_size,
                                                  preprocessing.resize) or preprocessing
@@ -149,14 +170,26 @@ def prepare(config, data=None, run_dir=None, resuming=False):
         config.teacher, data.spec.num_classes, (image_size, image_size, channels))
     return Prepared(recipe, spec, overrides, data, image_size, channels,
                     steps_per_epoch=data.sizes["train"] // recipe.batch_size,
-                    preprocessing=preprocessing, pretrained=pretrained, teacher=teacher)
+                    preprocessing=preprocessing, pretrained=pretrained, teacher=teacher,
+                    threshold=config.threshold if data.multi_label else None)
+
+
+def _check_multi_label(config):
+    """What a multi-label run cannot do yet, refused before any work."""
+    if config.class_weights:
+        checks.fail("class_weights", True, "weigh single-label classes; the labels of "
+                                           f"{config.labels} give several classes per image")
+    if config.teacher is not None:
+        checks.fail("teacher", config.teacher, "distils single-label classifiers; the labels "
+                                               f"of {config.labels} give several classes "
+                                               f"per image")
 
 
 def _load(config, channels, run_dir, resuming):
     splits_path = os.path.join(run_dir, "splits.json") if run_dir else None
     return load_data(config.dataset, data_dir=config.data_dir, subset=config.subset,
                      val_size=config.val_size, skip_bad_images=config.skip_bad_images,
-                     seed=config.seed or 0, channels=channels,
+                     seed=config.seed or 0, channels=channels, labels=config.labels,
                      splits=ksplits.read_splits(splits_path)
                      if resuming and os.path.isfile(splits_path) else None)
 
@@ -189,8 +222,10 @@ def build(config, p, strategy, precision):
     with strategy.scope():
         # The model normalises its own pixels: the .keras file alone serves it.
         model = build_model(config.model, classes=p.data.spec.num_classes,
-                            input_tensor=image_input(p.preprocessing, p.data.class_names),
-                            dtype=precision, **p.overrides)
+                            input_tensor=image_input(p.preprocessing, p.data.class_names,
+                                                     threshold=p.threshold),
+                            dtype=precision, **p.overrides,
+                            **({"classifier_activation": "sigmoid"} if p.threshold else {}))
         if p.pretrained is not None:  # weights that do not fit fail before any file
             finetune.transfer_weights(p.pretrained.model, model)
             p.pretrained = None  # the copy is all the run needs

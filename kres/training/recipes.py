@@ -319,8 +319,21 @@ def spec_overrides(recipe, model, overrides=()):
     return overrides
 
 
-def metrics(num_classes):
-    """Accuracy, and top-5 accuracy beyond 10 classes (one-hot labels)."""
+def monitored(threshold=None):
+    """The validation metric a run keeps its best model by: ``"accuracy"``, or a
+    multi-label run's (`threshold` given) ``"pr_auc"``."""
+    return "accuracy" if threshold is None else "pr_auc"
+
+
+def metrics(num_classes, threshold=None):
+    """Accuracy, and top-5 accuracy beyond 10 classes (one-hot labels); with a
+    `threshold` (multi-label, multi-hot labels): the area under each class's
+    precision-recall curve, averaged (``pr_auc``, Keras's estimate of the mean
+    average precision), and the micro-averaged F1 at `threshold` (``f1``)."""
+    if threshold is not None:
+        return [keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_classes,
+                                  name="pr_auc"),
+                keras.metrics.F1Score(average="micro", threshold=threshold, name="f1")]
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 10:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
@@ -328,14 +341,16 @@ def metrics(num_classes):
 
 
 def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto",
-                  distilled=False, learning_rate=None):
+                  distilled=False, learning_rate=None, threshold=None):
     """Compiles `model` with a recipe: its optimizer (`make_optimizer`: schedule,
     weight decay, clipping, accumulation), cross-entropy with label smoothing,
     accuracy (and top-5 beyond 10 classes). `distilled`: the student of a
     teacher, whose training labels carry the teacher's probabilities
     (`kres.training.distill`): the distillation loss with the recipe's
     temperature and weight, and metrics on the labels alone. `learning_rate`: a
-    schedule in place of the recipe's (the range test's ramp)."""
+    schedule in place of the recipe's (the range test's ramp). `threshold`: a
+    multi-label model (sigmoid outputs, multi-hot labels): binary cross-entropy
+    with the label smoothing, and `metrics` at that threshold."""
     optimizer = make_optimizer(recipe, model, steps_per_epoch, learning_rate)
     if distilled:
         from kres.training import distill
@@ -343,6 +358,9 @@ def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto
         loss = distill.DistillationLoss(num_classes, recipe.distill_temperature,
                                         recipe.distill_weight, recipe.label_smoothing)
         found = distill.metrics(num_classes)
+    elif threshold is not None:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing)
+        found = metrics(num_classes, threshold)
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
         found = metrics(num_classes)

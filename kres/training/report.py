@@ -21,36 +21,55 @@ from kres import rundir
 REPORT = "report.json"
 CONFUSION_PNG = "confusion.png"
 MISTAKES_PNG = "mistakes.png"
+CLASSES_PNG = "classes.png"
 
 
-def predict(model, ds, *, mistakes=16):
+def predict(model, ds, *, mistakes=16, threshold=None):
     """`model`'s class probabilities over `ds`, and its most confident mistakes.
 
     Args:
-        model: a classifier with softmax outputs.
-        ds: batches of ``(images, one-hot labels)``, in a fixed order (an
-            evaluation pipeline).
+        model: a classifier with softmax outputs (sigmoid outputs with `threshold`).
+        ds: batches of ``(images, one-hot labels)`` (multi-hot with
+            `threshold`), in a fixed order (an evaluation pipeline).
         mistakes: how many of the most confident mistakes to keep.
+        threshold: multi-label: an image's predicted labels are those whose
+            probability is at least `threshold`; a mistake is an image whose
+            predicted labels are not its labels, as confident as its most
+            confident wrong answer (a label given, or a label missed).
 
     Returns:
-        ``(labels, probabilities, wrong)``: the true classes (int array), the
-        probabilities (float32, one row per image, in `ds`'s order) and up to
-        `mistakes` dicts, most confident first, with ``index`` (the image's
-        position in `ds`), ``image`` (uint8 pixels), ``true``, ``predicted``
-        and ``probability`` (of the predicted class).
+        ``(labels, probabilities, wrong)``: the true classes (int array; a
+        multi-hot int array with `threshold`), the probabilities (float32, one
+        row per image, in `ds`'s order) and up to `mistakes` dicts, most
+        confident first, with ``index`` (the image's position in `ds`),
+        ``image`` (uint8 pixels), ``true``, ``predicted`` (class indices;
+        tuples of them with `threshold`) and ``probability`` (of the predicted
+        class; with `threshold`, of the most confident wrong answer: p for a
+        label given, 1 - p for a label missed).
     """
     labels, probabilities, heap, seen = [], [], [], 0
     for images, onehot in ds:
         probs = np.asarray(model.predict_on_batch(images), dtype=np.float32)
-        true = np.argmax(np.asarray(onehot), axis=-1)
-        guess = np.argmax(probs, axis=-1)
-        for i in np.flatnonzero(guess != true) if mistakes else ():
-            entry = (float(probs[i, guess[i]]), -(seen + int(i)))  # ties: the earlier image
+        if threshold is None:
+            true = np.argmax(np.asarray(onehot), axis=-1)
+            guess = np.argmax(probs, axis=-1)
+            wrong_rows = np.flatnonzero(guess != true)
+            confidence = probs[np.arange(len(guess)), guess]
+        else:
+            true = (np.asarray(onehot) > 0.5).astype(np.int64)
+            guess = (probs >= threshold).astype(np.int64)
+            wrong_rows = np.flatnonzero((guess != true).any(axis=-1))
+            # How sure the model was of its wrong answers: p where it gave a label the
+            # image lacks, 1 - p where it missed one.
+            confidence = np.where(guess != true, np.where(guess == 1, probs, 1 - probs),
+                                  0).max(axis=-1) if len(true) else np.zeros(0)
+        for i in wrong_rows if mistakes else ():
+            entry = (float(confidence[i]), -(seen + int(i)))  # ties: the earlier image
+            kept = (*entry, _pixels(images[i]), _classes(true[i]), _classes(guess[i]))
             if len(heap) < mistakes:
-                heapq.heappush(heap, (*entry, _pixels(images[i]), int(true[i]), int(guess[i])))
+                heapq.heappush(heap, kept)
             elif entry > heap[0][:2]:
-                heapq.heapreplace(heap, (*entry, _pixels(images[i]), int(true[i]),
-                                         int(guess[i])))
+                heapq.heapreplace(heap, kept)
         labels.append(true)
         probabilities.append(probs)
         seen += len(true)
@@ -59,6 +78,11 @@ def predict(model, ds, *, mistakes=16):
     wrong = [{"index": -order, "image": image, "true": t, "predicted": g, "probability": p}
              for p, order, image, t, g in sorted(heap, reverse=True)]
     return np.concatenate(labels), np.concatenate(probabilities), wrong
+
+
+def _classes(row):
+    """A class index (int), or a multi-hot row's class indices (a tuple)."""
+    return tuple(int(i) for i in np.flatnonzero(row)) if np.ndim(row) else int(row)
 
 
 def _pixels(image):
@@ -139,6 +163,107 @@ def classification_report(labels, predicted, class_names, *, pairs=10):
     }
 
 
+def average_precision(truth, scores):
+    """The average precision of one class: the mean of the precision at each
+    positive's rank, ties of score counted together, as scikit-learn's
+    ``average_precision_score`` (``sum((R_n - R_{n-1}) P_n)``); ``None`` without
+    positives.
+
+    Example:
+
+    >>> from kres.training.report import average_precision
+    >>> average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1])
+    0.8333333333333333
+    """
+    truth = np.asarray(truth).reshape(-1) > 0
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    positives = int(truth.sum())
+    if not positives:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    scores, truth = scores[order], truth[order]
+    hits = np.cumsum(truth)
+    # The last position of each distinct score: a threshold at that score.
+    last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    precision = hits[last] / (last + 1)
+    recall = hits[last] / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def multilabel_report(labels, probabilities, class_names, *, threshold=0.5):
+    """Per-class precision, recall, F1 and support at `threshold`, each class's
+    average precision, their averages, and whole-image scores, for multi-label
+    predictions.
+
+    Args:
+        labels: the true labels, multi-hot (one row per image).
+        probabilities: the sigmoid outputs, one row per image.
+        class_names: the names of the classes, in label order.
+        threshold: a label is predicted where its probability is at least this.
+
+    Returns:
+        A dict: ``multi_label`` (True), ``threshold``, ``examples``,
+        ``classes`` (``name``, ``precision``, ``recall``, ``f1``, ``support``
+        (the images with the label), ``average_precision`` (``None`` for a
+        class no image has)), ``micro_avg``, ``macro_avg``, ``weighted_avg``
+        (``precision``, ``recall``, ``f1``; as scikit-learn's
+        ``classification_report`` with ``zero_division=0``), ``map`` (the mean
+        of the classes' average precisions, over the classes some image has),
+        ``subset_accuracy`` (images whose predicted labels are exactly theirs)
+        and ``hamming_loss`` (the share of wrong image-label decisions).
+
+    Example:
+
+    >>> from kres.training.report import multilabel_report
+    >>> r = multilabel_report([[1, 1], [0, 1], [1, 0]], [[0.9, 0.6], [0.2, 0.4], [0.7, 0.3]],
+    ...                       ["bag", "shoe"])
+    >>> r["classes"][1]["recall"], r["subset_accuracy"], r["map"]
+    (0.5, 0.6666666666666666, 1.0)
+    """
+    n = len(class_names)
+    truth = np.asarray(labels).reshape(len(labels), -1) > 0
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(len(labels), -1)
+    if truth.shape != probabilities.shape or truth.shape[1] != n:
+        raise ValueError(f"labels and probabilities must both be (images, {n}) for the {n} "
+                         f"classes of class_names: they are {truth.shape} and "
+                         f"{probabilities.shape}.")
+    predicted = probabilities >= threshold
+    hits = (truth & predicted).sum(axis=0).astype(np.float64)
+    support, guessed = truth.sum(axis=0), predicted.sum(axis=0)
+
+    def scores(h, g, s):
+        precision = np.divide(h, g, out=np.zeros(np.shape(h)), where=np.asarray(g) > 0)
+        recall = np.divide(h, s, out=np.zeros(np.shape(h)), where=np.asarray(s) > 0)
+        f1 = np.divide(2 * precision * recall, precision + recall,
+                       out=np.zeros(np.shape(h)), where=precision + recall > 0)
+        return precision, recall, f1
+
+    precision, recall, f1 = scores(hits, guessed, support)
+    micro = scores(np.array([hits.sum()]), np.array([guessed.sum()]),
+                   np.array([support.sum()]))
+    aps = [average_precision(truth[:, c], probabilities[:, c]) for c in range(n)]
+    present = [ap for ap in aps if ap is not None]
+
+    def averages(weights):
+        return {key: float(np.average(values, weights=weights)) if np.sum(weights) else 0.0
+                for key, values in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+    return {
+        "multi_label": True, "threshold": float(threshold), "examples": int(len(truth)),
+        "classes": [{"name": str(class_names[c]), "precision": float(precision[c]),
+                     "recall": float(recall[c]), "f1": float(f1[c]), "support": int(support[c]),
+                     "average_precision": aps[c]} for c in range(n)],
+        "micro_avg": {"precision": float(micro[0][0]), "recall": float(micro[1][0]),
+                      "f1": float(micro[2][0])},
+        "macro_avg": averages(np.ones(n)),
+        "weighted_avg": averages(support),
+        "map": float(np.mean(present)) if present else 0.0,
+        "subset_accuracy": float(np.mean((truth == predicted).all(axis=1))) if len(truth)
+        else 0.0,
+        "hamming_loss": float(np.mean(truth != predicted)) if len(truth) else 0.0,
+    }
+
+
 def report(model, ds, class_names, *, mistakes=16, names=None):
     """`classification_report` of `model` on `ds`, with its most confident mistakes.
 
@@ -158,12 +283,23 @@ def report(model, ds, class_names, *, mistakes=16, names=None):
     return from_predictions(*predict(model, ds, mistakes=mistakes), class_names, names=names)
 
 
-def from_predictions(labels, probabilities, wrong, class_names, *, names=None):
-    """`report` from `predict`'s answer (``labels, probabilities, wrong``)."""
-    result = classification_report(labels, np.argmax(probabilities, axis=-1), class_names)
+def from_predictions(labels, probabilities, wrong, class_names, *, names=None, threshold=None):
+    """`report` from `predict`'s answer (``labels, probabilities, wrong``); with
+    `threshold`, multi-label (`multilabel_report`; the mistakes' classes are
+    names joined by ``;``)."""
+    if threshold is None:
+        result = classification_report(labels, np.argmax(probabilities, axis=-1), class_names)
+    else:
+        result = multilabel_report(labels, probabilities, class_names, threshold=threshold)
+
+    def named(classes):
+        if isinstance(classes, tuple):
+            return ";".join(str(class_names[c]) for c in classes) or "(none)"
+        return str(class_names[classes])
+
     wrong = [dict(m) for m in wrong]
     for m in wrong:
-        m["true"], m["predicted"] = str(class_names[m["true"]]), str(class_names[m["predicted"]])
+        m["true"], m["predicted"] = named(m["true"]), named(m["predicted"])
         if names is not None:
             m["file"] = str(names[m["index"]])
     result["mistakes"] = wrong
@@ -179,7 +315,11 @@ def write_report(result, directory, *, title=""):
                                    for m in result.get("mistakes", [])]}
     rundir.write_json(paths[0], kept)
     names = [c["name"] for c in result["classes"]]
-    plot_confusion(result["confusion_matrix"], names, paths[1], title=title)
+    if result.get("multi_label"):
+        paths[1] = os.path.join(directory, CLASSES_PNG)
+        plot_classes(result, paths[1], title=title)
+    else:
+        plot_confusion(result["confusion_matrix"], names, paths[1], title=title)
     plot_mistakes(result.get("mistakes", []), paths[2], title=title)
     return paths
 
@@ -233,6 +373,32 @@ def plot_confusion(matrix, class_names, path, *, title=""):
     plt.close(fig)
 
 
+def plot_classes(result, path, *, title=""):
+    """Draws a multi-label report's classes as a PNG: each class's average precision
+    and F1 at the threshold, side by side, worst average precision at the top; the
+    figure grows with the classes (0.25 inch each) up to 40 inches."""
+    plt = _pyplot()
+    classes = sorted(result["classes"], key=lambda c: (c["average_precision"] or 0.0),
+                     reverse=True)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(7, min(max(3.0, 0.25 * n + 1.5), 40.0)))
+    y = np.arange(n)
+    ax.barh(y + 0.2, [c["average_precision"] or 0.0 for c in classes], 0.4,
+            label="average precision", color="tab:blue")
+    ax.barh(y - 0.2, [c["f1"] for c in classes], 0.4,
+            label=f"F1 at {result['threshold']:g}", color="tab:orange")
+    ax.set_yticks(y, [f"{c['name']} ({c['support']})" for c in classes],
+                  fontsize=9 if n <= 30 else 7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"mAP {result['map']:.3f}, micro F1 {result['micro_avg']['f1']:.3f}, "
+                  f"exact {result['subset_accuracy']:.3f}")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or "classes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_mistakes(mistakes, path, *, columns=8, title=""):
     """Draws the mistakes of a `report` as a contact sheet PNG: each image with its
     true class, the predicted class and its probability (and file name)."""
@@ -274,11 +440,16 @@ def summary(result, *, classes=None):
     for c in shown:
         lines.append(f"{c['name']:<{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  "
                      f"{c['f1']:.4f}  {c['support']:7d}")
-    for key in ("macro_avg", "weighted_avg"):
+    for key in ("micro_avg", "macro_avg", "weighted_avg"):
+        if key not in result:
+            continue
         a = result[key]
         lines.append(f"{key.replace('_', ' '):<{width}}  {a['precision']:9.4f}  "
                      f"{a['recall']:6.4f}  {a['f1']:.4f}  {result['examples']:7d}")
-    if result["most_confused"]:
+    if result.get("multi_label"):
+        lines.append(f"mAP {result['map']:.4f}, exact label sets {result['subset_accuracy']:.4f}, "
+                     f"threshold {result['threshold']:g}")
+    elif result["most_confused"]:
         lines.append("most confused: " + "; ".join(
             f"{p['true']} as {p['predicted']} {p['count']}" for p in result["most_confused"][:5]))
     return "\n".join(lines)

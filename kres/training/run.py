@@ -31,7 +31,7 @@ from kres.training.devices import make_strategy, resolve_precision
 from kres.training.evaluation import scored, scores
 from kres.training.fit import RAW_WEIGHTS, fit, pipelines, trained
 from kres.training.preparation import build, prepare
-from kres.training.recipes import compile_model, resolve_recipe
+from kres.training.recipes import compile_model, monitored, resolve_recipe
 
 
 @dataclass
@@ -189,7 +189,7 @@ def fit_run(model, run, p, strategy, *, callbacks, verbose):
         val_ds = multiworker.shard_by_data(val_ds)
         fixes = multiworker.keras_fixes()
     common = dict(train_examples=d.sizes["train"], callbacks=callbacks, verbose=verbose,
-                  class_weight=_class_weights(config, d))
+                  class_weight=_class_weights(config, d), monitor=monitored(p.threshold))
     with fixes:
         return _fit_phases(model, run, train_from, val_ds, p, strategy, **common)
 
@@ -207,29 +207,33 @@ def record(run, p, precision, jit_compile, model):
         model = load_model(best_path)
     test_ds = pipeline(d.test, d.spec, training=False, cache=False, image_size=p.image_size,
                        channels=p.channels, num_classes=d.spec.num_classes,
-                       batch_size=recipe.batch_size)
-    single, predicted = scored(model, test_ds, d.spec.num_classes, loss=model.loss)
+                       batch_size=recipe.batch_size, preprocessing=p.preprocessing)
+    score = dict(loss=model.loss, threshold=p.threshold)
+    single, predicted = scored(model, test_ds, d.spec.num_classes, **score)
     final = single
     if recipe.test_flip:
-        final, predicted = scored(model, test_ds, d.spec.num_classes, loss=model.loss,
-                                  flip=True)
+        final, predicted = scored(model, test_ds, d.spec.num_classes, flip=True, **score)
     raw = _raw_scores(model, os.path.join(run.run_dir, RAW_WEIGHTS), test_ds, recipe,
-                      d.spec.num_classes) if recipe.ema else {}
+                      d.spec.num_classes, p.threshold) if recipe.ema else {}
+    metric = monitored(p.threshold)
     results = {
         "model": run.config.model, "dataset": d.name, "precision": precision[0],
         "precision_reason": precision[1], "jit_compile": jit_compile,
-        "test_accuracy": final["accuracy"], "test_loss": final["loss"],
-        **({"test_top5": final["top5"]} if "top5" in final else {}),
+        **({f"test_{key}": value for key, value in final.items()}
+           if p.threshold is not None else {
+            "test_accuracy": final["accuracy"], "test_loss": final["loss"],
+            **({"test_top5": final["top5"]} if "top5" in final else {})}),
+        **({"multi_label": True, "threshold": p.threshold} if p.threshold is not None else {}),
         "test_flip": recipe.test_flip,
         **({"teacher": run.config.teacher} if run.config.teacher else {}),
         **({f"test_{key}_single_view": value for key, value in single.items()}
            if recipe.test_flip else {}),
-        "best_val_accuracy": max((float(r["val_accuracy"]) for r in history), default=None),
+        f"best_val_{metric}": max((float(r[f"val_{metric}"]) for r in history), default=None),
         **raw,
         **({"lr_find_learning_rate": found.learning_rate}
            if (found := lr_range.read(run.run_dir)) is not None else {}),
-        **({"ema": True, "best_raw_val_accuracy": max(
-            float(r["raw_val_accuracy"]) for r in history)} if recipe.ema and history else {}),
+        **({"ema": True, f"best_raw_val_{metric}": max(
+            float(r[f"raw_val_{metric}"]) for r in history)} if recipe.ema and history else {}),
         "epochs_run": len(history), "params": count_params(model), "macs": count_macs(model),
         "epoch_times": [float(r["epoch_time"]) for r in history],
         "train_images_per_second": float(np.median(
@@ -238,7 +242,8 @@ def record(run, p, precision, jit_compile, model):
         "image_size": p.image_size, "channels": p.channels,
     }
     names = [path for path, _ in d.splits["test"]] if d.splits is not None else None
-    graded = report.from_predictions(*predicted, d.class_names, names=names)
+    graded = report.from_predictions(*predicted, d.class_names, names=names,
+                                     threshold=p.threshold)
     report.write_report(graded, run.run_dir,
                         title=f"{os.path.basename(os.path.normpath(run.run_dir))}, test")
     rundir.write_json(os.path.join(run.run_dir, "results.json"), results)
@@ -247,19 +252,19 @@ def record(run, p, precision, jit_compile, model):
     return results
 
 
-def _raw_scores(model, path, test_ds, recipe, num_classes):
+def _raw_scores(model, path, test_ds, recipe, num_classes, threshold=None):
     """A run with a weight average: the test scores of the raw weights its training
     ended with (`kres.training.fit.RAW_WEIGHTS`), beside the average's."""
     if not os.path.isfile(path):
         return {}
     raw = keras.models.clone_model(model)
     raw.set_weights(rundir.load_arrays(path))
-    single = scores(raw, test_ds, num_classes, loss=model.loss)
+    key = "accuracy" if threshold is None else "map"
+    single = scores(raw, test_ds, num_classes, loss=model.loss, threshold=threshold)
     if not recipe.test_flip:
-        return {"test_accuracy_raw": single["accuracy"]}
-    flipped = scores(raw, test_ds, num_classes, loss=model.loss, flip=True)
-    return {"test_accuracy_raw": flipped["accuracy"],
-            "test_accuracy_raw_single_view": single["accuracy"]}
+        return {f"test_{key}_raw": single[key]}
+    flipped = scores(raw, test_ds, num_classes, loss=model.loss, flip=True, threshold=threshold)
+    return {f"test_{key}_raw": flipped[key], f"test_{key}_raw_single_view": single[key]}
 
 
 def _fit_phases(model, run, train_from, val_ds, p, strategy, **common):
@@ -275,7 +280,8 @@ def _fit_phases(model, run, train_from, val_ds, p, strategy, **common):
     def compile_phase(phase_recipe):
         with strategy.scope():
             compile_model(model, phase_recipe, p.steps_per_epoch, p.data.spec.num_classes,
-                          jit_compile=run.config.jit_compile, distilled=p.teacher is not None)
+                          jit_compile=run.config.jit_compile, distilled=p.teacher is not None,
+                          threshold=p.threshold)
 
     if not recipe.frozen_epochs:
         compile_phase(recipe)

@@ -26,6 +26,7 @@ from kres.models import counting as stats
 from kres.models.inputs import image_input
 from kres.models.registry import build_model, resolve_spec
 from kres.training.fit import fit, pipelines
+from kres.training.preparation import model_preprocessing
 from kres.training.recipes import compile_model, resolve_recipe
 
 
@@ -261,8 +262,12 @@ class ResidualHyperModel(kt.HyperModel):
 
     @property
     def preprocessing(self):
-        """The trials' `kres.preprocessing.Preprocessing`: the dataset's statistics."""
-        return self.data.spec.preprocessing((self.image_size, self.image_size, self.channels))
+        """The trials' `kres.preprocessing.Preprocessing`: the dataset's statistics, the
+        evaluation resize of the config's augmentation
+        (`kres.training.preparation.model_preprocessing`)."""
+        augment = resolve_recipe(self.config.recipe, **self.config.recipe_overrides).augment
+        return model_preprocessing(self.data.spec,
+                                   (self.image_size, self.image_size, self.channels), augment)
 
     def cost(self, overrides):
         """(MACs, parameters) of the network with these spec overrides (cached)."""
@@ -356,7 +361,7 @@ class ResidualHyperModel(kt.HyperModel):
         overrides = self.overrides(hp)
         macs, params = self.cost(overrides)
         train_from, val_ds = pipelines(self.data, recipe, self.image_size, self.channels,
-                                     seed=self.seed())
+                                     seed=self.seed(), preprocessing=self.preprocessing)
         if initial_epoch:
             # A Hyperband continuation: the schedule goes on from the lower rung's end.
             steps = self.data.sizes["train"] // recipe.batch_size
