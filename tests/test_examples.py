@@ -25,7 +25,8 @@ def _run(name, tmp_path, data_dir):
 def test_every_example_has_a_smoke_test():
     tested = {"degradation", "cardinality_vs_width", "tune_depth_and_cardinality",
               "export_and_serve", "resnext_in_a_keras_script", "cifar10_resnet20",
-              "finetune_own_images", "fpn_backbone", "multi_label_pairs"}  # fpn_backbone's is in test_backbones
+              "finetune_own_images", "fpn_backbone",  # fpn_backbone's is in test_backbones
+              "multi_label_pairs"}
     assert {f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested
 
 
