@@ -1,6 +1,7 @@
-"""The loss and metric of distillation runs, registered with Keras so that a student's
-checkpoint, which names them in its compile settings, loads (`kres.load_model`
-imports this module; `kres.training.distill` uses them)."""
+"""The losses and metric of kres's runs beyond Keras's own, registered with Keras so that
+a checkpoint, which names them in its compile settings, loads (`kres.load_model`
+imports this module): distillation's (`kres.training.distill` uses them) and a
+multi-label run's binary cross-entropy summed over the classes."""
 
 import keras
 
@@ -59,6 +60,44 @@ class DistillationLoss(keras.losses.Loss):
         return {**super().get_config(), "num_classes": self.num_classes,
                 "temperature": self.temperature, "weight": self.weight,
                 "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable("kres")
+class SummedBinaryCrossentropy(keras.losses.Loss):
+    """Binary cross-entropy summed over the classes (averaged over the batch): a
+    multi-label run's loss.
+
+    Keras's `BinaryCrossentropy` averages over the classes, so its gradient is
+    1/classes of the softmax cross-entropy's for the same errors, and a
+    recipe's learning rate and weight decay, set for the latter, would act as
+    if divided and multiplied by the number of classes. Summed, each class's
+    term has the scale of a softmax output's. Label smoothing as Keras's: the
+    targets move towards 0.5.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from kres.losses import SummedBinaryCrossentropy
+    >>> loss = SummedBinaryCrossentropy()
+    >>> y, p = np.array([[1.0, 0.0, 1.0]]), np.array([[0.9, 0.2, 0.6]])
+    >>> round(float(loss(y, p)), 4), round(float(-np.log([0.9, 0.8, 0.6]).sum()), 4)
+    (0.8393, 0.8393)
+    """
+
+    def __init__(self, label_smoothing=0.0, name="summed_binary_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        y_pred = ops.cast(y_pred, "float32")
+        y_true = ops.cast(y_true, "float32")
+        mean = keras.losses.binary_crossentropy(y_true, y_pred,
+                                                label_smoothing=self.label_smoothing)
+        return mean * ops.cast(ops.shape(y_true)[-1], "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 @keras.saving.register_keras_serializable("kres")

@@ -15,6 +15,24 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 
+def shared_root(tmp_path_factory):
+    """The test session's temporary folder that every parallel worker shares (for
+    what one of them makes once, under a lock, for all)."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+@pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory):
+    """`shared_root`, as a fixture."""
+    return shared_root(tmp_path_factory)
+
+
+def _need_debian_files(offline):
+    if not os.path.isdir(offline.DEBIAN_FASHION_MNIST):
+        pytest.fail("Debian's dataset-fashion-mnist is not installed; `make test` installs it.")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)
@@ -32,11 +50,8 @@ def fashion_mnist_dir(tmp_path_factory):
     from kres import data as datasets
     from kres.data import fashion_mnist as offline
 
-    if not os.path.isdir(offline.DEBIAN_FASHION_MNIST):
-        pytest.fail("Debian's dataset-fashion-mnist is not installed; `make test` installs it.")
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
+    _need_debian_files(offline)
+    root = shared_root(tmp_path_factory)
     path = str(root / "fashion_mnist")
     if os.environ.get("KRES_DATA_DIR"):
         path = datasets.data_dir_for("fashion_mnist")
@@ -57,11 +72,8 @@ def fashion_mnist_quick_dir(tmp_path_factory):
 
     from kres.data import fashion_mnist as offline
 
-    if not os.path.isdir(offline.DEBIAN_FASHION_MNIST):
-        pytest.fail("Debian's dataset-fashion-mnist is not installed; `make test` installs it.")
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
+    _need_debian_files(offline)
+    root = shared_root(tmp_path_factory)
     path = str(root / "fashion_mnist_quick")
     with open(str(root / "fashion_mnist_quick.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -84,9 +96,7 @@ def trained(fashion_mnist_dir, tmp_path_factory):
 
     import kres
 
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
+    root = shared_root(tmp_path_factory)
     run = os.path.join(root, "edge-run")
     with open(os.path.join(root, "edge-run.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

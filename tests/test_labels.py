@@ -231,8 +231,17 @@ def test_a_multi_label_run_scores_reports_and_evaluates_the_same(multi_label_run
     scores = kres.evaluate(run, folder)
     assert scores["map"] == pytest.approx(results["test_map"], abs=1e-6)
     assert scores["f1"] == pytest.approx(results["test_f1"], abs=1e-6)
-    # The same images with one label each (the first of each row's).
+    # New labelled images of some of the model's classes only (no bag): scored on
+    # their test split, the absent class left out of the mean average precision.
     rows = open(csv_path).read().splitlines()[1:]
+    some = os.path.join(os.path.dirname(run), "no_bags.csv")
+    with open(some, "w") as f:
+        f.write("".join(row + "\n" for row in rows if "bag" not in row))
+    partial = kres.evaluate(run, folder, labels=some, report=True)
+    bag = [c for c in partial["report"]["classes"] if c["name"] == "bag"][0]
+    assert bag["support"] == 0 and bag["average_precision"] is None
+    assert 0 < partial["map"] <= 1
+    # The same images with one label each (the first of each row's).
     single = os.path.join(os.path.dirname(run), "single.csv")
     with open(single, "w") as f:
         f.write("".join(row.split(";")[0] + "\n" for row in rows))
@@ -263,6 +272,14 @@ def test_a_multi_label_export_serves_each_images_labels(multi_label_run, tmp_pat
     assert both, "no image with two labels was served both"
     pixels = c_api_run(path, "serving_pixels", {"pixels": images.numpy()[:8]})
     np.testing.assert_array_equal(pixels["predicted"], pixels["probabilities"] >= 0.4)
+    # A LiteRT file records the threshold too, and kres predict applies it.
+    tflite = kres.export(run, str(tmp_path / "pairs-tflite"), format="tflite")
+    on_device = kres.serving.predict(tflite, encoded[:16])
+    # LiteRT's float kernels: measured up to 7e-4 from the SavedModel's here.
+    np.testing.assert_allclose(on_device["probabilities"], served["probabilities"][:16],
+                               atol=3e-3)
+    assert [s.decode() for s in on_device["predicted_labels"]] == [
+        ";".join(names[row >= 0.4]) for row in on_device["probabilities"]]
     assert main(["predict", "--saved-model", str(tmp_path / "pairs"), "--from-dataset", folder,
                  "--labels", csv_path, "--count", "4"]) == 0
     printed = capsys.readouterr().out

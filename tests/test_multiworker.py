@@ -63,15 +63,13 @@ LOGGED = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 @pytest.fixture(scope="session")
-def reference(fashion_mnist_quick_dir, tmp_path_factory):
+def reference(fashion_mnist_quick_dir, shared_tmp):
     """The run of `SETTINGS` uninterrupted in one process: MirroredStrategy over two
     logical CPUs (each normalising half of every batch of 64, as each of two workers
     does), with Keras as it is. Made once per test session (parallel workers wait)."""
     import fcntl
 
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
+    root = shared_tmp
     folder = root / "multiworker-reference"
     with open(root / "multiworker-reference.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

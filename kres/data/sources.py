@@ -243,7 +243,7 @@ def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, chann
         raise ValueError(
             f"val_size holds validation images out of train/, but {scan.root} has a val/ "
             f"folder: drop val_size or the val/ folder. Received: val_size={val_size!r}")
-    splits = _folder_splits(scan, root, splits, val_size, seed)
+    splits = _folder_splits(scan, root, splits, val_size, seed, every_class=class_names is None)
     train = _training_items(scan, splits, subset, seed)
     gray = channels == 1
     spec = DatasetSpec(None, None, channels, len(scan.class_names),
@@ -293,7 +293,7 @@ def _refuse_bad_images(scan, root):
     )
 
 
-def _folder_splits(scan, root, splits, val_size, seed):
+def _folder_splits(scan, root, splits, val_size, seed, every_class=True):
     """The folder's splits: the ones given (checked), else a seeded stratified split;
     every split holding images."""
     if splits is not None:
@@ -309,7 +309,8 @@ def _folder_splits(scan, root, splits, val_size, seed):
                     f"each of the {len(scan.class_names)} classes keeps one for training. "
                     f"Received: val_size={val_size!r}")
             fraction = val_size / pool if checks.is_int(val_size) else val_size
-        splits = ksplits.split(scan, val_fraction=fraction, test_fraction=0.1, seed=seed)
+        splits = ksplits.split(scan, val_fraction=fraction, test_fraction=0.1, seed=seed,
+                               every_class=every_class)
     for s in ("val", "test"):
         if splits[s]:
             continue

@@ -126,7 +126,7 @@ def stratified(items, num_classes, fractions, *, seed=0, salt=0, keep=1):
     return [sorted(part) for part in parts]
 
 
-def split(scan, *, val_fraction=0.1, test_fraction=0.1, seed=0):
+def split(scan, *, val_fraction=0.1, test_fraction=0.1, seed=0, every_class=True):
     """The train, validation and test splits of a scanned folder.
 
     ``"splits"`` layout: the folders' own splits; without val/, a stratified
@@ -150,6 +150,9 @@ def split(scan, *, val_fraction=0.1, test_fraction=0.1, seed=0):
         test_fraction: the fraction held out for the test when there is no
             test/ folder, in [0, 1).
         seed: the shuffle's seed, a non-negative integer.
+        every_class: refuse a class without a training image (training needs
+            one of each; a trained model's classes, evaluated on a folder
+            labelled with some of them, do not).
 
     Returns:
         A `Splits`: ``{"train": [...], "val": [...], "test": [...]}`` of sorted
@@ -199,7 +202,7 @@ def split(scan, *, val_fraction=0.1, test_fraction=0.1, seed=0):
             sources[name] = f"{name}/"
     counts = label_counts([label for _, label in result["train"]], n)
     missing = [scan.class_names[c] for c in range(n) if counts[c] == 0]
-    if missing:
+    if missing and every_class:
         raise ValueError(
             f"Classes without a training image that decodes in {scan.root}: "
             f"{', '.join(missing[:LISTED])}. Every class needs one. Received: "

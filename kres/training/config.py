@@ -7,6 +7,7 @@ arguments (a name, a dataset and keyword settings) into a config.
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 
 from kres import checks
@@ -125,6 +126,9 @@ class TrainConfig:
         checks.boolean("class_weights", self.class_weights)
         distill.check_teacher(self.teacher)
         checks.string("labels", self.labels, optional=True)
+        if self.labels is not None and not os.path.isfile(self.labels):
+            checks.fail("labels", self.labels, "must be a CSV file of path,label rows (it "
+                                               "names no file)")
         if self.labels is not None and self.dataset in DATASETS:
             checks.fail("labels", self.labels, f"label the images of a folder; "
                                                f"{self.dataset!r} is a named dataset with "

@@ -12,6 +12,7 @@ import numpy as np
 from kres import checks, rundir
 from kres.data import splits as ksplits
 from kres.data.pipeline import pipeline
+from kres.losses import SummedBinaryCrossentropy
 from kres.models.inference import flip_averaged
 from kres.models.inputs import label_threshold, preprocessing_layer, with_preprocessing
 from kres.models.saving import load_model
@@ -143,12 +144,12 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
     folder = {"labels": labels}
     if os.path.isdir(dataset):
         splits_path = os.path.join(run, "splits.json")
+        own = saved.get("labels")
         if labels is None and same:
-            labels = saved.get("labels")
-        # The run's split, for its own folder labelled as it was.
-        same = same and (labels or None) == (saved.get("labels") or None) or (
-            same and labels and saved.get("labels")
-            and os.path.abspath(labels) == os.path.abspath(saved["labels"]))
+            labels = own
+        # The run's split is for its own folder labelled as it was.
+        same = same and (labels == own or (labels is not None and own is not None
+                                           and os.path.abspath(labels) == os.path.abspath(own)))
         layer = preprocessing_layer(model)
         folder = dict(channels=channels, seed=saved.get("seed") or 0,
                       skip_bad_images=bool(same and saved.get("skip_bad_images")),
@@ -182,7 +183,7 @@ def evaluate(model_path, dataset, *, split="test", data_dir=None, batch_size=256
                   image_size=height, channels=channels, num_classes=classes, cache=False,
                   preprocessing=preprocessing_layer(model).preprocessing(height, width,
                                                                          channels))
-    loss = "categorical_crossentropy" if threshold is None else "binary_crossentropy"
+    loss = "categorical_crossentropy" if threshold is None else SummedBinaryCrossentropy()
     result, predicted = scored(model, ds, classes, loss=loss, flip=flip,
                                mistakes=mistakes if report else 0, threshold=threshold)
     if report:

@@ -350,7 +350,9 @@ def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto
     temperature and weight, and metrics on the labels alone. `learning_rate`: a
     schedule in place of the recipe's (the range test's ramp). `threshold`: a
     multi-label model (sigmoid outputs, multi-hot labels): binary cross-entropy
-    with the label smoothing, and `metrics` at that threshold."""
+    summed over the classes (`kres.losses.SummedBinaryCrossentropy`, at the
+    softmax cross-entropy's scale the recipes are set for) with the label
+    smoothing, and `metrics` at that threshold."""
     optimizer = make_optimizer(recipe, model, steps_per_epoch, learning_rate)
     if distilled:
         from kres.training import distill
@@ -359,7 +361,9 @@ def compile_model(model, recipe, steps_per_epoch, num_classes, jit_compile="auto
                                         recipe.distill_weight, recipe.label_smoothing)
         found = distill.metrics(num_classes)
     elif threshold is not None:
-        loss = keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing)
+        from kres.losses import SummedBinaryCrossentropy
+
+        loss = SummedBinaryCrossentropy(label_smoothing=recipe.label_smoothing)
         found = metrics(num_classes, threshold)
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
