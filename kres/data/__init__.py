@@ -6,6 +6,8 @@
   `from_arrays`, `ensure_prepared` (offline preparation);
 - `kres.data.folders` and `kres.data.splits`: an image folder's scan, and
   its stratified splits and class weights;
+- `kres.data.label_file`: an image folder's labels from a CSV file
+  (``path,label`` or ``path,label1;label2`` rows; no TensorFlow);
 - `kres.data.fashion_mnist`: Fashion-MNIST from Debian's IDX files (no
   TensorFlow to read them);
 - `kres.data.pipeline`: the `tf.data` pipelines and augmentations;
