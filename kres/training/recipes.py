@@ -189,7 +189,8 @@ class Recipe:
         if self.warmup_epochs >= self.epochs - self.frozen_epochs:
             checks.fail("warmup_epochs", self.warmup_epochs,
                         f"must be shorter than the {self.epochs - self.frozen_epochs} epochs "
-                        "after the frozen phase")
+                        + ("after the frozen phase" if self.frozen_epochs else
+                           "of the run: set more epochs or fewer warmup_epochs"))
         if self.frozen_learning_rate is not None:
             checks.number("frozen_learning_rate", self.frozen_learning_rate, low=0,
                           low_open=True)
