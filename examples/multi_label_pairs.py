@@ -8,10 +8,12 @@ images, ``test/`` from its test images) and a ``labels.csv`` of
 ``path,label1;label2`` rows, as a user with a spreadsheet of labels has.
 Then, as a user would:
 
-- ``kres train --dataset FOLDER --labels FOLDER/labels.csv`` (several labels
-  on a row make the run multi-label: sigmoid outputs, binary cross-entropy,
-  the best model by validation PR AUC, the test's mean average precision and
-  F1 at the threshold);
+- ``kres train --dataset FOLDER --labels FOLDER/labels.csv --augment crop_flip``
+  (several labels on a row make the run multi-label: sigmoid outputs, binary
+  cross-entropy summed over the classes, the best model by validation PR AUC,
+  the test's mean average precision and F1 at the threshold; ``crop_flip``
+  trains on the whole pair, where a folder's default ImageNet crop would cut
+  its two items in half);
 - ``kres export`` of the run (the threshold travels in the model);
 - the test images sent to the SavedModel as PNG bytes: its
   ``predicted_labels`` against each image's labels, and how many two-label
@@ -44,6 +46,11 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the recipe's epochs")
     parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--augment", default="crop_flip",
+                        help="the training augmentation (default crop_flip: the whole pair "
+                             "squeezed to the input, padded, cropped and flipped; an image "
+                             "folder's own default, imagenet, crops at random in training and "
+                             "the centre in evaluation, and cuts the two items in half)")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/multi-label-pairs")
@@ -93,7 +100,7 @@ def main(argv=None):
     if not os.path.isfile(labels):
         labels = write_folder(folder, {"train": args.train_images, "test": args.test_images},
                               seed=args.seed)
-    run_dir = os.path.join(args.out, f"{args.model}-{args.recipe}-seed{args.seed}")
+    run_dir = os.path.join(args.out, f"{args.model}-{args.recipe}-{args.augment}-seed{args.seed}")
     settings = dict(model_overrides={"depths": (1, 1, 1)}) if args.smoke else {}
     if args.epochs:
         settings["epochs"] = args.epochs
@@ -101,7 +108,7 @@ def main(argv=None):
     if not os.path.isfile(os.path.join(run_dir, "results.json")):
         kres.train(args.model, folder, labels=labels, recipe=args.recipe, run_dir=run_dir,
                    image_size=args.image_size, channels=1, threshold=args.threshold,
-                   seed=args.seed, verbose=2, **settings)
+                   augment=args.augment, seed=args.seed, verbose=2, **settings)
     minutes = (time.perf_counter() - start) / 60
     with open(os.path.join(run_dir, "results.json")) as f:
         results = json.load(f)
@@ -124,7 +131,7 @@ def main(argv=None):
                 if answer == expected and len(examples) < 3:
                     examples.append(answer)
     summary = {
-        "model": args.model, "recipe": args.recipe, "seed": args.seed,
+        "model": args.model, "recipe": args.recipe, "augment": args.augment, "seed": args.seed,
         "train_images": results["train_examples"], "test_images": data.sizes["test"],
         "epochs": results["epochs_run"], "threshold": results["threshold"],
         "test_map": results["test_map"], "test_f1": results["test_f1"],
@@ -137,7 +144,7 @@ def main(argv=None):
     }
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print(f"{args.model}, {args.recipe}, {summary['epochs']} epochs on "
+    print(f"{args.model}, {args.recipe}, --augment {args.augment}, {summary['epochs']} epochs on "
           f"{summary['train_images']:,} two-item images: test mAP {summary['test_map']:.4f}, "
           f"F1 {summary['test_f1']:.4f} (macro {summary['test_macro_f1']:.4f}) at threshold "
           f"{summary['threshold']:g}, exact label sets {summary['test_subset_accuracy']:.4f}")

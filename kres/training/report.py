@@ -392,8 +392,10 @@ def plot_classes(result, path, *, title=""):
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"mAP {result['map']:.3f}, micro F1 {result['micro_avg']['f1']:.3f}, "
                   f"exact {result['subset_accuracy']:.3f}")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(title or "classes")
+    # Above the bars, which reach the right edge for the best classes.
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8,
+              frameon=False)
+    ax.set_title(title or "classes", pad=20)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
