@@ -8,10 +8,13 @@ lines, with the images per class and split and the class imbalance.
 """
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+# What tf.io.decode_image reads (TensorFlow 2.21: JPEG, PNG, GIF, BMP, WebP, JPEG XL).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl")
 # The colour kinds of images a scan counts.
 KINDS = ("grayscale", "grayscale+alpha", "rgb", "rgba", "cmyk", "palette")
 SPLIT_NAMES = ("train", "val", "test")
@@ -194,6 +197,16 @@ class FolderScan:
             "max_size": list(self.max_size), "counts": self.counts(),
             "labels_file": self.labels_file, "unlabelled": list(self.unlabelled),
         }
+
+
+def is_hidden(name):
+    """Whether a file or folder name is hidden (``.DS_Store``, ``._x.jpg``, ``.git``)."""
+    return name.startswith(".")
+
+
+def relative_path(root, path):
+    """`path` relative to `root`, with ``/`` (as a scan lists files)."""
+    return os.path.relpath(path, root).replace(os.sep, "/")
 
 
 def label_json(label):

@@ -31,13 +31,19 @@ import re
 import tensorflow as tf
 
 from kres import checks
-from kres.data.folder_scan import KINDS, LISTED, SPLIT_NAMES, FolderScan
-from kres.data.label_file import read_labels
+from kres.data.folder_scan import (
+    IMAGE_EXTENSIONS,
+    KINDS,
+    LISTED,
+    SPLIT_NAMES,
+    FolderScan,
+    is_hidden,
+    relative_path,
+)
+from kres.data.label_file import labelled_listing, read_labels
 from kres.images import decode, decode_stored
 from kres.native_output import native_stderr_hidden
 
-# What tf.io.decode_image reads (TensorFlow 2.21: JPEG, PNG, GIF, BMP, WebP, JPEG XL).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl")
 # Above this many files, `scan` shows a progress bar (progress=None).
 PROGRESS_FILES = 500
 
@@ -77,17 +83,13 @@ def decode_error_reason(error):
 # --- Scanning ------------------------------------------------------------------
 
 
-def _is_hidden(name):
-    return name.startswith(".")
-
-
 def _listing(root):
     """``(layout, {split: {class: [relative paths of image files]}}, ignored)``."""
     ignored = []
     entries = sorted(os.scandir(root), key=lambda e: e.name)
-    folders = [e.name for e in entries if e.is_dir() and not _is_hidden(e.name)]
+    folders = [e.name for e in entries if e.is_dir() and not is_hidden(e.name)]
     for e in entries:
-        if _is_hidden(e.name) or not e.is_dir():
+        if is_hidden(e.name) or not e.is_dir():
             ignored.append(e.name + ("/" if e.is_dir() else ""))
     split_folders = [f for f in folders if f in SPLIT_NAMES]
     if split_folders:
@@ -113,7 +115,7 @@ def _listing(root):
         entries = sorted(os.scandir(top), key=lambda e: e.name) if layout == "splits" else entries
         for entry in entries:
             relative = (f"{split_name}/" if layout == "splits" else "") + entry.name
-            if _is_hidden(entry.name) or not entry.is_dir():
+            if is_hidden(entry.name) or not entry.is_dir():
                 if layout == "splits":  # the flat root's own files are listed above
                     ignored.append(relative + ("/" if entry.is_dir() else ""))
                 continue
@@ -126,21 +128,17 @@ def _class_files(root, folder, ignored):
     """The image files under one class folder (recursively), sorted; the rest to `ignored`."""
     images = []
     for directory, subdirs, names in os.walk(folder):
-        for d in [d for d in subdirs if _is_hidden(d)]:
-            ignored.append(_relative(root, os.path.join(directory, d)) + "/")
+        for d in [d for d in subdirs if is_hidden(d)]:
+            ignored.append(relative_path(root, os.path.join(directory, d)) + "/")
             subdirs.remove(d)
         subdirs.sort()
         for name in names:
-            path = _relative(root, os.path.join(directory, name))
-            if not _is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS):
+            path = relative_path(root, os.path.join(directory, name))
+            if not is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS):
                 images.append(path)
             else:
                 ignored.append(path)
     return sorted(images)
-
-
-def _relative(root, path):
-    return os.path.relpath(path, root).replace(os.sep, "/")
 
 
 def scan(root, *, labels=None, class_names=None, progress=None):
@@ -212,7 +210,7 @@ def scan(root, *, labels=None, class_names=None, progress=None):
     if labels is not None:
         label_file = read_labels(labels)
         label_path = label_file.path
-        layout, listed, ignored, unlabelled, class_names = _labelled_listing(
+        layout, listed, ignored, unlabelled, class_names = labelled_listing(
             root, label_file, class_names)
     else:
         if class_names is not None:
@@ -284,80 +282,6 @@ def _folder_listing(root):
                            for path in classes.get(name, ())]
               for split_name, classes in files.items()}
     return layout, listed, ignored, class_names
-
-
-def _labelled_listing(root, label_file, class_names):
-    """``(layout, {split: [(path, label)]}, ignored, unlabelled, class names)`` of the
-    images a `LabelFile` labels; its rows checked against the folder."""
-    where = f"Received: labels={label_file.path!r}"
-    given = list(class_names) if class_names is not None else label_file.class_names
-    index = {name: i for i, name in enumerate(given)}
-    problems = []
-    for relative, names in label_file.labels.items():
-        line = f"line {label_file.lines[relative]}: {relative}"
-        full = os.path.join(root, relative)
-        if not os.path.isfile(full):
-            problems.append(f"{line} is not in {root}"
-                            + (" (a folder)" if os.path.isdir(full) else ""))
-        elif _is_hidden(os.path.basename(relative)) or not relative.lower().endswith(
-                IMAGE_EXTENSIONS):
-            problems.append(f"{line} is not an image file (suffixes "
-                            f"{', '.join(IMAGE_EXTENSIONS)})")
-        unknown = [n for n in names if n not in index]
-        if unknown:
-            problems.append(f"{line} has label{'s' * (len(unknown) != 1)} outside the "
-                            f"classes ({', '.join(given[:LISTED])}"
-                            f"{', ...' if len(given) > LISTED else ''}): {', '.join(unknown)}")
-    if problems:
-        shown = "\n".join(f"  {p}" for p in problems[:LISTED])
-        more = (f"\n  ... and {len(problems) - LISTED} more" if len(problems) > LISTED else "")
-        raise ValueError(f"The label file {label_file.path} does not fit the image folder "
-                         f"{root}: {len(problems)} row{'s' * (len(problems) != 1)}:\n"
-                         f"{shown}{more}\n{where}")
-    tops = {relative.split("/", 1)[0] for relative in label_file.labels}
-    in_splits = tops & set(SPLIT_NAMES)
-    if in_splits and tops - set(SPLIT_NAMES):
-        raise ValueError(
-            f"The label file {label_file.path} lists images in split folders "
-            f"({', '.join(sorted(in_splits))}) and elsewhere "
-            f"({', '.join(sorted(tops - set(SPLIT_NAMES))[:LISTED])}): list every image under "
-            f"train/ (with optional val/ and test/), or none. {where}")
-    if in_splits and "train" not in in_splits:
-        raise ValueError(f"The label file {label_file.path} lists images in "
-                         f"{' and '.join(f + '/' for f in sorted(in_splits))} but none in "
-                         f"train/. {where}")
-    multi = label_file.multi_label
-    listed = {}
-    for relative, names in label_file.labels.items():
-        split_name = relative.split("/", 1)[0] if in_splits else "all"
-        label = tuple(sorted(index[n] for n in names)) if multi else index[names[0]]
-        listed.setdefault(split_name, []).append((relative, label))
-    layout = "splits" if in_splits else "flat"
-    if class_names is None:
-        first = "train" if in_splits else "all"
-        trained = {n for _, label in listed[first]
-                   for n in ((label,) if isinstance(label, int) else label)}
-        missing = [given[i] for i in range(len(given)) if i not in trained]
-        if missing:
-            raise ValueError(
-                f"The label file {label_file.path} gives labels that no training image has: "
-                f"{', '.join(missing[:LISTED])}. Every class needs training images "
-                f"(train/). {where}")
-    ignored, unlabelled = [], []
-    csv_file = os.path.abspath(label_file.path)
-    for directory, subdirs, names in os.walk(root):
-        for d in [d for d in subdirs if _is_hidden(d)]:
-            subdirs.remove(d)
-        for name in names:
-            full = os.path.join(directory, name)
-            relative = _relative(root, full)
-            if relative in label_file.labels or os.path.abspath(full) == csv_file:
-                continue
-            if not _is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS):
-                unlabelled.append(relative)
-            else:
-                ignored.append(relative)
-    return layout, listed, ignored, unlabelled, given
 
 
 def _decode_all(root, paths, progress):

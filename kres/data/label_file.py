@@ -9,9 +9,10 @@ paths or labels, paths outside the folder, an image listed twice, more than
 two columns (a path holding a comma must be quoted, as spreadsheets write
 it). A first row ``path,label`` (or ``path,labels``) is a header.
 
-The folder scan (`kres.data.folders.scan` with ``labels=``) then checks the
-listed files against the folder: files missing, files that are not images,
-images the file does not label.
+`labelled_listing` then checks the rows against the folder (files missing,
+files that are not images, labels outside a model's classes) and lists the
+images the file leaves unlabelled; `kres.data.folders.scan` with ``labels=``
+calls both, then decodes every listed image.
 
 Nothing here imports TensorFlow.
 """
@@ -22,9 +23,14 @@ import posixpath
 from dataclasses import dataclass, field
 
 from kres import checks
+from kres.data.folder_scan import (
+    IMAGE_EXTENSIONS,
+    LISTED,
+    SPLIT_NAMES,
+    is_hidden,
+    relative_path,
+)
 
-# Problems listed in a message before "... and N more".
-LISTED = 20
 HEADER_PATHS = ("path", "file", "filename", "image")
 HEADER_LABELS = ("label", "labels", "class", "classes")
 
@@ -175,3 +181,90 @@ def read_labels(path, field_name="labels"):
     if not labels:
         checks.fail(field_name, path, "has no path,label rows")
     return LabelFile(path=path, labels=labels, lines=lines)
+
+
+def labelled_listing(root, label_file, class_names):
+    """The images a `LabelFile` labels in the folder `root`, its rows checked
+    against the folder (`kres.data.folders.scan` with ``labels=`` calls it).
+
+    Returns:
+        ``(layout, {split: [(path, label)]}, ignored, unlabelled, class
+        names)``: ``"splits"`` when the paths start with ``train/`` (and
+        ``val/``, ``test/``), else ``"flat"`` (split ``"all"``); a label is a
+        class index, or a sorted tuple of them for a multi-label file; the
+        other files and the image files the file does not list; `class_names`
+        or the file's labels, sorted.
+
+    Raises:
+        ValueError: naming ``labels=``: rows of missing files or files that
+            are not images, labels outside `class_names`, paths mixing split
+            folders and others, no ``train/`` among split folders, a label no
+            training image has (without `class_names`).
+    """
+    where = f"Received: labels={label_file.path!r}"
+    given = list(class_names) if class_names is not None else label_file.class_names
+    index = {name: i for i, name in enumerate(given)}
+    problems = []
+    for relative, names in label_file.labels.items():
+        line = f"line {label_file.lines[relative]}: {relative}"
+        full = os.path.join(root, relative)
+        if not os.path.isfile(full):
+            problems.append(f"{line} is not in {root}"
+                            + (" (a folder)" if os.path.isdir(full) else ""))
+        elif is_hidden(os.path.basename(relative)) or not relative.lower().endswith(
+                IMAGE_EXTENSIONS):
+            problems.append(f"{line} is not an image file (suffixes "
+                            f"{', '.join(IMAGE_EXTENSIONS)})")
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            problems.append(f"{line} has label{'s' * (len(unknown) != 1)} outside the "
+                            f"classes ({', '.join(given[:LISTED])}"
+                            f"{', ...' if len(given) > LISTED else ''}): {', '.join(unknown)}")
+    if problems:
+        raise ValueError(f"The label file {label_file.path} does not fit the image folder "
+                         f"{root}: {len(problems)} row{'s' * (len(problems) != 1)}:\n"
+                         f"{_problem_list(problems)}\n{where}")
+    tops = {relative.split("/", 1)[0] for relative in label_file.labels}
+    in_splits = tops & set(SPLIT_NAMES)
+    if in_splits and tops - set(SPLIT_NAMES):
+        raise ValueError(
+            f"The label file {label_file.path} lists images in split folders "
+            f"({', '.join(sorted(in_splits))}) and elsewhere "
+            f"({', '.join(sorted(tops - set(SPLIT_NAMES))[:LISTED])}): list every image under "
+            f"train/ (with optional val/ and test/), or none. {where}")
+    if in_splits and "train" not in in_splits:
+        raise ValueError(f"The label file {label_file.path} lists images in "
+                         f"{' and '.join(f + '/' for f in sorted(in_splits))} but none in "
+                         f"train/. {where}")
+    multi = label_file.multi_label
+    listed = {}
+    for relative, names in label_file.labels.items():
+        split_name = relative.split("/", 1)[0] if in_splits else "all"
+        label = tuple(sorted(index[n] for n in names)) if multi else index[names[0]]
+        listed.setdefault(split_name, []).append((relative, label))
+    layout = "splits" if in_splits else "flat"
+    if class_names is None:
+        first = "train" if in_splits else "all"
+        trained = {n for _, label in listed[first]
+                   for n in ((label,) if isinstance(label, int) else label)}
+        missing = [given[i] for i in range(len(given)) if i not in trained]
+        if missing:
+            raise ValueError(
+                f"The label file {label_file.path} gives labels that no training image has: "
+                f"{', '.join(missing[:LISTED])}. Every class needs training images "
+                f"(train/). {where}")
+    ignored, unlabelled = [], []
+    csv_file = os.path.abspath(label_file.path)
+    for directory, subdirs, names in os.walk(root):
+        for d in [d for d in subdirs if is_hidden(d)]:
+            subdirs.remove(d)
+        for name in names:
+            full = os.path.join(directory, name)
+            relative = relative_path(root, full)
+            if relative in label_file.labels or os.path.abspath(full) == csv_file:
+                continue
+            if not is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS):
+                unlabelled.append(relative)
+            else:
+                ignored.append(relative)
+    return layout, listed, ignored, unlabelled, given

@@ -62,7 +62,7 @@ def predict(model, ds, *, mistakes=16, threshold=None):
             # How sure the model was of its wrong answers: p where it gave a label the
             # image lacks, 1 - p where it missed one.
             confidence = np.where(guess != true, np.where(guess == 1, probs, 1 - probs),
-                                  0).max(axis=-1) if len(true) else np.zeros(0)
+                                  0).max(axis=-1)
         for i in wrong_rows if mistakes else ():
             entry = (float(confidence[i]), -(seen + int(i)))  # ties: the earlier image
             kept = (*entry, _pixels(images[i]), _classes(true[i]), _classes(guess[i]))
