@@ -219,10 +219,7 @@ def record(run, p, precision, jit_compile, model):
     results = {
         "model": run.config.model, "dataset": d.name, "precision": precision[0],
         "precision_reason": precision[1], "jit_compile": jit_compile,
-        **({f"test_{key}": value for key, value in final.items()}
-           if p.threshold is not None else {
-            "test_accuracy": final["accuracy"], "test_loss": final["loss"],
-            **({"test_top5": final["top5"]} if "top5" in final else {})}),
+        **{f"test_{key}": value for key, value in final.items()},
         **({"multi_label": True, "threshold": p.threshold} if p.threshold is not None else {}),
         "test_flip": recipe.test_flip,
         **({"teacher": run.config.teacher} if run.config.teacher else {}),
