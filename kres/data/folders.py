@@ -44,8 +44,6 @@ from kres.data.label_file import labelled_listing, read_labels
 from kres.images import decode, decode_stored
 from kres.native_output import native_stderr_hidden
 
-_plain = tf.autograph.experimental.do_not_convert
-
 # Above this many files, `scan` shows a progress bar (progress=None).
 PROGRESS_FILES = 500
 
@@ -293,7 +291,8 @@ def _decode_all(root, paths, progress):
                                              tf.constant(absolute, tf.string)))
     # Batched: per-element iteration in Python costs more than decoding a small image.
     # The decoding is graph code already (tf.cond): no AutoGraph rewrite (kres.data.pipeline).
-    ds = ds.map(_plain(lambda i, path: (i, *_probe(path))), num_parallel_calls=tf.data.AUTOTUNE,
+    probe = tf.autograph.experimental.do_not_convert(lambda i, path: (i, *_probe(path)))
+    ds = ds.map(probe, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=False).ignore_errors().batch(256)
     bar = None
     if progress or (progress is None and len(paths) > PROGRESS_FILES):
@@ -377,7 +376,9 @@ def image_dataset(root, items, *, channels=3, num_classes=None):
         checks.fail("items", items, "must be (relative_path, label) pairs")
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string, shape=[len(paths)]),
                                              labels))
-    return ds.map(_plain(lambda path, label: (decode(tf.io.read_file(path), channels), label)),
+    read = tf.autograph.experimental.do_not_convert(
+        lambda path, label: (decode(tf.io.read_file(path), channels), label))
+    return ds.map(read,
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
