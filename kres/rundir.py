@@ -27,6 +27,8 @@ import json
 import math
 import os
 
+from kres import figures
+
 
 def default_dir(*parts, root="runs"):
     """``<root>/<part>-<part>-...-<YYYYmmdd-HHMMSS>``; path-like parts give their last name.
@@ -215,10 +217,7 @@ def plot_history(history, path, title=""):
     """
     if not history:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     epochs = [int(r["epoch"]) + 1 for r in history]
 
@@ -253,7 +252,5 @@ def plot_history(history, path, title=""):
     if any(rate > 0 for rate in rates):  # a schedule's zero at the end is left off the log scale
         axes[2].set_yscale("log")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    figures.save(fig, path)
     return [label for label, _ in lines]

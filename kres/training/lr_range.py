@@ -27,7 +27,7 @@ import time
 import keras
 import numpy as np
 
-from kres import checks, rundir
+from kres import checks, figures, rundir
 from kres.training.optimizers import batch_scale
 
 LrFinding = collections.namedtuple(
@@ -199,10 +199,7 @@ def write(found, out, title=""):
     the rate, log scale, the suggestion marked) in folder `out`."""
     os.makedirs(out, exist_ok=True)
     rundir.write_json(os.path.join(out, JSON_FILE), found._asdict())
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(found.rates[:len(found.losses)], found.losses, color="0.75", lw=0.8,
@@ -222,9 +219,7 @@ def write(found, out, title=""):
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, PLOT_FILE), dpi=110)
-    plt.close(fig)
+    figures.save(fig, os.path.join(out, PLOT_FILE), dpi=110)
 
 
 def read(folder):

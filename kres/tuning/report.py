@@ -14,7 +14,7 @@ import os
 import shutil
 import statistics
 
-from kres import checks
+from kres import checks, figures
 from kres import rundir as runs
 from kres.tuning.spaces import trial_run_dir
 
@@ -160,10 +160,7 @@ def plot_report(rows, path):
     done = [r for r in rows if r["best_val_accuracy"] is not None and r["mmacs"] is not None]
     if not done:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
     import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -176,7 +173,7 @@ def plot_report(rows, path):
     fig.colorbar(scatter, ax=axes[0], label="log2 cardinality")
     axes[1].scatter(cardinality, accuracy, c=depth, cmap="plasma")
     axes[1].set_xscale("log", base=2)
-    axes[1].xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[1].xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes[1].set_xlabel("cardinality")
     by_depth = axes[2].scatter([r["mmacs"] for r in done], accuracy, c=depth, cmap="plasma")
     axes[2].set_xscale("log")
@@ -196,6 +193,4 @@ def plot_report(rows, path):
         ax.grid(alpha=0.3)
     fig.suptitle(f"{len(done)} trials" + (" (bars: the range of each one's seeds; dots: their mean)"
                                          if spread else ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    figures.save(fig, path)
