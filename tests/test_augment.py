@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from kres import data as datasets
 from kres.data import augment as layers
-from kres.data import pipeline
+from kres.data import keyed_draws, pipeline
 from kres.training import recipes
 
 
@@ -94,7 +94,7 @@ def test_augmix_draws_its_chains_for_each_batch():
 
     @tf.function
     def choices(key):
-        t = augmix.get_random_transformation(images, seed=layers._KeyedSeeds(key))
+        t = augmix.get_random_transformation(images, seed=keyed_draws.KeyedSeeds(key))
         return tf.stack([link["choice"] for chain in t["chain_transforms"] for link in chain])
 
     drawn = {tuple(choices(tf.constant([i, 1], tf.int64)).numpy()) for i in range(20)}
@@ -108,7 +108,7 @@ def test_augmix_draws_its_chains_for_each_batch():
 def test_keyed_leaves_the_layers_own_generator_in_place():
     flip = keras.layers.RandomFlip("horizontal")
     generator = flip.generator
-    layers.keyed(flip, tf.zeros([1, 4, 4, 1]), tf.constant([1, 2], tf.int64))
+    keyed_draws.keyed(flip, tf.zeros([1, 4, 4, 1]), tf.constant([1, 2], tf.int64))
     assert flip.generator is generator and "_backend_generators" not in flip.__dict__
 
 

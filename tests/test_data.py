@@ -300,10 +300,11 @@ def test_random_resized_crop_covers_the_papers_ranges(sampler):
     # 8% to 100% of the area, width/height between 3/4 and 4/3, or the whole image:
     # TensorFlow's one-op sampler (tf.data) and the same draws in Keras's ops.
     from kres.data import augment as augment_layers
+    from kres.data import keyed_draws
 
     crop, shape = augment_layers.RandomResizedCrop(32, 32), (200, 300, 3)
     draw = tf.function(lambda key: getattr(crop, sampler)(
-        tf.constant(shape), augment_layers._KeyedSeeds(key)))
+        tf.constant(shape), keyed_draws.KeyedSeeds(key)))
     boxes = np.array([draw(tf.constant([i, 7], tf.int64)).numpy() for i in range(1000)])
     sizes, begins = boxes[:, 2:].astype(float), boxes[:, :2]
     assert np.all(begins >= 0) and np.all(begins + sizes <= [200, 300])

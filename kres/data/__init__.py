@@ -10,7 +10,8 @@
   (``path,label`` or ``path,label1;label2`` rows; no TensorFlow);
 - `kres.data.fashion_mnist`: Fashion-MNIST from Debian's IDX files (no
   TensorFlow to read them);
-- `kres.data.pipeline`: the `tf.data` pipelines and augmentations;
+- `kres.data.pipeline`: the `tf.data` pipelines; `kres.data.augment` the
+  augmentation layers, `kres.data.keyed_draws` their draws keyed to a batch;
 - `kres.data.calibration`: representative pixels for quantization.
 
 Data reads images with `kres.images` and run directories with

@@ -19,13 +19,9 @@ where Keras's differs from the paper:
   `random` when the pipeline is traced, so every batch of every epoch gets
   the same chains; this subclass draws them for each batch.
 
-**Keyed draws.** Keras's random layers draw from a `keras.random.SeedGenerator`,
-a variable that each call advances: in a `tf.data` pipeline that runs batches
-in parallel, which batch gets which draw depends on thread timing, and a
-resumed run (a new process) starts the generator again. `keyed` calls a layer
-with every draw a function of a key (a batch's or an image's seed pair), so
-the same seed gives the same images whatever the parallelism, and epoch `e`
-of a resumed run sees what an uninterrupted run saw (`kres.data.pipeline`).
+The pipelines call each layer with its draws keyed to a batch or an image
+(`kres.data.keyed_draws`), so a seeded pipeline gives the same images whatever
+its parallelism.
 
 All layers take and give pixels (0-255), channels last. They are registered
 with Keras (``kres>PadCrop``, ...): a model that holds them saves, and loads
@@ -46,57 +42,6 @@ CROP_ASPECT = (3 / 4, 4 / 3)
 # Random erasing's defaults (Zhong et al. 2017).
 ERASE_AREA = (0.02, 0.4)
 ERASE_ASPECT = (0.3, 1 / 0.3)
-
-
-class _KeyedSeeds(keras.random.SeedGenerator):
-    """A seed generator whose n-th draw is the key folded with n: stateless.
-
-    Made for one call of a layer (`keyed`); it holds no variable.
-    """
-
-    def __init__(self, key):  # no state variable: Keras's __init__ is not called
-        self.key, self.count = key, 0
-
-    def next(self, ordered=True):
-        import tensorflow as tf
-
-        self.count += 1
-        return tf.random.experimental.stateless_fold_in(self.key, self.count)
-
-
-def keyed(layer, data, key):
-    """``layer(data, training=True)`` with every random draw a function of `key`.
-
-    `key` is a pair of int64 seeds (a tensor of shape ``(2,)``, as
-    `tf.data.Dataset.random(...).batch(2)` gives); `data` is what the layer
-    takes (images, or ``{"images": ..., "labels": ...}``). The layer's own
-    generator is set aside for the call and put back after it.
-
-    Example:
-
-    >>> import numpy as np, tensorflow as tf, keras
-    >>> from kres.data.augment import keyed
-    >>> flip = keras.layers.RandomFlip("horizontal")
-    >>> images = tf.constant(np.arange(16.0).reshape(4, 2, 2, 1))
-    >>> key = tf.constant([1, 2], tf.int64)
-    >>> a = tf.function(lambda: keyed(flip, images, key))()
-    >>> b = tf.function(lambda: keyed(flip, images, key))()
-    >>> bool(tf.reduce_all(a == b))
-    True
-    """
-    seeds = _KeyedSeeds(key)
-    saved = (layer.__dict__.get("generator"), layer.__dict__.get("_backend_generators"))
-    # Past Layer.__setattr__, which would track the generator as a layer variable.
-    object.__setattr__(layer, "generator", seeds)
-    object.__setattr__(layer, "_backend_generators", {"tensorflow": seeds})
-    try:
-        return layer(data, training=True)
-    finally:
-        object.__setattr__(layer, "generator", saved[0])
-        if saved[1] is None:
-            del layer.__dict__["_backend_generators"]
-        else:
-            object.__setattr__(layer, "_backend_generators", saved[1])
 
 
 class _Layer(BaseImagePreprocessingLayer):

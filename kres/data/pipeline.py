@@ -9,7 +9,7 @@ jitter, RandAugment, AugMix, random erasing, MixUp, CutMix). The batches hold
 pixels (0-255): the models kres trains normalise them in their first layer
 (`kres.layers.InputPreprocessing`), so the model that is trained is the
 model that is served. Every random draw is a function of a key, one per
-image or batch (`kres.data.augment.keyed`), so a seeded pipeline gives the
+image or batch (`kres.data.keyed_draws.keyed`), so a seeded pipeline gives the
 same batches on every run.
 """
 
@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from kres import checks
 from kres.data import augment as layers
+from kres.data.keyed_draws import keyed
 from kres.preprocessing import (  # noqa: F401 (re-exported)
     AUGMENTATIONS,
     AUTO_AUGMENTATIONS,
@@ -133,8 +134,8 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         image, label = example
         image = tf.cast(image, tf.float32)
         if crop is not None:
-            image = layers.keyed(crop[0], image, rng)
-            image = layers.keyed(crop[1], image, tf.random.experimental.stateless_fold_in(rng, 1))
+            image = keyed(crop[0], image, rng)
+            image = keyed(crop[1], image, tf.random.experimental.stateless_fold_in(rng, 1))
         elif training:
             image = _resize(image, image_size)
         else:
@@ -185,7 +186,7 @@ def batch_augmentation(augment, channels, *, color_jitter=0.0, auto_augment=None
     """The training augmentation of whole batches: ``fn(images, labels, key)``.
 
     In order, each a Keras preprocessing layer called with draws keyed to
-    the batch (`kres.data.augment.keyed`): pad-and-crop (``"crop_flip"``,
+    the batch (`kres.data.keyed_draws.keyed`): pad-and-crop (``"crop_flip"``,
     ``"crop"``), the horizontal flip (``"crop_flip"``; ``"imagenet"``'s is
     applied to each image with its crop, in `pipeline`),
     brightness, contrast and (with 3 `channels`) saturation jitter
@@ -217,9 +218,9 @@ def batch_augmentation(augment, channels, *, color_jitter=0.0, auto_augment=None
 
     def apply(images, labels, key):
         for i, layer in enumerate(steps):
-            images = layers.keyed(layer, images, tf.random.experimental.stateless_fold_in(key, i))
+            images = keyed(layer, images, tf.random.experimental.stateless_fold_in(key, i))
         if mixers:
-            mixed = [layers.keyed(m, {"images": images, "labels": labels},
+            mixed = [keyed(m, {"images": images, "labels": labels},
                                   tf.random.experimental.stateless_fold_in(key, 100 + j))
                      for j, m in enumerate(mixers)]
             if len(mixed) == 1:
