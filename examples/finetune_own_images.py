@@ -22,6 +22,7 @@ should use; ``--only fine-tuned`` skips the runs from scratch.
     python examples/finetune_own_images.py        # 5 minutes on a 2-core AMD EPYC (docs/results.md)
     python examples/finetune_own_images.py --only fine-tuned --seeds 0 1 2 \
         --optimizer sgd --lr 0.03 --frozen-lr 0.3 --weight-decay 5e-5
+    python examples/finetune_own_images.py --only fine-tuned --seeds 0 1 2 --lr auto
     python examples/finetune_own_images.py --smoke --out /tmp/f
 """
 
@@ -50,8 +51,9 @@ def parse_args(argv=None):
                         help="run one kind only (default both)")
     parser.add_argument("--optimizer", default=None,
                         help="the fine-tuned run's optimizer (default the transfer recipe's)")
-    parser.add_argument("--lr", type=float, default=None,
-                        help="the fine-tuned run's learning rate after the frozen phase")
+    parser.add_argument("--lr", type=_rate, default=None,
+                        help="the fine-tuned run's learning rate after the frozen phase, or "
+                             "'auto': each run's own range test (kres lr-find) chooses it")
     parser.add_argument("--frozen-lr", type=float, default=None,
                         help="the fine-tuned run's learning rate in the frozen phase")
     parser.add_argument("--weight-decay", type=float, default=None,
@@ -63,6 +65,10 @@ def parse_args(argv=None):
     if args.smoke:
         args.per_class, args.test_per_class, args.pretrain_epochs, args.epochs = 16, 8, 1, 2
     return args
+
+
+def _rate(text):
+    return text if text == "auto" else float(text)
 
 
 def _arrays(data_dir, split):
@@ -135,6 +141,8 @@ def main(argv=None):
                                  image_size=28, channels=1, seed=seed,
                                  **{**settings[kind], **small})
             runs.append({"seed": seed, "test_accuracy": results["test_accuracy"],
+                         **({"learning_rate": results["lr_find_learning_rate"]}
+                            if "lr_find_learning_rate" in results else {}),
                          "best_val_accuracy": results["best_val_accuracy"],
                          "seconds": time.perf_counter() - start,
                          "train_examples": results["train_examples"], "run_dir": run_dir})

@@ -78,6 +78,24 @@ def test_finetune_own_images_with_another_optimizer(tmp_path, fashion_mnist_dir)
         assert json.load(f)["fine-tuned"]["test_accuracy_mean"] == row["test_accuracy_mean"]
 
 
+@pytest.mark.slow  # a pretraining, a range test and a kres.train run
+def test_finetune_own_images_with_the_rate_of_a_range_test(tmp_path, fashion_mnist_dir):
+    """``--lr auto``: each run tests the rates in its own directory and trains at
+    the suggestion, which the comparison records beside its accuracy."""
+    out = str(tmp_path / "ft")
+    rows = _example("finetune_own_images").main([
+        "--smoke", "--out", out, "--data-dir", fashion_mnist_dir, "--only", "fine-tuned",
+        "--optimizer", "adamw", "--lr", "auto"])
+    ((run,),) = [row["runs"] for row in rows.values()]
+    assert "optimizeradamw-learning_rateauto" in run["run_dir"]
+    with open(os.path.join(run["run_dir"], "lr_find.json")) as f:
+        found = json.load(f)
+    assert run["learning_rate"] == found["learning_rate"] > 0
+    with open(os.path.join(run["run_dir"], "config.json")) as f:
+        used = json.load(f)["recipe_overrides"]["learning_rate"]
+    assert used == float(f"{found['learning_rate']:.4g}")
+
+
 @pytest.mark.slow  # two kres.train runs; kres.train's path is in the default suite many times over
 def test_degradation(tmp_path, fashion_mnist_dir):
     out, runs = _run("degradation", tmp_path, fashion_mnist_dir)
