@@ -205,6 +205,24 @@ def test_offline_without_files_fails_fast(tmp_path, monkeypatch):
     assert time.monotonic() - start < 10
 
 
+def test_tfds_progress_bars_stay_out_of_log_files(capfd):
+    """Where stderr is not a terminal (here: captured), a preparation runs with
+    tfds's bars off (tqdm would add a line ten times a second), then puts the
+    switch back as it was."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    from kres.data import sources
+
+    for before in (True, False):
+        tfds.display_progress_bar(before)
+        with sources._tfds_bars_in_a_terminal_only(tfds):
+            for _ in tqdm_utils.tqdm(range(3), desc="Generating"):
+                pass
+        assert tqdm_utils._active is before
+    tfds.display_progress_bar(True)
+    assert "Generating" not in capfd.readouterr().err
+
+
 def test_missing_debian_files_say_what_to_install(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         offline.prepare_fashion_mnist(str(tmp_path / "out"), source=str(tmp_path))

@@ -332,9 +332,10 @@ def test_bad_arguments_name_themselves(tmp_path, mixed):
         folders.image_dataset(root, [], channels=4)
 
 
-def test_progress_bar_on_request(mixed, capsys):
+def test_progress_bar_on_request_is_one_line_outside_a_terminal(mixed, capsys):
     folders.scan(str(mixed), progress=True)
-    assert "22/22" in capsys.readouterr().out
+    out = capsys.readouterr().out  # captured: not a terminal
+    assert "22/22" in out and "\r" not in out and len(out.strip().splitlines()) == 1
 
 
 def test_summary_flags_imbalance_and_shortens_long_tables():

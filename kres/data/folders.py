@@ -27,6 +27,7 @@ share it, so what the scan passes, the pipeline decodes.
 
 import os
 import re
+import sys
 
 import tensorflow as tf
 
@@ -165,9 +166,9 @@ def scan(root, *, labels=None, class_names=None, progress=None):
         class_names: with `labels`, the classes to label with, in their index
             order (a trained model's): a label outside them is refused.
             Default: the file's labels, sorted.
-        progress: show a progress bar (`keras.utils.Progbar`): ``None`` for
-            one when there are more than `PROGRESS_FILES` files, or
-            ``True``/``False``.
+        progress: show a progress bar (`keras.utils.Progbar`; where the output
+            is not a terminal, one line when the scan ends): ``None`` for one
+            when there are more than `PROGRESS_FILES` files, or ``True``/``False``.
 
     Returns:
         A `FolderScan`.
@@ -298,7 +299,10 @@ def _decode_all(root, paths, progress):
     if progress or (progress is None and len(paths) > PROGRESS_FILES):
         import keras
 
-        bar = keras.utils.Progbar(len(paths), unit_name="file")
+        # Redrawn in place in a terminal; one line at the end in a log file or a pipe
+        # (Keras's bar redraws on any POSIX system, a line every 0.05 s in a file).
+        bar = keras.utils.Progbar(len(paths), unit_name="file",
+                                  verbose=1 if sys.stdout.isatty() else 2)
     found = {}
     done = 0
     for batch in ds.as_numpy_iterator():

@@ -15,10 +15,12 @@ Each dataset gets its own tfds ``data_dir`` (`data_dir_for`): MNIST and
 Fashion-MNIST share file names, and tfds reuses extracted files by name.
 """
 
+import contextlib
 import dataclasses
 import fcntl
 import os
 import socket
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,26 +66,50 @@ def ensure_prepared(name, data_dir):
         builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
         if builder.is_prepared():
             return
-        if name == "fashion_mnist" and os.path.isdir(DEBIAN_FASHION_MNIST):
-            prepare_fashion_mnist(data_dir)
-            return
-        if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
-            manual = os.path.join(data_dir, "downloads", "manual")
-            if not os.path.isdir(manual) or not os.listdir(manual):
-                raise RuntimeError(
-                    f"{name} needs a manual download: put its files in {manual}. "
-                    f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}"
-                )
-        elif not _network_reachable():
-            hint = ("install Debian's dataset-fashion-mnist (`apt-get install "
-                    "dataset-fashion-mnist`), which kres prepares offline, or "
-                    if name == "fashion_mnist" else "")
+        with _tfds_bars_in_a_terminal_only(tfds):
+            _prepare(name, spec, builder, data_dir)
+
+
+def _prepare(name, spec, builder, data_dir):
+    """Prepares dataset `name` (under `ensure_prepared`'s lock)."""
+    if name == "fashion_mnist" and os.path.isdir(DEBIAN_FASHION_MNIST):
+        prepare_fashion_mnist(data_dir)
+        return
+    if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
+        manual = os.path.join(data_dir, "downloads", "manual")
+        if not os.path.isdir(manual) or not os.listdir(manual):
             raise RuntimeError(
-                f"{name} is not prepared in {data_dir} and the network is unreachable: "
-                f"{hint}prepare it elsewhere with `tfds build {spec.tfds_name} --data_dir DIR` "
-                f"and copy DIR's contents to {data_dir}."
+                f"{name} needs a manual download: put its files in {manual}. "
+                f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}"
             )
-        builder.download_and_prepare()
+    elif not _network_reachable():
+        hint = ("install Debian's dataset-fashion-mnist (`apt-get install "
+                "dataset-fashion-mnist`), which kres prepares offline, or "
+                if name == "fashion_mnist" else "")
+        raise RuntimeError(
+            f"{name} is not prepared in {data_dir} and the network is unreachable: "
+            f"{hint}prepare it elsewhere with `tfds build {spec.tfds_name} --data_dir DIR` "
+            f"and copy DIR's contents to {data_dir}."
+        )
+    builder.download_and_prepare()
+
+
+@contextlib.contextmanager
+def _tfds_bars_in_a_terminal_only(tfds):
+    """tfds's progress bars (tqdm, on stderr) off where stderr is not a terminal:
+    in a log file tqdm adds a line about ten times a second for the minutes a
+    preparation takes."""
+    if sys.stderr.isatty():
+        yield
+        return
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    shown = getattr(tqdm_utils, "_active", True)  # tfds's switch has no getter
+    tfds.display_progress_bar(False)
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(shown)
 
 
 @dataclass
