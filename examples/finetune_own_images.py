@@ -68,7 +68,11 @@ def parse_args(argv=None):
 
 
 def _rate(text):
-    return text if text == "auto" else float(text)
+    try:
+        return text if text == "auto" else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number or 'auto'. Received: {text!r}") from None
 
 
 def _arrays(data_dir, split):
