@@ -36,8 +36,20 @@ demo: $(STAMP) $(FASHION_MNIST)
 	$(BIN)/kres predict --saved-model saved_models/fashion_mnist_resnet20 \
 		--from-dataset fashion_mnist --count 8
 
-test: $(STAMP) $(FASHION_MNIST)
+# kres on JAX without TensorFlow, in an environment of its own (requirements-jax.txt).
+JAX_VENV ?= .venv-jax
+JAX_STAMP := $(JAX_VENV)/.kres-installed
+$(JAX_STAMP): pyproject.toml requirements-jax.txt
+	test -x $(JAX_VENV)/bin/python || $(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(JAX_VENV)/bin/python -m pip install --quiet -r requirements-jax.txt
+	$(JAX_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(JAX_STAMP)
+
+test: $(STAMP) $(JAX_STAMP) $(FASHION_MNIST)
 	$(BIN)/python -m pytest -n 2 --dist worksteal
+	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(JAX_VENV)/bin/python -m pytest -n 2 \
+		tests/test_without_tensorflow.py
 
 # Everything, the tests marked slow included.
 test-all: $(STAMP) $(FASHION_MNIST)
@@ -60,4 +72,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check conftest.py kres tests benchmarks examples
 
 clean:
-	rm -rf $(VENV) $(TORCH_VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TORCH_VENV) $(JAX_VENV) *.egg-info .pytest_cache .ruff_cache

@@ -179,7 +179,8 @@ def test_deep_graphs_restores_the_recursion_limit():
 # same). Data flows one way: models -> data + training -> tuning; serving needs models.
 PARTS = {
     "leaves": {"kres.checks", "kres.version", "kres.lazy_names", "kres.native_output",
-               "kres.preprocessing", "kres.rundir", "kres.losses", "kres.figures"},
+               "kres.preprocessing", "kres.rundir", "kres.losses", "kres.figures",
+               "kres.backends"},
     "images": {"kres.images"}, "layers": {"kres.layers"}, "weights": {"kres.weights"},
     "models": {"kres.models"}, "data": {"kres.data"}, "training": {"kres.training"},
     "tuning": {"kres.tuning"}, "serving": {"kres.serving"}, "cli": {"kres.cli"},

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import kres
 from kres.data import fashion_mnist as offline
@@ -93,3 +94,79 @@ def test_the_networks_and_a_recipe_run_on_jax_without_tensorflow(tmp_path):
     # Mixed float16 on any backend: Keras scales the loss, and the step is finite.
     assert out["optimizer"] == "LossScaleOptimizer"
     assert np.isfinite(out["loss"]) and 0 < out["loss"] < 10
+
+
+# Augmentations whose draws both pipelines make: the CIFAR crop and flip, the
+# ImageNet crop with colour jitter, RandAugment, and erasing with MixUp/CutMix.
+PIPELINE_SETTINGS = [
+    ("none", {}),
+    ("crop_flip", {}),
+    ("imagenet", {"color_jitter": 0.4}),
+    ("crop_flip", {"auto_augment": "randaugment"}),
+    ("crop", {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "random_erasing": 0.5}),
+]
+
+
+@pytest.mark.parametrize("augment, settings", PIPELINE_SETTINGS,
+                         ids=[a + "".join(f"+{k}" for k in s) for a, s in PIPELINE_SETTINGS])
+def test_the_two_pipelines_give_the_same_images_from_the_same_seed(augment, settings):
+    """tf.data (`kres.data.pipeline`) and the pipeline without TensorFlow
+    (`kres.data.batches`), here both on TensorFlow's ops: the same batches,
+    across an epoch's end, from a resumed epoch. On JAX the order and keys are
+    the same and the layers draw with JAX's generator
+    (tests/test_without_tensorflow.py checks the order there)."""
+    import tensorflow as tf
+
+    from kres.data.batches import Examples, batches
+    from kres.data.catalog import DatasetSpec
+    from kres.data.pipeline import pipeline
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (50, 12, 12, 3), dtype=np.uint8)
+    y = rng.integers(0, 5, 50)
+    spec = DatasetSpec(None, 12, 3, 5, (0.5,) * 3, (0.25,) * 3, augment="crop_flip")
+    common = dict(training=True, batch_size=8, image_size=12, channels=3, num_classes=5,
+                  seed=3, augment=augment, first_epoch=2, **settings)
+    ours = batches(Examples(x, y), spec, **common)
+    for i, (images, labels) in zip(range(8), pipeline(
+            tf.data.Dataset.from_tensor_slices((x, y)), spec, **common)):
+        np.testing.assert_allclose(ours[i][0], images.numpy(), atol=1e-3, err_msg=f"batch {i}")
+        np.testing.assert_allclose(ours[i][1], labels.numpy(), atol=1e-6, err_msg=f"batch {i}")
+
+
+TRAIN_ON_JAX = r"""
+import json, sys
+import numpy as np
+import keras, kres
+from kres.data.fashion_mnist import read_fashion_mnist
+from kres.data.sources import from_arrays
+
+spec = json.loads(sys.argv[1])
+(x, y), (x_test, y_test) = read_fashion_mnist(spec["data"]).values()
+data = from_arrays(x[:512], y[:512], x_test[:128], y_test[:128], num_classes=10, val_size=128)
+results = kres.train("cifar_resnet20", "arrays", data=data, run_dir=spec["run"], epochs=1,
+                     model_overrides={"depths": (1, 1, 1)}, seed=0, verbose=0)
+model = kres.load_model(spec["run"] + "/best.keras")
+np.save(spec["out"], np.asarray(model.predict_on_batch(x_test[:32].astype("float32"))))
+print(json.dumps({"backend": keras.backend.backend(), "precision": results["precision"]}))
+"""
+
+
+def test_a_model_trained_on_jax_exports_and_serves_the_same_outputs(tmp_path):
+    """Trained by `kres.train` on Keras's JAX backend, exported here (TensorFlow) as a
+    SavedModel: the served probabilities of PNG-encoded test images are the JAX model's."""
+    import tensorflow as tf
+
+    spec = {"data": offline.DEBIAN_FASHION_MNIST, "run": str(tmp_path / "run"),
+            "out": str(tmp_path / "jax.npy")}
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", TRAIN_ON_JAX, json.dumps(spec)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"backend": "jax", "precision": "float32"}
+    path = kres.export(str(tmp_path / "run" / "best.keras"), str(tmp_path / "served"))
+    _, (x_test, _) = offline.read_fashion_mnist().values()
+    pngs = [tf.io.encode_png(image).numpy() for image in x_test[:32]]
+    served = kres.serving.predict(path, pngs)["probabilities"]
+    np.testing.assert_allclose(served, np.load(spec["out"]), atol=2e-5)

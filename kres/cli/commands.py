@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from kres.backends import require_tensorflow
 from kres.models import catalog
 
 
@@ -78,6 +79,7 @@ def _default_dir(*parts):
 
 
 def export(args):
+    require_tensorflow("kres export (SavedModel, LiteRT and ONNX files are made by TensorFlow)")
     from kres import checks
     from kres.serving import export
     from kres.serving.dispatch import check_explain
@@ -146,6 +148,7 @@ def _run_preprocessing(described):
 
 
 def predict(args):
+    require_tensorflow("kres predict (it serves through a SavedModel, or TensorFlow's decoding)")
     from kres.serving import predict
 
     names, images, truth = [], [], []
@@ -350,6 +353,7 @@ def evaluate(args):
 
 
 def explain(args):
+    require_tensorflow("kres explain (its Grad-CAM and image decoding are TensorFlow's)")
     import numpy as np
     import tensorflow as tf
     from PIL import Image

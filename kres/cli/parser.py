@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 
+from kres.backends import check_backend, has_tensorflow, keras_backend, missing_tensorflow
 from kres.cli import commands
 from kres.native_output import native_stderr_hidden
 
@@ -351,28 +352,34 @@ def _int_list(text):
             f"expected integers such as 1,2,4. Received: {text!r}") from None
 
 
-def _load_tensorflow(verbose):
-    """Imports TensorFlow and Keras, and initialises the devices, quietly unless `verbose`.
+def _load_backend(verbose):
+    """Checks the Keras backend, imports it and Keras, and initialises the devices,
+    quietly unless `verbose`.
 
-    Quiet also means the Python-side warnings of absl's logger (TensorFlow
+    TensorFlow is imported where it is installed (its tf.data pipelines feed
+    any backend); on JAX without it, nothing of TensorFlow is needed. Quiet
+    also means the Python-side warnings of absl's logger (TensorFlow
     Datasets' notes on its folders) are not shown; errors still are.
     """
+    backend = check_backend()
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("absl").setLevel(logging.ERROR)
     with native_stderr_hidden(not verbose):
-        import keras  # noqa: F401
-        import tensorflow as tf
+        if backend == "tensorflow" or has_tensorflow():
+            import tensorflow as tf
 
-        tf.config.list_physical_devices("GPU")
+            tf.config.list_physical_devices("GPU")
+        import keras  # noqa: F401
+
         import kres.layers  # noqa: F401  (registers kres's layers)
 
 
 COMMANDS = {name: getattr(commands, name.replace("-", "_")) for name in
             ("models", "summary", "train", "lr-find", "evaluate", "explain", "export",
              "predict", "tune")}
-# The commands that run without TensorFlow.
-WITHOUT_TENSORFLOW = {"models"}
+# The commands that need no Keras backend.
+WITHOUT_BACKEND = {"models"}
 
 
 def main(argv=None):
@@ -387,11 +394,18 @@ def main(argv=None):
             _parser().print_help()
         return 0
     try:
-        if args.command not in WITHOUT_TENSORFLOW:
-            _load_tensorflow(args.verbose)
+        if args.command not in WITHOUT_BACKEND:
+            _load_backend(args.verbose)
         COMMANDS[args.command](args)
     except (ValueError, RuntimeError) as error:
         print(f"kres {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        if not missing_tensorflow(error):
+            raise
+        print(f"kres {args.command}: error: this needs {error.name.split('.')[0]}, which is "
+              f"not installed here (Keras backend {keras_backend()!r}): pip install "
+              f"{error.name.split('.')[0].replace('_', '-')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C, or `timeout -s INT`: a line, not a traceback
         resume = (" (kres train --resume RUN_DIR, the run directory printed above, continues "

@@ -15,6 +15,9 @@ import time
 import numpy as np
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+# The label names, in label order (tfds's fashion_mnist gives the same).
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 def read_idx(path):

@@ -10,6 +10,7 @@ of a resumed run sees what an uninterrupted run saw (`kres.data.pipeline`).
 """
 
 import keras
+import numpy as np
 
 
 class KeyedSeeds(keras.random.SeedGenerator):
@@ -22,10 +23,21 @@ class KeyedSeeds(keras.random.SeedGenerator):
         self.key, self.count = key, 0
 
     def next(self, ordered=True):
-        import tensorflow as tf
-
         self.count += 1
-        return tf.random.experimental.stateless_fold_in(self.key, self.count)
+        return _backend_seed(fold_in(self.key, self.count))
+
+
+def _backend_seed(key):
+    """A key as the seed of the backend that draws with it.
+
+    A tf tensor (a tf.data pipeline) stays as it is; a NumPy key (the
+    pipeline without TensorFlow) becomes JAX's uint32 pair, or a tf tensor.
+    """
+    if not isinstance(key, np.ndarray):
+        return key
+    if keras.backend.backend() == "jax":
+        return keras.ops.convert_to_tensor(np.bitwise_and(key, _MASK).astype(np.uint32))
+    return keras.ops.convert_to_tensor(key)
 
 
 def keyed(layer, data, key):
@@ -61,3 +73,76 @@ def keyed(layer, data, key):
             del layer.__dict__["_backend_generators"]
         else:
             object.__setattr__(layer, "_backend_generators", saved[1])
+
+
+# Keys are pairs of int64 and every key below a key is made from it by integer
+# arithmetic that NumPy and TensorFlow compute alike (`fold_in`), so that the
+# tf.data pipeline and the one without TensorFlow (`kres.data.batches`) derive
+# the same keys, and the same epoch order (`epoch_order`), from a seed.
+_MASK = 0xFFFFFFFF
+_MULTIPLIER = 0x45D9F3B  # odd and below 2**31: products stay inside int64
+
+
+def _bit_ops(x):
+    if isinstance(x, np.ndarray | np.integer | int):
+        return np.bitwise_and, np.bitwise_xor, np.right_shift
+    import tensorflow as tf
+
+    return tf.bitwise.bitwise_and, tf.bitwise.bitwise_xor, tf.bitwise.right_shift
+
+
+def mix32(x):
+    """A 32-bit integer hash of int64 values (each in ``[0, 2**32)`` out), NumPy or TensorFlow."""
+    and_, xor, shr = _bit_ops(x)
+    x = and_(x, _MASK)
+    for _ in range(2):
+        x = xor(x, shr(x, 16))
+        x = and_(x * _MULTIPLIER, _MASK)
+    return xor(x, shr(x, 16))
+
+
+def hash_pair(a, b):
+    """A 32-bit hash of int64 `a` and `b` (arrays or tensors broadcast), NumPy or TensorFlow."""
+    and_, xor, shr = _bit_ops(a)
+    a = mix32(xor(mix32(and_(a, _MASK)), shr(a, 32)))  # all 64 bits of `a` count
+    return mix32(xor(a, b))
+
+
+def fold_in(key, data):
+    """The key that `data` (an int) makes of `key` (an int64 pair; NumPy array or tf tensor)."""
+    first, second = key[0], key[1]
+    return _stack([hash_pair(hash_pair(first, second), data),
+                   hash_pair(hash_pair(second, first), data + 0x9E3779B9)], key)
+
+
+def _stack(parts, like):
+    if isinstance(like, np.ndarray):
+        return np.array(parts, np.int64)
+    import tensorflow as tf
+
+    return tf.stack(parts)
+
+
+def epoch_key(seed, epoch):
+    """The seed of epoch `epoch` of a training pipeline seeded with `seed` (int64, either kind)."""
+    return seed * 1_000_003 + epoch
+
+
+def epoch_order(seed, epoch, count):
+    """The order of `count` examples in epoch `epoch` of a pipeline seeded with `seed`.
+
+    A permutation (NumPy int64) that is a function of the three numbers alone:
+    both pipelines use it, and a resumed run sees an uninterrupted run's order.
+    """
+    hashed = hash_pair(np.int64(epoch_key(seed, epoch)), np.arange(count, dtype=np.int64))
+    return np.argsort(hashed, kind="stable")
+
+
+def example_key(epoch_seed, position):
+    """The key of the example at `position` of an epoch (an int64 pair)."""
+    return np.array([epoch_seed, position], np.int64)
+
+
+def batch_key(epoch_seed, batch):
+    """The key of batch `batch` of an epoch (an int64 pair)."""
+    return np.array([epoch_seed + 1, batch], np.int64)

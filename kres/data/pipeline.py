@@ -15,12 +15,12 @@ same batches on every run.
 
 import random
 
-import keras
 import tensorflow as tf
 
 from kres import checks
 from kres.data import augment as layers
-from kres.data.keyed_draws import keyed
+from kres.data.batch_augment import batch_augmentation
+from kres.data.keyed_draws import epoch_key, fold_in, hash_pair, keyed
 from kres.preprocessing import (  # noqa: F401 (re-exported)
     AUGMENTATIONS,
     AUTO_AUGMENTATIONS,
@@ -34,16 +34,6 @@ from kres.preprocessing import (  # noqa: F401 (re-exported)
 # on Python values and static shapes only, so they are traced as written (and
 # what they call is not converted either).
 _plain = tf.autograph.experimental.do_not_convert
-
-
-def fits_in_memory(spec, examples, budget_bytes=4 << 30):
-    """Whether `examples` decoded images of `spec` fit the cache budget (4 GiB).
-
-    Datasets whose images vary in size (ImageNet, folders) are not cached.
-    """
-    if spec.image_size is None:
-        return False
-    return examples * spec.image_size ** 2 * spec.channels <= budget_bytes
 
 
 def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classes,
@@ -85,9 +75,12 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
             augmentation (``None``: neither).
         randaugment_ops: RandAugment's number of operations (N).
         randaugment_magnitude: RandAugment's magnitude (M, 0 to 10).
-        cache: keep the decoded images in memory (see `fits_in_memory`).
-        shuffle_buffer: shuffle buffer size (default: the whole split, up to
-            50,000).
+        cache: keep the decoded images in memory (see `kres.data.batches.fits_in_memory`).
+            A training split so held is shuffled whole each epoch, in
+            `kres.data.keyed_draws.epoch_order`'s order (the pipeline without
+            TensorFlow's, `kres.data.batches`).
+        shuffle_buffer: the shuffle buffer of a split not held in memory
+            (default: the whole split, up to 50,000).
         seed: seed for shuffling and augmentation; ``None`` for fresh
             randomness.
         deterministic: keep the element order independent of thread timing.
@@ -114,7 +107,14 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     autotune = tf.data.AUTOTUNE
     prep = preprocessing or spec.preprocessing((image_size, image_size, channels))
     drop_remainder = training if drop_remainder is None else drop_remainder
-    if cache:
+    count = int(ds.cardinality())
+    # A training split held in memory is shuffled whole, in
+    # `kres.data.keyed_draws.epoch_order`'s order, as the pipeline without
+    # TensorFlow shuffles it; a stream (images of many sizes, or more than
+    # memory holds) through a shuffle buffer.
+    held = _held(ds, count) if (training and cache and count > 0 and
+                                ds.element_spec[0].shape.is_fully_defined()) else None
+    if cache and held is None:
         ds = ds.cache()
     options = tf.data.Options()
     # Evaluation keeps the split's order: a report names each image by its position.
@@ -135,7 +135,7 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         image = tf.cast(image, tf.float32)
         if crop is not None:
             image = keyed(crop[0], image, rng)
-            image = keyed(crop[1], image, tf.random.experimental.stateless_fold_in(rng, 1))
+            image = keyed(crop[1], image, fold_in(rng, 1))
         elif training:
             image = _resize(image, image_size)
         else:
@@ -146,20 +146,25 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
             return image, tf.cast(label, tf.float32)
         return image, tf.one_hot(label, num_classes)
 
+    def keys(epoch_seed, first):
+        # Key i of an epoch is (epoch_seed + first, i), as `kres.data.keyed_draws`
+        # gives them (example_key, batch_key) to the pipeline without TensorFlow.
+        return tf.data.Dataset.range(1 << 62).map(
+            lambda i: tf.stack([tf.cast(epoch_seed, tf.int64) + first, i]))
+
     def batches(examples, epoch_seed):
         # One key per example (and per batch below) drives the random draws:
         # reproducible whatever the parallelism.
-        examples = tf.data.Dataset.zip((examples, tf.data.Dataset.random(seed=epoch_seed).batch(2)))
+        examples = tf.data.Dataset.zip((examples, keys(epoch_seed, 0)))
         out = examples.map(prepare, num_parallel_calls=autotune).with_options(options)
         out = out.batch(batch_size, drop_remainder=drop_remainder)
         if augmentation is not None:
-            keys = tf.data.Dataset.random(seed=epoch_seed + 1).batch(2)  # a tensor here
-            out = tf.data.Dataset.zip((out, keys)).map(
+            out = tf.data.Dataset.zip((out, keys(epoch_seed, 1))).map(
                 _plain(lambda batch, key: augmentation(*batch, key)), num_parallel_calls=autotune)
         return out
 
     if not training:
-        return batches(ds, seed).prefetch(autotune)
+        return batches(ds, 0).prefetch(autotune)
     # Epoch e's order and random draws come from (seed, e) alone: a run
     # resumed at epoch e (a new process, a new iterator) sees the batches an
     # uninterrupted run sees there, whatever iterators were made before.
@@ -168,11 +173,17 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
 
     @_plain
     def epoch(e):
+        epoch_seed = epoch_key(base, e)
+        if held is not None:
+            order = tf.argsort(hash_pair(tf.cast(epoch_seed, tf.int64),
+                                         tf.range(count, dtype=tf.int64)), stable=True)
+            images, labels = held
+            return batches(tf.data.Dataset.from_tensor_slices(order).map(
+                lambda i: (tf.gather(images, i), tf.gather(labels, i))), epoch_seed)
         # The traced function's graph-level seed is dropped: tf.data's seed
         # helper compares a tensor seed with 0 in Python when the global seed
         # is 0 (an error), and the order then depends on `seed` alone.
         tf.compat.v1.get_default_graph().seed = None
-        epoch_seed = epoch_key(base, e)
         return batches(ds.shuffle(buffer, seed=epoch_seed), epoch_seed)
 
     epochs = tf.data.Dataset.range(first_epoch, 1 << 62).flat_map(epoch).with_options(options)
@@ -180,63 +191,10 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         tf.data.INFINITE_CARDINALITY)).prefetch(autotune)
 
 
-def batch_augmentation(augment, channels, *, color_jitter=0.0, auto_augment=None, randaugment_ops=2,
-                       randaugment_magnitude=9, random_erasing=0.0, mixup_alpha=0.0,
-                       cutmix_alpha=0.0, erase_fill=None):
-    """The training augmentation of whole batches: ``fn(images, labels, key)``.
-
-    In order, each a Keras preprocessing layer called with draws keyed to
-    the batch (`kres.data.keyed_draws.keyed`): pad-and-crop (``"crop_flip"``,
-    ``"crop"``), the horizontal flip (``"crop_flip"``; ``"imagenet"``'s is
-    applied to each image with its crop, in `pipeline`),
-    brightness, contrast and (with 3 `channels`) saturation jitter
-    (``"imagenet"`` with `color_jitter`), RandAugment or AugMix (`auto_augment`), random erasing,
-    then MixUp or CutMix (both on: each batch one of them, evenly).
-    `erase_fill` is the ``(mean, std)`` of the model's normalisation in
-    pixels (`kres.preprocessing.Preprocessing.pixel_statistics`). Returns
-    None where there is nothing to do.
-    """
-    steps = []
-    if augment in ("crop_flip", "crop"):
-        steps.append(layers.PadCrop(4))
-    if augment == "crop_flip":  # the ImageNet flip is per image, in `pipeline`
-        steps.append(layers.RandomFlip())
-    if augment == "imagenet" and color_jitter > 0:
-        steps += [keras.layers.RandomBrightness(color_jitter, value_range=(0, 255)),
-                  keras.layers.RandomContrast(color_jitter, value_range=(0, 255)),
-                  *([layers.saturation_jitter(color_jitter)] if channels == 3 else [])]
-    if auto_augment == "randaugment":
-        steps.append(layers.rand_augment(randaugment_ops, randaugment_magnitude))
-    elif auto_augment == "augmix":
-        steps.append(layers.AugMix(value_range=(0, 255)))
-    if random_erasing > 0:
-        steps.append(layers.RandomErasing(random_erasing, *erase_fill))
-    mixers = ([keras.layers.MixUp(alpha=mixup_alpha)] if mixup_alpha > 0 else []) + (
-        [keras.layers.CutMix(factor=(cutmix_alpha, cutmix_alpha))] if cutmix_alpha > 0 else [])
-    if not steps and not mixers:
-        return None
-
-    def apply(images, labels, key):
-        for i, layer in enumerate(steps):
-            images = keyed(layer, images, tf.random.experimental.stateless_fold_in(key, i))
-        if mixers:
-            mixed = [keyed(m, {"images": images, "labels": labels},
-                                  tf.random.experimental.stateless_fold_in(key, 100 + j))
-                     for j, m in enumerate(mixers)]
-            if len(mixed) == 1:
-                return mixed[0]["images"], mixed[0]["labels"]
-            coin = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(
-                key, 200)) < 0.5
-            return (tf.where(coin, mixed[1]["images"], mixed[0]["images"]),
-                    tf.where(coin, mixed[1]["labels"], mixed[0]["labels"]))
-        return images, labels
-
-    return apply
-
-
-def epoch_key(seed, epoch):
-    """The seed of epoch `epoch` of a training pipeline seeded with `seed` (int64 tensors)."""
-    return tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
+def _held(ds, count):
+    """The `count` examples of `ds` as two tensors (images, labels) in memory."""
+    images, labels = ds.batch(count).get_single_element()
+    return images, labels
 
 
 def _resize(image, size):

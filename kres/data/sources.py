@@ -24,13 +24,18 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from kres import checks
-from kres.data import folders
+from kres.backends import has_tensorflow, require_tensorflow
+from kres.data import folder_scan
 from kres.data import splits as ksplits
 from kres.data.catalog import DATASETS, DatasetSpec, data_dir_for, get_dataset_spec
-from kres.data.fashion_mnist import DEBIAN_FASHION_MNIST, prepare_fashion_mnist
+from kres.data.fashion_mnist import (
+    DEBIAN_FASHION_MNIST,
+    FASHION_MNIST_CLASSES,
+    prepare_fashion_mnist,
+    read_fashion_mnist,
+)
 from kres.preprocessing import IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD, IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -119,7 +124,8 @@ class Data:
     Attributes:
         name: dataset name.
         spec: its `DatasetSpec`.
-        train, val, test: `tf.data.Dataset` of ``(uint8 image, int64 label)``.
+        train, val, test: `tf.data.Dataset` of ``(uint8 image, int64 label)``;
+            without TensorFlow, `kres.data.batches.Examples`.
         sizes: number of examples per split.
         class_names: the label names.
         folder_scan: for an image folder, its `kres.data.folder_scan.FolderScan`
@@ -135,9 +141,9 @@ class Data:
 
     name: str
     spec: DatasetSpec
-    train: tf.data.Dataset
-    val: tf.data.Dataset
-    test: tf.data.Dataset
+    train: object
+    val: object
+    test: object
     sizes: dict
     class_names: list
     folder_scan: object = None
@@ -208,8 +214,6 @@ def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=Fal
         RuntimeError: if the data cannot be had offline (see
             `ensure_prepared`).
     """
-    import tensorflow_datasets as tfds
-
     if isinstance(name, str) and os.path.isdir(name) and name not in DATASETS:
         return _load_folder(name, subset=subset, val_size=val_size,
                             skip_bad_images=skip_bad_images, splits=splits, seed=seed,
@@ -219,6 +223,10 @@ def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=Fal
         checks.fail("labels", labels, f"label the images of a folder; {name!r} is a named "
                                       f"dataset with labels of its own")
     spec = get_dataset_spec(name)
+    if not has_tensorflow():
+        return _load_idx_files(name, spec, data_dir, subset, val_size)
+    import tensorflow_datasets as tfds
+
     data_dir = data_dir or data_dir_for(name)
     ensure_prepared(name, data_dir)
     builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
@@ -239,6 +247,50 @@ def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=Fal
                "test": builder.info.splits[spec.test_split].num_examples},
         class_names=list(builder.info.features["label"].names),
     )
+
+
+def check_readable_here(name):
+    """Refuses, before any work, a dataset that this environment cannot read.
+
+    Without TensorFlow, kres reads Fashion-MNIST (from its IDX files) and
+    arrays; a tfds dataset or an image folder needs TensorFlow.
+
+    Raises:
+        RuntimeError: naming the dataset and the missing package.
+    """
+    if has_tensorflow() or not isinstance(name, str):
+        return
+    if name in DATASETS and name != "fashion_mnist":
+        require_tensorflow(f"Dataset {name!r} (read through tensorflow-datasets; without "
+                           f"TensorFlow kres reads fashion_mnist from its IDX files, and arrays)")
+    if name not in DATASETS and os.path.isdir(name):
+        require_tensorflow(f"The image folder {name!r} (its scan and decoding)")
+
+
+def _load_idx_files(name, spec, data_dir, subset, val_size):
+    """`load` without TensorFlow: Fashion-MNIST from its IDX files, as `Examples`.
+
+    The files are Debian's, or those in `data_dir` (a folder holding the
+    four ``*-idx?-ubyte.gz`` files); the splits are those of the tfds dataset
+    that `prepare_fashion_mnist` makes of the same files, in the same order.
+    """
+    from kres.data.batches import Examples
+
+    check_readable_here(name)
+    splits = read_fashion_mnist(data_dir or DEBIAN_FASHION_MNIST)
+    (x, y), (x_test, y_test) = splits["train"], splits["test"]
+    total = len(y)
+    val_size = spec.val_size if val_size is None else val_size
+    train_size = _check_sizes(total, subset, val_size)
+
+    def examples(images, labels):
+        return Examples(images, labels)
+
+    return Data(name=name, spec=spec, train=examples(x[:train_size], y[:train_size]),
+                val=examples(x[total - val_size:], y[total - val_size:]),
+                test=examples(x_test, y_test),
+                sizes={"train": train_size, "val": val_size, "test": len(y_test)},
+                class_names=list(FASHION_MNIST_CLASSES))
 
 
 def _check_sizes(total, subset, val_size):
@@ -262,6 +314,9 @@ def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, chann
                  labels, class_names):
     channels = 3 if channels is None else channels
     _check_folder_settings(subset, val_size, skip_bad_images, splits, seed, channels)
+    check_readable_here(root)
+    from kres.data import folders
+
     scan = folders.scan(root, labels=labels, class_names=class_names, progress=progress)
     if scan.bad and not skip_bad_images:
         _refuse_bad_images(scan, root)
@@ -306,9 +361,9 @@ def _check_folder_settings(subset, val_size, skip_bad_images, splits, seed, chan
 
 
 def _refuse_bad_images(scan, root):
-    listed = "\n".join(f"  {path}: {reason}" for path, reason in scan.bad[:folders.LISTED])
-    more = (f"\n  ... and {len(scan.bad) - folders.LISTED} more"
-            if len(scan.bad) > folders.LISTED else "")
+    listed = "\n".join(f"  {path}: {reason}" for path, reason in scan.bad[:folder_scan.LISTED])
+    more = (f"\n  ... and {len(scan.bad) - folder_scan.LISTED} more"
+            if len(scan.bad) > folder_scan.LISTED else "")
     them = "it" if len(scan.bad) == 1 else "them"
     raise ValueError(
         f"The image folder {scan.root} has {len(scan.bad)} image file"
@@ -375,12 +430,13 @@ def _check_folder_splits(scan, splits):
             f"Received: splits with class_names={splits.class_names!r}")
     good = {item for items in scan.images.values() for item in items}
     bad = {path for path, _ in scan.bad}
-    items = {s: list(splits[s]) for s in folders.SPLIT_NAMES}
-    missing = [p for s in folders.SPLIT_NAMES for p, label in items[s]
+    items = {s: list(splits[s]) for s in folder_scan.SPLIT_NAMES}
+    missing = [p for s in folder_scan.SPLIT_NAMES for p, label in items[s]
                if (p, label) not in good and p not in bad]
     if missing:
-        listed = ", ".join(missing[:folders.LISTED])
-        more = f" and {len(missing) - folders.LISTED} more" if len(missing) > folders.LISTED else ""
+        listed = ", ".join(missing[:folder_scan.LISTED])
+        extra = len(missing) - folder_scan.LISTED
+        more = f" and {extra} more" if extra > 0 else ""
         raise ValueError(
             f"splits list {len(missing)} file{'s' * (len(missing) != 1)} that {scan.root} "
             f"no longer has (or has under another class): {listed}{more}. Received: "
@@ -432,6 +488,12 @@ def from_arrays(x_train, y_train, x_test, y_test, *, num_classes=None, val_size=
                        augment=augment, val_size=n_val)
 
     def slices(x, y):
+        if not has_tensorflow():
+            from kres.data.batches import Examples
+
+            return Examples(x, y)
+        import tensorflow as tf
+
         return tf.data.Dataset.from_tensor_slices((x, y))
 
     return Data(name=name, spec=spec, train=slices(x_train[:train_size], y_train[:train_size]),

@@ -15,8 +15,7 @@ import numpy as np
 
 from kres import checks
 from kres import rundir as runs
-from kres.data.folder_scan import label_counts, label_json
-from kres.data.folders import LISTED, SPLIT_NAMES, FolderScan
+from kres.data.folder_scan import LISTED, SPLIT_NAMES, FolderScan, label_counts, label_json
 
 SPLITS_FORMAT = "kres-splits"
 

@@ -48,8 +48,10 @@ class GroupedConv2D(keras.layers.Conv2D):
     with the bias, batch norm or ReLU after it into a kernel that refuses
     groups ("Fused conv implementation does not support grouped
     convolutions"). `kres.export` therefore traces its SavedModel with every
-    grouped convolution set to ``split`` (`use_formulation`). Under other
-    Keras backends the layer is ``Conv2D``.
+    grouped convolution set to ``split`` (`use_formulation`). On Keras's JAX
+    backend, ``native`` is XLA's grouped convolution, and ``auto`` is split
+    on a CPU and native on a GPU. Under other Keras backends the layer is
+    ``Conv2D``.
 
     Args:
         *args, **kwargs: those of `keras.layers.Conv2D`.
@@ -73,15 +75,19 @@ class GroupedConv2D(keras.layers.Conv2D):
         return {**super().get_config(), "formulation": self.formulation}
 
     def convolution_op(self, inputs, kernel):
-        if self.groups == 1 or keras.backend.backend() != "tensorflow":
+        if self.groups == 1 or keras.backend.backend() not in ("tensorflow", "jax"):
             return super().convolution_op(inputs, kernel)
-        import tensorflow as tf
+        if keras.backend.backend() == "jax":
+            if _jax_formulation(self.formulation) == "native":
+                return super().convolution_op(inputs, kernel)
+        else:
+            import tensorflow as tf
 
-        if grouped_formulation(tf, inputs, self.formulation) == "native":
-            return tf.nn.convolution(
-                inputs, kernel, strides=list(self.strides), padding=self.padding.upper(),
-                dilations=list(self.dilation_rate),
-                data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
+            if grouped_formulation(tf, inputs, self.formulation) == "native":
+                return tf.nn.convolution(
+                    inputs, kernel, strides=list(self.strides), padding=self.padding.upper(),
+                    dilations=list(self.dilation_rate),
+                    data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
         axis = -1 if self.data_format == "channels_last" else 1
         groups = zip(
             ops.split(inputs, self.groups, axis=axis),
@@ -162,11 +168,7 @@ def grouped_formulation(tf, inputs, formulation="auto"):
     """
     if formulation != "auto":
         return formulation
-    variable = os.environ.get(FORMULATION_VARIABLE, "auto").strip().lower() or "auto"
-    if variable not in FORMULATIONS:
-        raise ValueError(
-            f"{FORMULATION_VARIABLE} must be one of {', '.join(FORMULATIONS)}. "
-            f"Received: {FORMULATION_VARIABLE}={os.environ[FORMULATION_VARIABLE]!r}")
+    variable = _asked_formulation()
     if variable != "auto":
         return variable
     if _placed_on_gpu(tf, inputs):
@@ -175,6 +177,30 @@ def grouped_formulation(tf, inputs, formulation="auto"):
         return "split"
     dtype = keras.backend.standardize_dtype(inputs.dtype)
     return "native" if cpu_runs_grouped_backward(dtype) else "split"
+
+
+def _asked_formulation():
+    """``KRES_GROUPED_CONV``'s formulation (``auto`` when unset), checked."""
+    variable = os.environ.get(FORMULATION_VARIABLE, "auto").strip().lower() or "auto"
+    if variable not in FORMULATIONS:
+        raise ValueError(
+            f"{FORMULATION_VARIABLE} must be one of {', '.join(FORMULATIONS)}. "
+            f"Received: {FORMULATION_VARIABLE}={os.environ[FORMULATION_VARIABLE]!r}")
+    return variable
+
+
+def _jax_formulation(formulation):
+    """On JAX: XLA's grouped convolution (``native``) on a GPU, one convolution per
+    group (``split``) on a CPU, where XLA's grouped kernels are the slow ones;
+    the layer's `formulation`, else ``KRES_GROUPED_CONV``, when set."""
+    if formulation != "auto":
+        return formulation
+    variable = _asked_formulation()
+    if variable != "auto":
+        return variable
+    import jax
+
+    return "split" if jax.default_backend() == "cpu" else "native"
 
 
 def _placed_on_gpu(tf, tensor):

@@ -11,7 +11,9 @@ import os
 from dataclasses import dataclass
 
 from kres import checks
+from kres.backends import keras_backend
 from kres.data.catalog import DATASETS
+from kres.data.sources import check_readable_here
 from kres.models.registry import lookup, resolve_spec
 from kres.training import distill, finetune
 from kres.training.devices import PRECISIONS, STRATEGIES
@@ -107,6 +109,7 @@ class TrainConfig:
         checks.string("model", self.model)
         lookup(self.model)
         checks.string("dataset", self.dataset)
+        check_readable_here(self.dataset)
         checks.mapping("recipe_overrides", self.recipe_overrides)
         checks.mapping("model_overrides", self.model_overrides)
         recipe = resolve_recipe(self.recipe, **self.fixed_recipe_overrides())
@@ -120,6 +123,11 @@ class TrainConfig:
         checks.choice("precision", self.precision, PRECISIONS)
         checks.choice("jit_compile", self.jit_compile, JIT_COMPILE, hint=False)
         checks.choice("strategy", self.strategy, STRATEGIES)
+        if self.strategy == "multi-worker" and keras_backend() != "tensorflow":
+            checks.fail("strategy", self.strategy,
+                        f"is TensorFlow's (tf.distribute); Keras's backend here is "
+                        f"{keras_backend()!r}: train with KERAS_BACKEND=tensorflow, or on one "
+                        f"machine's GPUs with strategy='mirrored'")
         checks.string("data_dir", self.data_dir, optional=True)
         finetune.check_weights(self.weights)
         checks.boolean("skip_bad_images", self.skip_bad_images)

@@ -23,6 +23,8 @@ and it distils logits, which kres networks do not output.
 
 import os
 
+import numpy as np
+
 from kres import checks
 from kres.losses import DistillationLoss, LabelAccuracy  # noqa: F401 (re-exported)
 
@@ -71,8 +73,17 @@ def with_teacher(ds, teacher):
     """`ds`'s batches ``(images, labels)`` as ``(images, labels ++ teacher's probabilities)``.
 
     The teacher sees the batch as augmented (mixed images included), in
-    inference mode.
+    inference mode. `ds` is a tf.data pipeline, or the pipeline without
+    TensorFlow (`kres.data.batches.Batches`).
     """
+    from kres.data.batches import Batches
+
+    if isinstance(ds, Batches):
+        def add_to_arrays(images, labels):
+            probabilities = np.asarray(teacher.predict_on_batch(images), labels.dtype)
+            return images, np.concatenate([labels, probabilities], axis=-1)
+
+        return ds.map(add_to_arrays)
     import tensorflow as tf
 
     def add(images, labels):

@@ -101,7 +101,7 @@ class WeightAverage:
         """Puts the average in the model, keeping the raw values for `swap_out`."""
         self._raw = [np.array(v.numpy()) for v in self.variables]
         for variable, average in zip(self.variables, self.averages):
-            variable.assign(average.value)
+            variable.assign(_copy(average.value))
 
     def swap_out(self):
         """Puts back the raw values `swap_in` took out."""
@@ -174,6 +174,10 @@ class _AverageIn(keras.callbacks.Callback):
             self._seen = self._iterations()
 
     def on_train_batch_end(self, batch, logs=None):
+        # On JAX, the fit holds the weights outside the model's variables
+        # during an epoch: they are put back first.
+        if hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()
         # With gradient accumulation the weights change once every few batches:
         # the average is updated when the optimizer's update count moves.
         iterations = self._iterations()
@@ -195,7 +199,7 @@ class _AverageIn(keras.callbacks.Callback):
             self.average.swap_out()
         self.average.last_raw = self.model.get_weights()
         for variable, average in zip(self.average.variables, self.average.averages):
-            variable.assign(average.value)
+            variable.assign(_copy(average.value))
 
 
 class _AverageOut(keras.callbacks.Callback):
@@ -216,6 +220,13 @@ class _AverageOut(keras.callbacks.Callback):
                 os.remove(path)
         if not self.model.stop_training:
             self.average.swap_out()
+
+
+def _copy(value):
+    """A copy of a variable's value: on JAX, the fit and evaluation donate
+    (free) the buffers of the model's variables, which must not be the
+    average's own."""
+    return keras.ops.copy(value)
 
 
 def _compiled(function):

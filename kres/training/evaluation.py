@@ -11,7 +11,7 @@ import numpy as np
 
 from kres import checks, rundir
 from kres.data import splits as ksplits
-from kres.data.pipeline import pipeline
+from kres.data.batches import make_pipeline as pipeline
 from kres.losses import SummedBinaryCrossentropy
 from kres.models.inference import flip_averaged
 from kres.models.inputs import label_threshold, preprocessing_layer, with_preprocessing

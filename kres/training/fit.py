@@ -15,6 +15,7 @@ import time
 import keras
 
 from kres import rundir as runs
+from kres.backends import has_tensorflow
 from kres.training import distill
 from kres.training.ema import WeightAverage
 
@@ -60,7 +61,8 @@ def pipelines(d, recipe, image_size, channels, seed=None, deterministic=False,
     whose statistics random erasing draws its noise with. With a `teacher`
     (`kres.training.distill`), the training labels carry its probabilities.
     """
-    from kres.data.pipeline import fits_in_memory, pipeline  # tf.data: TensorFlow only here
+    from kres.data.batches import fits_in_memory
+    from kres.data.batches import make_pipeline as pipeline
 
     common = dict(image_size=image_size, channels=channels, num_classes=d.spec.num_classes,
                   batch_size=recipe.batch_size, deterministic=deterministic,
@@ -150,7 +152,9 @@ def fit(model, run_dir, train_from, val_ds, *, recipe, train_examples, epochs=No
                                         save_best_only=True,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(history_path, append=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+        # Keras's TensorBoard writer is TensorFlow's (tf.summary): none without it.
+        *([keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"))]
+          if has_tensorflow() else []),
         *callbacks,
     ]
     if recipe.patience:

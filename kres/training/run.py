@@ -21,7 +21,7 @@ import numpy as np
 
 from kres import checks, rundir
 from kres.data import splits as ksplits
-from kres.data.pipeline import pipeline
+from kres.data.batches import make_pipeline as pipeline
 from kres.models.counting import count_macs, count_params
 from kres.models.saving import load_model
 from kres.training import cluster as kcluster

@@ -27,8 +27,8 @@ import json
 import os
 from dataclasses import dataclass
 
+import keras
 import keras_tuner as kt
-import tensorflow as tf
 
 from kres import checks
 from kres import rundir as runs
@@ -232,7 +232,9 @@ def search(config, out_dir=None, *, data=None, verbose=0):
             f"{_cheapest(space, hypermodel, config)}. Received: budget_mmacs="
             f"{config.budget_mmacs}, budget_mparams={config.budget_mparams}")
     strategy = make_strategy("auto")
-    if not isinstance(strategy, tf.distribute.MirroredStrategy):
+    # keras-tuner takes TensorFlow's strategy; on JAX, Keras's distribution
+    # (`kres.training.devices.KerasDistribution`) is the process's already.
+    if keras.backend.backend() != "tensorflow" or strategy.num_replicas_in_sync == 1:
         strategy = None
     os.makedirs(out_dir, exist_ok=True)
     if not resume:

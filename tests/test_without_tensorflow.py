@@ -1,0 +1,169 @@
+"""kres on Keras's JAX backend where TensorFlow is not installed: `make test` runs
+this file in .venv-jax (requirements-jax.txt), the real thing; in the main
+environment, where TensorFlow is installed, it is skipped.
+
+Training with the recipes' toolkit (augmentation, AdamW with accumulation, the
+weight average, backups), a crash and its resume, `kres evaluate`, a
+`kres tune` search, the pipeline's order, and the refusals of what needs
+TensorFlow, each naming what is missing.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kres.backends import has_tensorflow
+
+pytestmark = pytest.mark.skipif(
+    has_tensorflow(), reason="TensorFlow is installed here; make test runs this file in "
+                             "the TensorFlow-free .venv-jax")
+
+TINY = {"depths": (1, 1, 1)}
+
+
+def _arrays(n=96):
+    from kres.data import sources
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+    y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
+    return sources.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+
+
+def test_the_backend_is_jax_and_tensorflow_is_missing():
+    import keras
+
+    assert keras.backend.backend() == "jax"
+    with pytest.raises(ModuleNotFoundError):
+        import tensorflow  # noqa: F401
+
+
+def test_a_run_resumed_after_a_crash_ends_as_an_uninterrupted_run(tmp_path):
+    import keras
+
+    from kres import training
+    from kres.data.batches import Examples
+
+    class Crash(Exception):
+        pass
+
+    class CrashAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if (self.epoch, batch) == (2, 1):
+                raise Crash()
+
+    assert isinstance(_arrays().train, Examples)
+    config = training.TrainConfig(
+        "cifar_resnet20", "arrays", model_overrides=TINY, seed=3,
+        recipe_overrides={"epochs": 3, "batch_size": 16, "augment": "crop_flip",
+                          "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 0.05,
+                          "accumulation_steps": 2, "ema": True, "ema_decay": 0.9,
+                          "mixup_alpha": 0.2})
+    whole, crashed = tmp_path / "whole", tmp_path / "crashed"
+    results = training.train(config, run_dir=str(whole), data=_arrays(), verbose=0)
+    with pytest.raises(Crash):
+        training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0,
+                       callbacks=[CrashAt()])
+    training.train(config, run_dir=str(crashed), data=_arrays(), verbose=0)
+
+    def rows(run):
+        with open(run / "history.csv") as f:
+            return [{k: float(v) for k, v in r.items()
+                     if k not in ("epoch_time", "images_per_second")}
+                    for r in csv.DictReader(f)]
+
+    assert [r["epoch"] for r in rows(crashed)] == [0, 1, 2]
+    for resumed, uninterrupted in zip(rows(crashed), rows(whole)):
+        assert resumed == pytest.approx(uninterrupted, rel=1e-5)
+    assert results["backend"] == "jax" if "backend" in results else True
+    assert 0 <= results["test_accuracy"] <= 1
+    assert not (whole / "tensorboard").exists()  # Keras's writer is TensorFlow's
+
+
+def test_train_evaluate_and_tune_from_the_command_line(tmp_path):
+    """Fashion-MNIST from Debian's IDX files, through the `kres` command."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    kres = [sys.executable, "-m", "kres.cli"]
+    run = tmp_path / "run"
+    done = subprocess.run([*kres, "train", "--model", "cifar_resnet20", "--set", "depths=1,1,1",
+                           "--dataset", "fashion_mnist", "--subset", "512", "--val-size", "256",
+                           "--epochs", "1", "--out", str(run)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "float32 (auto: JAX on a CPU" in done.stdout
+    with open(run / "results.json") as f:
+        trained = json.load(f)
+    done = subprocess.run([*kres, "evaluate", str(run), "--dataset", "fashion_mnist",
+                           "--report", "--out", str(tmp_path / "evaluated")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "evaluated" / "report.json") as f:
+        evaluated = json.load(f)
+    assert not trained["test_flip"]  # the run's test accuracy is the single view's
+    assert evaluated["examples"] == 10_000
+    assert evaluated["accuracy"] == pytest.approx(trained["test_accuracy"], abs=1e-6)
+    assert trained["precision"] == "float32" and trained["train_examples"] == 512
+    done = subprocess.run([*kres, "tune", "--space", "cifar-resnet", "--depths", "8",
+                           "--dataset", "fashion_mnist", "--tuner", "random", "--max-trials", "1",
+                           "--max-epochs", "1", "--subset", "256", "--val-size", "128",
+                           "--out", str(tmp_path / "search")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "search" / "best.keras").is_file()
+
+
+@pytest.mark.parametrize("argv, missing", [
+    (["export", "--model", "{model}", "--name", "x"], "kres export"),
+    (["train", "--model", "cifar_resnet20", "--dataset", "cifar10"], "Dataset 'cifar10'"),
+    (["train", "--model", "cifar_resnet20", "--dataset", "{folder}"], "The image folder"),
+    (["tune", "--space", "cifar-resnet", "--dataset", "mnist"], "Dataset 'mnist'"),
+])
+def test_what_needs_tensorflow_says_so_before_any_work(tmp_path, capsys, argv, missing):
+    from kres.cli import main
+
+    (tmp_path / "a").mkdir()
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")
+    argv = [a.format(model=model, folder=tmp_path) for a in argv]
+    os.chdir(tmp_path)
+    assert main([*argv, "--out", str(tmp_path / "out")] if argv[0] != "export" else argv) == 2
+    error = capsys.readouterr().err
+    assert missing in error and "needs TensorFlow" in error and "pip install tensorflow" in error
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("backend, says", [
+    ("torch", "kres runs on Keras's tensorflow and jax backends, not 'torch'"),
+    ("tensorflow", "Keras's tensorflow backend needs the tensorflow package"),
+])
+def test_a_backend_kres_cannot_run_on_is_refused_by_name(tmp_path, backend, says):
+    done = subprocess.run([sys.executable, "-m", "kres.cli", "train", "--model", "cifar_resnet20",
+                           "--dataset", "fashion_mnist", "--out", str(tmp_path / "run")],
+                          env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and says in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_training_order_is_the_seeded_permutation():
+    """The tf.data pipeline shuffles in the same order (tests/test_backends.py)."""
+    from kres.data.batches import Examples, batches
+    from kres.data.catalog import DatasetSpec
+    from kres.data.keyed_draws import epoch_order
+
+    x = np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1).repeat(4, 1).repeat(4, 2)
+    spec = DatasetSpec(None, 4, 1, 40, (0.5,), (0.25,), augment="none")
+    ds = batches(Examples(x, np.arange(40)), spec, training=True, batch_size=8, image_size=4,
+                 channels=1, num_classes=40, seed=5, first_epoch=1)
+    seen = np.concatenate([np.argmax(ds[i][1], axis=-1) for i in range(10)])
+    assert seen[:40].tolist() == epoch_order(5, 1, 40).tolist()
+    assert seen[40:].tolist() == epoch_order(5, 2, 40).tolist()
+    assert ds[0][0][:, 0, 0, 0].tolist() == epoch_order(5, 1, 40)[:8].tolist()
