@@ -50,6 +50,7 @@ def predict(model, ds, *, mistakes=16, threshold=None):
     """
     labels, probabilities, heap, seen = [], [], [], 0
     for images, onehot in ds:
+        images = np.asarray(images)  # a tf.data batch feeds a JAX model as NumPy
         probs = np.asarray(model.predict_on_batch(images), dtype=np.float32)
         if threshold is None:
             true = np.argmax(np.asarray(onehot), axis=-1)
