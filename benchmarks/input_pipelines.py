@@ -5,7 +5,8 @@ training split from its IDX files, batch 128, a recipe's augmentation by
 kres's Keras layers) and are read through Keras's own data adapters, as
 `fit` reads them, on the backend of KERAS_BACKEND (run it on JAX). Prints
 images/s per form and parallelism, in alternating rounds, and writes them
-as JSON with the processor named.
+as JSON with the processor named. Grain is not a dependency of kres: `pip install
+grain` beside it for this comparison.
 
     KERAS_BACKEND=jax python benchmarks/input_pipelines.py \
         --out benchmarks/results/input_pipelines.json
@@ -25,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.machine import describe  # noqa: E402
+from benchmarks.machine import describe, provenance  # noqa: E402
 from kres.data.batches import Batches, Examples, batches  # noqa: E402
 from kres.data.catalog import get_dataset_spec  # noqa: E402
 from kres.data.fashion_mnist import read_fashion_mnist  # noqa: E402
@@ -75,6 +76,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out")
     args = parser.parse_args()
+    record = provenance()
     forms = {"PyDataset": _py_dataset, "Grain": _grain}
     results = []
     for augment in args.augment.split(","):
@@ -93,9 +95,9 @@ def main():
             results.append(row)
             print(f"{augment:10} {form:10} x{parallel}: {row['images_per_second']:7,} images/s "
                   f"(rounds {row['rounds']})", flush=True)
-    record = {"backend": keras.backend.backend(), "machine": describe(),
-              "python": platform.python_version(), "keras": keras.__version__,
-              "batch_size": 128, "steps": args.steps, "results": results}
+    record.update(backend=keras.backend.backend(), backend_line=describe(),
+                  python=platform.python_version(), batch_size=128, steps=args.steps,
+                  results=results, load_average_end=os.getloadavg())
     if args.out:
         with open(args.out, "w") as f:
             json.dump(record, f, indent=1)
