@@ -270,3 +270,19 @@ def test_recipe_table_lists_every_recipe_with_its_fields():
         assert (int(batch), int(epochs), _number(decay.split(",")[0])) == (
             recipe.batch_size, recipe.epochs, recipe.weight_decay), name
         assert ("not on BN/bias" in decay) == (not recipe.decay_all), name
+
+
+def test_input_pipeline_table_quotes_its_file():
+    record = _results("input_pipelines.json")
+    table = _table("docs/benchmarks.md", "| form | threads | images/s (median) | rounds |")
+    assert table == [[r["form"], str(r["parallel"]), str(r["images_per_second"]),
+                      ", ".join(str(v) for v in r["rounds"])] for r in record["results"]]
+
+
+def test_backend_table_quotes_its_file():
+    record = _results("backends.json")
+    table = _table("docs/benchmarks.md", "| backend | precision | seed | test accuracy |")
+    assert table == [[r["backend"], r["precision"], str(r["seed"]),
+                      f"{r['test_accuracy'] * 100:.2f}%", f"{r['train_images_per_second']:.1f}",
+                      ", ".join(f"{e:.1f}" for e in r["epoch_seconds"])]
+                     for r in record["runs"]]

@@ -167,3 +167,37 @@ def test_the_training_order_is_the_seeded_permutation():
     assert seen[:40].tolist() == epoch_order(5, 1, 40).tolist()
     assert seen[40:].tolist() == epoch_order(5, 2, 40).tolist()
     assert ds[0][0][:, 0, 0, 0].tolist() == epoch_order(5, 1, 40)[:8].tolist()
+
+
+DATA_PARALLEL = r"""
+import json, sys
+import numpy as np
+import keras
+from kres import training
+from kres.data import sources
+
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
+y = (x.mean(axis=(1, 2, 3)) > 127).astype(int)
+data = sources.from_arrays(x, y, x[:32], y[:32], num_classes=2, val_size=32)
+results = training.train("cifar_resnet20", "arrays", data=data, run_dir=sys.argv[1],
+                         model_overrides={"depths": (1, 1, 1)}, strategy="mirrored",
+                         recipe_overrides={"epochs": 2, "batch_size": 16}, verbose=0)
+distribution = keras.distribution.distribution()
+model = keras.saving.load_model(sys.argv[1] + "/best.keras")
+print(json.dumps({"distribution": type(distribution).__name__,
+                  "devices": len(distribution.device_mesh.devices.flatten()),
+                  "accuracy": results["test_accuracy"]}))
+"""
+
+
+def test_strategy_mirrored_is_kerass_data_parallel_over_the_devices(tmp_path):
+    """Two CPU devices stand in for two GPUs (XLA's host platform device count)."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = subprocess.run([sys.executable, "-c", DATA_PARALLEL, str(tmp_path / "run")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["distribution"] == "DataParallel" and out["devices"] == 2
+    assert 0 <= out["accuracy"] <= 1

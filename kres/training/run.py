@@ -182,7 +182,9 @@ def fit_run(model, run, p, strategy, *, callbacks, verbose):
                                  deterministic=run.worker is not None,
                                  preprocessing=p.preprocessing, teacher=p.teacher)
     fixes = contextlib.nullcontext()
-    if strategy.num_replicas_in_sync > 1:
+    # TensorFlow's replicas each keep batch-norm statistics of their own part of
+    # the batch; Keras's DataParallel on JAX computes one global batch (no need).
+    if strategy.num_replicas_in_sync > 1 and keras.backend.backend() == "tensorflow":
         callbacks = [multiworker.AverageBatchNormStatistics(), *callbacks]
     if run.worker is not None:
         train_from = multiworker.sharded(train_from)
