@@ -308,9 +308,11 @@ def test_subset_larger_than_data(fashion_mnist_dir):
 
 
 def test_only_small_datasets_are_cached():
-    assert augment.fits_in_memory(datasets.DATASETS["cifar10"], 45_000)
-    assert not augment.fits_in_memory(datasets.DATASETS["imagenet2012"], 1_271_167)
-    assert not augment.fits_in_memory(datasets.DATASETS["cifar10"], 10_000_000)
+    from kres.data.batches import fits_in_memory
+
+    assert fits_in_memory(datasets.DATASETS["cifar10"], 45_000)
+    assert not fits_in_memory(datasets.DATASETS["imagenet2012"], 1_271_167)
+    assert not fits_in_memory(datasets.DATASETS["cifar10"], 10_000_000)
 
 
 @pytest.mark.parametrize("sampler", ["_tf_box", "_box"])

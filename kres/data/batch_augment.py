@@ -11,8 +11,45 @@ the batch's are the same integers in both.
 import keras
 import numpy as np
 
+from kres import checks
 from kres.data import augment as layers
 from kres.data.keyed_draws import fold_in, keyed, mix32
+from kres.preprocessing import AUGMENTATIONS
+
+
+def pipeline_steps(spec, *, training, image_size, channels, augment=None, preprocessing=None,
+                   color_jitter=0.0, auto_augment=None, randaugment_ops=2,
+                   randaugment_magnitude=9, random_erasing=0.0, mixup_alpha=0.0,
+                   cutmix_alpha=0.0):
+    """What both pipelines do to a split's images, its settings checked first.
+
+    The arguments are `kres.data.pipeline.pipeline`'s. Returns ``(prep,
+    crop, augmentation)``: the model's `kres.preprocessing.Preprocessing`
+    (`preprocessing`, else the dataset's), the ImageNet crop and flip applied
+    to each image (training with ``"imagenet"``; else None), and
+    `batch_augmentation`'s function (training; else None).
+
+    Raises:
+        ValueError: for an unknown `augment`, or `channels` other than 1 or
+            3 (1 only for grayscale data).
+    """
+    augment = augment or spec.augment
+    checks.choice("augment", augment, AUGMENTATIONS)
+    if channels not in (1, 3) or (channels == 1 and spec.channels == 3):
+        raise ValueError(
+            f"channels must be 1 or 3, and 1 only for grayscale data ({spec.channels}-channel "
+            f"here). Received: channels={channels!r}")
+    prep = preprocessing or spec.preprocessing((image_size, image_size, channels))
+    # The ImageNet crop and flip, per image (images come in any size; the flip
+    # mirrors only the images it draws).
+    crop = (layers.RandomResizedCrop(image_size, image_size), layers.RandomFlip()) \
+        if training and augment == "imagenet" else None
+    augmentation = batch_augmentation(
+        augment, channels, color_jitter=color_jitter, auto_augment=auto_augment,
+        randaugment_ops=randaugment_ops, randaugment_magnitude=randaugment_magnitude,
+        random_erasing=random_erasing, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
+        erase_fill=prep.pixel_statistics()) if training else None
+    return prep, crop, augmentation
 
 
 def batch_augmentation(augment, channels, *, color_jitter=0.0, auto_augment=None, randaugment_ops=2,

@@ -22,11 +22,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from kres import checks
-from kres.data import augment as layers
-from kres.data.batch_augment import batch_augmentation
+from kres.data.batch_augment import pipeline_steps
 from kres.data.keyed_draws import batch_key, epoch_key, epoch_order, example_key, fold_in, keyed
-from kres.preprocessing import AUGMENTATIONS
 
 
 @dataclass(frozen=True)
@@ -135,26 +132,17 @@ def batches(examples, spec, *, training, batch_size, image_size, channels, num_c
     >>> x.shape, y.shape
     ((4, 8, 8, 1), (4, 2))
     """
-    augment = augment or spec.augment
-    checks.choice("augment", augment, AUGMENTATIONS)
-    if channels not in (1, 3) or (channels == 1 and spec.channels == 3):
-        raise ValueError(
-            f"channels must be 1 or 3, and 1 only for grayscale data ({spec.channels}-channel "
-            f"here). Received: channels={channels!r}")
-    prep = preprocessing or spec.preprocessing((image_size, image_size, channels))
+    prep, crop, augmentation = pipeline_steps(
+        spec, training=training, image_size=image_size, channels=channels, augment=augment,
+        preprocessing=preprocessing, color_jitter=color_jitter, auto_augment=auto_augment,
+        randaugment_ops=randaugment_ops, randaugment_magnitude=randaugment_magnitude,
+        random_erasing=random_erasing, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)
     drop_remainder = training if drop_remainder is None else drop_remainder
     count = len(examples)
     steps = count // batch_size if drop_remainder else math.ceil(count / batch_size)
     if steps == 0:
         raise ValueError(f"batch_size {batch_size} is more than the {count} examples: no "
                          f"batch to train on. Received: batch_size={batch_size}")
-    crop = (layers.RandomResizedCrop(image_size, image_size), layers.RandomFlip()) \
-        if training and augment == "imagenet" else None
-    augmentation = batch_augmentation(
-        augment, channels, color_jitter=color_jitter, auto_augment=auto_augment,
-        randaugment_ops=randaugment_ops, randaugment_magnitude=randaugment_magnitude,
-        random_erasing=random_erasing, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
-        erase_fill=prep.pixel_statistics()) if training else None
     center_crop = prep.resize == "center_crop"
 
     def labelled(labels):

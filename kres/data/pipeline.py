@@ -17,9 +17,7 @@ import random
 
 import tensorflow as tf
 
-from kres import checks
-from kres.data import augment as layers
-from kres.data.batch_augment import batch_augmentation
+from kres.data.batch_augment import pipeline_steps
 from kres.data.keyed_draws import epoch_key, fold_in, hash_pair, keyed
 from kres.preprocessing import (  # noqa: F401 (re-exported)
     AUGMENTATIONS,
@@ -46,7 +44,7 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     Decodes to float, resizes to `image_size` (training with the
     ``"imagenet"`` augmentation: the random-resized crop and the flip), converts
     grayscale to `channels`, one-hot encodes the labels, batches, augments
-    the batches (training only; `batch_augmentation`) and prefetches. The
+    the batches (training only; `kres.data.batch_augment.batch_augmentation`) and prefetches. The
     images stay pixels, 0-255 (the crop pads with black): the model
     normalises them (`kres.layers.InputPreprocessing`). Every random draw is
     keyed (one key per image for the crop, one per batch for the rest), so
@@ -97,15 +95,12 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         for training, of infinite cardinality (each epoch's last partial
         batch dropped unless `drop_remainder` is False).
     """
-    augment = augment or spec.augment
-    checks.choice("augment", augment, AUGMENTATIONS)
-    if channels not in (1, 3) or (channels == 1 and spec.channels == 3):
-        raise ValueError(
-            f"channels must be 1 or 3, and 1 only for grayscale data ({spec.channels}-channel "
-            f"here). Received: channels={channels!r}"
-        )
+    prep, crop, augmentation = pipeline_steps(
+        spec, training=training, image_size=image_size, channels=channels, augment=augment,
+        preprocessing=preprocessing, color_jitter=color_jitter, auto_augment=auto_augment,
+        randaugment_ops=randaugment_ops, randaugment_magnitude=randaugment_magnitude,
+        random_erasing=random_erasing, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)
     autotune = tf.data.AUTOTUNE
-    prep = preprocessing or spec.preprocessing((image_size, image_size, channels))
     drop_remainder = training if drop_remainder is None else drop_remainder
     count = int(ds.cardinality())
     # A training split held in memory is shuffled whole, in
@@ -119,15 +114,6 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     options = tf.data.Options()
     # Evaluation keeps the split's order: a report names each image by its position.
     options.deterministic = deterministic or seed is not None or not training
-    # The ImageNet crop and flip, per image (images come in any size; the flip
-    # mirrors only the images it draws).
-    crop = (layers.RandomResizedCrop(image_size, image_size), layers.RandomFlip()) \
-        if training and augment == "imagenet" else None
-    augmentation = batch_augmentation(
-        augment, channels, color_jitter=color_jitter, auto_augment=auto_augment,
-        randaugment_ops=randaugment_ops, randaugment_magnitude=randaugment_magnitude,
-        random_erasing=random_erasing, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
-        erase_fill=prep.pixel_statistics()) if training else None
 
     @_plain
     def prepare(example, rng):
