@@ -113,7 +113,7 @@ def choose_precision(gpus, flags, backend="tensorflow"):
     - any other CPU: ``float32`` (bfloat16 would be emulated, and slower);
     - on Keras's JAX backend, any CPU: ``float32`` (XLA's CPU backend trained
       bfloat16 at half the float32 speed where it was measured,
-      docs/benchmarks.md).
+      docs/training.md).
 
     Either mixed policy keeps float32 variables, batch-norm statistics and
     classifier, and trains to the float32 accuracy (docs/results.md).
@@ -135,7 +135,7 @@ def choose_precision(gpus, flags, backend="tensorflow"):
     if gpus:
         return "mixed_float16", f"{gpus} GPU{'s' * (gpus > 1)}: float16 tensor cores"
     if backend == "jax":
-        return "float32", "JAX on a CPU (XLA's CPU backend gains nothing from bfloat16)"
+        return "float32", "JAX on a CPU (XLA's CPU backend was slower in bfloat16)"
     if "amx_bf16" in flags:
         return "mixed_bfloat16", "the CPU has AMX (bfloat16 matrix tiles)"
     if "avx512_bf16" in flags:
