@@ -8,7 +8,7 @@ STAMP := $(VENV)/.kres-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-all test-torch lint clean data
+.PHONY: demo test test-all test-torch lint clean data gpu-carry
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,16 @@ $(TORCH_STAMP): pyproject.toml
 
 test-torch: $(TORCH_STAMP) $(FASHION_MNIST)
 	$(TORCH_VENV)/bin/python -m pytest -m torch -n 2
+
+# What benchmarks/gpu_check.sh carries to a GPU machine without a package registry
+# (Python 3.12 there): the wheels it lacks, and Fashion-MNIST's IDX files.
+GPU_CARRY := benchmarks/gpu_carry
+gpu-carry: $(STAMP) $(FASHION_MNIST)
+	mkdir -p $(GPU_CARRY)/wheels $(GPU_CARRY)/fashion-mnist
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
+		--python-version 3.12 --platform manylinux2014_x86_64 -d $(GPU_CARRY)/wheels \
+		keras keras-tuner kt-legacy namex optree six
+	cp $(dir $(FASHION_MNIST))*-ubyte.gz $(GPU_CARRY)/fashion-mnist/
 
 lint: $(STAMP)
 	$(BIN)/ruff check conftest.py kres tests benchmarks examples
