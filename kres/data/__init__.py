@@ -5,7 +5,8 @@
 - `kres.data.sources`: `load` (tfds, folders, arrays), `Data`,
   `from_arrays`, `ensure_prepared` (offline preparation);
 - `kres.data.folders` and `kres.data.splits`: an image folder's scan, and
-  its stratified splits and class weights;
+  its stratified splits and class weights; `kres.data.folder_data` a folder
+  loaded as a dataset;
 - `kres.data.label_file`: an image folder's labels from a CSV file
   (``path,label`` or ``path,label1;label2`` rows; no TensorFlow);
 - `kres.data.fashion_mnist`: Fashion-MNIST from Debian's IDX files (no

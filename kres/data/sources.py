@@ -27,8 +27,7 @@ import numpy as np
 
 from kres import checks
 from kres.backends import has_tensorflow, require_tensorflow
-from kres.data import folder_scan
-from kres.data import splits as ksplits
+from kres.data import folder_data
 from kres.data.catalog import DATASETS, DatasetSpec, data_dir_for, get_dataset_spec
 from kres.data.fashion_mnist import (
     DEBIAN_FASHION_MNIST,
@@ -36,7 +35,6 @@ from kres.data.fashion_mnist import (
     prepare_fashion_mnist,
     read_fashion_mnist,
 )
-from kres.preprocessing import IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD, IMAGENET_MEAN, IMAGENET_STD
 
 
 def _network_reachable(host="storage.googleapis.com", port=443, timeout=3.0):
@@ -215,10 +213,10 @@ def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=Fal
             `ensure_prepared`).
     """
     if isinstance(name, str) and os.path.isdir(name) and name not in DATASETS:
-        return _load_folder(name, subset=subset, val_size=val_size,
-                            skip_bad_images=skip_bad_images, splits=splits, seed=seed,
-                            channels=channels, progress=progress, labels=labels,
-                            class_names=class_names)
+        return Data(**folder_data.load_folder(
+            name, subset=subset, val_size=val_size, skip_bad_images=skip_bad_images,
+            splits=splits, seed=seed, channels=channels, progress=progress, labels=labels,
+            class_names=class_names))
     if labels is not None:
         checks.fail("labels", labels, f"label the images of a folder; {name!r} is a named "
                                       f"dataset with labels of its own")
@@ -264,7 +262,7 @@ def check_readable_here(name):
         require_tensorflow(f"Dataset {name!r} (read through tensorflow-datasets; without "
                            f"TensorFlow kres reads fashion_mnist from its IDX files, and arrays)")
     if name not in DATASETS and os.path.isdir(name):
-        require_tensorflow(f"The image folder {name!r} (its scan and decoding)")
+        folder_data.check_readable(name)
 
 
 def _load_idx_files(name, spec, data_dir, subset, val_size):
@@ -308,142 +306,6 @@ def _check_sizes(total, subset, val_size):
             f"examples, {val_size} of them held out for validation). Received: subset={subset!r}"
         )
     return subset
-
-
-def _load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, channels, progress,
-                 labels, class_names):
-    channels = 3 if channels is None else channels
-    _check_folder_settings(subset, val_size, skip_bad_images, splits, seed, channels)
-    check_readable_here(root)
-    from kres.data import folders
-
-    scan = folders.scan(root, labels=labels, class_names=class_names, progress=progress)
-    if scan.bad and not skip_bad_images:
-        _refuse_bad_images(scan, root)
-    if val_size is not None and "val" in scan.images:
-        raise ValueError(
-            f"val_size holds validation images out of train/, but {scan.root} has a val/ "
-            f"folder: drop val_size or the val/ folder. Received: val_size={val_size!r}")
-    splits = _folder_splits(scan, root, splits, val_size, seed, every_class=class_names is None)
-    train = _training_items(scan, splits, subset, seed)
-    gray = channels == 1
-    spec = DatasetSpec(None, None, channels, len(scan.class_names),
-                       IMAGENET_GRAY_MEAN if gray else IMAGENET_MEAN,
-                       IMAGENET_GRAY_STD if gray else IMAGENET_STD, augment="imagenet",
-                       val_size=len(splits["val"]))
-
-    def read(items):
-        return folders.image_dataset(scan.root, items, channels=channels,
-                                     num_classes=len(scan.class_names))
-
-    return Data(name=os.path.basename(os.path.normpath(root)), spec=spec,
-                train=read(train), val=read(splits["val"]), test=read(splits["test"]),
-                sizes={"train": len(train), "val": len(splits["val"]),
-                       "test": len(splits["test"])},
-                class_names=list(scan.class_names), folder_scan=scan, splits=splits,
-                skipped=list(scan.bad), multi_label=scan.multi_label)
-
-
-def _check_folder_settings(subset, val_size, skip_bad_images, splits, seed, channels):
-    checks.boolean("skip_bad_images", skip_bad_images)
-    checks.integer("seed", seed, minimum=0)
-    checks.choice("channels", channels, (1, 3))
-    checks.positive_int("subset", subset, optional=True)
-    if splits is not None and not isinstance(splits, ksplits.Splits):
-        checks.fail("splits", splits, "must be a kres.data.splits.Splits (from read_splits or "
-                                      "split)")
-    if val_size is not None and not (
-            (checks.is_int(val_size) and val_size >= 1)
-            or (checks.is_number(val_size) and not checks.is_int(val_size)
-                and 0 < val_size < 1)):
-        checks.fail("val_size", val_size, "must be a positive integer (images) or a "
-                                          "fraction in (0, 1)")
-
-
-def _refuse_bad_images(scan, root):
-    listed = "\n".join(f"  {path}: {reason}" for path, reason in scan.bad[:folder_scan.LISTED])
-    more = (f"\n  ... and {len(scan.bad) - folder_scan.LISTED} more"
-            if len(scan.bad) > folder_scan.LISTED else "")
-    them = "it" if len(scan.bad) == 1 else "them"
-    raise ValueError(
-        f"The image folder {scan.root} has {len(scan.bad)} image file"
-        f"{'s' * (len(scan.bad) != 1)} that TensorFlow cannot decode:\n{listed}{more}\n"
-        f"Fix or remove {them}, or train without {them}: --skip-bad-images (kres train), "
-        f"skip_bad_images=True (kres.data.sources.load). Received: dataset={root!r}, "
-        f"skip_bad_images=False"
-    )
-
-
-def _folder_splits(scan, root, splits, val_size, seed, every_class=True):
-    """The folder's splits: the ones given (checked), else a seeded stratified split;
-    every split holding images."""
-    if splits is not None:
-        splits = _check_folder_splits(scan, splits)
-    else:
-        pool = len(scan.images["train" if scan.layout == "splits" else "all"])
-        fraction = 0.1
-        if val_size is not None:
-            most = pool - len(scan.class_names)
-            if checks.is_int(val_size) and val_size > most:
-                raise ValueError(
-                    f"val_size must be at most {most}: {pool} images to take it from, and "
-                    f"each of the {len(scan.class_names)} classes keeps one for training. "
-                    f"Received: val_size={val_size!r}")
-            fraction = val_size / pool if checks.is_int(val_size) else val_size
-        splits = ksplits.split(scan, val_fraction=fraction, test_fraction=0.1, seed=seed,
-                               every_class=every_class)
-    for s in ("val", "test"):
-        if splits[s]:
-            continue
-        if s in scan.images:
-            raise ValueError(f"The image folder {scan.root} has no {s} image that decodes in "
-                             f"{s}/. Received: dataset={root!r}")
-        raise ValueError(
-            f"The image folder {scan.root} has too few images to hold out {s} images "
-            f"({scan.num_images} images in {len(scan.class_names)} classes, each class "
-            f"keeping one for training): add images, or a {s}/ folder. "
-            f"Received: dataset={root!r}")
-    return splits
-
-
-def _training_items(scan, splits, subset, seed):
-    """The training split's items (a stratified `subset` of them), shuffled once."""
-    train = list(splits["train"])
-    if subset is not None:
-        if subset > len(train):
-            raise ValueError(
-                f"subset must be between 1 and {len(train)} (the training images of "
-                f"{scan.root}). Received: subset={subset!r}")
-        train = ksplits.stratified(train, len(scan.class_names), (subset / len(train),),
-                                   seed=seed, salt=1, keep=0)[0]
-    # A folder lists its files class by class: shuffle them once for shuffle buffers
-    # smaller than the split.
-    return [train[i] for i in np.random.default_rng([seed, 2]).permutation(len(train))]
-
-
-def _check_folder_splits(scan, splits):
-    """`splits` if they fit the scanned folder (without the files skipped as bad)."""
-    if list(splits.class_names) != list(scan.class_names):
-        raise ValueError(
-            f"splits name the classes {splits.class_names}, but {scan.root} has "
-            f"{scan.class_names}: use the folder the splits were made for, or new splits. "
-            f"Received: splits with class_names={splits.class_names!r}")
-    good = {item for items in scan.images.values() for item in items}
-    bad = {path for path, _ in scan.bad}
-    items = {s: list(splits[s]) for s in folder_scan.SPLIT_NAMES}
-    missing = [p for s in folder_scan.SPLIT_NAMES for p, label in items[s]
-               if (p, label) not in good and p not in bad]
-    if missing:
-        listed = ", ".join(missing[:folder_scan.LISTED])
-        extra = len(missing) - folder_scan.LISTED
-        more = f" and {extra} more" if extra > 0 else ""
-        raise ValueError(
-            f"splits list {len(missing)} file{'s' * (len(missing) != 1)} that {scan.root} "
-            f"no longer has (or has under another class): {listed}{more}. Received: "
-            f"splits for root={splits.root!r}")
-    kept = {s: [item for item in items[s] if item[0] not in bad] for s in items}
-    return ksplits.Splits(kept, class_names=splits.class_names, root=scan.root,
-                          sources=splits.sources)
 
 
 def from_arrays(x_train, y_train, x_test, y_test, *, num_classes=None, val_size=0.1,
