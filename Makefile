@@ -75,7 +75,7 @@ gpu-carry: $(STAMP) $(FASHION_MNIST)
 	mkdir -p $(GPU_CARRY)/wheels $(GPU_CARRY)/fashion-mnist
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
 		--python-version 3.12 --platform manylinux2014_x86_64 -d $(GPU_CARRY)/wheels \
-		keras keras-tuner kt-legacy namex optree six
+		keras keras-tuner kt-legacy namex optree six simplejpeg
 	cp $(dir $(FASHION_MNIST))*-ubyte.gz $(GPU_CARRY)/fashion-mnist/
 
 lint: $(STAMP)

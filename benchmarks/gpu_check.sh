@@ -22,10 +22,11 @@ OUT=${OUT:-gpu_check_out}
 mkdir -p "$OUT"
 export KERAS_BACKEND=jax
 
-# Keras and keras-tuner where the machine lacks them (never from the network).
-if ! "$PYTHON" -c "import keras, keras_tuner" 2>/dev/null; then
+# Keras, keras-tuner and simplejpeg (image folders' JPEGs) where the machine lacks
+# them (never from the network).
+if ! "$PYTHON" -c "import keras, keras_tuner, simplejpeg" 2>/dev/null; then
     "$PYTHON" -m pip install --quiet --no-index --find-links "$CARRY/wheels" \
-        keras keras-tuner six
+        keras keras-tuner six simplejpeg
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 DATA="$CARRY/fashion-mnist"

@@ -5,8 +5,8 @@ and JAX backends. On JAX, TensorFlow is optional: where it is installed the
 tf.data pipelines feed JAX; where it is not, the pipeline without it
 (`kres.data.batches`) does. What needs TensorFlow itself (the SavedModel
 export, tfds datasets other than Fashion-MNIST read from its IDX files,
-image folders for now, the multi-worker strategy) says so by
-`require_tensorflow` before any work.
+the multi-worker strategy) says so by `require_tensorflow` before any work.
+Image folders are decoded without it by `kres.data.file_decoding`.
 """
 
 import importlib.util

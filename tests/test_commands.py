@@ -234,6 +234,23 @@ def test_chief_and_workers_started_by_the_command_line(fashion_mnist_quick_dir, 
     assert tuner_files == ["tuner0.json", "tuner1.json"]  # both workers took part
 
 
+@pytest.mark.parametrize("flags, says", [
+    (["--parallel", "0"], "--parallel takes a number of workers or 'gpus'"),
+    (["--parallel", "two"], "Received: --parallel two"),
+    (["--parallel", "2", "--chief"], "--parallel starts its own chief and workers"),
+    (["--parallel", "gpus"], "Keras's backend sees no GPU here"),
+])
+def test_tune_parallel_refuses_what_it_cannot_run_before_any_work(tmp_path, capsys, flags,
+                                                                  says):
+    from kres.cli import main
+
+    out = tmp_path / "search"
+    assert main(["tune", "--space", "cifar-resnet", "--dataset", "fashion_mnist", "--out",
+                 str(out), *flags]) == 2
+    assert says in capsys.readouterr().err
+    assert not out.exists()
+
+
 def _lscpu_flags():
     """This CPU's flags as `lscpu` prints them (util-linux; skips where it is absent)."""
     lscpu = shutil.which("lscpu")

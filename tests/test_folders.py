@@ -124,7 +124,7 @@ def test_every_kind_decodes_like_pillow_converts_it(mixed, mixed_scan):
 
 
 def test_a_corrupt_file_is_refused_by_path_before_any_training(mixed):
-    with pytest.raises(ValueError, match=r"(?s)1 image file that TensorFlow cannot decode:"
+    with pytest.raises(ValueError, match=r"(?s)1 image file that does not decode:"
                                          rf".*{BROKEN}: .*--skip-bad-images"):
         datasets.load(str(mixed))
 
@@ -453,3 +453,113 @@ def test_a_folder_run_resumes_on_its_split_weighs_its_classes_and_evaluates_on_i
     for mistake in written["mistakes"]:
         assert test_files[mistake["file"]] == mistake["true"] != mistake["predicted"]
         assert (root / mistake["file"]).is_file()
+
+
+# --- Without TensorFlow: kres.data.file_decoding, checked against TensorFlow here ---
+
+
+def _more_kinds(folder):
+    """The kinds `tf.io.decode_image` converts in its own way, each as a file."""
+    rgb = _pixels(7, 37, 53)
+    gray = rgb[..., 0]
+    rgba = np.dstack([rgb, _pixels(8, 37, 53)[..., 0]])
+    files = {
+        "rgb420.jpg": (Image.fromarray(rgb), {"quality": 90}),
+        "rgb444.jpg": (Image.fromarray(rgb), {"quality": 90, "subsampling": 0}),
+        "gray.jpg": (Image.fromarray(gray), {}), "cmyk.jpg": (Image.fromarray(rgb).convert(
+            "CMYK"), {}),
+        "la.png": (Image.fromarray(rgba[..., [0, 3]], "LA"), {}),
+        "rgba.png": (Image.fromarray(rgba), {}),
+        "palette.png": (Image.fromarray(rgb).quantize(64), {}),
+        "palette_alpha.png": (Image.fromarray(rgb).quantize(64), {"transparency": 3}),
+        "gray16.png": (Image.fromarray(gray.astype(np.uint16) * 257 + 3), {}),
+        "transparent.gif": (Image.fromarray(rgb).quantize(50), {"transparency": 7}),
+        "palette.bmp": (Image.fromarray(rgb).quantize(64), {}),
+        "gray.bmp": (Image.fromarray(gray), {}), "rgba.bmp": (Image.fromarray(rgba), {}),
+        "rgba.webp": (Image.fromarray(rgba), {"lossless": True}),
+        "lossy.webp": (Image.fromarray(rgb), {"quality": 80}),
+        "one_bit.bmp": (Image.fromarray(gray > 128), {}),  # TensorFlow refuses it
+    }
+    for name, (image, options) in files.items():
+        image.save(folder / name, **options)
+    (folder / "text.png").write_bytes(b"not an image")
+    (folder / "cut.png").write_bytes((folder / "rgba.png").read_bytes()[:200])
+    return sorted(files) + ["cut.png", "text.png"]
+
+
+def test_without_tensorflow_every_kind_decodes_to_tensorflows_pixels(tmp_path):
+    import tensorflow as tf
+
+    from kres.data import file_decoding
+    from kres.images import decode, decode_stored
+
+    for name in _more_kinds(tmp_path):
+        path = str(tmp_path / name)
+        data = tf.io.read_file(path)
+        try:
+            stored = decode_stored(data).numpy()
+        except tf.errors.InvalidArgumentError:
+            with pytest.raises(file_decoding.DecodeError):
+                file_decoding.probe(path)
+            continue
+        height, width, channels, _, header = file_decoding.probe(path)
+        assert (height, width, channels) == stored.shape and header == data.numpy()[:32]
+        for c in (3, 1):
+            expected = decode(data, c).numpy()
+            got = file_decoding.read(path, c)
+            assert got.dtype == np.uint8 and np.array_equal(got, expected), (name, c)
+    with pytest.raises(file_decoding.DecodeError, match="JPEG XL"):
+        (tmp_path / "x.jxl").write_bytes(JXL_GRAY)
+        file_decoding.probe(str(tmp_path / "x.jxl"))
+
+
+def test_a_scan_without_tensorflow_finds_what_tensorflows_finds(mixed, mixed_scan, monkeypatch):
+    monkeypatch.setattr(folders, "has_tensorflow", lambda: False)
+    s = folders.scan(str(mixed), progress=False)
+    jxl = "dog/gray.jxl"  # JPEG XL: only TensorFlow decodes it
+    assert [p for p, _ in s.bad] == [BROKEN, jxl] and "JPEG XL" in s.bad[1][1]
+    assert "\n" not in s.bad[0][1]
+    expected = {**mixed_scan.kinds, "grayscale": mixed_scan.kinds["grayscale"] - 1}
+    assert s.kinds == expected and s.ignored == mixed_scan.ignored
+    assert s.images["all"] == [item for item in mixed_scan.images["all"] if item[0] != jxl]
+    assert s.max_size == mixed_scan.max_size and s.class_names == mixed_scan.class_names
+
+
+@pytest.mark.parametrize("augment", ["imagenet", "none"])
+def test_folder_batches_without_tensorflow_are_the_tf_data_pipelines(tmp_path, monkeypatch,
+                                                                     augment):
+    """The same folder, loaded with and without TensorFlow: evaluation batches equal,
+    training batches too (the crop boxes and flips keyed alike; TensorFlow's draws
+    on both here, as the backend is TensorFlow)."""
+    from kres.data import batches as kbatches
+    from kres.data import folder_data
+
+    for c, name in enumerate(("cat", "dog")):
+        _write_kinds(tmp_path / name, 10 * c, [(20 + 3 * i, 41 - 2 * i) for i in range(10)])
+    loaded = {}
+    for tf_here in (True, False):
+        monkeypatch.setattr(folder_data, "has_tensorflow", lambda t=tf_here: t)
+        loaded[tf_here] = datasets.load(str(tmp_path), seed=3, progress=False)
+    assert isinstance(loaded[False].train, kbatches.FolderImages)
+    assert loaded[False].sizes == loaded[True].sizes
+    settings = dict(batch_size=4, image_size=24, channels=3, num_classes=2, seed=5)
+    for training in (False, True):
+        split = "train" if training else "test"
+        made = [kbatches.make_pipeline(getattr(loaded[t], split), loaded[t].spec,
+                                       training=training, augment=augment, **settings)
+                for t in (True, False)]
+        tf_batches = iter(made[0])
+        for i in range(3 if training else len(made[1])):
+            (x, y), (x2, y2) = next(tf_batches), made[1][i]
+            np.testing.assert_allclose(x2, x.numpy(), atol=2e-3, err_msg=f"{split} {i}")
+            np.testing.assert_array_equal(y2, y.numpy())
+
+
+def test_a_folder_without_its_decoders_is_refused_naming_them(tmp_path, monkeypatch):
+    from kres.data import file_decoding, folder_data
+
+    monkeypatch.setattr(folder_data, "has_tensorflow", lambda: False)
+    monkeypatch.setitem(file_decoding.PACKAGES, "kres_no_such_module", "no-such-decoder")
+    with pytest.raises(RuntimeError, match=r"decoded, without TensorFlow, by no-such-decoder, "
+                                           r"which is not installed: pip install no-such"):
+        datasets.load(str(tmp_path))

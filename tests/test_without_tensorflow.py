@@ -4,8 +4,9 @@ environment, where TensorFlow is installed, it is skipped.
 
 Training with the recipes' toolkit (augmentation, AdamW with accumulation, the
 weight average, backups), a crash and its resume, `kres evaluate`, a
-`kres tune` search, the pipeline's order, and the refusals of what needs
-TensorFlow, each naming what is missing.
+`kres tune` search with two trials side by side (``--parallel``), an image
+folder (decoded by Pillow and simplejpeg), the pipeline's order and crop
+draws, and the refusals of what needs TensorFlow, each naming what is missing.
 """
 
 import csv
@@ -110,19 +111,29 @@ def test_train_evaluate_and_tune_from_the_command_line(tmp_path):
     assert evaluated["examples"] == 10_000
     assert evaluated["accuracy"] == pytest.approx(trained["test_accuracy"], abs=1e-6)
     assert trained["precision"] == "float32" and trained["train_examples"] == 512
-    done = subprocess.run([*kres, "tune", "--space", "cifar-resnet", "--depths", "8",
-                           "--dataset", "fashion_mnist", "--tuner", "random", "--max-trials", "1",
+    # Two trials side by side, as on a machine with two GPUs (a chief and a worker each).
+    search = tmp_path / "search"
+    done = subprocess.run([*kres, "tune", "--space", "cifar-resnet", "--depths", "8,14",
+                           "--dataset", "fashion_mnist", "--tuner", "random", "--max-trials", "2",
                            "--max-epochs", "1", "--subset", "256", "--val-size", "128",
-                           "--out", str(tmp_path / "search")],
+                           "--out", str(search), "--parallel", "2"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "search" / "best.keras").is_file()
+    assert "2 workers, sharing this machine" in done.stdout and "best trial" in done.stdout
+    assert (search / "best.keras").is_file()
+    with open(search / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["depths"] for r in rows) == ["14", "8"]
+    assert all(r["status"] == "COMPLETED" for r in rows)
+    # Each worker ran a trial (keras-tuner writes tunerN.json as its trial ends).
+    assert sorted(f for f in os.listdir(search / "project") if f.startswith("tuner")) == [
+        "tuner0.json", "tuner1.json"]
+    assert sorted(os.listdir(search / "workers")) == ["tuner0.log", "tuner1.log"]
 
 
 @pytest.mark.parametrize("argv, missing", [
     (["export", "--model", "{model}", "--name", "x"], "kres export"),
     (["train", "--model", "cifar_resnet20", "--dataset", "cifar10"], "Dataset 'cifar10'"),
-    (["train", "--model", "cifar_resnet20", "--dataset", "{folder}"], "The image folder"),
     (["tune", "--space", "cifar-resnet", "--dataset", "mnist"], "Dataset 'mnist'"),
 ])
 def test_what_needs_tensorflow_says_so_before_any_work(tmp_path, capsys, argv, missing):
@@ -200,3 +211,62 @@ def test_strategy_mirrored_is_kerass_data_parallel_over_the_devices(tmp_path):
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["distribution"] == "DataParallel" and out["devices"] == 2
     assert 0 <= out["accuracy"] <= 1
+
+
+def test_an_image_folder_trains_and_evaluates_on_its_split(tmp_path, capsys):
+    """A folder of JPEGs and PNGs of many sizes, one of them corrupt: refused by
+    name, then skipped; `kres evaluate` scores the run's test split as the run did."""
+    from PIL import Image
+
+    from kres.cli import main
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    for c, name in enumerate(("dark", "light")):
+        (folder / name).mkdir(parents=True)
+        for i in range(12):
+            size = (int(rng.integers(12, 40)), int(rng.integers(12, 40)))
+            pixels = rng.integers(0, 128, (*size, 3)) + 127 * c
+            Image.fromarray(pixels.astype(np.uint8)).save(
+                folder / name / f"{i}.{'jpg' if i % 2 else 'png'}")
+    (folder / "dark" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(40))
+    run = tmp_path / "run"
+    args = ["train", "--model", "cifar_resnet20", "--set", "depths=1,1,1", "--dataset",
+            str(folder), "--image-size", "16", "--epochs", "1", "--batch-size", "4",
+            "--out", str(run), "--quiet"]
+    assert main(args) == 2
+    assert "dark/broken.jpg" in capsys.readouterr().err and not run.exists()
+    assert main([*args, "--skip-bad-images"]) == 0
+    from kres.data.splits import read_splits
+
+    splits = read_splits(str(run / "splits.json"))
+    with open(run / "results.json") as f:
+        results = json.load(f)
+    assert sum(len(items) for items in splits.values()) == 24  # the broken file left out
+    assert results["train_examples"] == len(splits["train"])
+    assert main(["evaluate", str(run / "best.keras"), "--dataset", str(folder)]) == 0
+    printed = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
+    assert float(printed["accuracy"]) == pytest.approx(results["test_accuracy"], abs=1e-6)
+
+
+def test_the_crop_draws_of_a_batch_are_the_layers_own_image_by_image():
+    """The ImageNet crop's boxes and flips, drawn for a whole batch in one compiled
+    call, are what the layers draw called image by image with the same keys."""
+    import keras
+
+    from kres.data import augment as layers
+    from kres.data.batches import _crop_draws, _crop_flip
+    from kres.data.keyed_draws import fold_in, keyed
+
+    crop = (layers.RandomResizedCrop(24, 24), layers.RandomFlip())
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (int(rng.integers(10, 60)), int(rng.integers(10, 60)), 3))
+              .astype(np.float32) for _ in range(8)]  # each size compiles the layers here
+    keys = np.stack([np.array([77, j], np.int64) for j in range(8)])
+    boxes, flips = _crop_draws(crop)(np.array([i.shape[:2] for i in images]), keys)
+    assert 0 < flips.sum() < 8 and len({tuple(b) for b in boxes}) == 8
+    for image, key, box, flipped in zip(images, keys, boxes, flips):
+        expected = keras.ops.convert_to_numpy(
+            keyed(crop[1], keyed(crop[0], image, key), fold_in(key, 1)))
+        # JAX's resize and NumPy's (TensorFlow's arithmetic) differ in float rounding.
+        np.testing.assert_allclose(_crop_flip(image, box, flipped, 24), expected, atol=1e-3)

@@ -45,6 +45,15 @@ def tune(args):
             val_size=args.val_size, image_size=args.image_size, channels=args.channels,
             seed=args.seed, data_dir=args.data_dir)
         out = args.out or _default_dir("tune", config.space, config.dataset)
+    if args.parallel is not None:
+        from kres.cli import parallel_tune
+
+        if args.chief or args.worker:
+            raise ValueError(f"--parallel starts its own chief and workers: drop --chief and "
+                             f"--worker. Received: --parallel {args.parallel} with "
+                             f"{'--chief' if args.chief else '--worker ' + args.worker}")
+        parallel_tune.run(args.argv, out, parallel_tune.parse(args.parallel))
+        return
     # keras-tuner reads its distribution settings from the environment.
     if args.chief:
         os.environ.update(KERASTUNER_TUNER_ID="chief", KERASTUNER_ORACLE_IP="0.0.0.0",

@@ -275,6 +275,9 @@ def _tune_flags(add):
     tune.add_argument("--worker", metavar="ID", help="run trials for the chief at --oracle")
     tune.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address (workers)")
     tune.add_argument("--port", type=int, default=8000, help="the chief's port (default 8000)")
+    tune.add_argument("--parallel", metavar="N|gpus",
+                      help="run trials side by side on this machine: a chief and N workers, "
+                           "or one worker per GPU (gpus), each seeing only its GPU")
 
 
 def _export_flags(add):
@@ -385,6 +388,7 @@ WITHOUT_BACKEND = {"models"}
 def main(argv=None):
     """Entry point of the ``kres`` console script."""
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the processes it starts
     if args.show_version or args.command is None:
         if args.show_version:
             from kres.version import __version__

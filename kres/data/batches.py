@@ -12,18 +12,35 @@ the same Keras preprocessing layers called with the same keys
 random numbers, not TensorFlow's): the same seed gives the same order and
 keys as the tf.data pipeline, and the same images where nothing is drawn.
 
+An image folder's split is `FolderImages`: its files, decoded when a batch
+needs them (`kres.data.file_decoding`, to TensorFlow's pixels). Images of
+any size are cropped and resized one by one in NumPy (the bilinear resize
+of ``tf.image.resize``), with the crop boxes and flips drawn by the recipe's
+layers: the same keys give the same boxes as on tf.data, and nothing is
+compiled per image size.
+
 Keras's `fit` takes the `PyDataset` as it is; its `workers` threads make
 the next batches while the model trains.
 """
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
 from kres.data.batch_augment import pipeline_steps
-from kres.data.keyed_draws import batch_key, epoch_key, epoch_order, example_key, fold_in, keyed
+from kres.data.keyed_draws import (
+    batch_key,
+    epoch_key,
+    epoch_order,
+    example_key,
+    fold_in,
+    keyed_generator,
+)
+from kres.preprocessing import CROP_FRACTION
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,7 @@ class Examples:
     """A split held in memory: ``images`` uint8 ``(n, height, width, channels)``, ``labels``.
 
     Labels are integers ``(n,)``, or multi-hot float32 ``(n, classes)``.
+    (`FolderImages` gives ``images`` as a list of arrays of any size.)
     """
 
     images: np.ndarray
@@ -49,6 +67,47 @@ class Examples:
         return Examples(self.images[index], self.labels[index])
 
 
+@dataclass(frozen=True)
+class FolderImages:
+    """A split of an image folder, read without TensorFlow: its files, decoded on demand.
+
+    Attributes:
+        root: the folder the paths are relative to.
+        paths: the files' relative paths.
+        labels: int64 ``(n,)``, or multi-hot float32 ``(n, classes)``.
+        channels: what the files are decoded to, 3 or 1
+            (`kres.data.file_decoding.read`).
+    """
+
+    root: str
+    paths: tuple
+    labels: np.ndarray
+    channels: int = 3
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        """The files at `index` (a slice or an index array) decoded, as `Examples` whose
+        images are a list (the files' sizes vary)."""
+        from kres.data.file_decoding import read
+
+        chosen = np.arange(len(self.paths))[index]
+        images = list(_decoders().map(
+            lambda i: read(os.path.join(self.root, self.paths[i]), self.channels), chosen))
+        return Examples(images, self.labels[chosen])
+
+
+_POOL = []
+
+
+def _decoders():
+    """The threads that decode a batch's files (Pillow and libjpeg-turbo release the GIL)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(min(8, os.cpu_count() or 1)))
+    return _POOL[0]
+
+
 def fits_in_memory(spec, examples, budget_bytes=4 << 30):
     """Whether `examples` decoded images of `spec` fit the cache budget (4 GiB).
 
@@ -60,12 +119,12 @@ def fits_in_memory(spec, examples, budget_bytes=4 << 30):
 
 
 def make_pipeline(split, spec, **settings):
-    """A split's input pipeline: `batches` for `Examples`, else tf.data's.
+    """A split's input pipeline: `batches` for `Examples` and `FolderImages`, else tf.data's.
 
     `settings` are `kres.data.pipeline.pipeline`'s, which makes the
     pipeline of a `tf.data.Dataset` (a split loaded with TensorFlow).
     """
-    if isinstance(split, Examples):
+    if isinstance(split, Examples | FolderImages):
         return batches(split, spec, **settings)
     from kres.data.pipeline import pipeline
 
@@ -112,12 +171,14 @@ def batches(examples, spec, *, training, batch_size, image_size, channels, num_c
             color_jitter=0.0, auto_augment=None, randaugment_ops=2, randaugment_magnitude=9,
             seed=None, drop_remainder=None, preprocessing=None, first_epoch=0, workers=1,
             **unused):
-    """`kres.data.pipeline.pipeline` for `Examples`, without TensorFlow: a `Batches`.
+    """`kres.data.pipeline.pipeline` for `Examples` or `FolderImages`, without
+    TensorFlow: a `Batches`.
 
     The arguments are `kres.data.pipeline.pipeline`'s (its tf.data-only
     ones, ``cache``, ``shuffle_buffer`` and ``deterministic``, do not apply:
-    the examples are in memory, shuffled whole, and the order is always
-    deterministic). `workers` threads make batches ahead of the model.
+    the examples are in memory or read by index, shuffled whole, and the
+    order is always deterministic). `workers` threads make batches ahead of
+    the model.
 
     Example:
 
@@ -150,15 +211,17 @@ def batches(examples, spec, *, training, batch_size, image_size, channels, num_c
             return labels.astype(np.float32)
         return np.eye(num_classes, dtype=np.float32)[labels]
 
+    draws = _crop_draws(crop) if crop is not None else None
+
     def pixels(images, epoch_seed, first):
-        images = images.astype(np.float32)
         if crop is not None:
-            out = []
-            for j, image in enumerate(images):
-                key = example_key(epoch_seed, first + j)
-                image = keyed(crop[0], image, key)
-                out.append(keras.ops.convert_to_numpy(keyed(crop[1], image, fold_in(key, 1))))
-            images = np.stack(out)
+            keys = np.stack([example_key(epoch_seed, first + j) for j in range(len(images))])
+            boxes, flips = draws(np.array([image.shape[:2] for image in images]), keys)
+            images = np.stack([_crop_flip(image, box, flipped, image_size)
+                               for image, box, flipped in zip(images, boxes, flips)])
+        elif isinstance(images, list):  # decoded files, of any size
+            images = np.stack([_resized(image, image_size, center_crop and not training)
+                               for image in images])
         else:
             images = _resized(images, image_size, center_crop and not training)
         if channels == 3 and spec.channels == 1:
@@ -191,17 +254,97 @@ def batches(examples, spec, *, training, batch_size, image_size, channels, num_c
     return Batches(make, None, workers)
 
 
-def _resized(images, size, center_crop):
-    """The evaluation resize of `kres.preprocessing.eval_resize`, on a batch of one size."""
-    height, width = images.shape[1:3]
-    if height == size and width == size:
-        return images
-    if center_crop:
-        from kres.preprocessing import CROP_FRACTION
+def _crop_draws(crop):
+    """``draws(shapes, keys)``: the crop boxes ``(n, 4)`` and flips ``(n,)`` that
+    `pipeline_steps`'s `crop` layers draw for images of `shapes` with `keys` (one
+    per image), as `kres.data.keyed_draws.keyed` would have them draw. On JAX one
+    compiled call for the batch (image by image, JAX dispatches dozens of small ops
+    each: 9 ms an image on a 2-core CPU); elsewhere image by image."""
+    resized_crop, flip = crop
+    if keras.backend.backend() != "jax":
+        def one_by_one(shapes, keys):
+            out = []
+            for shape, key in zip(shapes, keys):
+                with keyed_generator(resized_crop, key):
+                    box = resized_crop.get_random_transformation(
+                        np.zeros((*shape, 1), np.uint8), training=True)["box"]
+                with keyed_generator(flip, fold_in(key, 1)):
+                    flips = flip.get_random_transformation(np.zeros((1, 1, 1)))["flips"]
+                out.append((keras.ops.convert_to_numpy(box),
+                            bool(np.reshape(keras.ops.convert_to_numpy(flips), ()))))
+            return np.array([box for box, _ in out]), np.array([f for _, f in out])
 
-        scale = (size / CROP_FRACTION) / min(height, width)
-        new = (max(round(height * scale), size), max(round(width * scale), size))
-        images = keras.ops.image.resize(images, new)
-        top, left = (new[0] - size) // 2, (new[1] - size) // 2
-        return keras.ops.convert_to_numpy(images)[:, top:top + size, left:left + size]
-    return keras.ops.convert_to_numpy(keras.ops.image.resize(images, (size, size)))
+        return one_by_one
+    import jax
+    import jax.numpy as jnp
+
+    from kres.data.keyed_draws import ListedSeeds, seeds_of
+
+    def one(shape, box_seeds, flip_seeds):
+        box = resized_crop._box(shape, ListedSeeds(box_seeds))
+        flips = flip.get_random_transformation(jnp.zeros((1, 1, 1)),
+                                               seed=ListedSeeds(flip_seeds))["flips"]
+        return box, jnp.reshape(flips, ())
+
+    batched = jax.jit(jax.vmap(one))
+
+    def draws(shapes, keys):
+        boxes, flips = batched(shapes.astype(np.int32), seeds_of(keys, 3),
+                               seeds_of(fold_in(keys, 1), 1))
+        return np.asarray(boxes), np.asarray(flips)
+
+    return draws
+
+
+def _crop_flip(image, box, flipped, size):
+    """One image cropped to `box` (top, left, height, width), resized and maybe flipped."""
+    top, left, height, width = (int(v) for v in box)
+    image = bilinear(image[top:top + height, left:left + width], size, size)
+    return image[:, ::-1] if flipped else image
+
+
+def _resized(images, size, center_crop):
+    """`kres.preprocessing.eval_resize` in NumPy, on an image or a batch of one size."""
+    height, width = images.shape[-3:-1]
+    if not center_crop:
+        return bilinear(images, size, size)
+    # float32, as TensorFlow computes the size (and rounds half to even).
+    scale = np.float32(size / CROP_FRACTION) / np.float32(min(height, width))
+    new = [max(int(np.round(np.float32(n) * scale)), size) for n in (height, width)]
+    images = bilinear(images, *new)
+    top, left = (new[0] - size) // 2, (new[1] - size) // 2
+    return images[..., top:top + size, left:left + size, :]
+
+
+def bilinear(images, height, width):
+    """``tf.image.resize(images, (height, width))`` (bilinear, half-pixel centres, no
+    antialiasing) in NumPy: float32 ``[..., height, width, channels]``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from kres.data.batches import bilinear
+    >>> bilinear(np.array([[0.0, 4.0]]).reshape(1, 2, 1), 1, 4)[..., 0].tolist()
+    [[0.0, 1.0, 3.0, 4.0]]
+    """
+    images = np.asarray(images, np.float32)
+    if images.shape[-3:-1] == (height, width):
+        return images
+
+    def weights(size_in, size_out):
+        # As TensorFlow's kernel: source position (i + 0.5) * scale - 0.5, its floor and
+        # ceiling clamped into the image, and the fraction past the floor.
+        position = ((np.arange(size_out, dtype=np.float32) + np.float32(0.5))
+                    * np.float32(size_in / size_out) - np.float32(0.5))
+        low = np.floor(position)
+        lerp = (position - low).astype(np.float32)
+        return (np.clip(low, 0, size_in - 1).astype(np.intp),
+                np.minimum(np.ceil(position), size_in - 1).astype(np.intp), lerp)
+
+    y0, y1, dy = weights(images.shape[-3], height)
+    x0, x1, dx = weights(images.shape[-2], width)
+    dx = dx[:, None]
+    top, bottom = images[..., y0, :, :], images[..., y1, :, :]
+    top = top[..., x0, :] + (top[..., x1, :] - top[..., x0, :]) * dx
+    bottom = bottom[..., x0, :] + (bottom[..., x1, :] - bottom[..., x0, :]) * dx
+    return top + (bottom - top) * dy[:, None, None]

@@ -5,8 +5,9 @@
 skipped, the splits are the folder's own or seeded stratified ones
 (`kres.data.splits`), checked against a resumed run's, and the training files
 are shuffled with the seed. The images are decoded by TensorFlow
-(`kres.data.folders.image_dataset`): `check_readable` refuses a folder where
-it is not installed.
+(`kres.data.folders.image_dataset`), or where it is not installed by
+`kres.data.file_decoding` to the same pixels (`kres.data.batches.FolderImages`):
+`check_readable` refuses a folder where neither can.
 """
 
 import os
@@ -14,7 +15,7 @@ import os
 import numpy as np
 
 from kres import checks
-from kres.backends import has_tensorflow, require_tensorflow
+from kres.backends import has_tensorflow
 from kres.data import folder_scan
 from kres.data import splits as ksplits
 from kres.data.catalog import DatasetSpec
@@ -22,13 +23,22 @@ from kres.preprocessing import IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD, IMAGENET_M
 
 
 def check_readable(root):
-    """Refuses an image folder where TensorFlow, which decodes it, is not installed.
+    """Refuses an image folder where nothing can decode it: without TensorFlow,
+    Pillow and simplejpeg (`kres.data.file_decoding`) decode it.
 
     Raises:
-        RuntimeError: naming the folder and the missing package.
+        RuntimeError: naming the folder and the missing packages.
     """
-    if not has_tensorflow():
-        require_tensorflow(f"The image folder {root!r} (its scan and decoding)")
+    if has_tensorflow():
+        return
+    from kres.data.file_decoding import missing_packages
+
+    missing = missing_packages()
+    if missing:
+        raise RuntimeError(
+            f"The image folder {root!r} is decoded, without TensorFlow, by "
+            f"{' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+            f"installed: pip install {' '.join(missing)} (or install tensorflow).")
 
 
 def load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, channels, progress,
@@ -56,8 +66,15 @@ def load_folder(root, *, subset, val_size, skip_bad_images, splits, seed, channe
                        val_size=len(splits["val"]))
 
     def read(items):
-        return folders.image_dataset(scan.root, items, channels=channels,
-                                     num_classes=len(scan.class_names))
+        if has_tensorflow():
+            return folders.image_dataset(scan.root, items, channels=channels,
+                                         num_classes=len(scan.class_names))
+        from kres.data.batches import FolderImages
+
+        labels = [label for _, label in items]
+        labels = (folders.multi_hot(labels, len(scan.class_names)) if scan.multi_label
+                  else np.array(labels, np.int64))
+        return FolderImages(scan.root, tuple(p for p, _ in items), labels, channels)
 
     return dict(name=os.path.basename(os.path.normpath(root)), spec=spec,
                 train=read(train), val=read(splits["val"]), test=read(splits["test"]),
@@ -90,7 +107,8 @@ def _refuse_bad_images(scan, root):
     them = "it" if len(scan.bad) == 1 else "them"
     raise ValueError(
         f"The image folder {scan.root} has {len(scan.bad)} image file"
-        f"{'s' * (len(scan.bad) != 1)} that TensorFlow cannot decode:\n{listed}{more}\n"
+        f"{'s' * (len(scan.bad) != 1)} that {'does' if len(scan.bad) == 1 else 'do'} not "
+        f"decode:\n{listed}{more}\n"
         f"Fix or remove {them}, or train without {them}: --skip-bad-images (kres train), "
         f"skip_bad_images=True (kres.data.sources.load). Received: dataset={root!r}, "
         f"skip_bad_images=False"

@@ -38,7 +38,8 @@ class FolderScan:
             ``"all"`` for a flat folder. Paths are relative to `root`, with
             ``/``.
         bad: ``(relative_path, reason)`` of the image-suffixed files that do not
-            decode, `reason` being TensorFlow's message.
+            decode, `reason` being the decoder's message (TensorFlow's, or
+            `kres.data.file_decoding`'s without it).
         ignored: relative paths of the files not read: other suffixes, hidden
             files (``.DS_Store``, ``._x.jpg``), hidden folders (ending in
             ``/``), files outside class folders.

@@ -6,9 +6,10 @@ A folder of images is either split on disk or flat::
     root/<class>/...                                                        ("flat")
 
 `scan` reads every image-suffixed file once, with the decoder the training
-pipeline uses (TensorFlow's), and reports per file what the pipeline would
+pipeline uses (TensorFlow's; without TensorFlow, `kres.data.file_decoding`'s,
+which gives the same pixels), and reports per file what the pipeline would
 otherwise only find in the middle of an epoch: files that do not decode (by
-path, with TensorFlow's message), files that are not images (``.DS_Store``,
+path, with the decoder's message), files that are not images (``.DS_Store``,
 ``notes.txt``, hidden files), the colour kinds (grayscale, RGB, RGBA, CMYK,
 palette) and the size range. `kres.data.folder_scan.FolderScan.summary` shows it, with the images
 per class and split and the class imbalance.
@@ -28,10 +29,10 @@ share it, so what the scan passes, the pipeline decodes.
 import os
 import re
 import sys
-
-import tensorflow as tf
+from concurrent.futures import ThreadPoolExecutor
 
 from kres import checks
+from kres.backends import has_tensorflow
 from kres.data.folder_scan import (
     IMAGE_EXTENSIONS,
     KINDS,
@@ -42,7 +43,6 @@ from kres.data.folder_scan import (
     relative_path,
 )
 from kres.data.label_file import labelled_listing, read_labels
-from kres.images import decode, decode_stored
 from kres.native_output import native_stderr_hidden
 
 # Above this many files, `scan` shows a progress bar (progress=None).
@@ -51,6 +51,10 @@ PROGRESS_FILES = 500
 
 def _probe(path):
     """``(height, width, channels, jpeg components, header)`` of one file (graph code)."""
+    import tensorflow as tf
+
+    from kres.images import decode_stored
+
     data = tf.io.read_file(path)
     shape = tf.shape(decode_stored(data))
     components = tf.cond(tf.io.is_jpeg(data),
@@ -150,7 +154,8 @@ def scan(root, *, labels=None, class_names=None, progress=None):
     `labels`, the images a CSV file labels (`kres.data.label_file`), then
     decodes every file whose suffix is in `IMAGE_EXTENSIONS` with TensorFlow,
     in parallel (a ``tf.data`` map; the few files it drops are decoded again
-    one by one to get TensorFlow's message).
+    one by one to get TensorFlow's message); without TensorFlow, with
+    `kres.data.file_decoding` in threads.
 
     With `labels`, the classes are the file's labels, not folders: a path
     starting with ``train/``, ``val/`` or ``test/`` is in that split (all
@@ -287,14 +292,6 @@ def _folder_listing(root):
 
 def _decode_all(root, paths, progress):
     """relative path -> ``(h, w, channels, components, header)``, or the reason it failed."""
-    absolute = [os.fsencode(os.path.join(root, p)) for p in paths]
-    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64),
-                                             tf.constant(absolute, tf.string)))
-    # Batched: per-element iteration in Python costs more than decoding a small image.
-    # The decoding is graph code already (tf.cond): no AutoGraph rewrite (kres.data.pipeline).
-    probe = tf.autograph.experimental.do_not_convert(lambda i, path: (i, *_probe(path)))
-    ds = ds.map(probe, num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=False).ignore_errors().batch(256)
     bar = None
     if progress or (progress is None and len(paths) > PROGRESS_FILES):
         import keras
@@ -303,6 +300,43 @@ def _decode_all(root, paths, progress):
         # (Keras's bar redraws on any POSIX system, a line every 0.05 s in a file).
         bar = keras.utils.Progbar(len(paths), unit_name="file",
                                   verbose=1 if sys.stdout.isatty() else 2)
+    found = (_decode_all_tf if has_tensorflow() else _decode_all_files)(root, paths, bar)
+    if bar is not None:
+        bar.update(len(paths), finalize=True)
+    return found
+
+
+def _decode_all_files(root, paths, bar):
+    """`_decode_all` without TensorFlow (`kres.data.file_decoding`), in threads."""
+    from kres.data import file_decoding
+
+    def probe(path):
+        try:
+            return path, file_decoding.probe(os.path.join(root, path))
+        except file_decoding.DecodeError as error:
+            return path, str(error)
+
+    found = {}
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for path, result in pool.map(probe, paths):
+            found[path] = result
+            if bar is not None and len(found) % 256 == 0:
+                bar.update(len(found))
+    return found
+
+
+def _decode_all_tf(root, paths, bar):
+    """`_decode_all` with TensorFlow's decoders, in a tf.data map."""
+    import tensorflow as tf
+
+    absolute = [os.fsencode(os.path.join(root, p)) for p in paths]
+    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64),
+                                             tf.constant(absolute, tf.string)))
+    # Batched: per-element iteration in Python costs more than decoding a small image.
+    # The decoding is graph code already (tf.cond): no AutoGraph rewrite (kres.data.pipeline).
+    probe = tf.autograph.experimental.do_not_convert(lambda i, path: (i, *_probe(path)))
+    ds = ds.map(probe, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=False).ignore_errors().batch(256)
     found = {}
     done = 0
     for batch in ds.as_numpy_iterator():
@@ -320,8 +354,6 @@ def _decode_all(root, paths, progress):
                 found[path] = decode_error_reason(error)
             else:
                 found[path] = (*(int(v) for v in result[:4]), bytes(result[4].numpy()))
-    if bar is not None:
-        bar.update(len(paths), finalize=True)
     return found
 
 
@@ -366,6 +398,10 @@ def image_dataset(root, items, *, channels=3, num_classes=None):
     [[1.0, 0.0, 1.0]]
     >>> folder.cleanup()
     """
+    import tensorflow as tf
+
+    from kres.images import decode
+
     checks.choice("channels", channels, (1, 3))
     multi = bool(items) and isinstance(items[0][1], tuple | list)
     try:

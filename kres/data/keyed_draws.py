@@ -9,6 +9,8 @@ the same seed gives the same images whatever the parallelism, and epoch `e`
 of a resumed run sees what an uninterrupted run saw (`kres.data.pipeline`).
 """
 
+import contextlib
+
 import keras
 import numpy as np
 
@@ -25,6 +27,25 @@ class KeyedSeeds(keras.random.SeedGenerator):
     def next(self, ordered=True):
         self.count += 1
         return _backend_seed(fold_in(self.key, self.count))
+
+
+class ListedSeeds(keras.random.SeedGenerator):
+    """A seed generator whose n-th draw is ``seeds[n]``: `KeyedSeeds`'s seeds made
+    beforehand (`seeds_of`), for a function traced by JAX."""
+
+    def __init__(self, seeds):  # no state variable: Keras's __init__ is not called
+        self.seeds, self.count = seeds, 0
+
+    def next(self, ordered=True):
+        self.count += 1
+        return self.seeds[self.count - 1]
+
+
+def seeds_of(keys, draws):
+    """The JAX seeds of the first `draws` draws of ``KeyedSeeds(key)`` for each of
+    `keys` (NumPy ``(n, 2)``): uint32 ``(n, draws, 2)``."""
+    return np.stack([np.bitwise_and(fold_in(keys, d), _MASK).astype(np.uint32)
+                     for d in range(1, draws + 1)], axis=1)
 
 
 def _backend_seed(key):
@@ -60,13 +81,21 @@ def keyed(layer, data, key):
     >>> bool(tf.reduce_all(a == b))
     True
     """
+    with keyed_generator(layer, key):
+        return layer(data, training=True)
+
+
+@contextlib.contextmanager
+def keyed_generator(layer, key):
+    """Within it, every random draw of `layer` is a function of `key` (see `keyed`):
+    for calling a layer's own methods, as `get_random_transformation`."""
     seeds = KeyedSeeds(key)
     saved = (layer.__dict__.get("generator"), layer.__dict__.get("_backend_generators"))
     # Past Layer.__setattr__, which would track the generator as a layer variable.
     object.__setattr__(layer, "generator", seeds)
     object.__setattr__(layer, "_backend_generators", {"tensorflow": seeds})
     try:
-        return layer(data, training=True)
+        yield layer
     finally:
         object.__setattr__(layer, "generator", saved[0])
         if saved[1] is None:
@@ -109,15 +138,16 @@ def hash_pair(a, b):
 
 
 def fold_in(key, data):
-    """The key that `data` (an int) makes of `key` (an int64 pair; NumPy array or tf tensor)."""
-    first, second = key[0], key[1]
+    """The key that `data` (an int) makes of `key` (an int64 pair; NumPy array or tf tensor;
+    or NumPy ``(n, 2)``: n keys)."""
+    first, second = key[..., 0], key[..., 1]
     return _stack([hash_pair(hash_pair(first, second), data),
                    hash_pair(hash_pair(second, first), data + 0x9E3779B9)], key)
 
 
 def _stack(parts, like):
     if isinstance(like, np.ndarray):
-        return np.array(parts, np.int64)
+        return np.stack(parts, axis=-1).astype(np.int64)
     import tensorflow as tf
 
     return tf.stack(parts)

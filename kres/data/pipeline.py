@@ -76,9 +76,10 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         cache: keep the decoded images in memory (see `kres.data.batches.fits_in_memory`).
             A training split so held is shuffled whole each epoch, in
             `kres.data.keyed_draws.epoch_order`'s order (the pipeline without
-            TensorFlow's, `kres.data.batches`).
-        shuffle_buffer: the shuffle buffer of a split not held in memory
-            (default: the whole split, up to 50,000).
+            TensorFlow's, `kres.data.batches`); so is a split that gives its
+            elements by index (an image folder's files).
+        shuffle_buffer: the shuffle buffer of a split streamed (a tfds
+            dataset not held in memory; default: the whole split, up to 50,000).
         seed: seed for shuffling and augmentation; ``None`` for fresh
             randomness.
         deterministic: keep the element order independent of thread timing.
@@ -109,7 +110,11 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     # memory holds) through a shuffle buffer.
     held = _held(ds, count) if (training and cache and count > 0 and
                                 ds.element_spec[0].shape.is_fully_defined()) else None
-    if cache and held is None:
+    # A training split that gives its elements by index (an image folder's
+    # files) is read in that order too, uncached; a stream (tfds's files)
+    # through a shuffle buffer.
+    indexed = training and held is None and count > 0 and _by_index(ds)
+    if cache and held is None and not indexed:
         ds = ds.cache()
     options = tf.data.Options()
     # Evaluation keeps the split's order: a report names each image by its position.
@@ -160,12 +165,16 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     @_plain
     def epoch(e):
         epoch_seed = epoch_key(base, e)
-        if held is not None:
-            order = tf.argsort(hash_pair(tf.cast(epoch_seed, tf.int64),
-                                         tf.range(count, dtype=tf.int64)), stable=True)
+        if held is not None or indexed:
+            order = tf.data.Dataset.from_tensor_slices(tf.argsort(
+                hash_pair(tf.cast(epoch_seed, tf.int64), tf.range(count, dtype=tf.int64)),
+                stable=True))
+            if indexed:
+                return batches(order.map(lambda i: tf.data.experimental.at(
+                    ds, tf.cast(i, tf.int64)), num_parallel_calls=autotune), epoch_seed)
             images, labels = held
-            return batches(tf.data.Dataset.from_tensor_slices(order).map(
-                lambda i: (tf.gather(images, i), tf.gather(labels, i))), epoch_seed)
+            return batches(order.map(lambda i: (tf.gather(images, i), tf.gather(labels, i))),
+                           epoch_seed)
         # The traced function's graph-level seed is dropped: tf.data's seed
         # helper compares a tensor seed with 0 in Python when the global seed
         # is 0 (an error), and the order then depends on `seed` alone.
@@ -175,6 +184,17 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
     epochs = tf.data.Dataset.range(first_epoch, 1 << 62).flat_map(epoch).with_options(options)
     return epochs.apply(tf.data.experimental.assert_cardinality(
         tf.data.INFINITE_CARDINALITY)).prefetch(autotune)
+
+
+def _by_index(ds):
+    """Whether `ds` gives its elements by index (`tf.data.experimental.at`): datasets
+    of tensors mapped, as an image folder's files are; not tfds's files."""
+    try:
+        tf.data.experimental.at(ds, 0)
+    except (tf.errors.UnimplementedError, tf.errors.FailedPreconditionError,
+            tf.errors.InvalidArgumentError, NotImplementedError, TypeError):
+        return False
+    return True
 
 
 def _held(ds, count):

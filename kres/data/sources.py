@@ -250,11 +250,12 @@ def load(name, *, data_dir=None, subset=None, val_size=None, skip_bad_images=Fal
 def check_readable_here(name):
     """Refuses, before any work, a dataset that this environment cannot read.
 
-    Without TensorFlow, kres reads Fashion-MNIST (from its IDX files) and
-    arrays; a tfds dataset or an image folder needs TensorFlow.
+    Without TensorFlow, kres reads Fashion-MNIST (from its IDX files),
+    arrays, and image folders (with Pillow and simplejpeg); other tfds
+    datasets need TensorFlow.
 
     Raises:
-        RuntimeError: naming the dataset and the missing package.
+        RuntimeError: naming the dataset and the missing packages.
     """
     if has_tensorflow() or not isinstance(name, str):
         return
