@@ -8,7 +8,8 @@ local port, seeing no GPU, then one worker per GPU, each seeing only its own
 of workers sharing the machine. The chief's output is the command's; each
 worker writes to ``<search>/workers/<id>.log``. A worker that fails stops the
 search (the others are ended, its log's end printed); Ctrl-C ends them all,
-and ``kres tune --resume <search> --parallel ...`` continues.
+and so does the end of this process, even killed (on Linux); ``kres tune
+--resume <search> --parallel ...`` continues.
 """
 
 import os
@@ -74,7 +75,8 @@ def run(argv, out, parallel):
           f"{'s' * (len(devices) != 1)}, {where}; worker logs in {logs}", flush=True)
     # The chief serves the oracle and trains nothing: it sees no GPU.
     chief = subprocess.Popen([*command, "--chief", "--port", str(port)],
-                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                             preexec_fn=_end_with_parent)
     workers = {}
     try:
         _wait_for_port(port, chief)
@@ -86,7 +88,8 @@ def run(argv, out, parallel):
             with open(os.path.join(logs, f"{name}.log"), "w") as log:
                 workers[name] = subprocess.Popen(
                     [*command, "--worker", name, "--oracle", f"127.0.0.1:{port}", "--quiet"],
-                    env=env, stdout=log, stderr=subprocess.STDOUT)
+                    env=env, stdout=log, stderr=subprocess.STDOUT,
+                    preexec_fn=_end_with_parent)
         _wait(chief, workers, logs)
     finally:
         for process in [chief, *workers.values()]:
@@ -113,6 +116,17 @@ def _wait(chief, workers, logs):
         if all(p.poll() == 0 for p in workers.values()) and chief.poll() == 0:
             return
         time.sleep(0.5)
+
+
+def _end_with_parent():
+    """In a child: be ended (SIGTERM) when the parent dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG); elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def _tail(path, lines=15):
