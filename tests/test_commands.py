@@ -27,6 +27,7 @@ import kres
 from kres import data as datasets
 from kres import rundir as runs
 from kres.cli import main
+from kres.cli.parallel_tune import wait_for_port
 
 TINY = ["--model", "cifar_resnet20", "--set", "depths=(1,1,1)", "--augment", "none"]
 
@@ -191,19 +192,6 @@ def test_bayesian_search_of_wide_resnets_with_training_knobs_and_a_parameter_bud
     assert len({row["learning_rate"] for row in rows}) == 3  # the search moved
 
 
-def _wait_for_port(port, process, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"exited with {process.returncode} before serving: "
-                                 f"{process.stderr.read()[-2000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"nothing listens on port {port} after {timeout} s")
-
-
 # Three processes (a chief, two workers) on a 2-core machine: 45 s, so with the
 # long tests (make test-all); the multi-worker training runs stay in the default suite.
 @pytest.mark.slow
@@ -217,7 +205,7 @@ def test_chief_and_workers_started_by_the_command_line(fashion_mnist_quick_dir, 
               "--depths", "8,14,20,32", "--set-recipe", "batch_size=64",
               "--set-recipe", "augment=none", "--out", out, "--quiet"]
     chief = _cli(*search, "--chief", "--port", str(port))
-    _wait_for_port(port, chief)
+    wait_for_port(port, chief, timeout=300)
     workers = [_cli(*search, "--worker", f"tuner{i}", "--oracle", f"127.0.0.1:{port}")
                for i in range(2)]
     for worker in workers:

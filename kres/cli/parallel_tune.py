@@ -79,7 +79,7 @@ def run(argv, out, parallel):
                              preexec_fn=_end_with_parent)
     workers = {}
     try:
-        _wait_for_port(port, chief)
+        wait_for_port(port, chief)
         for i, device in enumerate(devices):
             name = f"tuner{i}"
             env = dict(os.environ)
@@ -152,15 +152,21 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _wait_for_port(port, chief):
-    deadline = time.monotonic() + CHIEF_START_SECONDS
+def wait_for_port(port, process, timeout=CHIEF_START_SECONDS):
+    """Until something listens on local `port`; `process` (the chief, which will) must not
+    end meanwhile.
+
+    Raises:
+        RuntimeError: `process` ended first, or `timeout` seconds passed.
+    """
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if chief.poll() is not None:
-            raise RuntimeError(f"the chief ended (exit {chief.returncode}) before serving its "
-                               f"oracle; its output is above")
+        if process.poll() is not None:
+            raise RuntimeError(f"the chief ended (exit {process.returncode}) before serving "
+                               f"its oracle on port {port}; its output is above")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"the chief did not serve its oracle on port {port} within "
-                       f"{CHIEF_START_SECONDS} s")
+                       f"{timeout} s")
