@@ -274,8 +274,9 @@ def test_recipe_table_lists_every_recipe_with_its_fields():
 
 def test_input_pipeline_table_quotes_its_file():
     record = _results("input_pipelines.json")
-    table = _table("docs/benchmarks.md", "| form | threads | images/s (median) | rounds |")
-    assert table == [[r["form"], str(r["parallel"]), str(r["images_per_second"]),
+    table = _table("docs/benchmarks.md",
+                   "| augmentation | form | threads | images/s (median) | rounds |")
+    assert table == [[r["augment"], r["form"], str(r["parallel"]), str(r["images_per_second"]),
                       ", ".join(str(v) for v in r["rounds"])] for r in record["results"]]
 
 
