@@ -92,7 +92,9 @@ class FolderImages:
         images are a list (the files' sizes vary)."""
         from kres.data.file_decoding import read
 
-        chosen = np.arange(len(self.paths))[index]
+        # A slice without an array over the whole folder (this runs once a batch).
+        chosen = np.asarray(range(len(self.paths))[index] if isinstance(index, slice)
+                            else index)
         images = list(_decoders().map(
             lambda i: read(os.path.join(self.root, self.paths[i]), self.channels), chosen))
         return Examples(images, self.labels[chosen])
