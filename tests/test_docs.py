@@ -287,3 +287,12 @@ def test_backend_table_quotes_its_file():
                       f"{r['test_accuracy'] * 100:.2f}%", f"{r['train_images_per_second']:.1f}",
                       ", ".join(f"{e:.1f}" for e in r["epoch_seconds"])]
                      for r in record["runs"]]
+
+
+def test_backend_precision_table_quotes_its_file():
+    record = _results("backends_precision.json")
+    table = _table("docs/benchmarks.md", "| backend | precision | test accuracy |")
+    assert table == [[r["backend"], r["precision"], f"{r['test_accuracy'] * 100:.2f}%",
+                      f"{r['train_images_per_second']:.1f}",
+                      ", ".join(f"{e:.1f}" for e in r["epoch_seconds"])]
+                     for r in record["runs"]]

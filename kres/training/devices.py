@@ -112,8 +112,8 @@ def choose_precision(gpus, flags, backend="tensorflow"):
     - a CPU with AVX512-BF16 and no AMX: ``mixed_bfloat16``;
     - any other CPU: ``float32`` (bfloat16 would be emulated, and slower);
     - on Keras's JAX backend, any CPU: ``float32`` (XLA's CPU backend trained
-      bfloat16 at half the float32 speed where it was measured,
-      docs/training.md).
+      bfloat16 no faster than float32 with AVX512-BF16 and at half its speed
+      with AMX, docs/benchmarks.md).
 
     Either mixed policy keeps float32 variables, batch-norm statistics and
     classifier, and trains to the float32 accuracy (docs/results.md).
