@@ -21,6 +21,7 @@ import importlib.util
 import sys
 from typing import TYPE_CHECKING
 
+from kres import backends
 from kres.lazy_names import public_names
 from kres.models import catalog
 from kres.models.constructors import *  # noqa: F401,F403  (the CamelCase constructors)
@@ -106,6 +107,9 @@ class _RegisterLayersWithKeras(importlib.abc.MetaPathFinder):
         load = spec.loader.exec_module
 
         def exec_module(module):
+            missing = backends.missing_backend_package()
+            if missing:  # Keras would fail later, naming only the module it missed
+                raise ModuleNotFoundError(missing[1], name=missing[0])
             load(module)
             importlib.import_module("kres.layers")
 

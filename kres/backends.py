@@ -58,8 +58,9 @@ def keras_backend():
     import json
     import sys
 
-    if "keras" in sys.modules:
-        return sys.modules["keras"].backend.backend()
+    keras = sys.modules.get("keras")
+    if hasattr(keras, "backend"):  # imported (not while its own import runs)
+        return keras.backend.backend()
 
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
@@ -84,10 +85,27 @@ def check_backend():
         raise RuntimeError(
             f"kres runs on Keras's {' and '.join(SUPPORTED)} backends, not {backend!r} "
             f"(KERAS_BACKEND={backend}): set KERAS_BACKEND=jax or tensorflow")
-    package = {"tensorflow": "tensorflow", "jax": "jax"}[backend]
-    if not _installed(package):
-        raise RuntimeError(
-            f"Keras's {backend} backend needs the {package} package, which is not installed "
-            f"here (KERAS_BACKEND={backend}): pip install {package}, or set KERAS_BACKEND to "
-            f"a backend that is installed")
+    missing = missing_backend_package()
+    if missing:
+        raise RuntimeError(missing[1])
     return backend
+
+
+def missing_backend_package():
+    """``(package, message)`` when the package of Keras's backend is not installed, else None.
+
+    The message names the backend, the package and, where one is installed,
+    a backend to set instead: Keras itself only fails deep in its import with
+    TensorFlow's module name (its default backend is TensorFlow, so an
+    environment with JAX alone needs ``KERAS_BACKEND=jax``).
+    """
+    backend = keras_backend()
+    if not backend or _installed(backend):  # each backend's package bears its name
+        return None
+    others = [b for b in SUPPORTED if b != backend and _installed(b)]
+    instead = (f"set KERAS_BACKEND={others[0]} (installed here)" if others
+               else "set KERAS_BACKEND to a backend that is installed")
+    chosen = (f"KERAS_BACKEND={backend}" if os.environ.get("KERAS_BACKEND")
+              else "Keras's choice with KERAS_BACKEND unset")
+    return backend, (f"Keras's {backend} backend needs the {backend} package, which is not "
+                     f"installed here ({chosen}): pip install {backend}, or {instead}")

@@ -163,6 +163,18 @@ def test_a_backend_kres_cannot_run_on_is_refused_by_name(tmp_path, backend, says
     assert not (tmp_path / "run").exists()
 
 
+def test_keras_without_its_default_backend_says_which_to_set(tmp_path):
+    # KERAS_BACKEND unset and no keras.json: Keras's default is TensorFlow, missing here.
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", "import kres; kres.CifarResNet20()"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert ("ModuleNotFoundError: Keras's tensorflow backend needs the tensorflow package, "
+            "which is not installed here (Keras's choice with KERAS_BACKEND unset): pip install "
+            "tensorflow, or set KERAS_BACKEND=jax (installed here)") in done.stderr, done.stderr
+
+
 def test_the_training_order_is_the_seeded_permutation():
     """The tf.data pipeline shuffles in the same order (tests/test_backends.py)."""
     from kres.data.batches import Examples, batches
