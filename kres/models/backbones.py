@@ -79,7 +79,12 @@ def feature_extractor(model_or_name, stages=DEFAULT_STAGES, *, freeze_batch_norm
             without its classifier, for inputs of any size unless
             `input_shape` says otherwise; or a kres model (a classifier, with
             or without its top), whose layers the extractor then uses: the
-            two share their weights, so training one trains the other.
+            two share their weights, so training one trains the other. Do
+            not nest both in one model: it would save but not load (Keras
+            rebuilds nested models apart); for class scores beside features,
+            make one model of the classifier's graph, ``keras.Model(
+            classifier.input, {"classes": classifier.output,
+            **extractor.output})`` (docs/backbones.md, "Saving").
         stages: the stage names to output, ``"C0"`` ... ``"C5"`` (one name
             or a sequence); by default ``("C2", "C3", "C4", "C5")``.
             `stage_layers` lists what a model has.
