@@ -109,6 +109,7 @@ class _RegisterLayersWithKeras(importlib.abc.MetaPathFinder):
         def exec_module(module):
             missing = backends.missing_backend_package()
             if missing:  # Keras would fail later, naming only the module it missed
+                sys.meta_path.insert(0, self)  # for the import once the backend is set
                 raise ModuleNotFoundError(missing[1], name=missing[0])
             load(module)
             importlib.import_module("kres.layers")

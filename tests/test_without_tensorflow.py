@@ -173,6 +173,14 @@ def test_keras_without_its_default_backend_says_which_to_set(tmp_path):
     assert ("ModuleNotFoundError: Keras's tensorflow backend needs the tensorflow package, "
             "which is not installed here (Keras's choice with KERAS_BACKEND unset): pip install "
             "tensorflow, or set KERAS_BACKEND=jax (installed here)") in done.stderr, done.stderr
+    # Set then, in the same process: Keras imports, with kres's layers registered.
+    script = ("import os, kres\ntry:\n    kres.CifarResNet20()\nexcept ModuleNotFoundError:\n"
+              "    os.environ['KERAS_BACKEND'] = 'jax'\nimport keras\n"
+              "print(keras.backend.backend(), 'kres>GroupedConv2D' in "
+              "keras.saving.get_custom_objects())")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.split() == ["jax", "True"], done.stderr[-2000:]
 
 
 def test_the_training_order_is_the_seeded_permutation():
