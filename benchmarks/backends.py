@@ -22,7 +22,14 @@ CPU) can be run in pieces: with ``--work DIR`` the runs' directories are
 kept there, a finished run is read back (its row saved beside it, with the
 processor it ran on) and an unfinished one resumed (`kres train --resume`);
 such a run is marked ``resumed``, as its images/s then span processes and
-perhaps machines (compare speeds in runs made whole, side by side).
+perhaps machines (compare speeds in runs made whole, side by side). The
+full-scale comparison of docs/benchmarks.md keeps its pieces in the
+repository, so that a later session on a fresh machine goes on from them
+(git keeps only ``settings.json`` and each finished run's
+``benchmark_row.json`` and ``results.json``: an unfinished run starts again):
+
+    .venv/bin/python benchmarks/backends.py --recipe fast-cpu --seeds 0 1 2 \\
+        --work benchmarks/results/backends-full --out benchmarks/results/backends_full.json
 """
 
 import argparse
