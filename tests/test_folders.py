@@ -484,7 +484,20 @@ def _more_kinds(folder):
         image.save(folder / name, **options)
     (folder / "text.png").write_bytes(b"not an image")
     (folder / "cut.png").write_bytes((folder / "rgba.png").read_bytes()[:200])
-    return sorted(files) + ["cut.png", "text.png"]
+    # Formats Pillow reads and TensorFlow does not, under an image's name.
+    Image.fromarray(rgb).save(folder / "tiff.png", "TIFF")
+    Image.fromarray(rgb).save(folder / "icon.png", "ICO")
+    # JPEGs with corrupt scan data: libjpeg warns and TensorFlow decodes them all,
+    # but one that ends early, which it refuses.
+    jpeg = (folder / "rgb420.jpg").read_bytes()
+    at = len(jpeg) // 2
+    corrupt = {"bad_huffman.jpg": jpeg[:at] + b"\xff\x00" * 4 + jpeg[at + 8:],
+               "extra_bytes.jpg": jpeg[:-2] + bytes(range(1, 40)) + jpeg[-2:],
+               "stray_marker.jpg": jpeg[:at] + b"\xff\xd0" + jpeg[at:],
+               "cut_with_end.jpg": jpeg[:at] + b"\xff\xd9", "cut.jpg": jpeg[:at]}
+    for name, data in corrupt.items():
+        (folder / name).write_bytes(data)
+    return sorted(files) + ["cut.png", "text.png", "tiff.png", "icon.png", *corrupt]
 
 
 def test_without_tensorflow_every_kind_decodes_to_tensorflows_pixels(tmp_path):
@@ -493,12 +506,14 @@ def test_without_tensorflow_every_kind_decodes_to_tensorflows_pixels(tmp_path):
     from kres.data import file_decoding
     from kres.images import decode, decode_stored
 
+    refused = []
     for name in _more_kinds(tmp_path):
         path = str(tmp_path / name)
         data = tf.io.read_file(path)
         try:
             stored = decode_stored(data).numpy()
         except tf.errors.InvalidArgumentError:
+            refused.append(name)
             with pytest.raises(file_decoding.DecodeError):
                 file_decoding.probe(path)
             continue
@@ -508,6 +523,8 @@ def test_without_tensorflow_every_kind_decodes_to_tensorflows_pixels(tmp_path):
             expected = decode(data, c).numpy()
             got = file_decoding.read(path, c)
             assert got.dtype == np.uint8 and np.array_equal(got, expected), (name, c)
+    assert sorted(refused) == ["cut.jpg", "cut.png", "icon.png", "one_bit.bmp", "text.png",
+                               "tiff.png"]
     with pytest.raises(file_decoding.DecodeError, match="JPEG XL"):
         (tmp_path / "x.jxl").write_bytes(JXL_GRAY)
         file_decoding.probe(str(tmp_path / "x.jxl"))

@@ -183,6 +183,30 @@ def test_keras_without_its_default_backend_says_which_to_set(tmp_path):
     assert done.stdout.split() == ["jax", "True"], done.stderr[-2000:]
 
 
+def test_batches_made_in_threads_at_once_are_the_batches_made_in_turn():
+    # A PyDataset's workers make batches at once; the augmentation layers' draws
+    # are keyed by swapping each layer's generator, which the threads take in turn.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kres.data.batches import Examples, batches
+    from kres.data.catalog import DatasetSpec
+
+    spec = DatasetSpec(None, 28, 1, 10, (0.5,), (0.25,), augment="crop_flip")
+    rng = np.random.default_rng(0)
+    data = Examples(rng.integers(0, 255, (256, 28, 28, 1), dtype=np.uint8),
+                    np.arange(256) % 10)
+    for settings in ({"augment": "crop_flip"},
+                     {"augment": "crop", "auto_augment": "randaugment", "mixup_alpha": 0.2}):
+        train = batches(data, spec, training=True, batch_size=16, image_size=32, channels=1,
+                        num_classes=10, seed=0, **settings)
+        in_turn = [train[i] for i in range(16)]
+        with ThreadPoolExecutor(4) as pool:
+            at_once = list(pool.map(train.__getitem__, range(16)))
+        for (x, y), (tx, ty) in zip(in_turn, at_once, strict=True):
+            np.testing.assert_array_equal(tx, x)
+            np.testing.assert_array_equal(ty, y)
+
+
 def test_the_training_order_is_the_seeded_permutation():
     """The tf.data pipeline shuffles in the same order (tests/test_backends.py)."""
     from kres.data.batches import Examples, batches

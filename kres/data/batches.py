@@ -19,12 +19,13 @@ of ``tf.image.resize``), with the crop boxes and flips drawn by the recipe's
 layers: the same keys give the same boxes as on tf.data, and nothing is
 compiled per image size.
 
-Keras's `fit` takes the `PyDataset` as it is; its `workers` threads make
-the next batches while the model trains.
+Keras's `fit` takes the `PyDataset` as it is, and makes each batch when the
+model asks for it (one worker; `workers` threads would make them ahead).
 """
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -179,8 +180,10 @@ def batches(examples, spec, *, training, batch_size, image_size, channels, num_c
     The arguments are `kres.data.pipeline.pipeline`'s (its tf.data-only
     ones, ``cache``, ``shuffle_buffer`` and ``deterministic``, do not apply:
     the examples are in memory or read by index, shuffled whole, and the
-    order is always deterministic). `workers` threads make batches ahead of
-    the model.
+    order is always deterministic). With ``workers=1`` (what kres trains
+    with) Keras makes each batch when the model asks for it; more make
+    batches ahead of the model in as many threads (Keras's ordered
+    enqueuer, 4 batches ahead at most), the same batches.
 
     Example:
 
@@ -238,14 +241,18 @@ def batches(examples, spec, *, training, batch_size, image_size, channels, num_c
         return Batches(make, steps, workers)
 
     base = int(np.random.SeedSequence().generate_state(1)[0] >> 1) if seed is None else seed
-    orders = {}
+    orders, lock = {}, threading.Lock()
+
+    def order_of(epoch):  # the workers' threads share it; a dropped one is made again
+        with lock:
+            if epoch not in orders:  # two kept: this epoch's and the last's
+                orders[epoch] = epoch_order(base, epoch, count)
+                orders.pop(epoch - 2, None)
+            return orders[epoch]
 
     def make(i):
         epoch, b = first_epoch + i // steps, i % steps
-        if epoch not in orders:  # two at most: this epoch's and the last's
-            orders[epoch] = epoch_order(base, epoch, count)
-            orders.pop(epoch - 2, None)
-        chosen = examples[orders[epoch][b * batch_size:(b + 1) * batch_size]]
+        chosen = examples[order_of(epoch)[b * batch_size:(b + 1) * batch_size]]
         epoch_seed = epoch_key(base, epoch)
         images = pixels(chosen.images, epoch_seed, b * batch_size)
         labels = labelled(chosen.labels)

@@ -123,6 +123,9 @@ def _stored(data):
 
 def _pillow(im, data):
     fmt, mode = im.format, im.mode
+    if fmt not in ("PNG", "GIF", "BMP", "WEBP"):  # what tf.io.decode_image reads besides JPEG
+        raise DecodeError(f"an image in {fmt} format: TensorFlow's decoder reads JPEG, PNG, "
+                          "GIF, BMP and WebP files only")
     if fmt == "GIF":  # the first frame, in RGB; transparent pixels black
         index = np.asarray(im)
         rgb = np.asarray(im.convert("RGB")).copy()
@@ -172,15 +175,34 @@ def _jpeg(data):
                           "(pip install simplejpeg)") from None
     try:
         _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-        if colorspace in ("CMYK", "YCCK"):
-            cmyk = simplejpeg.decode_jpeg(data, colorspace="CMYK", fastdct=True).astype(np.uint16)
-            # Adobe's inverted CMYK, to RGB as TensorFlow converts it.
-            rgb = cmyk[..., :3] * cmyk[..., 3:] // 255
-            return rgb.astype(np.uint8), 4
-        gray = colorspace == "Gray"
-        image = simplejpeg.decode_jpeg(data, colorspace="GRAY" if gray else "RGB", fastdct=True)
     except ValueError as error:
-        lines = str(error).splitlines()
-        raise DecodeError(lines[0] if lines else "not a JPEG that decodes") from None
+        raise DecodeError(_first_line(error)) from None
+    if colorspace in ("CMYK", "YCCK"):
+        cmyk = _jpeg_pixels(simplejpeg, data, "CMYK").astype(np.uint16)
+        # Adobe's inverted CMYK, to RGB as TensorFlow converts it.
+        rgb = cmyk[..., :3] * cmyk[..., 3:] // 255
+        return rgb.astype(np.uint8), 4
+    gray = colorspace == "Gray"
+    image = _jpeg_pixels(simplejpeg, data, "GRAY" if gray else "RGB")
     return (image if image.ndim == 3 else image[..., None]), 1 if gray else 3
+
+
+def _jpeg_pixels(simplejpeg, data, colorspace):
+    """libjpeg's pixels as TensorFlow asks for them: its warnings on corrupt scan data
+    ("Corrupt JPEG data: ...") pass, as they do in TensorFlow's decoder, which refuses
+    only a file that ends early ("Premature end of JPEG file") or a fatal error."""
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace=colorspace, fastdct=True)
+    except ValueError as error:
+        if not str(error).startswith("Corrupt JPEG data"):
+            raise DecodeError(_first_line(error)) from None
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace=colorspace, fastdct=True, strict=False)
+    except ValueError as error:
+        raise DecodeError(_first_line(error)) from None
+
+
+def _first_line(error):
+    lines = str(error).splitlines()
+    return lines[0] if lines else "not a JPEG that decodes"
 

@@ -10,6 +10,7 @@ of a resumed run sees what an uninterrupted run saw (`kres.data.pipeline`).
 """
 
 import contextlib
+import threading
 
 import keras
 import numpy as np
@@ -85,23 +86,30 @@ def keyed(layer, data, key):
         return layer(data, training=True)
 
 
+# keyed_generator swaps a layer's generator for the time of a call: threads that
+# make batches at once (a PyDataset's workers) take turns.
+_SWAP = threading.RLock()
+
+
 @contextlib.contextmanager
 def keyed_generator(layer, key):
     """Within it, every random draw of `layer` is a function of `key` (see `keyed`):
-    for calling a layer's own methods, as `get_random_transformation`."""
+    for calling a layer's own methods, as `get_random_transformation`. One
+    thread at a time is within it (the layer's generator is swapped)."""
     seeds = KeyedSeeds(key)
-    saved = (layer.__dict__.get("generator"), layer.__dict__.get("_backend_generators"))
-    # Past Layer.__setattr__, which would track the generator as a layer variable.
-    object.__setattr__(layer, "generator", seeds)
-    object.__setattr__(layer, "_backend_generators", {"tensorflow": seeds})
-    try:
-        yield layer
-    finally:
-        object.__setattr__(layer, "generator", saved[0])
-        if saved[1] is None:
-            del layer.__dict__["_backend_generators"]
-        else:
-            object.__setattr__(layer, "_backend_generators", saved[1])
+    with _SWAP:
+        saved = (layer.__dict__.get("generator"), layer.__dict__.get("_backend_generators"))
+        # Past Layer.__setattr__, which would track the generator as a layer variable.
+        object.__setattr__(layer, "generator", seeds)
+        object.__setattr__(layer, "_backend_generators", {"tensorflow": seeds})
+        try:
+            yield layer
+        finally:
+            object.__setattr__(layer, "generator", saved[0])
+            if saved[1] is None:
+                del layer.__dict__["_backend_generators"]
+            else:
+                object.__setattr__(layer, "_backend_generators", saved[1])
 
 
 # Keys are pairs of int64 and every key below a key is made from it by integer
