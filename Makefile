@@ -48,12 +48,14 @@ $(JAX_STAMP): pyproject.toml requirements-jax.txt
 
 test: $(STAMP) $(JAX_STAMP) $(FASHION_MNIST)
 	$(BIN)/python -m pytest -n 2 --dist worksteal
-	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(JAX_VENV)/bin/python -m pytest -n 2 \
-		tests/test_without_tensorflow.py
+	KERAS_BACKEND=jax JAX_PLATFORMS=cpu KRES_EXPECT_NO_TENSORFLOW=1 \
+		$(JAX_VENV)/bin/python -m pytest -n 2 tests/test_without_tensorflow.py
 
 # Everything, the tests marked slow included.
-test-all: $(STAMP) $(FASHION_MNIST)
+test-all: $(STAMP) $(JAX_STAMP) $(FASHION_MNIST)
 	$(BIN)/python -m pytest -n 2 --dist worksteal -m ''
+	KERAS_BACKEND=jax JAX_PLATFORMS=cpu KRES_EXPECT_NO_TENSORFLOW=1 \
+		$(JAX_VENV)/bin/python -m pytest -n 2 -m '' tests/test_without_tensorflow.py
 
 # The tests against real PyTorch models (timm, torchvision), in an environment of
 # their own: PyTorch is never a dependency of kres. About 5.5 GB.

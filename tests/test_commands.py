@@ -229,14 +229,60 @@ def test_chief_and_workers_started_by_the_command_line(fashion_mnist_quick_dir, 
     (["--parallel", "gpus"], "Keras's backend sees no GPU here"),
 ])
 def test_tune_parallel_refuses_what_it_cannot_run_before_any_work(tmp_path, capsys, flags,
-                                                                  says):
-    from kres.cli import main
+                                                                  says, monkeypatch):
+    from kres.cli import main, parallel_tune
 
+    monkeypatch.setattr(parallel_tune, "gpus_seen", lambda: 0)  # also on a GPU machine
     out = tmp_path / "search"
     assert main(["tune", "--space", "cifar-resnet", "--dataset", "fashion_mnist", "--out",
                  str(out), *flags]) == 2
     assert says in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("visible, expected", [(None, ["0", "1"]), ("5,7", ["5", "7"])])
+def test_tune_parallel_gpus_gives_each_worker_one_of_the_gpus_seen(tmp_path, monkeypatch,
+                                                                   visible, expected):
+    # No GPU here: the count is given and the processes are recorded, not started.
+    from kres.cli import parallel_tune
+
+    started = []
+
+    class Recorded:
+        returncode = 0
+
+        def __init__(self, command, env, **kwargs):
+            started.append((command, env))
+
+        def poll(self):
+            return 0
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(parallel_tune, "gpus_seen", lambda: 2)
+    monkeypatch.setattr(parallel_tune.subprocess, "Popen", Recorded)
+    monkeypatch.setattr(parallel_tune, "wait_for_port", lambda port, process: None)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    argv = ["tune", "--space", "cifar-resnet", "--par", "gpus", "--dataset", "fashion_mnist"]
+    parallel_tune.run(argv, str(tmp_path), "gpus")
+    (chief, chief_env), *workers = started
+    assert "--chief" in chief and "--par" not in chief and "gpus" not in chief
+    assert chief_env["CUDA_VISIBLE_DEVICES"] == "" and \
+        chief_env["KERASTUNER_ORACLE_IP"] == "127.0.0.1"
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, env in workers] == expected
+    assert [command[command.index("--worker") + 1] for command, _ in workers] == [
+        "tuner0", "tuner1"]
+
+
+def test_tune_parallel_without_its_flag_in_any_spelling():
+    from kres.cli.parallel_tune import _without_parallel
+
+    for flag in (["--parallel", "2"], ["--parallel=2"], ["--par", "2"], ["--paral=gpus"]):
+        assert _without_parallel(["tune", *flag, "--seed", "1"]) == ["tune", "--seed", "1"]
 
 
 def _lscpu_flags():

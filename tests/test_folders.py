@@ -110,7 +110,7 @@ def test_every_kind_decodes_like_pillow_converts_it(mixed, mixed_scan):
     for channels, mode in ((3, "RGB"), (1, "L")):
         decoded = list(folders.image_dataset(str(mixed), items, channels=channels)
                        .as_numpy_iterator())
-        for (path, _), (image, got_label) in zip(items, decoded):
+        for (path, _), (image, got_label) in zip(items, decoded, strict=True):
             assert image.dtype == np.uint8 and image.shape[-1] == channels and got_label == 0
             with Image.open(mixed / path) as original:
                 if path.endswith(".gif"):
@@ -570,6 +570,8 @@ def test_folder_batches_without_tensorflow_are_the_tf_data_pipelines(tmp_path, m
             (x, y), (x2, y2) = next(tf_batches), made[1][i]
             np.testing.assert_allclose(x2, x.numpy(), atol=2e-3, err_msg=f"{split} {i}")
             np.testing.assert_array_equal(y2, y.numpy())
+        if not training:  # as many evaluation batches
+            assert next(tf_batches, None) is None
 
 
 def test_a_folder_without_its_decoders_is_refused_naming_them(tmp_path, monkeypatch):

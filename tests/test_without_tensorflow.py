@@ -20,6 +20,9 @@ import pytest
 
 from kres.backends import has_tensorflow
 
+if os.environ.get("KRES_EXPECT_NO_TENSORFLOW") and has_tensorflow():  # make test sets it
+    raise RuntimeError("KRES_EXPECT_NO_TENSORFLOW is set, but TensorFlow is installed in this "
+                       f"environment ({sys.executable}): these tests would prove nothing")
 pytestmark = pytest.mark.skipif(
     has_tensorflow(), reason="TensorFlow is installed here; make test runs this file in "
                              "the TensorFlow-free .venv-jax")
@@ -136,14 +139,15 @@ def test_train_evaluate_and_tune_from_the_command_line(tmp_path):
     (["train", "--model", "cifar_resnet20", "--dataset", "cifar10"], "Dataset 'cifar10'"),
     (["tune", "--space", "cifar-resnet", "--dataset", "mnist"], "Dataset 'mnist'"),
 ])
-def test_what_needs_tensorflow_says_so_before_any_work(tmp_path, capsys, argv, missing):
+def test_what_needs_tensorflow_says_so_before_any_work(tmp_path, capsys, argv, missing,
+                                                       monkeypatch):
     from kres.cli import main
 
     (tmp_path / "a").mkdir()
     model = tmp_path / "m.keras"
     model.write_bytes(b"")
     argv = [a.format(model=model, folder=tmp_path) for a in argv]
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert main([*argv, "--out", str(tmp_path / "out")] if argv[0] != "export" else argv) == 2
     error = capsys.readouterr().err
     assert missing in error and "needs TensorFlow" in error and "pip install tensorflow" in error
@@ -220,6 +224,11 @@ def test_the_training_order_is_the_seeded_permutation():
     seen = np.concatenate([np.argmax(ds[i][1], axis=-1) for i in range(10)])
     assert seen[:40].tolist() == epoch_order(5, 1, 40).tolist()
     assert seen[40:].tolist() == epoch_order(5, 2, 40).tolist()
+    # A permutation of its own per epoch and per seed, not the stored order.
+    orders = [epoch_order(5, 1, 40), epoch_order(5, 2, 40), epoch_order(6, 1, 40)]
+    assert all(sorted(o.tolist()) == list(range(40)) for o in orders)
+    assert all(o.tolist() != list(range(40)) for o in orders)
+    assert len({tuple(o.tolist()) for o in orders}) == 3
     assert ds[0][0][:, 0, 0, 0].tolist() == epoch_order(5, 1, 40)[:8].tolist()
 
 

@@ -57,8 +57,9 @@ def tune(args):
         return
     # keras-tuner reads its distribution settings from the environment.
     if args.chief:
-        os.environ.update(KERASTUNER_TUNER_ID="chief", KERASTUNER_ORACLE_IP="0.0.0.0",
-                          KERASTUNER_ORACLE_PORT=str(args.port))
+        os.environ.update(KERASTUNER_TUNER_ID="chief", KERASTUNER_ORACLE_PORT=str(args.port),
+                          # every address, unless told (kres tune --parallel: this machine's)
+                          KERASTUNER_ORACLE_IP=os.environ.get("KERASTUNER_ORACLE_IP", "0.0.0.0"))
     elif args.worker:
         os.environ.update(KERASTUNER_TUNER_ID=args.worker, KERASTUNER_ORACLE_IP=host,
                           KERASTUNER_ORACLE_PORT=port)

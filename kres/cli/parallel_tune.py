@@ -4,9 +4,11 @@ keras-tuner runs trials in parallel as a chief, which serves the oracle, and
 workers, which train (its ``KERASTUNER_*`` variables; `kres tune --chief`
 and ``--worker``). `run` starts them on this machine: the chief on a free
 local port, seeing no GPU, then one worker per GPU, each seeing only its own
-(``CUDA_VISIBLE_DEVICES``, which TensorFlow and JAX both honour), or a number
-of workers sharing the machine. The chief's output is the command's; each
-worker writes to ``<search>/workers/<id>.log``. A worker that fails stops the
+(``CUDA_VISIBLE_DEVICES``, which TensorFlow and JAX both honour; where it is
+set already, its GPUs), or a number of workers sharing the machine (on a GPU
+machine each then takes GPU memory as it needs it rather than all at once).
+The chief's output is the command's; each worker writes to
+``<search>/workers/<id>.log``. A worker that fails stops the
 search (the others are ended, its log's end printed); Ctrl-C ends them all,
 and so does the end of this process, even killed (on Linux); ``kres tune
 --resume <search> --parallel ...`` continues.
@@ -62,7 +64,7 @@ def run(argv, out, parallel):
             raise ValueError("--parallel gpus runs one trial per GPU, and Keras's backend sees "
                              "no GPU here: give a number of workers instead. Received: "
                              "--parallel gpus")
-        devices = [str(i) for i in range(count)]
+        devices = _gpu_ids(count)
     else:
         devices = [None] * parallel
     logs = os.path.join(out, "workers")
@@ -74,8 +76,10 @@ def run(argv, out, parallel):
     print(f"kres tune: a chief on port {port} and {len(devices)} worker"
           f"{'s' * (len(devices) != 1)}, {where}; worker logs in {logs}", flush=True)
     # The chief serves the oracle and trains nothing: it sees no GPU.
+    # Its oracle listens on this machine only (a --chief alone listens on every address).
     chief = subprocess.Popen([*command, "--chief", "--port", str(port)],
-                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                             env={**os.environ, "CUDA_VISIBLE_DEVICES": "",
+                                  "KERASTUNER_ORACLE_IP": "127.0.0.1"},
                              preexec_fn=_end_with_parent)
     workers = {}
     try:
@@ -85,6 +89,9 @@ def run(argv, out, parallel):
             env = dict(os.environ)
             if device is not None:
                 env["CUDA_VISIBLE_DEVICES"] = device
+            else:  # workers sharing GPUs: each takes GPU memory as it needs it, not all
+                env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+                env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
             with open(os.path.join(logs, f"{name}.log"), "w") as log:
                 workers[name] = subprocess.Popen(
                     [*command, "--worker", name, "--oracle", f"127.0.0.1:{port}", "--quiet"],
@@ -118,6 +125,14 @@ def _wait(chief, workers, logs):
         time.sleep(0.5)
 
 
+def _gpu_ids(count):
+    """The `count` GPUs' ids for ``CUDA_VISIBLE_DEVICES``: those it already lists, if set
+    (its entries are what this process sees), else 0 to count - 1."""
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+              if d.strip()]
+    return listed[:count] if len(listed) >= count else [str(i) for i in range(count)]
+
+
 def _end_with_parent():
     """In a child: be ended (SIGTERM) when the parent dies, even by SIGKILL (Linux's
     PR_SET_PDEATHSIG); elsewhere nothing."""
@@ -135,13 +150,16 @@ def _tail(path, lines=15):
 
 
 def _without_parallel(argv):
+    """`argv` without ``--parallel`` and its value, abbreviated (``--par 2``, as argparse
+    takes it) or not."""
     out, skip = [], False
     for arg in argv:
+        flag = arg.split("=", 1)[0]
         if skip:
             skip = False
-        elif arg == "--parallel":
-            skip = True
-        elif not arg.startswith("--parallel="):
+        elif len(flag) > 2 and "--parallel".startswith(flag):
+            skip = "=" not in arg
+        else:
             out.append(arg)
     return out
 
