@@ -285,6 +285,37 @@ def test_tune_parallel_without_its_flag_in_any_spelling():
         assert _without_parallel(["tune", *flag, "--seed", "1"]) == ["tune", "--seed", "1"]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_tune_parallel_children_end_with_their_parent_even_killed():
+    parent_code = (
+        "import subprocess, sys, time\n"
+        "from kres.cli.parallel_tune import _end_with_parent\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],\n"
+        "                         preexec_fn=_end_with_parent)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE,
+                              text=True)
+    child = int(parent.stdout.readline())
+    assert _running(child)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(child)
+
+
+def _running(pid):
+    """Whether `pid` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            state = next(line for line in f if line.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+    return " Z " not in state and "zombie" not in state
+
+
 def _lscpu_flags():
     """This CPU's flags as `lscpu` prints them (util-linux; skips where it is absent)."""
     lscpu = shutil.which("lscpu")

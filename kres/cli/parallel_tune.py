@@ -15,6 +15,7 @@ and so does the end of this process, even killed (on Linux); ``kres tune
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -135,13 +136,21 @@ def _gpu_ids(count):
 
 def _end_with_parent():
     """In a child: be ended (SIGTERM) when the parent dies, even by SIGKILL (Linux's
-    PR_SET_PDEATHSIG); elsewhere nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
+    PR_SET_PDEATHSIG); elsewhere nothing. The C function is found in the parent
+    (`_prctl`): between fork and exec the child only calls it."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+def _prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    return ctypes.CDLL(None).prctl
+
+
+_PRCTL = _prctl()
 
 
 def _tail(path, lines=15):
