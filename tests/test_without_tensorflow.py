@@ -275,13 +275,17 @@ def test_an_image_folder_trains_and_evaluates_on_its_split(tmp_path, capsys):
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "photos"
-    for c, name in enumerate(("dark", "light")):
-        (folder / name).mkdir(parents=True)
-        for i in range(12):
-            size = (int(rng.integers(12, 40)), int(rng.integers(12, 40)))
-            pixels = rng.integers(0, 128, (*size, 3)) + 127 * c
-            Image.fromarray(pixels.astype(np.uint8)).save(
-                folder / name / f"{i}.{'jpg' if i % 2 else 'png'}")
+
+    def write(start, count):
+        for c, name in enumerate(("dark", "light")):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for i in range(start, start + count):
+                size = (int(rng.integers(12, 40)), int(rng.integers(12, 40)))
+                pixels = rng.integers(0, 128, (*size, 3)) + 127 * c
+                Image.fromarray(pixels.astype(np.uint8)).save(
+                    folder / name / f"{i}.{'jpg' if i % 2 else 'png'}")
+
+    write(0, 12)
     (folder / "dark" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(40))
     run = tmp_path / "run"
     args = ["train", "--model", "cifar_resnet20", "--set", "depths=1,1,1", "--dataset",
@@ -297,9 +301,13 @@ def test_an_image_folder_trains_and_evaluates_on_its_split(tmp_path, capsys):
         results = json.load(f)
     assert sum(len(items) for items in splits.values()) == 24  # the broken file left out
     assert results["train_examples"] == len(splits["train"])
-    assert main(["evaluate", str(run / "best.keras"), "--dataset", str(folder)]) == 0
+    write(12, 12)  # images added since: a split made now would differ from the run's
+    assert main(["evaluate", str(run / "best.keras"), "--dataset", str(folder), "--report",
+                 "--out", str(tmp_path / "report")]) == 0
     printed = dict(zip(*[iter(capsys.readouterr().out.split())] * 2))
     assert float(printed["accuracy"]) == pytest.approx(results["test_accuracy"], abs=1e-6)
+    with open(tmp_path / "report" / "report.json") as f:
+        assert json.load(f)["examples"] == len(splits["test"])
 
 
 def test_the_crop_draws_of_a_batch_are_the_layers_own_image_by_image():
