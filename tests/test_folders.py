@@ -497,7 +497,13 @@ def _more_kinds(folder):
                "cut_with_end.jpg": jpeg[:at] + b"\xff\xd9", "cut.jpg": jpeg[:at]}
     for name, data in corrupt.items():
         (folder / name).write_bytes(data)
-    return sorted(files) + ["cut.png", "text.png", "tiff.png", "icon.png", *corrupt]
+    # CMYK without Adobe's APP14 segment (Pillow writes one): stored plain, not inverted.
+    cmyk = (folder / "cmyk.jpg").read_bytes()
+    at = cmyk.index(b"\xff\xee")
+    (folder / "cmyk_plain.jpg").write_bytes(
+        cmyk[:at] + cmyk[at + 2 + int.from_bytes(cmyk[at + 2:at + 4], "big"):])
+    return sorted(files) + ["cut.png", "text.png", "tiff.png", "icon.png", "cmyk_plain.jpg",
+                            *corrupt]
 
 
 def test_without_tensorflow_every_kind_decodes_to_tensorflows_pixels(tmp_path):

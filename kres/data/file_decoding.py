@@ -179,12 +179,28 @@ def _jpeg(data):
         raise DecodeError(_first_line(error)) from None
     if colorspace in ("CMYK", "YCCK"):
         cmyk = _jpeg_pixels(simplejpeg, data, "CMYK").astype(np.uint16)
-        # Adobe's inverted CMYK, to RGB as TensorFlow converts it.
+        if not _adobe_marker(data):  # plain CMYK; Adobe's writers store it inverted
+            cmyk = 255 - cmyk
+        # To RGB as TensorFlow converts either.
         rgb = cmyk[..., :3] * cmyk[..., 3:] // 255
         return rgb.astype(np.uint8), 4
     gray = colorspace == "Gray"
     image = _jpeg_pixels(simplejpeg, data, "GRAY" if gray else "RGB")
     return (image if image.ndim == 3 else image[..., None]), 1 if gray else 3
+
+
+def _adobe_marker(data):
+    """Whether a JPEG's header holds Adobe's APP14 segment (which says its CMYK is
+    stored inverted), as libjpeg reads it: the segments before the scan."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker, length = data[at + 1], int.from_bytes(data[at + 2:at + 4], "big")
+        if marker == 0xDA:  # start of scan: the header is over
+            return False
+        if marker == 0xEE and data[at + 4:at + 9] == b"Adobe":
+            return True
+        at += 2 + length
+    return False
 
 
 def _jpeg_pixels(simplejpeg, data, colorspace):
