@@ -296,3 +296,19 @@ def test_backend_precision_table_quotes_its_file():
                       f"{r['train_images_per_second']:.1f}",
                       ", ".join(f"{e:.1f}" for e in r["epoch_seconds"])]
                      for r in record["runs"]]
+
+
+def test_full_scale_backend_table_quotes_the_finished_runs():
+    rows = []
+    for path in sorted(glob.glob(os.path.join(RESULTS, "backends-full", "*",
+                                              "benchmark_row.json"))):
+        with open(path) as f:
+            row = json.load(f)
+        with open(os.path.join(os.path.dirname(path), "results.json")) as f:
+            results = json.load(f)
+        rows.append([f"{row['backend']} {row['precision']} seed {row['seed']}", row["cpu"],
+                     f"{row['test_accuracy'] * 100:.2f}%",
+                     f"{row['train_images_per_second']:.1f}",
+                     f"{results['best_val_accuracy'] * 100:.2f}%"])
+    table = _table("docs/benchmarks.md", "| run | processor | test accuracy |")
+    assert rows and sorted(table) == sorted(rows)
