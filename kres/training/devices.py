@@ -135,7 +135,7 @@ def choose_precision(gpus, flags, backend="tensorflow"):
     if gpus:
         return "mixed_float16", f"{gpus} GPU{'s' * (gpus > 1)}: float16 tensor cores"
     if backend == "jax":
-        return "float32", "JAX on a CPU (XLA's CPU backend was slower in bfloat16)"
+        return "float32", "JAX on a CPU (XLA's CPU backend gained nothing from bfloat16)"
     if "amx_bf16" in flags:
         return "mixed_bfloat16", "the CPU has AMX (bfloat16 matrix tiles)"
     if "avx512_bf16" in flags:
