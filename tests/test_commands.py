@@ -278,6 +278,24 @@ def test_tune_parallel_gpus_gives_each_worker_one_of_the_gpus_seen(tmp_path, mon
         "tuner0", "tuner1"]
 
 
+def test_tune_parallel_a_failing_worker_ends_the_search_with_its_log(tmp_path):
+    from kres.cli import parallel_tune
+
+    class Ended:
+        def __init__(self, code):
+            self.returncode = code
+
+        def poll(self):
+            return self.returncode
+
+    (tmp_path / "tuner1.log").write_text("loading\nValueError: out of memory\n")
+    running = Ended(None)
+    with pytest.raises(RuntimeError, match=r"worker tuner1 failed \(exit 1\); its log .*"
+                                           r"tuner1.log ends:\nloading\nValueError: out of"):
+        parallel_tune._wait(running, {"tuner0": running, "tuner1": Ended(1)}, str(tmp_path))
+    parallel_tune._wait(Ended(0), {"tuner0": Ended(0)}, str(tmp_path))  # all done: returns
+
+
 def test_tune_parallel_without_its_flag_in_any_spelling():
     from kres.cli.parallel_tune import _without_parallel
 
