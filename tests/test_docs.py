@@ -312,3 +312,32 @@ def test_full_scale_backend_table_quotes_the_finished_runs():
                      f"{results['best_val_accuracy'] * 100:.2f}%"])
     table = _table("docs/benchmarks.md", "| run | processor | test accuracy |")
     assert rows and sorted(table) == sorted(rows)
+
+
+def test_the_pytorch_peer_trains_with_fast_cpus_recipe():
+    """benchmarks/torch_peer.py states the recipe it times `kres train --recipe fast-cpu`
+    against; it must be that recipe (the network itself: tests/test_torch.py)."""
+    import inspect
+
+    from kres.data.augment import PadCrop
+    from kres.data.catalog import get_dataset_spec
+    from kres.preprocessing import DATASET_STATISTICS
+    from kres.training.recipes import RECIPES
+
+    spec = importlib.util.spec_from_file_location(
+        "torch_peer", os.path.join(ROOT, "benchmarks", "torch_peer.py"))
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    r = RECIPES["fast-cpu"]
+    assert (r.optimizer, r.nesterov, r.schedule, r.decay_all, r.zero_init_last, r.test_flip,
+            r.augment, r.mixup_alpha, r.cutmix_alpha, r.random_erasing, r.auto_augment,
+            r.ema, r.clip_norm, r.accumulation_steps, r.scale_lr) == (
+        "sgd", True, "cosine", False, True, True, None, 0, 0, 0, None, False, 0, 1, False)
+    assert peer.RECIPE == dict(batch=r.batch_size, lr=r.learning_rate, momentum=r.momentum,
+                               weight_decay=r.weight_decay, warmup_epochs=r.warmup_epochs,
+                               label_smoothing=r.label_smoothing, pad=4)
+    mean, std, _ = DATASET_STATISTICS["fashion_mnist"]
+    assert ((peer.MEAN,), (peer.STD,)) == (mean, std)
+    data = get_dataset_spec("fashion_mnist")
+    assert (data.augment, data.val_size, peer.TRAIN + peer.VAL) == ("crop_flip", peer.VAL, 60000)
+    assert inspect.signature(PadCrop).parameters["padding"].default == peer.RECIPE["pad"]

@@ -110,3 +110,65 @@ def test_outputs_equal_the_pytorch_model(tmp_path, name, make):
     # SE gates make these networks sensitive to rounding), and close in any case.
     assert ours <= 3 * theirs + 1e-5 * float(np.abs(exact).max())
     assert ours < 2e-3 * float(np.abs(exact).max())
+
+
+def _torch_peer():
+    """benchmarks/torch_peer.py, the PyTorch program `kres train` is timed against."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "torch_peer.py"
+    spec = importlib.util.spec_from_file_location("torch_peer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmarks_pytorch_peer_is_kress_resnet20():
+    """The peer's ResNet-20 computes the network `kres train` trains on Fashion-MNIST:
+    the same parameters, and kres's random weights, copied layer by layer in order,
+    give the same logits for the same pixels (normalisation, option A shortcuts with
+    their zero channels on both sides, the classifier)."""
+    import keras
+
+    from kres.models.inputs import image_input
+    from kres.preprocessing import Preprocessing
+
+    peer = _torch_peer().peer_resnet20()
+    model = kres.CifarResNet20(classes=10, classifier_activation=None, input_tensor=image_input(
+        Preprocessing.for_dataset("fashion_mnist", (28, 28, 1))))
+    layers = [layer for layer in model.layers if isinstance(
+        layer, keras.layers.Conv2D | keras.layers.BatchNormalization | keras.layers.Dense)]
+    modules = [m for m in peer.modules() if isinstance(
+        m, torch.nn.Conv2d | torch.nn.BatchNorm2d | torch.nn.Linear)]
+    assert [type(m).__name__ for m in modules] == [
+        {"Conv2D": "Conv2d", "Dense": "Linear"}.get(type(layer).__name__, "BatchNorm2d")
+        for layer in layers]
+    assert model.count_params() == sum(p.numel() for p in peer.parameters()) + sum(
+        b.numel() for n, b in peer.named_buffers() if "running" in n)
+    rng = np.random.default_rng(6)
+    with torch.no_grad():
+        for layer, module in zip(layers, modules, strict=True):
+            if isinstance(module, torch.nn.BatchNorm2d):
+                values = [rng.uniform(0.5, 1.5, module.num_features), rng.normal(0, 0.1, (
+                    2, module.num_features)), rng.uniform(0.5, 1.5, module.num_features)]
+                values = [values[0], values[1][0], values[1][1], values[2]]
+                targets = [module.weight, module.bias, module.running_mean, module.running_var]
+                for variable, target, value in zip(layer.weights, targets, values, strict=True):
+                    variable.assign(value.astype("float32"))
+                    target.copy_(torch.from_numpy(value))
+                continue
+            kernel = rng.normal(0, (2 / np.prod(layer.kernel.shape[:-1])) ** 0.5,
+                                layer.kernel.shape).astype("float32")
+            layer.kernel.assign(kernel)
+            module.weight.copy_(torch.from_numpy(
+                kernel.T if kernel.ndim == 2 else kernel.transpose(3, 2, 0, 1)))
+            if module.bias is not None:
+                bias = rng.normal(0, 0.1, module.bias.shape).astype("float32")
+                layer.bias.assign(bias)
+                module.bias.copy_(torch.from_numpy(bias))
+        pixels = rng.integers(0, 256, (4, 28, 28, 1)).astype("float32")
+        want = peer.eval()(torch.from_numpy(pixels.transpose(0, 3, 1, 2))).numpy()
+    got = model.predict(pixels, verbose=0)
+    assert np.abs(want - want.mean(axis=0)).max() > 1e-2  # the images differ: not trivial
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
