@@ -44,8 +44,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 TRAIN, VAL = 55000, 5000
@@ -247,6 +245,13 @@ def main():
     if args.epochs < 1 or args.rounds < 1:
         parser.error(f"--epochs and --rounds must be at least 1. Received: "
                      f"--epochs {args.epochs} --rounds {args.rounds}")
+    found = subprocess.run([args.torch_python, "-c", "import torch"], capture_output=True,
+                           text=True) if os.access(args.torch_python, os.X_OK) else None
+    if found is None or found.returncode:
+        parser.error(f"--torch-python must be a Python with torch installed"
+                     f"{': ' + found.stderr.strip().splitlines()[-1] if found else ''}. "
+                     f"Received: --torch-python {args.torch_python}")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from machine import provenance
 
     record = provenance()
