@@ -68,6 +68,7 @@ def main():
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--size", type=int, default=None, help="input size (default: model's)")
+    parser.add_argument("--channels", type=int, default=3, help="input channels")
     parser.add_argument("--steps", type=int, default=2, help="profiled steps")
     parser.add_argument("--keras-bn", action="store_true",
                         help="use keras.layers.BatchNormalization instead of kres's fused one")
@@ -79,7 +80,7 @@ def main():
     spec = kres.get_spec(args.model)
     size = args.size or spec.default_size
     classes = 10 if size <= 64 else 1000
-    model = kres.build_model(args.model, classes=classes, input_shape=(size, size, 3),
+    model = kres.build_model(args.model, classes=classes, input_shape=(size, size, args.channels),
                              dtype=args.dtype)
     if args.keras_bn:
         model = keras.models.clone_model(model, clone_function=lambda layer: (
@@ -88,7 +89,7 @@ def main():
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                   loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(args.batch_size, size, size, 3)).astype("float32"))
+    x = tf.constant(rng.normal(size=(args.batch_size, size, size, args.channels)).astype("float32"))
     y = tf.constant(rng.integers(0, classes, args.batch_size))
     for _ in range(2):
         model.train_on_batch(x, y)

@@ -134,6 +134,30 @@ def test_the_two_pipelines_give_the_same_images_from_the_same_seed(augment, sett
         np.testing.assert_allclose(ours[i][1], labels.numpy(), atol=1e-6, err_msg=f"batch {i}")
 
 
+def test_the_two_pipelines_agree_on_grayscale_images_resized_to_rgb():
+    """A grayscale split held in memory and trained at another size in 3
+    channels: tf.data gathers and resizes whole batches, the pipeline without
+    TensorFlow image by image; the same batches."""
+    import tensorflow as tf
+
+    from kres.data.batches import Examples, batches
+    from kres.data.catalog import DatasetSpec
+    from kres.data.pipeline import pipeline
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (40, 12, 12, 1), dtype=np.uint8)
+    y = rng.integers(0, 4, 40)
+    spec = DatasetSpec(None, 12, 1, 4, (0.5,), (0.25,), augment="crop_flip")
+    common = dict(training=True, batch_size=8, image_size=16, channels=3, num_classes=4,
+                  seed=5)
+    ours = batches(Examples(x, y), spec, **common)
+    for i, (images, labels) in zip(range(7), pipeline(
+            tf.data.Dataset.from_tensor_slices((x, y)), spec, **common)):
+        assert images.shape == (8, 16, 16, 3)
+        np.testing.assert_allclose(ours[i][0], images.numpy(), atol=1e-3, err_msg=f"batch {i}")
+        np.testing.assert_allclose(ours[i][1], labels.numpy(), atol=1e-6, err_msg=f"batch {i}")
+
+
 TRAIN_ON_JAX = r"""
 import json, sys
 import numpy as np
