@@ -350,3 +350,68 @@ def test_the_pytorch_peer_trains_with_fast_cpus_recipe():
     data = get_dataset_spec("fashion_mnist")
     assert (data.augment, data.val_size, peer.TRAIN + peer.VAL) == ("crop_flip", peer.VAL, 60000)
     assert inspect.signature(PadCrop).parameters["padding"].default == peer.RECIPE["pad"]
+
+
+def test_onednn_steps_sums_onednns_log_per_step():
+    """benchmarks/onednn_steps.py's reading of oneDNN's verbose lines (these are
+    from a kres ResNet-20 step): per step, by pass and kernel and by shape."""
+    spec = importlib.util.spec_from_file_location(
+        "onednn_steps", os.path.join(ROOT, "benchmarks", "onednn_steps.py"))
+    steps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(steps)
+    head = "onednn_verbose,v1,primitive,exec,cpu,"
+    weights = (head + "convolution,jit_bf16:avx512_core_bf16,backward_weights,src:bf16::blocked:"
+               "acdb::f0 wei:bf16:a:blocked:ABcd16b16a::f0 bia:undef::undef::: dst:bf16::blocked:"
+               "acdb::f0,,alg:convolution_direct,mb128_ic32oc64_ih16oh7kh3sh2dh0ph0_iw16ow7kw3sw2"
+               "dw0pw0,2.5")
+    norm = (head + "batch_normalization,bnorm_tbb_jit:avx512_core_bf16,backward,data:bf16::"
+            "blocked:acdb::f0 diff:bf16::blocked:acdb::f0,,flags:CH,mb128ic64ih7iw7,0.5")
+    reorder = (head + "reorder,jit:uni,undef,src:bf16::blocked:cdba::f0 dst:bf16::blocked:"
+               "Adcb16a::f0,,,16x1x3x3,0.25")
+    by_kernel, by_shape = steps.parse([weights, weights, norm, norm, reorder, reorder], 2)
+    assert {k: [round(v, 6) for v in c] for k, c in by_kernel.items()} == {
+        ("convolution, backward, weights", "jit_bf16:avx512_core_bf16"): [1, 2.5],
+        ("batch normalization, backward", "bnorm_tbb_jit:avx512_core_bf16"): [1, 0.5],
+        ("reorder", "jit:uni"): [1, 0.25]}
+    assert by_shape[("convolution, backward, weights",
+                     "mb128_ic32oc64_ih16oh7kh3sh2dh0ph0_iw16ow7kw3sw2dw0pw0")] == [1, 2.5]
+
+
+def _onednn_rows(record):
+    """benchmarks/onednn_steps.py's kernel table, as the docs quote it, from its record."""
+    kernels = {side: {(p, k): (c, ms) for p, k, c, ms in rows}
+               for side, rows in record["kernels"].items()}
+    keys = sorted(set(kernels["kres"]) | set(kernels["torch"]),
+                  key=lambda k: -max(kernels[s].get(k, (0, 0))[1] for s in kernels))
+    rows = [[p, f"`{k}`", *[c for s in ("kres", "torch") for c in (
+        (f"{kernels[s][(p, k)][0]:.0f}", f"{kernels[s][(p, k)][1]:.2f}")
+        if (p, k) in kernels[s] else ("-", "-"))]] for p, k in keys]
+    return rows + [["all of oneDNN", "", "", f"{record['onednn_ms']['kres']:.2f}", "",
+                    f"{record['onednn_ms']['torch']:.2f}"]]
+
+
+def test_the_primitive_tables_quote_their_files():
+    for name in ("onednn_steps_bf16.json", "onednn_steps_fp32.json"):
+        record = _results(name)
+        header = (f"| pass ({record['precision']}) | kernel | kres calls | kres ms | "
+                  "PyTorch calls | PyTorch ms |")
+        assert _table("docs/benchmarks.md", header) == _onednn_rows(record), name
+
+
+def test_the_pytorch_peer_table_quotes_its_file():
+    import statistics
+
+    record = _results("torch_peer.json")
+    rows = []
+    for precision, summary in record["summary"].items():
+        runs = [r for r in record["runs"] if r["precision"] == precision]
+        speeds = {side: [f"{r['images_per_second']:.1f}" for r in runs if r["side"] == side]
+                  for side in ("kres", "pytorch")}
+        training = statistics.median(r["train_only_images_per_second"] for r in runs
+                                     if r["side"] == "pytorch")
+        rows.append([precision, f"{summary['kres_images_per_second']:.1f}",
+                     f"{summary['pytorch_images_per_second']:.1f}", f"{training:.1f}",
+                     f"{summary['kres_over_pytorch']:.2f}x", ", ".join(speeds["kres"]),
+                     ", ".join(speeds["pytorch"])])
+    assert _table("docs/benchmarks.md", "| precision | kres images/s | PyTorch images/s |") \
+        == rows
