@@ -391,9 +391,10 @@ def _onednn_rows(record):
 
 
 def test_the_primitive_tables_quote_their_files():
-    for name in ("onednn_steps_bf16.json", "onednn_steps_fp32.json"):
+    for name, label in (("onednn_steps_bf16.json", ""), ("onednn_steps_fp32.json", ""),
+                        ("onednn_steps_resnet50_bf16.json", "resnet50, ")):
         record = _results(name)
-        header = (f"| pass ({record['precision']}) | kernel | kres calls | kres ms | "
+        header = (f"| pass ({label}{record['precision']}) | kernel | kres calls | kres ms | "
                   "PyTorch calls | PyTorch ms |")
         assert _table("docs/benchmarks.md", header) == _onednn_rows(record), name
 
