@@ -161,6 +161,20 @@ def parse(lines, steps):
     return by_kernel, by_shape
 
 
+def kernel_rows(kernels, totals):
+    """The table by pass and kernel: `kernels` maps each side ("kres", "torch") to
+    ``{(pass, kernel): (calls, ms)}``, `totals` each side to its oneDNN ms; rows of
+    cells, the largest entry (on either side) first, then the totals."""
+    sides = ("kres", "torch")
+    keys = sorted(set(kernels["kres"]) | set(kernels["torch"]),
+                  key=lambda k: -max(kernels[s].get(k, (0, 0))[1] for s in sides))
+    rows = [[p, f"`{k}`", *[c for s in sides for c in (
+        (f"{kernels[s][(p, k)][0]:.0f}", f"{kernels[s][(p, k)][1]:.2f}")
+        if (p, k) in kernels[s] else ("-", "-"))]] for p, k in keys]
+    return rows + [["all of oneDNN", "", "", f"{totals['kres']:.2f}", "",
+                    f"{totals['torch']:.2f}"]]
+
+
 def median_tables(rounds):
     """`parse`'s tables of several rounds -> one of each: every entry's median over
     the rounds (an entry missing from a round counts as 0 there)."""
@@ -220,25 +234,20 @@ def main():
               for side in sides}
     step_ms = {side: 1e3 * statistics.median(t for r in quiet[side] for t in r["step_seconds"])
                for side in sides}
-    quiet = {side: quiet[side][0] for side in sides}
 
     m = MODELS[args.model]
     print(f"{record['machine']}: {record['cpu']}")
     print(f"{args.model}, {'x'.join(map(str, m['shape']))}, batch {m['batch']}, "
-          f"{args.precision}; PyTorch {quiet['torch']['torch']}")
+          f"{args.precision}; PyTorch {quiet['torch'][0]['torch']}")
     print(f"\nstep, quiet (median of {args.rounds} x {args.steps}): "
           f"kres {step_ms['kres']:.1f} ms, "
           f"PyTorch {step_ms['torch']:.1f} ms\n")
-    print("| pass | kernel | kres calls | kres ms | PyTorch calls | PyTorch ms |")
-    print("|---|---|---:|---:|---:|---:|")
-    keys = sorted(set(tables["kres"][0]) | set(tables["torch"][0]),
-                  key=lambda k: -max(tables[s][0].get(k, (0, 0))[1] for s in sides))
-    for key in keys:
-        cells = [f"{tables[s][0][key][0]:.0f} | {tables[s][0][key][1]:.2f}"
-                 if key in tables[s][0] else "- | -" for s in sides]
-        print(f"| {key[0]} | `{key[1]}` | {cells[0]} | {cells[1]} |")
     totals = {s: sum(v[1] for v in tables[s][0].values()) for s in sides}
-    print(f"| all of oneDNN | | | {totals['kres']:.2f} | | {totals['torch']:.2f} |")
+    print(f"| pass ({args.precision}) | kernel | kres calls | kres ms | PyTorch calls | "
+          f"PyTorch ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    for row in kernel_rows({s: tables[s][0] for s in sides}, totals):
+        print(f"| {' | '.join(row)} |")
     print("\n| convolution pass | shape | kres ms | PyTorch ms |")
     print("|---|---|---:|---:|")
     shapes = sorted((k for k in set(tables["kres"][1]) | set(tables["torch"][1])

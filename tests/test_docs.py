@@ -108,6 +108,15 @@ def _paragraphs(path, cited):
     return found
 
 
+def _script(*path):
+    """The Python file at `path` (under the repository's root), imported as a module."""
+    spec = importlib.util.spec_from_file_location(
+        os.path.splitext(path[-1])[0], os.path.join(ROOT, *path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _percent(fraction):
     return f"{fraction:.2%}"
 
@@ -249,10 +258,7 @@ def test_pipeline_tables_quote_the_pipeline_file():
 
 
 def test_readme_quotes_cis_floors_for_the_demo():
-    spec = importlib.util.spec_from_file_location("check_demo",
-                                                  os.path.join(ROOT, ".ci", "check_demo.py"))
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    check = _script(".ci", "check_demo.py")
     paragraph = _paragraphs("README.md", ".ci/check_demo.py")[0]
     assert f"falls below {check.FLOOR:.0%} or fewer than {check.MIN_RIGHT} of its " \
            f"{check.SENT} test images" in paragraph
@@ -333,10 +339,7 @@ def test_the_pytorch_peer_trains_with_fast_cpus_recipe():
     from kres.preprocessing import DATASET_STATISTICS
     from kres.training.recipes import RECIPES
 
-    spec = importlib.util.spec_from_file_location(
-        "torch_peer", os.path.join(ROOT, "benchmarks", "torch_peer.py"))
-    peer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(peer)
+    peer = _script("benchmarks", "torch_peer.py")
     r = RECIPES["fast-cpu"]
     assert (r.optimizer, r.nesterov, r.schedule, r.decay_all, r.zero_init_last, r.test_flip,
             r.augment, r.mixup_alpha, r.cutmix_alpha, r.random_erasing, r.auto_augment,
@@ -355,10 +358,7 @@ def test_the_pytorch_peer_trains_with_fast_cpus_recipe():
 def test_onednn_steps_sums_onednns_log_per_step():
     """benchmarks/onednn_steps.py's reading of oneDNN's verbose lines (these are
     from a kres ResNet-20 step): per step, by pass and kernel and by shape."""
-    spec = importlib.util.spec_from_file_location(
-        "onednn_steps", os.path.join(ROOT, "benchmarks", "onednn_steps.py"))
-    steps = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(steps)
+    steps = _script("benchmarks", "onednn_steps.py")
     head = "onednn_verbose,v1,primitive,exec,cpu,"
     weights = (head + "convolution,jit_bf16:avx512_core_bf16,backward_weights,src:bf16::blocked:"
                "acdb::f0 wei:bf16:a:blocked:ABcd16b16a::f0 bia:undef::undef::: dst:bf16::blocked:"
@@ -377,26 +377,18 @@ def test_onednn_steps_sums_onednns_log_per_step():
                      "mb128_ic32oc64_ih16oh7kh3sh2dh0ph0_iw16ow7kw3sw2dw0pw0")] == [1, 2.5]
 
 
-def _onednn_rows(record):
-    """benchmarks/onednn_steps.py's kernel table, as the docs quote it, from its record."""
-    kernels = {side: {(p, k): (c, ms) for p, k, c, ms in rows}
-               for side, rows in record["kernels"].items()}
-    keys = sorted(set(kernels["kres"]) | set(kernels["torch"]),
-                  key=lambda k: -max(kernels[s].get(k, (0, 0))[1] for s in kernels))
-    rows = [[p, f"`{k}`", *[c for s in ("kres", "torch") for c in (
-        (f"{kernels[s][(p, k)][0]:.0f}", f"{kernels[s][(p, k)][1]:.2f}")
-        if (p, k) in kernels[s] else ("-", "-"))]] for p, k in keys]
-    return rows + [["all of oneDNN", "", "", f"{record['onednn_ms']['kres']:.2f}", "",
-                    f"{record['onednn_ms']['torch']:.2f}"]]
-
-
 def test_the_primitive_tables_quote_their_files():
+    """The docs' tables by pass and kernel are benchmarks/onednn_steps.py's, from its records."""
+    steps = _script("benchmarks", "onednn_steps.py")
     for name, label in (("onednn_steps_bf16.json", ""), ("onednn_steps_fp32.json", ""),
                         ("onednn_steps_resnet50_bf16.json", "resnet50, ")):
         record = _results(name)
         header = (f"| pass ({label}{record['precision']}) | kernel | kres calls | kres ms | "
                   "PyTorch calls | PyTorch ms |")
-        assert _table("docs/benchmarks.md", header) == _onednn_rows(record), name
+        kernels = {side: {(p, k): (c, ms) for p, k, c, ms in rows}
+                   for side, rows in record["kernels"].items()}
+        assert _table("docs/benchmarks.md", header) == steps.kernel_rows(
+            kernels, record["onednn_ms"]), name
 
 
 def test_the_pytorch_peer_table_quotes_its_file():

@@ -162,9 +162,7 @@ def pipeline(ds, spec, *, training, batch_size, image_size, channels, num_classe
         # images tf.data's per-element work costs more than the work itself).
         @_plain
         def gathered(index):
-            chosen = tf.cast(tf.gather(images, index), tf.float32)
-            if chosen.shape[1:3] != (image_size, image_size):
-                chosen = tf.image.resize(chosen, [image_size, image_size])
+            chosen = _resize(tf.cast(tf.gather(images, index), tf.float32), image_size)
             return finish(chosen, tf.gather(labels, index), 1)
 
         out = order.batch(batch_size, drop_remainder=drop_remainder)
@@ -230,6 +228,7 @@ def _held(ds, count):
 
 
 def _resize(image, size):
-    if image.shape[0] == size and image.shape[1] == size:
+    """An image, or a batch of them, at `size` x `size` (as it is if it already is)."""
+    if image.shape[-3] == size and image.shape[-2] == size:
         return image
     return tf.image.resize(image, [size, size])
