@@ -377,6 +377,30 @@ def test_onednn_steps_sums_onednns_log_per_step():
                      "mb128_ic32oc64_ih16oh7kh3sh2dh0ph0_iw16ow7kw3sw2dw0pw0")] == [1, 2.5]
 
 
+def test_conv_alone_reads_one_pass_after_the_warmup():
+    """benchmarks/conv_alone.py's reading of oneDNN's verbose lines: the runtime, and
+    per problem the pass asked for, its first `warmup` calls dropped, the median."""
+    alone = _script("benchmarks", "conv_alone.py")
+    problem = "mb128_ic64oc64_ih7oh7kh3sh1dh0ph1_iw7ow7kw3sw1dw0pw1"
+    memory = ("src:bf16::blocked:acdb::f0 wei:bf16:a:blocked:ABcd16b16a::f0 "
+              "bia:undef::undef::: dst:bf16::blocked:acdb::f0")
+
+    def line(prop, ms, attributes=""):
+        return (f"onednn_verbose,v1,primitive,exec,cpu,convolution,jit_bf16:avx512_core_bf16,"
+                f"{prop},{memory},{attributes},alg:convolution_direct,{problem},{ms}")
+
+    lines = ["onednn_verbose,v1,info,cpu,runtime:threadpool,nthr:2",
+             line("backward_weights", 9.0), line("backward_data", 5.0),
+             *(line("backward_weights", ms, "attr-scratchpad:user") for ms in (2.0, 1.0, 3.0)),
+             line("forward_inference", 4.0)]
+    runtime, calls = alone.parse(lines, warmup=1)
+    assert runtime == "threadpool"
+    assert calls == {problem: {"kernel": "jit_bf16:avx512_core_bf16", "memory": memory,
+                               "attributes": "", "ms": 2.0}}
+    assert alone.parse(lines, warmup=0, pass_="forward")[1][problem]["ms"] == 4.0
+    assert alone.parse(lines, warmup=1, pass_="data")[1][problem]["ms"] is None
+
+
 def test_the_primitive_tables_quote_their_files():
     """The docs' tables by pass and kernel are benchmarks/onednn_steps.py's, from its records."""
     steps = _script("benchmarks", "onednn_steps.py")
@@ -389,6 +413,39 @@ def test_the_primitive_tables_quote_their_files():
                    for side, rows in record["kernels"].items()}
         assert _table("docs/benchmarks.md", header) == steps.kernel_rows(
             kernels, record["onednn_ms"]), name
+
+
+def test_the_convolution_alone_tables_quote_their_files():
+    """The docs' tables of one convolution alone are benchmarks/conv_alone.py's records,
+    beside the same problems inside the two steps (benchmarks/onednn_steps.py's)."""
+    passes = {"forward": "forward", "data": "backward, data", "weights": "backward, weights"}
+    steps = _results("onednn_steps_bf16.json")
+    in_step = {side: {(p, s): ms / calls for p, s, calls, ms in rows}
+               for side, rows in steps["shapes"].items()}
+    rows, one_thread = [], []
+    for name in passes:
+        record = _results(f"conv_alone_{name}_bf16.json")
+        assert record["pass"] == name and record["threads"] == 0
+        sides = record["sides"]
+        for c, hw in record["shapes"]:
+            problem = (f"mb{record['batch']}_ic{c}oc{c}_ih{hw}oh{hw}kh3sh1dh0ph1"
+                       f"_iw{hw}ow{hw}kw3sw1dw0pw1")
+            tf_, pt = (sides[s]["ms"][problem] for s in ("TensorFlow", "PyTorch"))
+            kres, torch = (in_step[s][(f"convolution, {passes[name]}", problem)]
+                           for s in ("kres", "torch"))
+            rows.append([passes[name], f"{c}x{hw}x{hw}", f"{tf_:.2f}", f"{pt:.2f}",
+                         f"{tf_ / pt:.2f}x", *[" / ".join(
+                             f"{sides[f'oneDNN {v} alone, scratchpad {m}']['ms'][problem]:.2f}"
+                             for m in ("library", "user")) for v in ("3.7.1", "3.13.2")],
+                         f"{kres:.2f}", f"{torch:.2f}", f"{kres / torch:.2f}x"])
+    assert _table("docs/benchmarks.md", "| pass | shape | TensorFlow | PyTorch |") == rows
+    record = _results("conv_alone_weights_bf16_1thread.json")
+    assert record["pass"] == "weights" and record["threads"] == 1
+    for c, hw in record["shapes"]:
+        problem = f"mb128_ic{c}oc{c}_ih{hw}oh{hw}kh3sh1dh0ph1_iw{hw}ow{hw}kw3sw1dw0pw1"
+        tf_, pt = (record["sides"][s]["ms"][problem] for s in ("TensorFlow", "PyTorch"))
+        one_thread.append([f"{c}x{hw}x{hw}", f"{tf_:.2f}", f"{pt:.2f}", f"{tf_ / pt:.2f}x"])
+    assert _table("docs/benchmarks.md", "| shape (one thread) |") == one_thread
 
 
 def test_the_pytorch_peer_table_quotes_its_file():
