@@ -20,9 +20,12 @@ called ``--calls`` times in a row on the same inputs
   any directory with ``include/oneapi/dnnl/dnnl.hpp`` and ``lib/libdnnl.so``,
   e.g. a separate environment made with ``python3 -m venv ENV &&
   ENV/bin/pip install onednn==2025.1.0 onednn-devel==2025.1.0`` (oneDNN
-  3.7.1; ``2026.1.0`` is 3.13.2). Those wheels are SYCL builds, run on the
-  CPU through Intel's OpenCL runtime (installed with them), which the script
-  points to when the prefix holds it.
+  3.7.1; ``2026.1.0`` is 3.13.2), or with ``onednn-cpu-gomp==2023.2.0
+  onednn-devel-cpu-gomp==2023.2.0`` (3.2.0 on GNU OpenMP, PyPI's last
+  OpenMP build). The ``onednn`` wheels are SYCL builds, run on the CPU
+  through Intel's OpenCL runtime (installed with them; TBB underneath),
+  which the script points to when the prefix holds it. Logs of oneDNN
+  before 3.3 are read in the later format (`versioned`).
 
 Every side runs with ``ONEDNN_VERBOSE=1`` and is timed by oneDNN's own clock
 (the last field of each execution line), the first ``--warmup`` calls of
@@ -141,7 +144,18 @@ def run(command, env_extra):
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{command[0]} failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
-    return done.stdout.splitlines()
+    return [versioned(line) for line in done.stdout.splitlines()]
+
+
+def versioned(line):
+    """A verbose line of oneDNN before 3.3 (``onednn_verbose,exec,...``,
+    ``onednn_verbose,info,...``) in the later format (``onednn_verbose,v1,primitive,exec,...``,
+    ``onednn_verbose,v1,info,...``), whose fields `parse` reads; other lines as they are."""
+    for old, new in (("onednn_verbose,exec,", "onednn_verbose,v1,primitive,exec,"),
+                     ("onednn_verbose,info,", "onednn_verbose,v1,info,")):
+        if line.startswith(old):
+            return new + line[len(old):]
+    return line
 
 
 def main():
