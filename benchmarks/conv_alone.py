@@ -126,17 +126,17 @@ def parse(lines, warmup, pass_="weights"):
     return runtime, calls
 
 
+def problem(batch, c, hw):
+    """oneDNN's name of the 3x3 stride-1 problem with `c` channels in and out at `hw` x `hw`."""
+    return f"mb{batch}_ic{c}oc{c}_ih{hw}oh{hw}kh3sh1dh0ph1_iw{hw}ow{hw}kw3sw1dw0pw1"
+
+
 def rows(sides, shapes, batch):
     """The printed table: one row per shape, one cell per side (ms per call; "-" where
     the side did not run it); `sides` maps a side's name to its {problem: ms}."""
-    out = []
-    for shape in shapes:
-        c, hw = shape
-        problem = (f"mb{batch}_ic{c}oc{c}_ih{hw}oh{hw}kh3sh1dh0ph1"
-                   f"_iw{hw}ow{hw}kw3sw1dw0pw1")
-        out.append([f"{c}x{hw}x{hw}", *[f"{ms[problem]:.2f}" if ms.get(problem) else "-"
-                                         for ms in sides.values()]])
-    return out
+    return [[f"{c}x{hw}x{hw}", *[f"{ms[problem(batch, c, hw)]:.2f}"
+                                 if ms.get(problem(batch, c, hw)) else "-"
+                                 for ms in sides.values()]] for c, hw in shapes]
 
 
 def run(command, env_extra):

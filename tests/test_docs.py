@@ -422,7 +422,8 @@ def test_the_primitive_tables_quote_their_files():
 def test_the_convolution_alone_tables_quote_their_files():
     """The docs' tables of one convolution alone are benchmarks/conv_alone.py's records,
     beside the same problems inside the two steps (benchmarks/onednn_steps.py's)."""
-    passes = {"forward": "forward", "data": "backward, data", "weights": "backward, weights"}
+    alone = _script("benchmarks", "conv_alone.py")
+    passes = alone.PASS_NAMES
     steps = _results("onednn_steps_bf16.json")
     in_step = {side: {(p, s): ms / calls for p, s, calls, ms in rows}
                for side, rows in steps["shapes"].items()}
@@ -432,8 +433,7 @@ def test_the_convolution_alone_tables_quote_their_files():
         assert record["pass"] == name and record["threads"] == 0
         sides = record["sides"]
         for c, hw in record["shapes"]:
-            problem = (f"mb{record['batch']}_ic{c}oc{c}_ih{hw}oh{hw}kh3sh1dh0ph1"
-                       f"_iw{hw}ow{hw}kw3sw1dw0pw1")
+            problem = alone.problem(record["batch"], c, hw)
             tf_, pt = (sides[s]["ms"][problem] for s in ("TensorFlow", "PyTorch"))
             kres, torch = (in_step[s][(f"convolution, {passes[name]}", problem)]
                            for s in ("kres", "torch"))
@@ -446,7 +446,7 @@ def test_the_convolution_alone_tables_quote_their_files():
     record = _results("conv_alone_weights_bf16_1thread.json")
     assert record["pass"] == "weights" and record["threads"] == 1
     for c, hw in record["shapes"]:
-        problem = f"mb128_ic{c}oc{c}_ih{hw}oh{hw}kh3sh1dh0ph1_iw{hw}ow{hw}kw3sw1dw0pw1"
+        problem = alone.problem(record["batch"], c, hw)
         tf_, pt = (record["sides"][s]["ms"][problem] for s in ("TensorFlow", "PyTorch"))
         one_thread.append([f"{c}x{hw}x{hw}", f"{tf_:.2f}", f"{pt:.2f}", f"{tf_ / pt:.2f}x"])
     assert _table("docs/benchmarks.md", "| shape (one thread) |") == one_thread
